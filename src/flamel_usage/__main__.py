@@ -1,0 +1,3 @@
+from flamel_usage.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Plans, users and their subscriptions: who is billed, on what terms."""

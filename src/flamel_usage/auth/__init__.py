@@ -1,0 +1,1 @@
+"""Credentials: API keys, signed session cookies and password hashes."""

@@ -1,0 +1,176 @@
+"""Who is calling: API keys and login sessions, resolved to a user id.
+
+Every failure is one of the contract's reasons. A revoked key, an unknown key and the
+key of a deleted user all answer ``wrong_api_key``, so that a caller learns nothing
+about which keys once existed; only a key that is live but past its expiry says
+``api_key_expired``, as the contract asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from flamel_usage.accounts.service import live_user_id, normalise_email
+from flamel_usage.auth import cookies, keys
+from flamel_usage.auth.passwords import verify_password, verify_password_dummy
+from flamel_usage.db import Connection, Database
+from flamel_usage.errors import ApiError, ApiKeyExpired, NotFound, WrongApiKey
+
+#: ``last_used_at`` is written at most this often per key, so that reads stay reads.
+LAST_USED_RESOLUTION_US = 60 * 1_000_000
+
+
+class InvalidCredentials(ApiError):
+    status, reason = 401, "invalid_credentials"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    id: int
+    user_id: int
+    key: str
+    prefix: str
+    created_at: int
+    expires_at: int | None
+
+
+async def issue_key(
+    conn: Connection, user_id: int, *, expires_at: int | None, now: int
+) -> IssuedKey:
+    await live_user_id(conn, user_id)
+    key = keys.new_api_key()
+    key_id = await conn.fetchval(
+        "INSERT INTO api_keys (user_id, prefix, key_hash, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?) RETURNING id",
+        user_id,
+        keys.key_prefix(key),
+        keys.key_hash(key),
+        now,
+        expires_at,
+    )
+    return IssuedKey(key_id, user_id, key, keys.key_prefix(key), now, expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What may be shown about a key after its creation: never the key itself."""
+
+    id: int
+    prefix: str
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    last_used_at: int | None
+
+
+async def list_keys(conn: Connection, user_id: int) -> list[KeyInfo]:
+    await live_user_id(conn, user_id)
+    rows = await conn.fetchall(
+        "SELECT id, prefix, created_at, expires_at, revoked_at, last_used_at FROM api_keys"
+        " WHERE user_id = ? ORDER BY id",
+        user_id,
+    )
+    return [
+        KeyInfo(
+            row["id"],
+            row["prefix"],
+            row["created_at"],
+            row["expires_at"],
+            row["revoked_at"],
+            row["last_used_at"],
+        )
+        for row in rows
+    ]
+
+
+async def revoke_key(conn: Connection, key_id: int, now: int) -> None:
+    changed = await conn.execute(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", now, key_id
+    )
+    if not changed:
+        raise NotFound("no such key", reason="key_not_found")
+
+
+async def set_key_expiry(conn: Connection, key_id: int, expires_at: int | None) -> None:
+    changed = await conn.execute(
+        "UPDATE api_keys SET expires_at = ? WHERE id = ?", expires_at, key_id
+    )
+    if not changed:
+        raise NotFound("no such key", reason="key_not_found")
+
+
+async def user_for_api_key(conn: Connection, key: str, now: int) -> int:
+    """The id of the live user that ``key`` belongs to, or the contract's 401."""
+    if not keys.is_well_formed(key):
+        raise WrongApiKey()
+    digest = keys.key_hash(key)
+    row = await conn.fetchone(
+        "SELECT k.id, k.user_id, k.key_hash, k.expires_at, k.last_used_at"
+        " FROM api_keys k JOIN users u ON u.id = k.user_id"
+        " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
+        digest,
+    )
+    if row is None or not hmac.compare_digest(row["key_hash"], digest):
+        raise WrongApiKey()
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        raise ApiKeyExpired()
+    last_used = row["last_used_at"]
+    if last_used is None or now - last_used >= LAST_USED_RESOLUTION_US:
+        await conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", now, row["id"])
+    return int(row["user_id"])
+
+
+def _session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+async def login(db: Database, email: str, password: str, *, now: int, ttl_seconds: int) -> str:
+    """A new session id for the user whose password this is, else ``invalid_credentials``.
+
+    The password check (tens of milliseconds of scrypt) runs in a thread and outside any
+    database lock. An unknown email costs the same check as a known one, so response
+    time does not tell which addresses have accounts.
+    """
+    try:
+        address = normalise_email(email)
+    except ApiError:
+        address = None
+    row = None
+    if address is not None:
+        async with db.read() as conn:
+            row = await conn.fetchone(
+                "SELECT id, password_hash FROM users WHERE email = ? AND deleted_at IS NULL",
+                address,
+            )
+    if row is None or row["password_hash"] is None:
+        await asyncio.to_thread(verify_password_dummy, password)
+        raise InvalidCredentials()
+    if not await asyncio.to_thread(verify_password, password, row["password_hash"]):
+        raise InvalidCredentials()
+    session_id = cookies.new_session_id()
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO sessions (id_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            _session_hash(session_id),
+            row["id"],
+            now,
+            now + ttl_seconds * 1_000_000,
+        )
+    return session_id
+
+
+async def user_for_session(conn: Connection, session_id: str, now: int) -> int | None:
+    user_id = await conn.fetchval(
+        "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.id_hash = ? AND s.expires_at > ? AND u.deleted_at IS NULL",
+        _session_hash(session_id),
+        now,
+    )
+    return None if user_id is None else int(user_id)
+
+
+async def logout(conn: Connection, session_id: str) -> None:
+    await conn.execute("DELETE FROM sessions WHERE id_hash = ?", _session_hash(session_id))

@@ -1,0 +1,280 @@
+"""``flamel-usage``: run the service and operate the ledger from a terminal.
+
+Every command works on the configured database (``FLAMEL_DATABASE_URL`` or
+``--database-url``) through the same services as the admin API, so the two can
+never disagree about what is valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from flamel_usage.accounts import service as accounts
+from flamel_usage.auth import service as auth
+from flamel_usage.config import ConfigError, Settings
+from flamel_usage.credits import parse_credits
+from flamel_usage.db import Database
+from flamel_usage.errors import ApiError, NotFound
+from flamel_usage.inputs import parse_id, parse_instant
+from flamel_usage.ledger import service as ledger
+from flamel_usage.periods import from_micros, to_micros
+from flamel_usage.web.services import system_clock
+
+T = TypeVar("T")
+
+DEMO_EMAIL = "demo@flamel.local"
+DEMO_PASSWORD = "demo-password"  # noqa: S105  (a documented demo login, not a secret)
+DEMO_PLAN = "Demo"
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", help="overrides FLAMEL_DATABASE_URL")
+    parser = argparse.ArgumentParser(prog="flamel-usage", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=4010)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="create a demo account on first start, print a curl line",
+    )
+
+    commands.add_parser("migrate", parents=[common], help="apply pending migrations")
+
+    plans = commands.add_parser("plans").add_subparsers(dest="action", required=True)
+    plan = plans.add_parser("create", parents=[common])
+    plan.add_argument("name")
+    plan.add_argument("--credits", required=True, help="credit allowance per period")
+    plan.add_argument("--period", required=True, choices=["month", "year"])
+    plan.add_argument("--max-ttp", type=int)
+    plan.add_argument("--max-edit", type=int)
+    plan.add_argument("--postpaid", action="store_true")
+
+    users = commands.add_parser("users").add_subparsers(dest="action", required=True)
+    user = users.add_parser("create", parents=[common])
+    user.add_argument("email")
+    user.add_argument("--plan", required=True)
+    user.add_argument("--anchor", help="ISO 8601 start of the first period (default now)")
+    user.add_argument("--password-stdin", action="store_true", help="read a login password")
+
+    keys = commands.add_parser("keys").add_subparsers(dest="action", required=True)
+    key = keys.add_parser("create", parents=[common])
+    key.add_argument("email")
+    key.add_argument("--expires", help="ISO 8601 expiry")
+    revoke = keys.add_parser("revoke", parents=[common])
+    revoke.add_argument("key_id")
+
+    credits = commands.add_parser("credits").add_subparsers(dest="action", required=True)
+    buy = credits.add_parser("buy", parents=[common])
+    buy.add_argument("email")
+    buy.add_argument("amount")
+    buy.add_argument("--expires", help="ISO 8601 expiry of the purchased credit")
+
+    commands.add_parser("reconcile", parents=[common], help="exit 1 if balances and ledger differ")
+    return parser
+
+
+async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    db = Database.from_url(settings.database_url)
+    await db.open()
+    try:
+        await db.migrate()
+        return await work(db)
+    finally:
+        await db.close()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    environ = dict(os.environ)
+    if args.database_url:
+        environ["FLAMEL_DATABASE_URL"] = args.database_url
+    return Settings.from_environ(environ)
+
+
+def _optional_instant(text: str | None, field: str) -> int | None:
+    return None if text is None else to_micros(parse_instant(text, field))
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    now = system_clock()
+    zone = settings.timezone
+    match (args.command, getattr(args, "action", None)):
+        case ("migrate", _):
+            applied = await _with_database(settings, Database.migrate)
+            print(f"applied: {applied or 'nothing'}")
+        case ("plans", "create"):
+
+            async def create_plan(db: Database) -> accounts.Plan:
+                async with db.transaction() as conn:
+                    return await accounts.create_plan(
+                        conn,
+                        name=args.name,
+                        period_unit=args.period,
+                        max_credit=parse_credits(args.credits, "--credits", allow_zero=True),
+                        max_ttp=args.max_ttp,
+                        max_edit=args.max_edit,
+                        billing_mode="postpaid" if args.postpaid else "prepaid",
+                        now=now,
+                    )
+
+            print((await _with_database(settings, create_plan)).id)
+        case ("users", "create"):
+            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+            anchor = None if args.anchor is None else parse_instant(args.anchor, "--anchor")
+
+            async def create_user(db: Database) -> accounts.User:
+                async with db.transaction() as conn:
+                    return await accounts.create_user(
+                        conn,
+                        email=args.email,
+                        plan_name=args.plan,
+                        anchor=anchor,
+                        password=password,
+                        now=now,
+                        zone=zone,
+                    )
+
+            print((await _with_database(settings, create_user)).id)
+        case ("keys", "create"):
+            expires = _optional_instant(args.expires, "--expires")
+
+            async def create_key(db: Database) -> auth.IssuedKey:
+                async with db.transaction() as conn:
+                    user_id = await accounts.user_id_by_email(conn, args.email)
+                    return await auth.issue_key(conn, user_id, expires_at=expires, now=now)
+
+            print((await _with_database(settings, create_key)).key)
+        case ("keys", "revoke"):
+            key_id = parse_id(args.key_id, "KEY_ID")
+
+            async def revoke(db: Database) -> None:
+                async with db.transaction() as conn:
+                    await auth.revoke_key(conn, key_id, now)
+
+            await _with_database(settings, revoke)
+        case ("credits", "buy"):
+            amount = parse_credits(args.amount, "AMOUNT")
+            expires = _optional_instant(args.expires, "--expires")
+
+            async def buy(db: Database) -> ledger.Purchase:
+                async with db.transaction() as conn:
+                    user_id = await accounts.user_id_by_email(conn, args.email)
+                    return await ledger.buy_credits(
+                        conn, user_id, amount, expires_at=expires, now=now, zone=zone
+                    )
+
+            print((await _with_database(settings, buy)).id)
+        case ("reconcile", _):
+
+            async def check(db: Database) -> list[str]:
+                async with db.read() as conn:
+                    return await ledger.reconcile(conn)
+
+            problems = await _with_database(settings, check)
+            for problem in problems:
+                print(problem)
+            print("reconcile: " + (f"{len(problems)} difference(s)" if problems else "clean"))
+            return 1 if problems else 0
+    return 0
+
+
+async def ensure_demo(db: Database, settings: Settings) -> str:
+    """The demo account's API key: created with the account on first start, then reused.
+
+    Keys are stored only as hashes, so the demo key is kept in the data directory
+    (readable by its owner only) to print the same curl line on every start.
+    """
+    key_file = settings.data_dir / "demo-api-key"
+    now = system_clock()
+    async with db.transaction() as conn:
+        try:
+            user_id = await accounts.user_id_by_email(conn, DEMO_EMAIL)
+        except NotFound:
+            if DEMO_PLAN not in {plan.name for plan in await accounts.list_plans(conn)}:
+                await accounts.create_plan(
+                    conn,
+                    name=DEMO_PLAN,
+                    period_unit="month",
+                    max_credit=1000 * 1000,
+                    max_ttp=100,
+                    max_edit=50,
+                    billing_mode="prepaid",
+                    now=now,
+                )
+            user = await accounts.create_user(
+                conn,
+                email=DEMO_EMAIL,
+                plan_name=DEMO_PLAN,
+                anchor=None,
+                password=DEMO_PASSWORD,
+                now=now,
+                zone=settings.timezone,
+            )
+            user_id = user.id
+            expires = to_micros(from_micros(now) + timedelta(days=90))
+            await ledger.buy_credits(
+                conn, user_id, 250 * 1000, expires_at=expires, now=now, zone=settings.timezone
+            )
+            key_file.unlink(missing_ok=True)
+        if key_file.exists():
+            return key_file.read_text().strip()
+        issued = await auth.issue_key(conn, user_id, expires_at=None, now=now)
+    _write_private(key_file, issued.key)
+    return issued.key
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if args.database_url:
+        os.environ["FLAMEL_DATABASE_URL"] = args.database_url
+    os.environ["FLAMEL_DATA_DIR"] = str(settings.data_dir)
+    settings.resolved_session_secret()
+    if args.demo:
+        key = asyncio.run(_with_database(settings, lambda db: ensure_demo(db, settings)))
+        print(
+            f"Demo account ready ({DEMO_EMAIL} / {DEMO_PASSWORD}). Try:\n"
+            f"  curl -s -H 'X-Api-Key: {key}' http://{args.host}:{args.port}/api/users/me/usage\n",
+            flush=True,
+        )
+    uvicorn.run(
+        "flamel_usage.web.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        if args.command == "serve":
+            return _serve(args, settings)
+        return asyncio.run(_run(args, settings))
+    except (ApiError, ConfigError, ValueError) as error:
+        reason = getattr(error, "reason", "invalid")
+        print(f"flamel-usage: {reason}: {error}", file=sys.stderr)
+        return 2

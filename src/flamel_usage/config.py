@@ -1,0 +1,144 @@
+"""Settings, read once from the environment into a typed, immutable object.
+
+Nothing is read at import time: the CLI, the server workers and the tests each build
+their own ``Settings`` from the mapping they are given, so a test can never leak its
+configuration into another. Every setting is listed in ``SETTINGS`` with its meaning,
+which the README's table is written from.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with; the message names it."""
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(
+            self._value.encode(), other._value.encode()
+        )
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingDoc:
+    name: str
+    default: str
+    meaning: str
+
+
+SETTINGS: tuple[SettingDoc, ...] = (
+    SettingDoc(
+        "FLAMEL_DATA_DIR",
+        "./data",
+        "Directory of the embedded SQLite database and the generated session secret.",
+    ),
+    SettingDoc(
+        "FLAMEL_DATABASE_URL",
+        "sqlite:///<data dir>/flamel-usage.sqlite3",
+        "`sqlite:///PATH` or `postgresql://user@host:port/db`.",
+    ),
+    SettingDoc(
+        "FLAMEL_ADMIN_TOKEN",
+        "(none: every admin call is refused)",
+        "Bearer token of the operator API under `/api/admin/`.",
+    ),
+    SettingDoc(
+        "FLAMEL_SESSION_SECRET",
+        "(generated once into the data dir)",
+        "Secret that signs `connect.sid`, shared with an Express front end.",
+    ),
+    SettingDoc("FLAMEL_TIMEZONE", "UTC", "IANA zone in which billing periods start and end."),
+    SettingDoc("FLAMEL_SESSION_TTL_SECONDS", "1209600", "Lifetime of a login session (14 days)."),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    database_url: Secret
+    admin_token: Secret | None
+    session_secret: Secret | None
+    timezone: ZoneInfo
+    session_ttl_seconds: int = 14 * 24 * 3600
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("FLAMEL_DATA_DIR") or "data").resolve()
+        url = env.get("FLAMEL_DATABASE_URL") or f"sqlite:///{data_dir / 'flamel-usage.sqlite3'}"
+        return cls(
+            data_dir=data_dir,
+            database_url=Secret(url),
+            admin_token=_optional_secret(env.get("FLAMEL_ADMIN_TOKEN")),
+            session_secret=_optional_secret(env.get("FLAMEL_SESSION_SECRET")),
+            timezone=_zone(env.get("FLAMEL_TIMEZONE") or "UTC"),
+            session_ttl_seconds=_positive_int(env, "FLAMEL_SESSION_TTL_SECONDS", 14 * 24 * 3600),
+        )
+
+    def resolved_session_secret(self) -> Secret:
+        """The configured secret, or one generated once and kept in the data dir.
+
+        Kept on disk rather than in memory so that every worker process and every
+        restart signs and verifies cookies with the same key.
+        """
+        if self.session_secret is not None:
+            return self.session_secret
+        path = self.data_dir / "session-secret"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return Secret(path.read_text().strip())
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        return Secret(path.read_text().strip())
+
+
+def _optional_secret(value: str | None) -> Secret | None:
+    return Secret(value) if value else None
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"FLAMEL_TIMEZONE: unknown time zone {name!r}") from exc
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not a whole number: {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name}: must be positive, got {value}")
+    return value

@@ -1,0 +1,302 @@
+"""Reading and changing balances, always together with their ledger entries.
+
+Two rules keep the numbers exact:
+
+* A read never writes. When the stored period has ended, the read shows the period
+  that contains "now" with a fresh allowance, which is exactly what the roll-over will
+  write; so a read at a boundary is right even if nothing happened for months.
+* A write first rolls the account over (``_locked_account``) inside its transaction,
+  recording the end of the old period and the start of the new one in the ledger, and
+  only then changes a balance, with the ledger entry for that change in the same
+  transaction. ``reconcile`` proves it by recomputing every balance from the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flamel_usage.accounts.service import live_user_id
+from flamel_usage.credits import credits_value
+from flamel_usage.db import Connection, Row
+from flamel_usage.errors import NotFound
+from flamel_usage.periods import Period, from_micros, period_containing, to_micros
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One account's numbers at one instant; credit amounts in millicredits."""
+
+    current_credit: int
+    additional_credit: int
+    max_credit: int
+    period: Period
+    ttp_count: int
+    max_ttp: int | None
+    edit_count: int
+    max_edit: int | None
+    postpaid_used: int | None
+
+    def to_dto(self) -> dict[str, Any]:
+        """The contract's ``UsageInfoDto``."""
+        return {
+            "currentCredit": credits_value(self.current_credit),
+            "additionalCredit": credits_value(self.additional_credit),
+            "maxCredit": credits_value(self.max_credit),
+            "period": self.period.iso_interval(),
+            "ttpCount": self.ttp_count,
+            "maxTtpCount": self.max_ttp,
+            "editCount": self.edit_count,
+            "maxEditCount": self.max_edit,
+            "postpaidUsageCount": (
+                None if self.postpaid_used is None else credits_value(self.postpaid_used)
+            ),
+        }
+
+
+_ACCOUNT_COLUMNS = (
+    "a.user_id, a.anchor_at, a.period_start, a.period_end, a.plan_credit, a.ttp_count,"
+    " a.edit_count, a.postpaid_used, p.period_unit, p.max_credit, p.max_ttp, p.max_edit,"
+    " p.billing_mode"
+)
+_LIVE_PURCHASED = (
+    "SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT) FROM credit_purchases c"
+    " WHERE c.user_id = ? AND c.remaining > 0 AND (c.expires_at IS NULL OR c.expires_at > ?)"
+)
+
+
+def _usage_from_row(row: Row, purchased: int, now: int, zone: ZoneInfo) -> Usage:
+    postpaid = row["billing_mode"] == "postpaid"
+    if row["period_start"] <= now < row["period_end"]:
+        period = Period(
+            from_micros(row["period_start"]).astimezone(zone),
+            from_micros(row["period_end"]).astimezone(zone),
+        )
+        return Usage(
+            current_credit=row["plan_credit"],
+            additional_credit=purchased,
+            max_credit=row["max_credit"],
+            period=period,
+            ttp_count=row["ttp_count"],
+            max_ttp=row["max_ttp"],
+            edit_count=row["edit_count"],
+            max_edit=row["max_edit"],
+            postpaid_used=row["postpaid_used"] if postpaid else None,
+        )
+    period = period_containing(
+        from_micros(row["anchor_at"]), row["period_unit"], from_micros(now), zone
+    )
+    return Usage(
+        current_credit=row["max_credit"],
+        additional_credit=purchased,
+        max_credit=row["max_credit"],
+        period=period,
+        ttp_count=0,
+        max_ttp=row["max_ttp"],
+        edit_count=0,
+        max_edit=row["max_edit"],
+        postpaid_used=0 if postpaid else None,
+    )
+
+
+async def read_usage(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Usage:
+    row = await conn.fetchone(
+        f"SELECT {_ACCOUNT_COLUMNS}, ({_LIVE_PURCHASED}) AS purchased"  # noqa: S608
+        " FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?",
+        user_id,
+        now,
+        user_id,
+    )
+    if row is None:
+        raise NotFound("no such user", reason="user_not_found")
+    return _usage_from_row(row, row["purchased"], now, zone)
+
+
+async def _locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Row:
+    """The account row, locked for this transaction and rolled over to ``now``.
+
+    Rolling over writes what the read side only shows: the unused plan credit of the
+    ended period expires, the new period starts with the full allowance and zero
+    counts, and purchases past their expiry are closed, each with its ledger entry.
+    """
+    row = await conn.fetchone(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id"  # noqa: S608
+        f" WHERE a.user_id = ?{conn.for_update('a')}",
+        user_id,
+    )
+    if row is None:
+        raise NotFound("no such user", reason="user_not_found")
+    if not row["period_start"] <= now < row["period_end"]:
+        await _start_period(conn, row, now, zone)
+        row = await conn.fetchone(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id"  # noqa: S608
+            " WHERE a.user_id = ?",
+            user_id,
+        )
+        assert row is not None
+    await _expire_purchases(conn, user_id, now, row["period_start"])
+    return row
+
+
+async def _start_period(conn: Connection, row: Row, now: int, zone: ZoneInfo) -> None:
+    user_id, old_start = row["user_id"], row["period_start"]
+    period = period_containing(
+        from_micros(row["anchor_at"]), row["period_unit"], from_micros(now), zone
+    )
+    start, end = to_micros(period.start), to_micros(period.end)
+    if row["plan_credit"]:
+        await _entry(
+            conn,
+            user_id,
+            now,
+            "expiry",
+            "plan",
+            -row["plan_credit"],
+            old_start,
+            note="plan credit unused at the end of its period",
+        )
+    await _entry(conn, user_id, now, "period_start", "plan", row["max_credit"], start)
+    await conn.execute(
+        "UPDATE accounts SET period_start = ?, period_end = ?, plan_credit = ?, ttp_count = 0,"
+        " edit_count = 0, postpaid_used = 0 WHERE user_id = ?",
+        start,
+        end,
+        row["max_credit"],
+        user_id,
+    )
+
+
+async def _expire_purchases(conn: Connection, user_id: int, now: int, period_start: int) -> None:
+    expired = await conn.fetchall(
+        "SELECT id, remaining FROM credit_purchases"
+        " WHERE user_id = ? AND remaining > 0 AND expires_at <= ?",
+        user_id,
+        now,
+    )
+    for purchase in expired:
+        await _entry(
+            conn,
+            user_id,
+            now,
+            "expiry",
+            "purchase",
+            -purchase["remaining"],
+            period_start,
+            purchase_id=purchase["id"],
+        )
+        await conn.execute("UPDATE credit_purchases SET remaining = 0 WHERE id = ?", purchase["id"])
+
+
+async def _entry(
+    conn: Connection,
+    user_id: int,
+    now: int,
+    entry_type: str,
+    pool: str,
+    amount: int,
+    period_start: int,
+    *,
+    purchase_id: int | None = None,
+    note: str | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount, period_start,"
+        " purchase_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        user_id,
+        now,
+        entry_type,
+        pool,
+        amount,
+        period_start,
+        purchase_id,
+        note,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    id: int
+    user_id: int
+    amount: int
+    expires_at: int | None
+    created_at: int
+
+
+async def buy_credits(
+    conn: Connection,
+    user_id: int,
+    amount: int,
+    *,
+    expires_at: int | None,
+    now: int,
+    zone: ZoneInfo,
+) -> Purchase:
+    """Add purchased credit that survives period ends until ``expires_at`` (if any)."""
+    await live_user_id(conn, user_id)
+    account = await _locked_account(conn, user_id, now, zone)
+    purchase_id = await conn.fetchval(
+        "INSERT INTO credit_purchases (user_id, amount, remaining, expires_at, created_at)"
+        " VALUES (?, ?, ?, ?, ?) RETURNING id",
+        user_id,
+        amount,
+        amount,
+        expires_at,
+        now,
+    )
+    await _entry(
+        conn,
+        user_id,
+        now,
+        "purchase",
+        "purchase",
+        amount,
+        account["period_start"],
+        purchase_id=purchase_id,
+    )
+    return Purchase(purchase_id, user_id, amount, expires_at, now)
+
+
+async def reconcile(conn: Connection) -> list[str]:
+    """Every difference between a stored balance and the sum of its ledger entries.
+
+    Empty means the books agree. Checked: plan credit, counts and postpaid usage of each
+    account's stored period, and the remaining amount of every purchase.
+    """
+    problems: list[str] = []
+    period_sums = await conn.fetchall(
+        "SELECT a.user_id, a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used,"
+        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'plan' THEN e.amount END), 0) AS BIGINT) AS plan,"
+        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'ttp' THEN e.amount END), 0) AS BIGINT) AS ttp,"
+        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'edit' THEN e.amount END), 0) AS BIGINT) AS edit,"
+        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'postpaid' THEN e.amount END), 0) AS BIGINT)"
+        " AS postpaid"
+        " FROM accounts a LEFT JOIN ledger_entries e"
+        " ON e.user_id = a.user_id AND e.period_start = a.period_start"
+        " GROUP BY a.user_id, a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used"
+        " ORDER BY a.user_id"
+    )
+    for row in period_sums:
+        for stored, summed in (
+            ("plan_credit", "plan"),
+            ("ttp_count", "ttp"),
+            ("edit_count", "edit"),
+            ("postpaid_used", "postpaid"),
+        ):
+            if row[stored] != row[summed]:
+                problems.append(
+                    f"user {row['user_id']}: {stored} is {row[stored]}, ledger says {row[summed]}"
+                )
+    purchase_sums = await conn.fetchall(
+        "SELECT c.id, c.user_id, c.remaining,"
+        " CAST(COALESCE(SUM(e.amount), 0) AS BIGINT) AS summed"
+        " FROM credit_purchases c LEFT JOIN ledger_entries e ON e.purchase_id = c.id"
+        " GROUP BY c.id, c.user_id, c.remaining HAVING c.remaining <> COALESCE(SUM(e.amount), 0)"
+        " ORDER BY c.id"
+    )
+    problems.extend(
+        f"user {row['user_id']}: purchase {row['id']} has {row['remaining']} left,"
+        f" ledger says {row['summed']}"
+        for row in purchase_sums
+    )
+    return problems

@@ -1,0 +1,86 @@
+"""The ASGI application: its routes, its lifespan, and the one place errors become responses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from flamel_usage.config import Settings
+from flamel_usage.db import Database
+from flamel_usage.errors import ApiError
+from flamel_usage.web import admin, docs, public
+from flamel_usage.web.http import (
+    InternalError,
+    Receive,
+    Request,
+    Response,
+    Router,
+    Scope,
+    Send,
+    error_response,
+)
+from flamel_usage.web.services import Clock, Services, system_clock
+
+logger = logging.getLogger("flamel_usage")
+
+_HANDLERS = [*public.ROUTES, *docs.ROUTES, *admin.ROUTES]
+#: Every (method, path) the service answers; the OpenAPI test checks each is documented.
+ROUTES: list[tuple[str, str]] = [(method, path) for method, path, _ in _HANDLERS]
+
+
+class App:
+    """The service as an ASGI callable.
+
+    Built without touching the database; the lifespan opens it and applies migrations
+    (under a lock, so several workers can start at once). Tests hand in an open
+    database and a clock instead.
+    """
+
+    def __init__(
+        self, settings: Settings, db: Database | None = None, clock: Clock = system_clock
+    ) -> None:
+        self._owns_db = db is None
+        self.services = Services(settings, db or Database.from_url(settings.database_url), clock)
+        self.router = Router(_HANDLERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            response = await self.handle(scope, receive)
+            await response.send(send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive) -> Response:
+        try:
+            handler, params = self.router.match(scope["method"], scope["path"])
+            return await handler(Request(scope, receive, params), self.services)
+        except ApiError as error:
+            return error_response(error)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            return error_response(InternalError())
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._owns_db:
+                        await self.services.db.open()
+                        await self.services.db.migrate()
+                except Exception as exc:
+                    logger.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._owns_db:
+                    await self.services.db.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> App:
+    """The app configured from the environment: the factory the server workers call."""
+    return App(Settings.from_environ(environ))

@@ -1,0 +1,35 @@
+"""The OpenAPI document and the human-readable docs, served from the installed package."""
+
+from __future__ import annotations
+
+from flamel_usage.errors import NotFound
+from flamel_usage.web import openapi
+from flamel_usage.web.http import Request, Response
+from flamel_usage.web.services import Services
+
+
+async def api_json(request: Request, services: Services) -> Response:
+    return Response(200, openapi.openapi_json(), [(b"content-type", b"application/json")])
+
+
+async def api_docs(request: Request, services: Services) -> Response:
+    return Response(200, openapi.docs_page(), [(b"content-type", b"text/html; charset=utf-8")])
+
+
+async def api_static(request: Request, services: Services) -> Response:
+    asset = openapi.docs_asset(request.params["name"])
+    if asset is None:
+        raise NotFound("no such file")
+    content, content_type = asset
+    return Response(
+        200,
+        content,
+        [(b"content-type", content_type.encode()), (b"cache-control", b"public, max-age=86400")],
+    )
+
+
+ROUTES = [
+    ("GET", "/api-json", api_json),
+    ("GET", "/api", api_docs),
+    ("GET", "/api/static/{name}", api_static),
+]

@@ -1,0 +1,185 @@
+"""The few HTTP pieces the service needs, on bare ASGI.
+
+No framework sits on the hot path of ``GET /api/users/me/usage``: a request is one
+dict lookup to route, one handler, one response. Every failure, ours or the client's,
+leaves through ``error_response``, so each is in the contract's envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from flamel_usage.errors import ApiError, BadRequest, NotFound, error_body
+from flamel_usage.web.services import Services
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+
+_JSON_HEADERS = (
+    (b"content-type", b"application/json; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+)
+
+
+class PayloadTooLarge(ApiError):
+    status, reason = 413, "payload_too_large"
+
+
+class HeadersTooLarge(ApiError):
+    status, reason = 431, "request_header_fields_too_large"
+
+
+class MethodNotAllowed(ApiError):
+    status, reason = 405, "method_not_allowed"
+
+
+class UnsupportedMediaType(ApiError):
+    status, reason = 415, "unsupported_media_type"
+
+
+class InternalError(ApiError):
+    status, reason = 500, "internal_error"
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    async def send(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def json_response(
+    data: object, status: int = 200, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> Response:
+    return Response(status, orjson.dumps(data), [*_JSON_HEADERS, *headers])
+
+
+def empty_response(status: int = 204, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+    return Response(status, b"", [(b"cache-control", b"no-store"), *headers])
+
+
+def error_response(error: ApiError, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+    return Response(
+        error.status,
+        error_body(error.status, error.reason, error.message),
+        [*_JSON_HEADERS, *headers],
+    )
+
+
+class Request:
+    """One HTTP request: method, path, headers (lower-case names, first value wins)."""
+
+    __slots__ = ("_receive", "headers", "method", "params", "path", "query_string")
+
+    def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]) -> None:
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query_string: bytes = scope.get("query_string", b"")
+        self.params = params
+        self._receive = receive
+        headers: dict[str, str] = {}
+        size = 0
+        for raw_name, raw_value in scope["headers"]:
+            size += len(raw_name) + len(raw_value)
+            name = raw_name.decode("latin-1").lower()
+            if name not in headers:
+                headers[name] = raw_value.decode("latin-1")
+        if size > MAX_HEADER_BYTES:
+            raise HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes")
+        self.headers = headers
+
+    async def body(self) -> bytes:
+        declared = self.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def json(self) -> object:
+        content_type = self.headers.get("content-type", "application/json")
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            raise UnsupportedMediaType("send the body as application/json")
+        raw = await self.body()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise BadRequest("the body is not valid JSON") from None
+
+
+Handler = Callable[[Request, Services], Awaitable[Response]]
+
+
+class Router:
+    """Exact paths in a dict, patterned paths (``/users/{userId}/keys``) by segments."""
+
+    def __init__(self, routes: Iterable[tuple[str, str, Handler]] = ()) -> None:
+        self._exact: dict[str, dict[str, Handler]] = {}
+        self._patterns: list[tuple[tuple[str, ...], dict[str, Handler]]] = []
+        self.routes: list[tuple[str, str]] = []
+        for method, path, handler in routes:
+            self.add(method, path, handler)
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        self.routes.append((method, path))
+        if "{" not in path:
+            self._exact.setdefault(path, {})[method] = handler
+            return
+        segments = tuple(path.strip("/").split("/"))
+        for known, methods in self._patterns:
+            if known == segments:
+                methods[method] = handler
+                return
+        self._patterns.append((segments, {method: handler}))
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        methods = self._exact.get(path)
+        params: dict[str, str] = {}
+        if methods is None:
+            methods, params = self._match_pattern(path)
+        handler = methods.get(method)
+        if handler is None:
+            if method == "HEAD" and "GET" in methods:
+                return methods["GET"], params
+            raise MethodNotAllowed(f"{method} is not allowed here")
+        return handler, params
+
+    def _match_pattern(self, path: str) -> tuple[dict[str, Handler], dict[str, str]]:
+        segments = path.strip("/").split("/")
+        for pattern, methods in self._patterns:
+            if len(pattern) != len(segments):
+                continue
+            params: dict[str, str] = {}
+            for expected, actual in zip(pattern, segments, strict=True):
+                if expected.startswith("{"):
+                    if not actual:
+                        break
+                    params[expected[1:-1]] = actual
+                elif expected != actual:
+                    break
+            else:
+                return methods, params
+        raise NotFound("no such route")

@@ -1,0 +1,648 @@
+"""The OpenAPI document served at ``GET /api-json`` and the Swagger UI page at ``GET /api``.
+
+The seed contract (``openapi-seed.yaml``, a byte-for-byte copy of the Flamel API's own
+document for ``GET /api/users/me/usage``) is the base: clients were generated from it,
+so everything it says is served unchanged. This module only *adds* to it: the
+``connect.sid`` security scheme that the seed references but never defines, the admin
+bearer scheme, the error envelope, and our own auth and admin operations. Adding a key
+that the seed already has is an error at build time, so the seed can never be
+overwritten by accident.
+
+The human docs work without internet access: the page, its stylesheet, Swagger UI's
+script and the small init script all come from this server (``/api/static/...``), read
+from the installed ``swagger_ui_bundle`` package. The page has no inline script, so a
+strict Content-Security-Policy (``script-src 'self'``) can be put in front of it.
+
+To document a new operation, add a schema to ``_schemas()`` if it needs one, its error
+reasons to ``_REASONS``, and one ``_admin(...)`` or ``_auth(...)`` call to
+``_operations()``; path parameters are filled in from ``_PATH_PARAMETERS``.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from importlib import resources
+from typing import Any
+
+import orjson
+import yaml
+from swagger_ui_bundle import swagger_ui_path
+
+JSON = "application/json"
+_SEED_RESOURCE = "openapi-seed.yaml"
+
+#: Where the page loads its assets from; the app routes ``/api/static/{name}`` to ``docs_asset``.
+STATIC_PREFIX = "/api/static/"
+#: The URL the init script points Swagger UI at.
+DOCUMENT_URL = "/api-json"
+
+_ERROR_ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
+_INSTANT_EXAMPLE = "2026-11-25T10:00:00+00:00"
+
+
+# --- small schema helpers ---------------------------------------------------------------
+
+
+def _ref(schema_name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{schema_name}"}
+
+
+def _instant(description: str, *, nullable: bool = False) -> dict[str, Any]:
+    """An ISO 8601 instant with offset; the server refuses naive (offset-less) times."""
+    schema: dict[str, Any] = {
+        "type": "string",
+        "format": "date-time",
+        "description": description,
+        "example": _INSTANT_EXAMPLE,
+    }
+    if nullable:
+        schema["nullable"] = True
+    return schema
+
+
+def _credits(description: str, **constraints: Any) -> dict[str, Any]:
+    """A credit amount: a JSON number (never a string) with at most 3 decimals.
+
+    The 3-decimal rule is stated, not expressed as ``multipleOf: 0.001``: binary floats
+    make validators reject valid amounts such as 0.3 under that keyword.
+    """
+    return {
+        "type": "number",
+        "description": f"{description} (credits, at most 3 decimals)",
+        **constraints,
+    }
+
+
+def _limit(description: str) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "nullable": True, "description": description}
+
+
+def _obj(
+    properties: dict[str, Any], *, required: Iterable[str] | None = None, request: bool = False
+) -> dict[str, Any]:
+    """An object schema; ``required`` defaults to every property.
+
+    Request bodies get ``additionalProperties: false`` because the server refuses unknown
+    fields (a typo must not silently fall back to a default). Responses stay open so
+    fields can be added later without breaking strict clients' validators.
+    """
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties if required is None else required),
+    }
+    if not schema["required"]:
+        del schema["required"]  # OpenAPI 3.0 forbids an empty ``required`` list
+    if request:
+        schema["additionalProperties"] = False
+    return schema
+
+
+# --- components ---------------------------------------------------------------------------
+
+_SECURITY_SCHEMES: dict[str, Any] = {
+    # Referenced by the seed operation but missing from the seed's components.
+    "connect.sid": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "connect.sid",
+        "description": "Session cookie set by POST /api/auth/login (express-session format).",
+    },
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The operator's admin token from the server configuration.",
+    },
+}
+
+
+def _schemas() -> dict[str, Any]:
+    """Our schemas, merged next to the seed's ``UsageInfoDto``."""
+    plan_name = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 64,
+        "pattern": "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$",
+        "description": "Unique plan name: letters, digits, space, '.', '_' or '-'.",
+        "example": "Pro Monthly",
+    }
+    period_unit = {"type": "string", "enum": ["month", "year"]}
+    billing_mode = {
+        "type": "string",
+        "enum": ["prepaid", "postpaid"],
+        "description": "prepaid refuses charges beyond the credit; postpaid accrues them.",
+    }
+    email = {"type": "string", "example": "user@example.com"}
+    key_id = {"type": "integer", "description": "Key id (not the secret)."}
+    key_prefix = {"type": "string", "description": "Recognisable start of the key."}
+    return {
+        "ErrorEnvelope": {
+            "type": "object",
+            "description": "The body of every error response.",
+            "properties": {
+                "success": {"type": "boolean", "enum": [False]},
+                "code": {"type": "integer", "description": "The HTTP status, repeated."},
+                "data": {
+                    "type": "string",
+                    "pattern": "^[a-z][a-z0-9_]*$",
+                    "description": "snake_case reason a client can branch on.",
+                    "example": "bad_request",
+                },
+                "message": {"type": "string", "description": "Optional human-readable detail."},
+            },
+            "required": ["success", "code", "data"],
+        },
+        "LoginRequest": _obj(
+            {"email": email, "password": {"type": "string", "format": "password"}}, request=True
+        ),
+        "LoginResponse": _obj({"expiresAt": _instant("When the session expires.")}),
+        "CreatePlanRequest": _obj(
+            {
+                "name": plan_name,
+                "periodUnit": period_unit,
+                "maxCredit": _credits("Plan credit per period", minimum=0),
+                "maxTtpCount": _limit("TTP charges per period; null or absent = unlimited."),
+                "maxEditCount": _limit("Edit charges per period; null or absent = unlimited."),
+                "billingMode": {**billing_mode, "default": "prepaid"},
+            },
+            required=["name", "periodUnit", "maxCredit"],
+            request=True,
+        ),
+        "Plan": _obj(
+            {
+                "id": {"type": "integer"},
+                "name": plan_name,
+                "periodUnit": period_unit,
+                "maxCredit": _credits("Plan credit per period"),
+                "maxTtpCount": _limit("TTP charges per period; null = unlimited."),
+                "maxEditCount": _limit("Edit charges per period; null = unlimited."),
+                "billingMode": billing_mode,
+            }
+        ),
+        "PlanList": _obj({"plans": {"type": "array", "items": _ref("Plan")}}),
+        "CreateUserRequest": _obj(
+            {
+                "email": email,
+                "plan": {"type": "string", "description": "Name of an existing plan."},
+                "anchor": _instant("Subscription start that periods are anchored at; default now."),
+                "password": {
+                    "type": "string",
+                    "format": "password",
+                    "minLength": 8,
+                    "maxLength": 1024,
+                    "description": "Lets the user log in; without it the user has only API keys.",
+                },
+            },
+            required=["email", "plan"],
+            request=True,
+        ),
+        "User": _obj(
+            {
+                "id": {"type": "integer"},
+                "email": email,
+                "plan": {"type": "string", "description": "Plan name."},
+                "anchor": _instant("Subscription anchor."),
+            }
+        ),
+        "CreateKeyRequest": _obj(
+            {"expiresAt": _instant("Expiry; null or absent = never.", nullable=True)},
+            required=[],
+            request=True,
+        ),
+        "CreatedKey": _obj(
+            {
+                "id": key_id,
+                "userId": {"type": "integer"},
+                "key": {
+                    "type": "string",
+                    "description": "The secret for X-Api-Key. Shown only in this response.",
+                },
+                "prefix": key_prefix,
+                "createdAt": _instant("Creation time."),
+                "expiresAt": _instant("Expiry; null = never.", nullable=True),
+            }
+        ),
+        "KeyInfo": _obj(
+            {
+                "id": key_id,
+                "prefix": key_prefix,
+                "createdAt": _instant("Creation time."),
+                "expiresAt": _instant("Expiry; null = never.", nullable=True),
+                "revokedAt": _instant("Revocation time; null = live.", nullable=True),
+                "lastUsedAt": _instant("Last authenticated use; null = never.", nullable=True),
+            }
+        ),
+        "KeyList": _obj({"keys": {"type": "array", "items": _ref("KeyInfo")}}),
+        "UpdateKeyRequest": _obj(
+            {"expiresAt": _instant("New expiry; null = never.", nullable=True)}, request=True
+        ),
+        "BuyCreditsRequest": _obj(
+            {
+                "amount": _credits("Credit bought", minimum=0, exclusiveMinimum=True),
+                "expiresAt": _instant("Expiry of this purchase; null = never.", nullable=True),
+            },
+            required=["amount"],
+            request=True,
+        ),
+        "CreditPurchase": _obj(
+            {
+                "id": {"type": "integer"},
+                "amount": _credits("Credit bought"),
+                "expiresAt": _instant("Expiry of this purchase; null = never.", nullable=True),
+                "createdAt": _instant("Purchase time."),
+            }
+        ),
+        "BuyCreditsResponse": _obj(
+            {"purchase": _ref("CreditPurchase"), "usage": _ref("UsageInfoDto")}
+        ),
+        "ReconcileReport": _obj(
+            {
+                "ok": {"type": "boolean", "description": "True when balances match the ledger."},
+                "problems": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "One line per account whose stored balance disagrees.",
+                },
+            }
+        ),
+    }
+
+
+# --- operations ---------------------------------------------------------------------------
+
+#: Every error reason we document: its status and what it means.
+_REASONS: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "Malformed JSON, a missing or unknown field, or a value out of range."),
+    "invalid_credentials": (401, "Unknown email or wrong password."),
+    "admin_unauthorized": (401, "Missing or wrong admin bearer token."),
+    "admin_disabled": (403, "The server has no admin token configured."),
+    "plan_not_found": (404, "No plan has that name."),
+    "user_not_found": (404, "No user has that id."),
+    "key_not_found": (404, "No key has that id."),
+    "plan_exists": (409, "A plan with that name exists."),
+    "user_exists": (409, "A user with that email exists."),
+}
+
+_PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "userId": {
+        "name": "userId",
+        "in": "path",
+        "required": True,
+        "description": "User id.",
+        "schema": {"type": "integer"},
+    },
+    "keyId": {
+        "name": "keyId",
+        "in": "path",
+        "required": True,
+        "description": "API key id.",
+        "schema": {"type": "integer"},
+    },
+}
+
+_SET_SESSION_COOKIE = {
+    "Set-Cookie": {
+        "description": "The session cookie (HttpOnly, signed).",
+        "schema": {"type": "string"},
+        "example": "connect.sid=s%3A<session id>.<signature>; Path=/; HttpOnly; SameSite=Lax",
+    }
+}
+_CLEAR_SESSION_COOKIE = {
+    "Set-Cookie": {
+        "description": "Clears the session cookie.",
+        "schema": {"type": "string"},
+        "example": "connect.sid=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+    }
+}
+
+_ADMIN_ERRORS = ("bad_request", "admin_unauthorized", "admin_disabled")
+
+Operation = tuple[str, str, dict[str, Any]]
+"""(method, path, OpenAPI operation object)."""
+
+
+def _ok(
+    status: int,
+    description: str,
+    schema: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The success response: ``{status: response}`` with a JSON body when ``schema`` is set."""
+    response: dict[str, Any] = {"description": description}
+    if headers:
+        response["headers"] = dict(headers)
+    if schema is not None:
+        response["content"] = {JSON: {"schema": _ref(schema)}}
+    return {str(status): response}
+
+
+def _errors(reasons: Iterable[str]) -> dict[str, Any]:
+    """Error responses grouped by status, one named example per reason."""
+    by_status: dict[int, list[str]] = {}
+    for reason in reasons:
+        status, _ = _REASONS[reason]
+        by_status.setdefault(status, []).append(reason)
+    responses: dict[str, Any] = {}
+    for status, names in sorted(by_status.items()):
+        examples = {
+            name: {
+                "summary": _REASONS[name][1],
+                "value": {"success": False, "code": status, "data": name},
+            }
+            for name in names
+        }
+        responses[str(status)] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {JSON: {"schema": {"$ref": _ERROR_ENVELOPE_REF}, "examples": examples}},
+        }
+    return responses
+
+
+def _operation(
+    method: str,
+    path: str,
+    operation_id: str,
+    *,
+    tag: str,
+    summary: str,
+    ok: dict[str, Any],
+    body: str | None = None,
+    errors: Iterable[str] = (),
+    security: list[dict[str, list[str]]],
+    description: str | None = None,
+) -> Operation:
+    """One operation; path parameters come from ``_PATH_PARAMETERS`` by their name."""
+    reasons = list(errors)
+    if body is not None and "bad_request" not in reasons:
+        reasons.insert(0, "bad_request")  # every JSON body can be malformed
+    operation: dict[str, Any] = {"tags": [tag], "summary": summary, "operationId": operation_id}
+    if description:
+        operation["description"] = description
+    names = re.findall(r"\{(\w+)\}", path)
+    if names:
+        operation["parameters"] = [_PATH_PARAMETERS[name] for name in names]
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": _ref(body)}},
+        }
+    operation["responses"] = {**ok, **_errors(reasons)}
+    operation["security"] = security
+    return method.lower(), path, operation
+
+
+def _admin(method: str, path: str, name: str, summary: str, **kwargs: Any) -> Operation:
+    """An operator-only operation: bearer admin token, and its 400/401/403 errors."""
+    errors = [*_ADMIN_ERRORS, *kwargs.pop("errors", ())]
+    return _operation(
+        method,
+        path,
+        f"AdminController_{name}",
+        tag="admin",
+        summary=summary,
+        errors=errors,
+        security=[{"adminToken": []}],
+        **kwargs,
+    )
+
+
+def _auth(method: str, path: str, name: str, summary: str, **kwargs: Any) -> Operation:
+    return _operation(method, path, f"AuthController_{name}", tag="auth", summary=summary, **kwargs)
+
+
+def _operations() -> list[Operation]:
+    """Our operations, in the order Swagger UI shows them."""
+    user = "/api/admin/users/{userId}"
+    key = "/api/admin/keys/{keyId}"
+    return [
+        _auth(
+            "POST",
+            "/api/auth/login",
+            "login",
+            "Log in with email and password",
+            description="Sets the connect.sid session cookie that GET /api/users/me/usage accepts.",
+            body="LoginRequest",
+            ok=_ok(200, "Logged in", "LoginResponse", _SET_SESSION_COOKIE),
+            errors=["invalid_credentials"],
+            security=[],
+        ),
+        _auth(
+            "POST",
+            "/api/auth/logout",
+            "logout",
+            "Log out",
+            description="Deletes the session on the server and clears the cookie.",
+            ok=_ok(204, "Logged out", headers=_CLEAR_SESSION_COOKIE),
+            security=[{"connect.sid": []}],
+        ),
+        _admin(
+            "POST",
+            "/api/admin/plans",
+            "createPlan",
+            "Create a plan",
+            body="CreatePlanRequest",
+            ok=_ok(201, "Created", "Plan"),
+            errors=["plan_exists"],
+        ),
+        _admin(
+            "GET", "/api/admin/plans", "listPlans", "List plans", ok=_ok(200, "Plans", "PlanList")
+        ),
+        _admin(
+            "POST",
+            "/api/admin/users",
+            "createUser",
+            "Create a user subscribed to a plan",
+            body="CreateUserRequest",
+            ok=_ok(201, "Created", "User"),
+            errors=["plan_not_found", "user_exists"],
+        ),
+        _admin(
+            "DELETE",
+            user,
+            "deleteUser",
+            "Delete a user",
+            description="Their API keys stop working at once.",
+            ok=_ok(204, "Deleted"),
+            errors=["user_not_found"],
+        ),
+        _admin(
+            "GET",
+            f"{user}/usage",
+            "getUserUsage",
+            "Get a user's usage",
+            description="The same body GET /api/users/me/usage returns to that user.",
+            ok=_ok(200, "Usage", "UsageInfoDto"),
+            errors=["user_not_found"],
+        ),
+        _admin(
+            "POST",
+            f"{user}/keys",
+            "createKey",
+            "Create an API key",
+            description="The secret is in this response only; the server keeps just its hash.",
+            body="CreateKeyRequest",
+            ok=_ok(201, "Created", "CreatedKey"),
+            errors=["user_not_found"],
+        ),
+        _admin(
+            "GET",
+            f"{user}/keys",
+            "listKeys",
+            "List a user's API keys (without secrets)",
+            ok=_ok(200, "Keys", "KeyList"),
+            errors=["user_not_found"],
+        ),
+        _admin(
+            "PATCH",
+            key,
+            "updateKey",
+            "Change an API key's expiry",
+            body="UpdateKeyRequest",
+            ok=_ok(204, "Updated"),
+            errors=["key_not_found"],
+        ),
+        _admin(
+            "POST",
+            f"{key}/revoke",
+            "revokeKey",
+            "Revoke an API key",
+            ok=_ok(204, "Revoked"),
+            errors=["key_not_found"],
+        ),
+        _admin(
+            "POST",
+            f"{user}/credits",
+            "buyCredits",
+            "Add purchased credit",
+            description="Purchased credit survives period ends until its own expiry.",
+            body="BuyCreditsRequest",
+            ok=_ok(201, "Bought; the user's usage after the purchase", "BuyCreditsResponse"),
+            errors=["user_not_found"],
+        ),
+        _admin(
+            "GET",
+            "/api/admin/reconcile",
+            "reconcile",
+            "Check stored balances against the ledger",
+            ok=_ok(200, "Report", "ReconcileReport"),
+        ),
+    ]
+
+
+# --- the document -------------------------------------------------------------------------
+
+
+def _add(target: dict[str, Any], additions: Mapping[str, Any], what: str) -> None:
+    """Add entries, refusing to replace anything (the seed's parts must stay exact)."""
+    for name, value in additions.items():
+        if name in target:
+            raise RuntimeError(f"OpenAPI {what} {name!r} is already defined")
+        target[name] = value
+
+
+def _load_seed() -> dict[str, Any]:
+    text = resources.files("flamel_usage.web").joinpath(_SEED_RESOURCE).read_text("utf-8")
+    seed = yaml.safe_load(text)
+    if not isinstance(seed, dict):
+        raise RuntimeError(f"{_SEED_RESOURCE} is not a mapping")
+    return seed
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The seed plus our additions, built once. Shared: callers must not mutate it."""
+    document = _load_seed()
+    components = document.setdefault("components", {})
+    _add(components.setdefault("securitySchemes", {}), _SECURITY_SCHEMES, "security scheme")
+    _add(components.setdefault("schemas", {}), _schemas(), "schema")
+    paths = document.setdefault("paths", {})
+    for method, path, operation in _operations():
+        _add(paths.setdefault(path, {}), {method: operation}, f"operation on {path}:")
+    return document
+
+
+@functools.cache
+def openapi_json() -> bytes:
+    """The body of ``GET /api-json``."""
+    return orjson.dumps(openapi_document())
+
+
+# --- human docs ---------------------------------------------------------------------------
+
+_INIT_JS = f"""\
+// Starts Swagger UI on the /api page. Kept out of the page so that no inline script is
+// needed; everything is loaded from this server, so the docs work offline.
+window.addEventListener("load", function () {{
+  window.ui = SwaggerUIBundle({{
+    url: "{DOCUMENT_URL}",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    validatorUrl: null,
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: "BaseLayout",
+  }});
+}});
+"""
+
+_CSS = "text/css; charset=utf-8"
+_JS = "text/javascript; charset=utf-8"
+_PNG = "image/png"
+
+#: The only names ``/api/static/`` serves, with their content types. ``None`` in the
+#: third place means "from the swagger_ui_bundle package"; a string is inline content.
+_ASSETS: dict[str, tuple[str, str | None]] = {
+    "swagger-ui.css": (_CSS, None),
+    "swagger-ui-bundle.js": (_JS, None),
+    "favicon-32x32.png": (_PNG, None),
+    "favicon-16x16.png": (_PNG, None),
+    "init.js": (_JS, _INIT_JS),
+}
+
+
+@functools.cache
+def docs_page() -> bytes:
+    """The body of ``GET /api``: Swagger UI, every asset from ``/api/static/``."""
+    title = html.escape(str(openapi_document()["info"]["title"]))
+    s = STATIC_PREFIX
+    page = f"""<!DOCTYPE html>
+<html lang="ko">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="stylesheet" href="{s}swagger-ui.css">
+<link rel="icon" type="image/png" sizes="32x32" href="{s}favicon-32x32.png">
+<link rel="icon" type="image/png" sizes="16x16" href="{s}favicon-16x16.png">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{s}swagger-ui-bundle.js"></script>
+<script src="{s}init.js"></script>
+</body>
+</html>
+"""
+    return page.encode("utf-8")
+
+
+def docs_asset(name: str) -> tuple[bytes, str] | None:
+    """``(content, content type)`` for an allowlisted asset name, else ``None``.
+
+    The name is only ever a key into ``_ASSETS``, never joined to a path unchecked, so
+    ``../`` or absolute names cannot reach other files. The allowlist check comes
+    before the cache so that arbitrary names cannot grow it.
+    """
+    if name not in _ASSETS:
+        return None
+    return _load_asset(name)
+
+
+@functools.cache
+def _load_asset(name: str) -> tuple[bytes, str]:
+    content_type, inline = _ASSETS[name]
+    if inline is not None:
+        return inline.encode("utf-8"), content_type
+    return (swagger_ui_path / name).read_bytes(), content_type

@@ -1,0 +1,78 @@
+"""What customers call: their usage, and logging in and out of a browser session."""
+
+from __future__ import annotations
+
+from flamel_usage.auth import cookies
+from flamel_usage.auth import service as auth
+from flamel_usage.db import Connection
+from flamel_usage.errors import NotLoggedIn
+from flamel_usage.inputs import JsonObject
+from flamel_usage.ledger.service import read_usage
+from flamel_usage.periods import from_micros
+from flamel_usage.web.http import Request, Response, empty_response, json_response
+from flamel_usage.web.services import Services
+
+SESSION_COOKIE = "connect.sid"
+
+
+def session_id(request: Request, services: Services) -> str | None:
+    """The session id from a correctly signed ``connect.sid`` cookie, else None."""
+    raw = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(SESSION_COOKIE)
+    if raw is None:
+        return None
+    return cookies.session_id_from_cookie(raw, services.session_secret.reveal())
+
+
+async def authenticated_user(
+    conn: Connection, request: Request, services: Services, now: int
+) -> int:
+    """The caller's user id. ``X-Api-Key``, when sent at all, decides alone (SPEC 1)."""
+    api_key = request.headers.get("x-api-key")
+    if api_key is not None:
+        return await auth.user_for_api_key(conn, api_key, now)
+    found = session_id(request, services)
+    user_id = None if found is None else await auth.user_for_session(conn, found, now)
+    if user_id is None:
+        raise NotLoggedIn()
+    return user_id
+
+
+async def get_my_usage(request: Request, services: Services) -> Response:
+    now = services.clock()
+    async with services.db.read() as conn:
+        user_id = await authenticated_user(conn, request, services, now)
+        usage = await read_usage(conn, user_id, now, services.settings.timezone)
+    return json_response(usage.to_dto())
+
+
+def _cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
+    secure = "; Secure" if request.headers.get("x-forwarded-proto") == "https" else ""
+    attributes = f"Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    return (b"set-cookie", f"{SESSION_COOKIE}={value}; {attributes}".encode())
+
+
+async def login(request: Request, services: Services) -> Response:
+    body = JsonObject(await request.json(), {"email", "password"})
+    email = body.required_string("email", max_length=254)
+    password = body.required_string("password")
+    now = services.clock()
+    ttl = services.settings.session_ttl_seconds
+    new_id = await auth.login(services.db, email, password, now=now, ttl_seconds=ttl)
+    value = cookies.session_cookie_value(new_id, services.session_secret.reveal())
+    expires = from_micros(now + ttl * 1_000_000).isoformat()
+    return json_response({"expiresAt": expires}, headers=[_cookie_header(value, ttl, request)])
+
+
+async def logout(request: Request, services: Services) -> Response:
+    found = session_id(request, services)
+    if found is not None:
+        async with services.db.transaction() as conn:
+            await auth.logout(conn, found)
+    return empty_response(204, headers=[_cookie_header("", 0, request)])
+
+
+ROUTES = [
+    ("GET", "/api/users/me/usage", get_my_usage),
+    ("POST", "/api/auth/login", login),
+    ("POST", "/api/auth/logout", logout),
+]

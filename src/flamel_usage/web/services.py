@@ -1,0 +1,24 @@
+"""What every handler is given: settings, database and clock, built once per process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from flamel_usage.config import Secret, Settings
+from flamel_usage.db import Database
+
+Clock = Callable[[], int]
+
+
+def system_clock() -> int:
+    """Now, in integer microseconds since the epoch: the unit every instant is stored in."""
+    return time.time_ns() // 1000
+
+
+class Services:
+    def __init__(self, settings: Settings, db: Database, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.session_secret: Secret = settings.resolved_session_secret()

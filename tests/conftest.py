@@ -1,0 +1,143 @@
+"""Fixtures: every test that takes ``db`` runs once on SQLite and once on PostgreSQL.
+
+SQLite gets a fresh file per test. PostgreSQL gets one database per test session
+(migrated once) that is truncated before each test, so no test sees another's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from flamel_usage.config import Settings
+from flamel_usage.db import Database
+from flamel_usage.periods import to_micros
+from flamel_usage.web.app import App
+from tests.factories import Factory
+
+POSTGRES_URL = os.environ.get(
+    "FLAMEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+ADMIN_TOKEN = "test-admin-token-0123456789"
+SESSION_SECRET = "test-session-secret"
+_TABLES = "ledger_entries, sessions, api_keys, credit_purchases, accounts, users, plans"
+
+
+class FakeClock:
+    """A settable clock in integer microseconds, the unit the service keeps time in."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = to_micros(start)
+
+    def __call__(self) -> int:
+        return self.now
+
+    def set(self, instant: datetime) -> None:
+        self.now = to_micros(instant)
+
+    def advance(self, seconds: float) -> None:
+        self.now += round(seconds * 1_000_000)
+
+
+def _database_url(base: str, name: str) -> str:
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A private database on the test server for this session, dropped at the end."""
+    name = f"flamel_test_{os.getpid()}_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def migrate(url: str) -> None:
+        db = Database.from_url(url)
+        await db.open()
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = _database_url(POSTGRES_URL, name)
+    asyncio.run(migrate(url))
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    return str(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_url(database_url)
+    await database.open()
+    if database.dialect == "postgresql":
+        async with database.transaction() as conn:
+            await conn.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
+    else:
+        await database.migrate()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def environ(tmp_path: Path, database_url: str) -> dict[str, str]:
+    return {
+        "FLAMEL_DATA_DIR": str(tmp_path / "data"),
+        "FLAMEL_DATABASE_URL": database_url,
+        "FLAMEL_ADMIN_TOKEN": ADMIN_TOKEN,
+        "FLAMEL_SESSION_SECRET": SESSION_SECRET,
+        "FLAMEL_TIMEZONE": "UTC",
+    }
+
+
+@pytest.fixture
+def settings(environ: dict[str, str]) -> Settings:
+    return Settings.from_environ(environ)
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database, clock: FakeClock) -> App:
+    return App(settings, db, clock)
+
+
+@pytest.fixture
+async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def admin(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The same client, sending the admin token."""
+    client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+    return client
+
+
+@pytest.fixture
+def factory(db: Database, clock: FakeClock, settings: Settings) -> Factory:
+    return Factory(db, clock, settings.timezone)

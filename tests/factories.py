@@ -1,0 +1,90 @@
+"""Test data made through the real services, so tests start from states the service can reach."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from itertools import count
+from zoneinfo import ZoneInfo
+
+from flamel_usage.accounts import service as accounts
+from flamel_usage.auth import service as auth
+from flamel_usage.db import Database
+from flamel_usage.ledger import service as ledger
+
+_serial = count(1)
+
+
+class Factory:
+    def __init__(self, db: Database, clock: Callable[[], int], zone: ZoneInfo) -> None:
+        self.db = db
+        self.clock = clock
+        self.zone = zone
+
+    async def plan(
+        self,
+        *,
+        credits: int = 100,
+        period: str = "month",
+        max_ttp: int | None = 10,
+        max_edit: int | None = None,
+        postpaid: bool = False,
+        name: str | None = None,
+    ) -> accounts.Plan:
+        async with self.db.transaction() as conn:
+            return await accounts.create_plan(
+                conn,
+                name=name or f"plan-{next(_serial)}",
+                period_unit=period,
+                max_credit=credits * 1000,
+                max_ttp=max_ttp,
+                max_edit=max_edit,
+                billing_mode="postpaid" if postpaid else "prepaid",
+                now=self.clock(),
+            )
+
+    async def user(
+        self,
+        plan: accounts.Plan | None = None,
+        *,
+        anchor: datetime | None = None,
+        password: str | None = None,
+        email: str | None = None,
+    ) -> accounts.User:
+        plan = plan or await self.plan()
+        async with self.db.transaction() as conn:
+            return await accounts.create_user(
+                conn,
+                email=email or f"user{next(_serial)}@example.com",
+                plan_name=plan.name,
+                anchor=anchor,
+                password=password,
+                now=self.clock(),
+                zone=self.zone,
+            )
+
+    async def key(self, user: accounts.User, *, expires_at: int | None = None) -> str:
+        async with self.db.transaction() as conn:
+            issued = await auth.issue_key(conn, user.id, expires_at=expires_at, now=self.clock())
+        return issued.key
+
+    async def purchase(
+        self, user: accounts.User, credits: float, *, expires_at: int | None = None
+    ) -> ledger.Purchase:
+        async with self.db.transaction() as conn:
+            return await ledger.buy_credits(
+                conn,
+                user.id,
+                round(credits * 1000),
+                expires_at=expires_at,
+                now=self.clock(),
+                zone=self.zone,
+            )
+
+    async def usage(self, user: accounts.User) -> ledger.Usage:
+        async with self.db.read() as conn:
+            return await ledger.read_usage(conn, user.id, self.clock(), self.zone)
+
+    async def reconcile(self) -> list[str]:
+        async with self.db.read() as conn:
+            return await ledger.reconcile(conn)

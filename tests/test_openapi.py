@@ -1,0 +1,418 @@
+"""The served OpenAPI document and the offline Swagger UI page.
+
+The seed contract is what clients were generated from, so the parts of it we serve must
+stay exactly as the seed has them; these tests compare against the shared seed file and
+check that the packaged copy is the same bytes. They also hold the document to the
+routes the app really serves, in both directions.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from flamel_usage.web.openapi import docs_asset, docs_page, openapi_document, openapi_json
+
+SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "openapi-usage.yaml"
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+SEED_OPERATION = ("get", "/api/users/me/usage")
+
+#: Every operation of ours, as the issue defines it: (method, path, operationId, tag).
+OUR_OPERATIONS = {
+    ("post", "/api/auth/login", "AuthController_login", "auth"),
+    ("post", "/api/auth/logout", "AuthController_logout", "auth"),
+    ("post", "/api/admin/plans", "AdminController_createPlan", "admin"),
+    ("get", "/api/admin/plans", "AdminController_listPlans", "admin"),
+    ("post", "/api/admin/users", "AdminController_createUser", "admin"),
+    ("delete", "/api/admin/users/{userId}", "AdminController_deleteUser", "admin"),
+    ("get", "/api/admin/users/{userId}/usage", "AdminController_getUserUsage", "admin"),
+    ("post", "/api/admin/users/{userId}/keys", "AdminController_createKey", "admin"),
+    ("get", "/api/admin/users/{userId}/keys", "AdminController_listKeys", "admin"),
+    ("patch", "/api/admin/keys/{keyId}", "AdminController_updateKey", "admin"),
+    ("post", "/api/admin/keys/{keyId}/revoke", "AdminController_revokeKey", "admin"),
+    ("post", "/api/admin/users/{userId}/credits", "AdminController_buyCredits", "admin"),
+    ("get", "/api/admin/reconcile", "AdminController_reconcile", "admin"),
+}
+
+
+def _packaged_seed_bytes() -> bytes:
+    return resources.files("flamel_usage.web").joinpath("openapi-seed.yaml").read_bytes()
+
+
+def _shared_seed_bytes() -> bytes:
+    if not SHARED_SEED.is_file():
+        pytest.skip(f"shared seed {SHARED_SEED} is absent (no shared/ beside the repo)")
+    return SHARED_SEED.read_bytes()
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
+
+
+def _resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        assert isinstance(node, dict), ref
+        assert part in node, f"unresolved $ref {ref}"
+        node = node[part]
+    return node
+
+
+def _walk(node: Any) -> Any:
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+# --- the seed, kept exactly ---------------------------------------------------------------
+
+
+def test_packaged_seed_is_the_shared_seed_byte_for_byte() -> None:
+    assert _packaged_seed_bytes() == _shared_seed_bytes()
+
+
+@pytest.mark.parametrize("source", ["packaged", "shared"])
+def test_seed_parts_are_served_unchanged(source: str) -> None:
+    raw = _packaged_seed_bytes() if source == "packaged" else _shared_seed_bytes()
+    seed = yaml.safe_load(raw)
+    document = openapi_document()
+
+    assert document["openapi"] == seed["openapi"]
+    for key in ("info", "servers", "tags", "security"):
+        assert document[key] == seed[key], key
+    assert document["paths"]["/api/users/me/usage"] == seed["paths"]["/api/users/me/usage"]
+    assert (
+        document["components"]["schemas"]["UsageInfoDto"]
+        == seed["components"]["schemas"]["UsageInfoDto"]
+    )
+    # Nothing anywhere in the seed was replaced.
+    for path, item in seed["paths"].items():
+        assert document["paths"][path] == item, path
+    for section, entries in seed["components"].items():
+        for name, value in entries.items():
+            assert document["components"][section][name] == value, (section, name)
+
+
+def test_served_json_is_the_document() -> None:
+    assert orjson.loads(openapi_json()) == openapi_document()
+
+
+# --- security schemes --------------------------------------------------------------------
+
+
+def test_security_schemes() -> None:
+    schemes = openapi_document()["components"]["securitySchemes"]
+    assert schemes["connect.sid"]["type"] == "apiKey"
+    assert schemes["connect.sid"]["in"] == "cookie"
+    assert schemes["connect.sid"]["name"] == "connect.sid"
+    assert schemes["apiKey"] == {"type": "apiKey", "name": "X-Api-Key", "in": "header"}
+    assert schemes["adminToken"]["type"] == "http"
+    assert schemes["adminToken"]["scheme"] == "bearer"
+
+
+def test_every_security_requirement_names_a_defined_scheme() -> None:
+    document = openapi_document()
+    schemes = document["components"]["securitySchemes"]
+    requirements = list(document.get("security", []))
+    for _, _, operation in _operations(document):
+        requirements += operation.get("security", [])
+    for requirement in requirements:
+        for name in requirement:
+            assert name in schemes, name
+
+
+# --- validity and structure ---------------------------------------------------------------
+
+
+def test_document_is_valid_openapi_3_0() -> None:
+    from openapi_spec_validator import OpenAPIV30SpecValidator
+
+    document = openapi_document()
+    assert document["openapi"].startswith("3.0.")
+    errors = [str(error) for error in OpenAPIV30SpecValidator(document).iter_errors()]
+    assert errors == []
+
+
+def test_every_ref_resolves() -> None:
+    document = openapi_document()
+    refs = [n["$ref"] for n in _walk(document) if isinstance(n, dict) and "$ref" in n]
+    assert refs
+    for ref in refs:
+        _resolve(document, ref)
+
+
+def test_operation_ids_are_unique() -> None:
+    ids = [operation["operationId"] for _, _, operation in _operations(openapi_document())]
+    assert len(ids) == len(set(ids)), sorted(ids)
+
+
+def test_our_operations_are_all_there_and_nothing_else() -> None:
+    found = {
+        (method, path, operation["operationId"], operation["tags"][0])
+        for method, path, operation in _operations(openapi_document())
+        if (method, path) != SEED_OPERATION
+    }
+    assert found == OUR_OPERATIONS
+
+
+def _our_operations() -> list[tuple[str, str, dict[str, Any]]]:
+    return [op for op in _operations(openapi_document()) if (op[0], op[1]) != SEED_OPERATION]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "operation"),
+    _our_operations(),
+    ids=[op[2]["operationId"] for op in _our_operations()],
+)
+def test_our_operation_shape(method: str, path: str, operation: dict[str, Any]) -> None:
+    document = openapi_document()
+    assert operation["summary"]
+    assert len(operation["tags"]) == 1
+    assert "security" in operation
+    responses = operation["responses"]
+    assert any(status.startswith("2") for status in responses)
+
+    # Path parameters: every {name} documented as a required integer in path.
+    names = re.findall(r"\{(\w+)\}", path)
+    parameters = operation.get("parameters", [])
+    assert [p["name"] for p in parameters] == names
+    for parameter in parameters:
+        assert parameter["in"] == "path"
+        assert parameter["required"] is True
+        assert parameter["schema"]["type"] == "integer"
+
+    # Request bodies: JSON, closed to unknown fields, and a 400 for bad ones.
+    if "requestBody" in operation:
+        schema = _resolve(
+            document, operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        )
+        assert schema["type"] == "object"
+        assert schema["additionalProperties"] is False
+        assert "400" in responses
+
+    # Errors: the envelope, one example per reason, each coherent with its status.
+    for status, response in responses.items():
+        if status.startswith("2"):
+            continue
+        content = response["content"]["application/json"]
+        assert content["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
+        assert content["examples"]
+        for name, example in content["examples"].items():
+            value = example["value"]
+            assert value == {"success": False, "code": int(status), "data": name}
+            assert re.fullmatch(r"[a-z][a-z0-9_]*", name)
+
+
+def _reasons(operation: dict[str, Any], status: str) -> set[str]:
+    return set(operation["responses"][status]["content"]["application/json"]["examples"])
+
+
+def test_admin_operations_require_the_admin_token() -> None:
+    admin = [op for _, _, op in _our_operations() if op["tags"] == ["admin"]]
+    assert len(admin) == 11
+    for operation in admin:
+        assert operation["security"] == [{"adminToken": []}]
+        assert "admin_unauthorized" in _reasons(operation, "401")
+        assert "admin_disabled" in _reasons(operation, "403")
+        assert "bad_request" in _reasons(operation, "400")
+
+
+def test_documented_domain_errors() -> None:
+    by_id = {op["operationId"]: op for _, _, op in _operations(openapi_document())}
+    expected = {
+        "AuthController_login": {"401": {"invalid_credentials"}, "400": {"bad_request"}},
+        "AdminController_createPlan": {"409": {"plan_exists"}},
+        "AdminController_createUser": {"404": {"plan_not_found"}, "409": {"user_exists"}},
+        "AdminController_deleteUser": {"404": {"user_not_found"}},
+        "AdminController_getUserUsage": {"404": {"user_not_found"}},
+        "AdminController_createKey": {"404": {"user_not_found"}},
+        "AdminController_listKeys": {"404": {"user_not_found"}},
+        "AdminController_updateKey": {"404": {"key_not_found"}},
+        "AdminController_revokeKey": {"404": {"key_not_found"}},
+        "AdminController_buyCredits": {"404": {"user_not_found"}},
+    }
+    for operation_id, statuses in expected.items():
+        for status, reasons in statuses.items():
+            assert _reasons(by_id[operation_id], status) == reasons, (operation_id, status)
+
+
+def test_login_sets_and_logout_clears_the_session_cookie() -> None:
+    paths = openapi_document()["paths"]
+    login = paths["/api/auth/login"]["post"]
+    assert login["security"] == []
+    assert "Set-Cookie" in login["responses"]["200"]["headers"]
+    logout = paths["/api/auth/logout"]["post"]
+    assert logout["security"] == [{"connect.sid": []}]
+    assert "Set-Cookie" in logout["responses"]["204"]["headers"]
+
+
+def test_error_envelope_schema() -> None:
+    envelope = openapi_document()["components"]["schemas"]["ErrorEnvelope"]
+    assert envelope["required"] == ["success", "code", "data"]
+    assert envelope["properties"]["success"] == {"type": "boolean", "enum": [False]}
+    assert envelope["properties"]["code"]["type"] == "integer"
+    assert envelope["properties"]["data"]["type"] == "string"
+    assert envelope["properties"]["message"]["type"] == "string"
+
+
+def test_admin_usage_reuses_the_seed_schema() -> None:
+    operation = openapi_document()["paths"]["/api/admin/users/{userId}/usage"]["get"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/UsageInfoDto"}
+
+
+# --- every served route is documented, and only those -------------------------------------
+
+UNDOCUMENTED_PAGES = {"/api", "/api-json", "/", "/usage"}
+
+
+def test_every_route_is_documented_and_vice_versa() -> None:
+    from flamel_usage.web.app import ROUTES
+
+    served = {
+        (method.upper(), path)
+        for method, path in ROUTES
+        if path not in UNDOCUMENTED_PAGES and not path.startswith("/api/static/")
+    }
+    documented = {(method.upper(), path) for method, path, _ in _operations(openapi_document())}
+    assert served - documented == set(), "served but not documented"
+    assert documented - served == set(), "documented but not served"
+
+
+# --- the offline docs page ----------------------------------------------------------------
+
+
+class _Links(HTMLParser):
+    """Collects every URL-bearing attribute, scripts and the title of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.scripts: list[dict[str, str | None]] = []
+        self.script_text: list[str] = []
+        self.title = ""
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in {"src", "href", "action", "data", "poster"} and value is not None:
+                self.urls.append(value)
+        if tag == "script":
+            self.scripts.append(dict(attrs))
+        self._in = tag
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "script" and data.strip():
+            self.script_text.append(data)
+        if self._in == "title":
+            self.title += data
+
+
+def _parsed_page() -> _Links:
+    parser = _Links()
+    parser.feed(docs_page().decode("utf-8"))
+    return parser
+
+
+def test_docs_page_loads_everything_from_our_server() -> None:
+    page = docs_page().decode("utf-8")
+    assert "http://" not in page
+    assert "https://" not in page
+    parser = _parsed_page()
+    assert parser.urls
+    for url in parser.urls:
+        assert url.startswith("/api/static/"), url
+        assert docs_asset(url.removeprefix("/api/static/")) is not None, url
+    linked = {url.removeprefix("/api/static/") for url in parser.urls}
+    assert {"swagger-ui.css", "swagger-ui-bundle.js", "init.js"} <= linked
+
+
+def test_docs_page_has_no_inline_script() -> None:
+    parser = _parsed_page()
+    assert parser.scripts
+    assert all(script.get("src") for script in parser.scripts)
+    assert parser.script_text == []
+    assert "onload=" not in docs_page().decode("utf-8").lower()
+
+
+def test_docs_page_title_is_the_seed_title() -> None:
+    assert _parsed_page().title == openapi_document()["info"]["title"]
+
+
+def test_init_script_points_swagger_ui_at_our_document() -> None:
+    asset = docs_asset("init.js")
+    assert asset is not None
+    content, content_type = asset
+    text = content.decode("utf-8")
+    assert content_type.startswith("text/javascript")
+    assert '"/api-json"' in text
+    assert "SwaggerUIBundle(" in text
+    assert "http://" not in text
+    assert "https://" not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("swagger-ui.css", "text/css"),
+        ("swagger-ui-bundle.js", "text/javascript"),
+        ("favicon-32x32.png", "image/png"),
+        ("favicon-16x16.png", "image/png"),
+    ],
+)
+def test_bundled_assets_are_served(name: str, content_type: str) -> None:
+    asset = docs_asset(name)
+    assert asset is not None
+    content, served_type = asset
+    assert len(content) > 100
+    assert served_type.split(";")[0] == content_type
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        ".",
+        "..",
+        "../swagger-ui.css",
+        "../../../../etc/passwd",
+        "..%2fswagger-ui.css",
+        "/etc/passwd",
+        "/swagger-ui.css",
+        "static/swagger-ui.css",
+        "./swagger-ui.css",
+        "swagger-ui.css/",
+        "swagger-ui.css/../swagger-ui.css",
+        "SWAGGER-UI.CSS",
+        "swagger-ui.css\x00",
+        "index.html",
+        "swagger-initializer.js",
+        "swagger-ui-bundle.js.map",
+        "oauth2-redirect.html",
+        "../__init__.py",
+        "unknown.js",
+    ],
+)
+def test_docs_asset_refuses_anything_not_allowlisted(name: str) -> None:
+    assert docs_asset(name) is None
