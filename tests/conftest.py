@@ -28,7 +28,7 @@ POSTGRES_URL = os.environ.get(
 )
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SESSION_SECRET = "test-session-secret"
-_TABLES = "ledger_entries, sessions, api_keys, credit_purchases, accounts, users, plans"
+_TABLES = "ledger_entries, charges, sessions, api_keys, credit_purchases, accounts, users, plans"
 
 
 class FakeClock:

@@ -23,6 +23,7 @@ from flamel_usage.credits import parse_credits
 from flamel_usage.db import Database
 from flamel_usage.errors import ApiError, NotFound
 from flamel_usage.inputs import parse_id, parse_instant
+from flamel_usage.ledger import charges
 from flamel_usage.ledger import service as ledger
 from flamel_usage.periods import from_micros, to_micros
 from flamel_usage.web.services import system_clock
@@ -80,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     buy.add_argument("email")
     buy.add_argument("amount")
     buy.add_argument("--expires", help="ISO 8601 expiry of the purchased credit")
+
+    charge = commands.add_parser("charge", parents=[common], help="charge one operation")
+    charge.add_argument("email")
+    charge.add_argument("kind")
+    charge.add_argument("--cost", help="credits (default: the kind's configured cost)")
+    charge.add_argument("--idempotency-key", required=True)
+    refund = commands.add_parser("refund", parents=[common], help="refund a charge, once")
+    refund.add_argument("idempotency_key")
 
     commands.add_parser("reconcile", parents=[common], help="exit 1 if balances and ledger differ")
     return parser
@@ -175,6 +184,33 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                     )
 
             print((await _with_database(settings, buy)).id)
+        case ("charge", _):
+            key = charges.idempotency_key(args.idempotency_key)
+            cost = None if args.cost is None else parse_credits(args.cost, "--cost")
+
+            async def charge_one(db: Database) -> charges.Outcome:
+                async with db.transaction() as conn:
+                    user_id = await accounts.user_id_by_email(conn, args.email)
+                    return await charges.charge(
+                        conn,
+                        charges.ChargeRequest(user_id, args.kind, cost),
+                        idempotency_key=key,
+                        costs=settings.operation_costs,
+                        now=now,
+                        zone=zone,
+                    )
+
+            outcome = await _with_database(settings, charge_one)
+            print(outcome.body.decode())
+            return 0 if outcome.status == 201 else 1
+        case ("refund", _):
+            key = charges.idempotency_key(args.idempotency_key)
+
+            async def refund_one(db: Database) -> bytes:
+                async with db.transaction() as conn:
+                    return await charges.refund(conn, key, now=now, zone=zone)
+
+            print((await _with_database(settings, refund_one)).decode())
         case ("reconcile", _):
 
             async def check(db: Database) -> list[str]:

@@ -9,11 +9,16 @@ which the README's table is written from.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flamel_usage.credits import parse_credits
+from flamel_usage.errors import BadRequest
 
 
 class ConfigError(ValueError):
@@ -75,7 +80,15 @@ SETTINGS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc("FLAMEL_TIMEZONE", "UTC", "IANA zone in which billing periods start and end."),
     SettingDoc("FLAMEL_SESSION_TTL_SECONDS", "1209600", "Lifetime of a login session (14 days)."),
+    SettingDoc(
+        "FLAMEL_OPERATION_COSTS",
+        "ttp=1,edit=1,image=1",
+        "Operation kinds that can be charged and their default cost in credits.",
+    ),
 )
+
+DEFAULT_OPERATION_COSTS = "ttp=1,edit=1,image=1"
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +99,9 @@ class Settings:
     session_secret: Secret | None
     timezone: ZoneInfo
     session_ttl_seconds: int = 14 * 24 * 3600
+    operation_costs: Mapping[str, int] = field(
+        default_factory=lambda: _operation_costs(DEFAULT_OPERATION_COSTS)
+    )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +115,9 @@ class Settings:
             session_secret=_optional_secret(env.get("FLAMEL_SESSION_SECRET")),
             timezone=_zone(env.get("FLAMEL_TIMEZONE") or "UTC"),
             session_ttl_seconds=_positive_int(env, "FLAMEL_SESSION_TTL_SECONDS", 14 * 24 * 3600),
+            operation_costs=_operation_costs(
+                env.get("FLAMEL_OPERATION_COSTS") or DEFAULT_OPERATION_COSTS
+            ),
         )
 
     def resolved_session_secret(self) -> Secret:
@@ -129,6 +148,20 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"FLAMEL_TIMEZONE: unknown time zone {name!r}") from exc
+
+
+def _operation_costs(text: str) -> Mapping[str, int]:
+    """``kind=credits,...`` as kind -> millicredits, read-only."""
+    costs: dict[str, int] = {}
+    for item in text.split(","):
+        kind, _, cost = item.strip().partition("=")
+        if not _KIND.match(kind) or kind in costs:
+            raise ConfigError(f"FLAMEL_OPERATION_COSTS: bad or repeated kind {kind!r}")
+        try:
+            costs[kind] = parse_credits(cost, kind)
+        except BadRequest as exc:
+            raise ConfigError(f"FLAMEL_OPERATION_COSTS: {exc}") from None
+    return MappingProxyType(costs)
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -49,6 +49,16 @@ class Connection(abc.ABC):
         """
         return f" FOR UPDATE OF {alias}" if self.dialect == "postgresql" else ""
 
+    async def lock_name(self, name: str) -> None:
+        """Hold a lock on ``name`` until this transaction ends, where the store needs one.
+
+        Serialises work that no row lock can cover yet, such as two requests with one
+        idempotency key whose charge row does not exist. SQLite needs none: its write
+        transaction already excludes every other writer.
+        """
+        if self.dialect == "postgresql":
+            await self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", name)
+
     @abc.abstractmethod
     async def fetchall(self, sql: str, *args: object) -> Sequence[Row]: ...
 
@@ -97,7 +107,7 @@ class Database(abc.ABC):
         """Apply pending migrations; return the versions applied by this call."""
         applied: list[int] = []
         async with self.transaction() as conn:
-            await self._lock_migrations(conn)
+            await conn.lock_name("flamel_usage.migrations")
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
@@ -115,10 +125,6 @@ class Database(abc.ABC):
                 )
                 applied.append(version)
         return applied
-
-    @abc.abstractmethod
-    async def _lock_migrations(self, conn: Connection) -> None:
-        """Serialise concurrent migrators for the rest of ``conn``'s transaction."""
 
 
 # --- SQLite -------------------------------------------------------------------------------
@@ -196,9 +202,6 @@ class SQLiteDatabase(Database):
                 raise
             conn._raw.execute("COMMIT")
 
-    async def _lock_migrations(self, conn: Connection) -> None:
-        """Nothing to add: ``BEGIN IMMEDIATE`` already excludes every other writer."""
-
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 
@@ -275,9 +278,6 @@ class PostgresDatabase(Database):
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._require_pool().acquire() as raw, raw.transaction():
             yield _PostgresConnection(raw, self._translate)
-
-    async def _lock_migrations(self, conn: Connection) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock(7201)")
 
 
 # --- Migrations ---------------------------------------------------------------------------

@@ -71,6 +71,12 @@ class JsonObject:
         assert value is not None
         return value
 
+    def positive_int(self, name: str) -> int:
+        value = self._data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_INT:
+            raise BadRequest(f"{name} must be a positive whole number")
+        return value
+
     def count_limit(self, name: str) -> int | None:
         """A whole number of operations, or null for no limit."""
         value = self._data.get(name)

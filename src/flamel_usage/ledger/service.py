@@ -5,7 +5,7 @@ Two rules keep the numbers exact:
 * A read never writes. When the stored period has ended, the read shows the period
   that contains "now" with a fresh allowance, which is exactly what the roll-over will
   write; so a read at a boundary is right even if nothing happened for months.
-* A write first rolls the account over (``_locked_account``) inside its transaction,
+* A write first rolls the account over (``locked_account``) inside its transaction,
   recording the end of the old period and the start of the new one in the ledger, and
   only then changes a balance, with the ledger entry for that change in the same
   transaction. ``reconcile`` proves it by recomputing every balance from the ledger.
@@ -113,7 +113,7 @@ async def read_usage(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -
     return _usage_from_row(row, row["purchased"], now, zone)
 
 
-async def _locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Row:
+async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Row:
     """The account row, locked for this transaction and rolled over to ``now``.
 
     Rolling over writes what the read side only shows: the unused plan credit of the
@@ -146,7 +146,7 @@ async def _start_period(conn: Connection, row: Row, now: int, zone: ZoneInfo) ->
     )
     start, end = to_micros(period.start), to_micros(period.end)
     if row["plan_credit"]:
-        await _entry(
+        await append_entry(
             conn,
             user_id,
             now,
@@ -156,7 +156,7 @@ async def _start_period(conn: Connection, row: Row, now: int, zone: ZoneInfo) ->
             old_start,
             note="plan credit unused at the end of its period",
         )
-    await _entry(conn, user_id, now, "period_start", "plan", row["max_credit"], start)
+    await append_entry(conn, user_id, now, "period_start", "plan", row["max_credit"], start)
     await conn.execute(
         "UPDATE accounts SET period_start = ?, period_end = ?, plan_credit = ?, ttp_count = 0,"
         " edit_count = 0, postpaid_used = 0 WHERE user_id = ?",
@@ -175,7 +175,7 @@ async def _expire_purchases(conn: Connection, user_id: int, now: int, period_sta
         now,
     )
     for purchase in expired:
-        await _entry(
+        await append_entry(
             conn,
             user_id,
             now,
@@ -188,7 +188,7 @@ async def _expire_purchases(conn: Connection, user_id: int, now: int, period_sta
         await conn.execute("UPDATE credit_purchases SET remaining = 0 WHERE id = ?", purchase["id"])
 
 
-async def _entry(
+async def append_entry(
     conn: Connection,
     user_id: int,
     now: int,
@@ -198,11 +198,12 @@ async def _entry(
     period_start: int,
     *,
     purchase_id: int | None = None,
+    charge_id: int | None = None,
     note: str | None = None,
 ) -> None:
     await conn.execute(
         "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount, period_start,"
-        " purchase_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " purchase_id, charge_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         user_id,
         now,
         entry_type,
@@ -210,6 +211,7 @@ async def _entry(
         amount,
         period_start,
         purchase_id,
+        charge_id,
         note,
     )
 
@@ -234,7 +236,7 @@ async def buy_credits(
 ) -> Purchase:
     """Add purchased credit that survives period ends until ``expires_at`` (if any)."""
     await live_user_id(conn, user_id)
-    account = await _locked_account(conn, user_id, now, zone)
+    account = await locked_account(conn, user_id, now, zone)
     purchase_id = await conn.fetchval(
         "INSERT INTO credit_purchases (user_id, amount, remaining, expires_at, created_at)"
         " VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -244,7 +246,7 @@ async def buy_credits(
         expires_at,
         now,
     )
-    await _entry(
+    await append_entry(
         conn,
         user_id,
         now,
@@ -299,4 +301,35 @@ async def reconcile(conn: Connection) -> list[str]:
         f" ledger says {row['summed']}"
         for row in purchase_sums
     )
+    problems.extend(await _charge_problems(conn))
+    return problems
+
+
+async def _charge_problems(conn: Connection) -> list[str]:
+    """Charges whose ledger entries do not match their idempotency record.
+
+    A successful charge's entries cover its cost exactly (plan and purchased credit
+    taken, plus postpaid accrued); a refused one has none; a refund exists exactly when
+    the record says it was refunded.
+    """
+    rows = await conn.fetchall(
+        "SELECT c.id, c.user_id, c.status, c.cost, c.refunded_at,"
+        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool IN ('plan', 'purchase')"
+        " THEN -e.amount WHEN e.entry_type = 'charge' AND e.pool = 'postpaid' THEN e.amount END),"
+        " 0) AS BIGINT) AS covered,"
+        " COUNT(CASE WHEN e.entry_type = 'charge' THEN 1 END) AS charge_entries,"
+        " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
+        " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
+        " GROUP BY c.id, c.user_id, c.status, c.cost, c.refunded_at ORDER BY c.id"
+    )
+    problems = []
+    for row in rows:
+        where = f"user {row['user_id']}: charge {row['id']}"
+        if row["status"] != 201:
+            if row["charge_entries"] or row["refund_entries"]:
+                problems.append(f"{where} was refused but has ledger entries")
+        elif row["covered"] != row["cost"]:
+            problems.append(f"{where} costs {row['cost']}, its entries cover {row['covered']}")
+        elif (row["refunded_at"] is None) != (row["refund_entries"] == 0):
+            problems.append(f"{where}: refund record and refund entries disagree")
     return problems

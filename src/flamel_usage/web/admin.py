@@ -15,7 +15,7 @@ from flamel_usage.credits import credits_value
 from flamel_usage.errors import ApiError
 from flamel_usage.inputs import JsonObject, parse_id
 from flamel_usage.ledger import service as ledger
-from flamel_usage.periods import from_micros, to_micros
+from flamel_usage.periods import from_micros
 from flamel_usage.web.http import Request, Response, empty_response, json_response
 from flamel_usage.web.services import Services
 
@@ -237,5 +237,3 @@ ROUTES = [
     ("POST", "/api/admin/users/{userId}/credits", buy_credits),
     ("GET", "/api/admin/reconcile", reconcile),
 ]
-
-__all__ = ["ROUTES", "to_micros"]

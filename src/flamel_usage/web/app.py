@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from flamel_usage.config import Settings
 from flamel_usage.db import Database
 from flamel_usage.errors import ApiError
-from flamel_usage.web import admin, docs, public
+from flamel_usage.web import admin, charges, docs, public
 from flamel_usage.web.http import (
     InternalError,
     Receive,
@@ -23,7 +23,7 @@ from flamel_usage.web.services import Clock, Services, system_clock
 
 logger = logging.getLogger("flamel_usage")
 
-_HANDLERS = [*public.ROUTES, *docs.ROUTES, *admin.ROUTES]
+_HANDLERS = [*public.ROUTES, *docs.ROUTES, *admin.ROUTES, *charges.ROUTES]
 #: Every (method, path) the service answers; the OpenAPI test checks each is documented.
 ROUTES: list[tuple[str, str]] = [(method, path) for method, path, _ in _HANDLERS]
 
@@ -53,7 +53,9 @@ class App:
 
     async def handle(self, scope: Scope, receive: Receive) -> Response:
         try:
-            handler, params = self.router.match(scope["method"], scope["path"])
+            path = scope["path"]
+            raw_path = scope.get("raw_path") or path.encode()
+            handler, params = self.router.match(scope["method"], path, raw_path)
             return await handler(Request(scope, receive, params), self.services)
         except ApiError as error:
             return error_response(error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -23,7 +24,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 
-_JSON_HEADERS = (
+JSON_HEADERS = (
     (b"content-type", b"application/json; charset=utf-8"),
     (b"cache-control", b"no-store"),
 )
@@ -63,7 +64,7 @@ class Response:
 def json_response(
     data: object, status: int = 200, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> Response:
-    return Response(status, orjson.dumps(data), [*_JSON_HEADERS, *headers])
+    return Response(status, orjson.dumps(data), [*JSON_HEADERS, *headers])
 
 
 def empty_response(status: int = 204, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
@@ -74,7 +75,7 @@ def error_response(error: ApiError, headers: Iterable[tuple[bytes, bytes]] = ())
     return Response(
         error.status,
         error_body(error.status, error.reason, error.message),
-        [*_JSON_HEADERS, *headers],
+        [*JSON_HEADERS, *headers],
     )
 
 
@@ -155,11 +156,13 @@ class Router:
                 return
         self._patterns.append((segments, {method: handler}))
 
-    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    def match(self, method: str, path: str, raw_path: bytes) -> tuple[Handler, dict[str, str]]:
+        """The handler and path parameters; parameters are decoded per segment, so a
+        parameter may contain an encoded ``/`` (an idempotency key, say)."""
         methods = self._exact.get(path)
         params: dict[str, str] = {}
         if methods is None:
-            methods, params = self._match_pattern(path)
+            methods, params = self._match_pattern(raw_path.decode("latin-1"))
         handler = methods.get(method)
         if handler is None:
             if method == "HEAD" and "GET" in methods:
@@ -177,7 +180,10 @@ class Router:
                 if expected.startswith("{"):
                     if not actual:
                         break
-                    params[expected[1:-1]] = actual
+                    try:
+                        params[expected[1:-1]] = unquote(actual, errors="strict")
+                    except UnicodeDecodeError:
+                        raise BadRequest("the path is not valid UTF-8") from None
                 elif expected != actual:
                     break
             else:
