@@ -18,6 +18,8 @@ import orjson
 import pytest
 import yaml
 
+from flamel_usage.errors import BadRequest
+from flamel_usage.ledger.charges import idempotency_key
 from flamel_usage.web.openapi import docs_asset, docs_page, openapi_document, openapi_json
 
 SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "openapi-usage.yaml"
@@ -39,7 +41,17 @@ OUR_OPERATIONS = {
     ("post", "/api/admin/keys/{keyId}/revoke", "AdminController_revokeKey", "admin"),
     ("post", "/api/admin/users/{userId}/credits", "AdminController_buyCredits", "admin"),
     ("get", "/api/admin/reconcile", "AdminController_reconcile", "admin"),
+    ("post", "/api/admin/charges", "AdminController_createCharge", "admin"),
+    (
+        "post",
+        "/api/admin/charges/{idempotencyKey}/refund",
+        "AdminController_refundCharge",
+        "admin",
+    ),
 }
+
+#: The type of every path parameter: ids are integers, an idempotency key is a string.
+PATH_PARAMETER_TYPES = {"userId": "integer", "keyId": "integer", "idempotencyKey": "string"}
 
 
 def _packaged_seed_bytes() -> bytes:
@@ -190,14 +202,18 @@ def test_our_operation_shape(method: str, path: str, operation: dict[str, Any]) 
     responses = operation["responses"]
     assert any(status.startswith("2") for status in responses)
 
-    # Path parameters: every {name} documented as a required integer in path.
+    # Path parameters: every {name} documented, required, with its type, in path order.
     names = re.findall(r"\{(\w+)\}", path)
     parameters = operation.get("parameters", [])
-    assert [p["name"] for p in parameters] == names
-    for parameter in parameters:
-        assert parameter["in"] == "path"
+    in_path = [p for p in parameters if p["in"] == "path"]
+    assert [p["name"] for p in in_path] == names
+    for parameter in in_path:
         assert parameter["required"] is True
-        assert parameter["schema"]["type"] == "integer"
+        assert parameter["schema"]["type"] == PATH_PARAMETER_TYPES[parameter["name"]]
+    # Any other parameter is a header (the only other kind we use).
+    for parameter in parameters:
+        assert parameter["in"] in {"path", "header"}, parameter
+        assert parameter["description"]
 
     # Request bodies: JSON, closed to unknown fields, and a 400 for bad ones.
     if "requestBody" in operation:
@@ -227,7 +243,7 @@ def _reasons(operation: dict[str, Any], status: str) -> set[str]:
 
 def test_admin_operations_require_the_admin_token() -> None:
     admin = [op for _, _, op in _our_operations() if op["tags"] == ["admin"]]
-    assert len(admin) == 11
+    assert len(admin) == 13
     for operation in admin:
         assert operation["security"] == [{"adminToken": []}]
         assert "admin_unauthorized" in _reasons(operation, "401")
@@ -248,6 +264,18 @@ def test_documented_domain_errors() -> None:
         "AdminController_updateKey": {"404": {"key_not_found"}},
         "AdminController_revokeKey": {"404": {"key_not_found"}},
         "AdminController_buyCredits": {"404": {"user_not_found"}},
+        "AdminController_createCharge": {
+            "400": {"bad_request", "unknown_kind", "invalid_idempotency_key"},
+            "402": {"insufficient_credit"},
+            "404": {"user_not_found"},
+            "409": {"idempotency_key_reused"},
+            "429": {"ttp_limit_exceeded", "edit_limit_exceeded"},
+        },
+        "AdminController_refundCharge": {
+            "400": {"bad_request", "invalid_idempotency_key"},
+            "404": {"charge_not_found"},
+            "409": {"already_refunded", "not_refundable"},
+        },
     }
     for operation_id, statuses in expected.items():
         for status, reasons in statuses.items():
@@ -277,6 +305,141 @@ def test_admin_usage_reuses_the_seed_schema() -> None:
     operation = openapi_document()["paths"]["/api/admin/users/{userId}/usage"]["get"]
     schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/UsageInfoDto"}
+
+
+# --- charges and refunds ------------------------------------------------------------------
+
+CHARGES = "/api/admin/charges"
+REFUND = "/api/admin/charges/{idempotencyKey}/refund"
+
+
+def _schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = openapi_document()["components"]["schemas"][name]
+    return schema
+
+
+def _json_schema_ref(response: dict[str, Any]) -> Any:
+    return response["content"]["application/json"]["schema"]
+
+
+def test_charge_needs_an_idempotency_key_header() -> None:
+    operation = openapi_document()["paths"][CHARGES]["post"]
+    (header,) = operation["parameters"]
+    assert header["name"] == "Idempotency-Key"
+    assert header["in"] == "header"
+    assert header["required"] is True
+    schema = header["schema"]
+    assert schema["type"] == "string"
+    assert (schema["minLength"], schema["maxLength"]) == (1, 255)
+    assert schema["pattern"] == r"^[\x20-\x7e]{1,255}$"
+
+
+def test_refund_names_the_charge_by_a_string_path_parameter() -> None:
+    operation = openapi_document()["paths"][REFUND]["post"]
+    (parameter,) = operation["parameters"]
+    assert parameter["name"] == "idempotencyKey"
+    assert parameter["in"] == "path"
+    assert parameter["schema"]["type"] == "string"
+    assert parameter["schema"]["pattern"] == r"^[\x20-\x7e]{1,255}$"
+    assert "URL-encoded" in parameter["description"]
+    assert "requestBody" not in operation
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a",
+        "x" * 255,
+        "x" * 256,
+        "",
+        "job 42/ttp",
+        "~!@#$%^&*()",
+        "tab\tkey",
+        "é",
+        "\x7f",
+        "line\n",
+    ],
+)
+def test_documented_key_pattern_agrees_with_the_server(key: str) -> None:
+    schema = openapi_document()["paths"][CHARGES]["post"]["parameters"][0]["schema"]
+    documented = re.fullmatch(schema["pattern"], key) is not None
+    documented = documented and schema["minLength"] <= len(key) <= schema["maxLength"]
+    try:
+        idempotency_key(key)
+    except BadRequest:
+        accepted = False
+    else:
+        accepted = True
+    assert documented == accepted
+
+
+def test_charge_request_schema() -> None:
+    schema = _schema("CreateChargeRequest")
+    assert schema["required"] == ["userId", "kind"]
+    assert schema["additionalProperties"] is False
+    properties = schema["properties"]
+    assert set(properties) == {"userId", "kind", "cost"}
+    assert properties["userId"]["type"] == "integer"
+    assert properties["userId"]["minimum"] == 1
+    assert properties["kind"]["type"] == "string"
+    assert properties["cost"]["type"] == "number"
+    assert properties["cost"]["minimum"] == 0
+    assert properties["cost"]["exclusiveMinimum"] is True
+    assert "3 decimals" in properties["cost"]["description"]
+
+
+def test_charge_and_refund_answer_a_charge_result() -> None:
+    paths = openapi_document()["paths"]
+    created = paths[CHARGES]["post"]["responses"]["201"]
+    refunded = paths[REFUND]["post"]["responses"]["200"]
+    for response in (created, refunded):
+        assert _json_schema_ref(response) == {"$ref": "#/components/schemas/ChargeResult"}
+    result = _schema("ChargeResult")
+    assert result["properties"] == {
+        "charge": {"$ref": "#/components/schemas/Charge"},
+        "usage": {"$ref": "#/components/schemas/UsageInfoDto"},
+    }
+    charge = _schema("Charge")
+    assert charge["required"] == [
+        "id",
+        "idempotencyKey",
+        "userId",
+        "kind",
+        "cost",
+        "fromPlanCredit",
+        "fromPurchasedCredit",
+        "postpaid",
+        "createdAt",
+        "refundedAt",
+    ]
+    properties = charge["properties"]
+    for name in ("cost", "fromPlanCredit", "fromPurchasedCredit", "postpaid"):
+        assert properties[name]["type"] == "number", name
+    assert properties["createdAt"]["format"] == "date-time"
+    assert "nullable" not in properties["createdAt"]
+    assert properties["refundedAt"]["format"] == "date-time"
+    assert properties["refundedAt"]["nullable"] is True
+
+
+def test_remembered_answers_document_the_replay_header() -> None:
+    responses = openapi_document()["paths"][CHARGES]["post"]["responses"]
+    remembered = {"201", "402", "429"}
+    for status, response in responses.items():
+        headers = response.get("headers", {})
+        if status in remembered:
+            assert headers["Idempotent-Replayed"]["schema"] == {"type": "string", "enum": ["true"]}
+        else:
+            assert "Idempotent-Replayed" not in headers, status
+    refund = openapi_document()["paths"][REFUND]["post"]["responses"]
+    assert all("headers" not in response for response in refund.values())
+
+
+def test_refund_description_states_what_is_not_restored() -> None:
+    description = " ".join(openapi_document()["paths"][REFUND]["post"]["description"].split())
+    assert "restores exactly what the charge took, to the pools it came from" in description
+    assert "Purchased credit that has expired since the charge stays expired" in description
+    assert "plan credit of a period that has ended is not restored" in description
+    assert "the ledger records" in description
 
 
 # --- every served route is documented, and only those -------------------------------------

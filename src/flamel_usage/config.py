@@ -155,7 +155,7 @@ def _operation_costs(text: str) -> Mapping[str, int]:
     costs: dict[str, int] = {}
     for item in text.split(","):
         kind, _, cost = item.strip().partition("=")
-        if not _KIND.match(kind) or kind in costs:
+        if not _KIND.fullmatch(kind) or kind in costs:
             raise ConfigError(f"FLAMEL_OPERATION_COSTS: bad or repeated kind {kind!r}")
         try:
             costs[kind] = parse_credits(cost, kind)

@@ -55,7 +55,7 @@ class User:
 
 def normalise_email(email: str) -> str:
     cleaned = email.strip().lower()
-    if not _EMAIL.match(cleaned):
+    if not _EMAIL.fullmatch(cleaned):
         raise BadRequest("email is not a valid address")
     return cleaned
 
@@ -71,7 +71,7 @@ async def create_plan(
     billing_mode: str,
     now: int,
 ) -> Plan:
-    if not _PLAN_NAME.match(name):
+    if not _PLAN_NAME.fullmatch(name):
         raise BadRequest("plan name: 1-64 letters, digits, spaces, '.', '_' or '-'")
     if period_unit not in ("month", "year"):
         raise BadRequest("periodUnit must be 'month' or 'year'")

@@ -31,4 +31,4 @@ def key_prefix(key: str) -> str:
 
 def is_well_formed(key: str) -> bool:
     """True when ``key`` could be one of ours; anything else is refused without a query."""
-    return _KEY_SHAPE.match(key) is not None
+    return _KEY_SHAPE.fullmatch(key) is not None

@@ -72,7 +72,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 
 def idempotency_key(value: str | None) -> str:
     """``value`` if it is a valid idempotency key: 1-255 printable ASCII characters."""
-    if value is None or not _IDEMPOTENCY_KEY.match(value):
+    if value is None or not _IDEMPOTENCY_KEY.fullmatch(value):
         raise InvalidIdempotencyKey("send an Idempotency-Key of 1-255 printable ASCII characters")
     return value
 

@@ -15,7 +15,8 @@ strict Content-Security-Policy (``script-src 'self'``) can be put in front of it
 
 To document a new operation, add a schema to ``_schemas()`` if it needs one, its error
 reasons to ``_REASONS``, and one ``_admin(...)`` or ``_auth(...)`` call to
-``_operations()``; path parameters are filled in from ``_PATH_PARAMETERS``.
+``_operations()``; path parameters are filled in from ``_PATH_PARAMETERS``, and other
+parameters (headers) are passed as ``parameters=``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ DOCUMENT_URL = "/api-json"
 
 _ERROR_ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 _INSTANT_EXAMPLE = "2026-11-25T10:00:00+00:00"
+
+#: An idempotency key, as the server checks it: 1-255 printable ASCII characters.
+_IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": r"^[\x20-\x7e]{1,255}$",
+    "example": "job-8d1f2c/ttp",
+}
 
 
 # --- small schema helpers ---------------------------------------------------------------
@@ -259,6 +269,45 @@ def _schemas() -> dict[str, Any]:
         "BuyCreditsResponse": _obj(
             {"purchase": _ref("CreditPurchase"), "usage": _ref("UsageInfoDto")}
         ),
+        "CreateChargeRequest": _obj(
+            {
+                "userId": {"type": "integer", "minimum": 1, "description": "The user to charge."},
+                "kind": {
+                    "type": "string",
+                    "maxLength": 32,
+                    "description": "An operation kind from the server configuration"
+                    " (FLAMEL_OPERATION_COSTS; ttp, edit and image by default).",
+                    "example": "ttp",
+                },
+                "cost": _credits(
+                    "What this operation costs; default: the kind's configured cost",
+                    minimum=0,
+                    exclusiveMinimum=True,
+                ),
+            },
+            required=["userId", "kind"],
+            request=True,
+        ),
+        "Charge": _obj(
+            {
+                "id": {"type": "integer"},
+                "idempotencyKey": {
+                    **_IDEMPOTENCY_KEY_SCHEMA,
+                    "description": "The Idempotency-Key the charge was made with.",
+                },
+                "userId": {"type": "integer"},
+                "kind": {"type": "string", "example": "ttp"},
+                "cost": _credits("What the operation cost"),
+                "fromPlanCredit": _credits("Part taken from the period's plan credit"),
+                "fromPurchasedCredit": _credits(
+                    "Part taken from purchased credit, soonest-expiring first"
+                ),
+                "postpaid": _credits("Part accrued as postpaid usage (0 on prepaid plans)"),
+                "createdAt": _instant("When the charge was made."),
+                "refundedAt": _instant("When it was refunded; null = not refunded.", nullable=True),
+            }
+        ),
+        "ChargeResult": _obj({"charge": _ref("Charge"), "usage": _ref("UsageInfoDto")}),
         "ReconcileReport": _obj(
             {
                 "ok": {"type": "boolean", "description": "True when balances match the ledger."},
@@ -285,6 +334,21 @@ _REASONS: dict[str, tuple[int, str]] = {
     "key_not_found": (404, "No key has that id."),
     "plan_exists": (409, "A plan with that name exists."),
     "user_exists": (409, "A user with that email exists."),
+    "unknown_kind": (400, "kind is not an operation kind the server is configured with."),
+    "invalid_idempotency_key": (
+        400,
+        "The idempotency key is missing or not 1-255 printable ASCII characters.",
+    ),
+    "insufficient_credit": (
+        402,
+        "The prepaid charge does not fit the user's credit; nothing changed.",
+    ),
+    "ttp_limit_exceeded": (429, "The plan's TTP limit for this period is reached."),
+    "edit_limit_exceeded": (429, "The plan's edit limit for this period is reached."),
+    "charge_not_found": (404, "No charge was made with that idempotency key."),
+    "idempotency_key_reused": (409, "The Idempotency-Key was used for a different charge."),
+    "already_refunded": (409, "The charge was refunded already."),
+    "not_refundable": (409, "The charge was refused (402 or 429): nothing to refund."),
 }
 
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -302,6 +366,31 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "API key id.",
         "schema": {"type": "integer"},
     },
+    "idempotencyKey": {
+        "name": "idempotencyKey",
+        "in": "path",
+        "required": True,
+        "description": "The Idempotency-Key the charge was made with, URL-encoded"
+        " (a '/' in it becomes %2F).",
+        "schema": _IDEMPOTENCY_KEY_SCHEMA,
+    },
+}
+
+_IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "description": "Names this charge: a retry with the same key and body is applied once"
+    " and answered with the first answer. Also the key to refund it by.",
+    "schema": _IDEMPOTENCY_KEY_SCHEMA,
+}
+
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "Present, as true, only when this is the first answer for the"
+        " Idempotency-Key given again: nothing was charged this time.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
 }
 
 _SET_SESSION_COOKIE = {
@@ -340,8 +429,13 @@ def _ok(
     return {str(status): response}
 
 
-def _errors(reasons: Iterable[str]) -> dict[str, Any]:
-    """Error responses grouped by status, one named example per reason."""
+def _errors(
+    reasons: Iterable[str], headers: Mapping[int, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Error responses grouped by status, one named example per reason.
+
+    ``headers`` adds response headers to the responses of the given statuses.
+    """
     by_status: dict[int, list[str]] = {}
     for reason in reasons:
         status, _ = _REASONS[reason]
@@ -355,10 +449,13 @@ def _errors(reasons: Iterable[str]) -> dict[str, Any]:
             }
             for name in names
         }
-        responses[str(status)] = {
-            "description": HTTPStatus(status).phrase,
-            "content": {JSON: {"schema": {"$ref": _ERROR_ENVELOPE_REF}, "examples": examples}},
+        response: dict[str, Any] = {"description": HTTPStatus(status).phrase}
+        if headers and status in headers:
+            response["headers"] = dict(headers[status])
+        response["content"] = {
+            JSON: {"schema": {"$ref": _ERROR_ENVELOPE_REF}, "examples": examples}
         }
+        responses[str(status)] = response
     return responses
 
 
@@ -372,10 +469,16 @@ def _operation(
     ok: dict[str, Any],
     body: str | None = None,
     errors: Iterable[str] = (),
+    error_headers: Mapping[int, Mapping[str, Any]] | None = None,
+    parameters: Iterable[dict[str, Any]] = (),
     security: list[dict[str, list[str]]],
     description: str | None = None,
 ) -> Operation:
-    """One operation; path parameters come from ``_PATH_PARAMETERS`` by their name."""
+    """One operation; path parameters come from ``_PATH_PARAMETERS`` by their name.
+
+    ``parameters`` (headers, say) follow the path parameters; ``error_headers`` are
+    response headers of error statuses, by status.
+    """
     reasons = list(errors)
     if body is not None and "bad_request" not in reasons:
         reasons.insert(0, "bad_request")  # every JSON body can be malformed
@@ -383,14 +486,15 @@ def _operation(
     if description:
         operation["description"] = description
     names = re.findall(r"\{(\w+)\}", path)
-    if names:
-        operation["parameters"] = [_PATH_PARAMETERS[name] for name in names]
+    all_parameters = [*(_PATH_PARAMETERS[name] for name in names), *parameters]
+    if all_parameters:
+        operation["parameters"] = all_parameters
     if body is not None:
         operation["requestBody"] = {
             "required": True,
             "content": {JSON: {"schema": _ref(body)}},
         }
-    operation["responses"] = {**ok, **_errors(reasons)}
+    operation["responses"] = {**ok, **_errors(reasons, error_headers)}
     operation["security"] = security
     return method.lower(), path, operation
 
@@ -414,10 +518,39 @@ def _auth(method: str, path: str, name: str, summary: str, **kwargs: Any) -> Ope
     return _operation(method, path, f"AuthController_{name}", tag="auth", summary=summary, **kwargs)
 
 
+_CHARGE_DESCRIPTION = """\
+Charges one operation, atomically: plan credit of the current period first, then
+purchased credit (soonest-expiring first), then, on a postpaid plan, postpaid usage.
+A prepaid charge that does not fit is refused whole (402 insufficient_credit), and a
+TTP or edit charge beyond the plan's per-period limit is refused (429); a refusal
+changes nothing.
+
+The Idempotency-Key makes retries safe. The first answer for a key (201, 402 or 429)
+is remembered; sending the same key and body again returns that same status and body
+(usage as it was then), with the header `Idempotent-Replayed: true`, and charges
+nothing. The same key with a different body is refused (409 idempotency_key_reused).
+Other errors are not remembered: after fixing the request, sending it again is a
+fresh attempt."""
+
+_REFUND_DESCRIPTION = """\
+Reverses a successful charge, once. The charge is named by the Idempotency-Key it was
+made with, URL-encoded in the path.
+
+The refund restores exactly what the charge took, to the pools it came from: plan
+credit, the same purchases, postpaid usage and the TTP/edit count. Purchased credit
+that has expired since the charge stays expired, and plan credit of a period that has
+ended is not restored; the ledger records such a part at zero, with the reason.
+Postpaid usage and counts of an ended period are reversed against that period.
+
+The answer's charge shows the charge's original split and its refundedAt; usage is
+the user's usage after the refund."""
+
+
 def _operations() -> list[Operation]:
     """Our operations, in the order Swagger UI shows them."""
     user = "/api/admin/users/{userId}"
     key = "/api/admin/keys/{keyId}"
+    charges = "/api/admin/charges"
     return [
         _auth(
             "POST",
@@ -529,6 +662,40 @@ def _operations() -> list[Operation]:
             "reconcile",
             "Check stored balances against the ledger",
             ok=_ok(200, "Report", "ReconcileReport"),
+        ),
+        _admin(
+            "POST",
+            charges,
+            "createCharge",
+            "Charge an operation to a user",
+            description=_CHARGE_DESCRIPTION,
+            parameters=[_IDEMPOTENCY_KEY_HEADER],
+            body="CreateChargeRequest",
+            ok=_ok(201, "Charged; the user's usage after the charge", "ChargeResult", _REPLAYED),
+            errors=[
+                "unknown_kind",
+                "invalid_idempotency_key",
+                "insufficient_credit",
+                "user_not_found",
+                "idempotency_key_reused",
+                "ttp_limit_exceeded",
+                "edit_limit_exceeded",
+            ],
+            error_headers={402: _REPLAYED, 429: _REPLAYED},
+        ),
+        _admin(
+            "POST",
+            f"{charges}/{{idempotencyKey}}/refund",
+            "refundCharge",
+            "Refund a charge",
+            description=_REFUND_DESCRIPTION,
+            ok=_ok(200, "Refunded; the user's usage after the refund", "ChargeResult"),
+            errors=[
+                "invalid_idempotency_key",
+                "charge_not_found",
+                "already_refunded",
+                "not_refundable",
+            ],
         ),
     ]
 
