@@ -67,7 +67,7 @@ async def seed(url: str) -> None:
                 email=f"bench{number}@example.com",
                 plan_name="bench",
                 anchor=None,
-                password=None,
+                password_hash=None,
                 now=now,
                 zone=__import__("zoneinfo").ZoneInfo("UTC"),
             )

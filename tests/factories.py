@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 
 from flamel_usage.accounts import service as accounts
 from flamel_usage.auth import service as auth
+from flamel_usage.auth.passwords import hash_password
 from flamel_usage.db import Database
+from flamel_usage.ledger import charges as metering
 from flamel_usage.ledger import service as ledger
 
 _serial = count(1)
@@ -58,7 +60,7 @@ class Factory:
                 email=email or f"user{next(_serial)}@example.com",
                 plan_name=plan.name,
                 anchor=anchor,
-                password=password,
+                password_hash=hash_password(password) if password else None,
                 now=self.clock(),
                 zone=self.zone,
             )
@@ -88,3 +90,30 @@ class Factory:
     async def reconcile(self) -> list[str]:
         async with self.db.read() as conn:
             return await ledger.reconcile(conn)
+
+    async def charge(
+        self,
+        user: accounts.User,
+        kind: str,
+        key: str,
+        cost: float | None = None,
+        *,
+        costs: dict[str, int] | None = None,
+    ) -> metering.Outcome:
+        """Charge ``kind`` (``cost`` in credits, default: the kind's cost) under ``key``."""
+        milli = None if cost is None else round(cost * 1000)
+        request = metering.ChargeRequest(user.id, kind, milli)
+        async with self.db.transaction() as conn:
+            return await metering.charge(
+                conn,
+                request,
+                idempotency_key=key,
+                costs=costs if costs is not None else {"ttp": 1000, "edit": 1000, "image": 1000},
+                now=self.clock(),
+                zone=self.zone,
+            )
+
+    async def refund(self, key: str) -> bytes:
+        """Refund the charge made with ``key``; the answer's body."""
+        async with self.db.transaction() as conn:
+            return await metering.refund(conn, key, now=self.clock(), zone=self.zone)

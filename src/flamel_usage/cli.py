@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from flamel_usage.accounts import service as accounts
 from flamel_usage.auth import service as auth
+from flamel_usage.auth.passwords import hash_new_password
 from flamel_usage.config import ConfigError, Settings
 from flamel_usage.credits import parse_credits
 from flamel_usage.db import Database
@@ -140,6 +141,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             print((await _with_database(settings, create_plan)).id)
         case ("users", "create"):
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+            password_hash = None if password is None else await hash_new_password(password)
             anchor = None if args.anchor is None else parse_instant(args.anchor, "--anchor")
 
             async def create_user(db: Database) -> accounts.User:
@@ -149,7 +151,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                         email=args.email,
                         plan_name=args.plan,
                         anchor=anchor,
-                        password=password,
+                        password_hash=password_hash,
                         now=now,
                         zone=zone,
                     )
@@ -233,6 +235,7 @@ async def ensure_demo(db: Database, settings: Settings) -> str:
     """
     key_file = settings.data_dir / "demo-api-key"
     now = system_clock()
+    password_hash = await hash_new_password(DEMO_PASSWORD)
     async with db.transaction() as conn:
         try:
             user_id = await accounts.user_id_by_email(conn, DEMO_EMAIL)
@@ -253,7 +256,7 @@ async def ensure_demo(db: Database, settings: Settings) -> str:
                 email=DEMO_EMAIL,
                 plan_name=DEMO_PLAN,
                 anchor=None,
-                password=DEMO_PASSWORD,
+                password_hash=password_hash,
                 now=now,
                 zone=settings.timezone,
             )

@@ -34,6 +34,14 @@ from flamel_usage.config import Secret
 Dialect = Literal["sqlite", "postgresql"]
 
 
+class UniqueViolation(Exception):
+    """An insert or update hit a unique constraint: the same thing exists already.
+
+    Raised by both stores alike, so services can answer "exists" (409) for a race that
+    a check before the insert cannot rule out on PostgreSQL.
+    """
+
+
 class Row(Protocol):
     def __getitem__(self, key: str | int, /) -> Any: ...
 
@@ -143,15 +151,23 @@ class _SQLiteConnection(Connection):
     def __init__(self, raw: sqlite3.Connection) -> None:
         self._raw = raw
 
+    def _run(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
+        try:
+            return self._raw.execute(sql, args)
+        except sqlite3.IntegrityError as error:
+            if "UNIQUE" in str(error):
+                raise UniqueViolation(str(error)) from error
+            raise
+
     async def fetchall(self, sql: str, *args: object) -> Sequence[Row]:
-        return self._raw.execute(sql, args).fetchall()
+        return self._run(sql, args).fetchall()
 
     async def fetchone(self, sql: str, *args: object) -> Row | None:
-        row: Row | None = self._raw.execute(sql, args).fetchone()
+        row: Row | None = self._run(sql, args).fetchone()
         return row
 
     async def execute(self, sql: str, *args: object) -> int:
-        return self._raw.execute(sql, args).rowcount
+        return self._run(sql, args).rowcount
 
 
 class SQLiteDatabase(Database):
@@ -228,15 +244,21 @@ class _PostgresConnection(Connection):
         return translated
 
     async def fetchall(self, sql: str, *args: object) -> Sequence[Row]:
-        rows: Sequence[Row] = await self._raw.fetch(self._sql(sql), *args)
+        try:
+            rows: Sequence[Row] = await self._raw.fetch(self._sql(sql), *args)
+        except asyncpg.UniqueViolationError as error:
+            raise UniqueViolation(str(error)) from error
         return rows
 
     async def fetchone(self, sql: str, *args: object) -> Row | None:
-        row: Row | None = await self._raw.fetchrow(self._sql(sql), *args)
-        return row
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
 
     async def execute(self, sql: str, *args: object) -> int:
-        status: str = await self._raw.execute(self._sql(sql), *args)
+        try:
+            status: str = await self._raw.execute(self._sql(sql), *args)
+        except asyncpg.UniqueViolationError as error:
+            raise UniqueViolation(str(error)) from error
         last = status.rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
 

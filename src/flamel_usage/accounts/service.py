@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from flamel_usage.auth.passwords import hash_password
-from flamel_usage.db import Connection, Row
+from flamel_usage.db import Connection, Row, UniqueViolation
 from flamel_usage.errors import BadRequest, Conflict, NotFound
 from flamel_usage.periods import from_micros, period_containing, to_micros
 
@@ -77,19 +76,20 @@ async def create_plan(
         raise BadRequest("periodUnit must be 'month' or 'year'")
     if billing_mode not in ("prepaid", "postpaid"):
         raise BadRequest("billingMode must be 'prepaid' or 'postpaid'")
-    if await conn.fetchval("SELECT id FROM plans WHERE name = ?", name) is not None:
-        raise Conflict(f"a plan named {name!r} exists", reason="plan_exists")
-    row = await conn.fetchone(
-        "INSERT INTO plans (name, period_unit, max_credit, max_ttp, max_edit, billing_mode,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
-        name,
-        period_unit,
-        max_credit,
-        max_ttp,
-        max_edit,
-        billing_mode,
-        now,
-    )
+    try:
+        row = await conn.fetchone(
+            "INSERT INTO plans (name, period_unit, max_credit, max_ttp, max_edit, billing_mode,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            name,
+            period_unit,
+            max_credit,
+            max_ttp,
+            max_edit,
+            billing_mode,
+            now,
+        )
+    except UniqueViolation:
+        raise Conflict(f"a plan named {name!r} exists", reason="plan_exists") from None
     assert row is not None
     return Plan.from_row(row)
 
@@ -111,23 +111,28 @@ async def create_user(
     email: str,
     plan_name: str,
     anchor: datetime | None,
-    password: str | None,
+    password_hash: str | None,
     now: int,
     zone: ZoneInfo,
 ) -> User:
-    """A user, its subscription anchored at ``anchor`` (default now) and its first period."""
+    """A user, its subscription anchored at ``anchor`` (default now) and its first period.
+
+    The password arrives hashed: hashing is slow on purpose and must not run while the
+    transaction holds its locks.
+    """
     address = normalise_email(email)
     plan = await plan_by_name(conn, plan_name)
-    if await conn.fetchval("SELECT id FROM users WHERE email = ?", address) is not None:
-        raise Conflict("a user with this email exists", reason="user_exists")
     anchor_us = to_micros(anchor) if anchor is not None else now
     anchor_us -= anchor_us % 1_000_000
-    user_id = await conn.fetchval(
-        "INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
-        address,
-        hash_password(password) if password else None,
-        now,
-    )
+    try:
+        user_id = await conn.fetchval(
+            "INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
+            address,
+            password_hash,
+            now,
+        )
+    except UniqueViolation:
+        raise Conflict("a user with this email exists", reason="user_exists") from None
     period = period_containing(from_micros(anchor_us), plan.period_unit, from_micros(now), zone)
     start, end = to_micros(period.start), to_micros(period.end)
     await conn.execute(

@@ -6,6 +6,7 @@ parameters, so they can be raised later without invalidating stored passwords.
 Each call costs tens of milliseconds of CPU: async callers should run it in a thread.
 """
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -13,6 +14,8 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+
+from flamel_usage.errors import BadRequest
 
 _SCHEME = "scrypt"
 _SALT_BYTES = 16
@@ -106,3 +109,19 @@ def verify_password_dummy(password: str) -> bool:
     """
     _derive(password, bytes(_SALT_BYTES), _CURRENT, _KEY_BYTES)
     return False
+
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+
+
+async def hash_new_password(password: str) -> str:
+    """The stored form of a password a user is given, after the length rules.
+
+    Hashed in a thread, before any transaction opens, so no lock waits on scrypt.
+    """
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise BadRequest(
+            f"password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"
+        )
+    return await asyncio.to_thread(hash_password, password)

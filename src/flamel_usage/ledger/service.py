@@ -2,7 +2,9 @@
 
 Two rules keep the numbers exact:
 
-* A read never writes. When the stored period has ended, the read shows the period
+* A read never writes. Periods only move forward: the stored period stands until its
+  end (also when it has not started yet, for a subscription anchored in the future).
+  When the stored period has ended, the read shows the period
   that contains "now" with a fresh allowance, which is exactly what the roll-over will
   write; so a read at a boundary is right even if nothing happened for months.
 * A write first rolls the account over (``locked_account``) inside its transaction,
@@ -20,7 +22,7 @@ from zoneinfo import ZoneInfo
 from flamel_usage.accounts.service import live_user_id
 from flamel_usage.credits import credits_value
 from flamel_usage.db import Connection, Row
-from flamel_usage.errors import NotFound
+from flamel_usage.errors import BadRequest, NotFound
 from flamel_usage.periods import Period, from_micros, period_containing, to_micros
 
 
@@ -68,7 +70,7 @@ _LIVE_PURCHASED = (
 
 def _usage_from_row(row: Row, purchased: int, now: int, zone: ZoneInfo) -> Usage:
     postpaid = row["billing_mode"] == "postpaid"
-    if row["period_start"] <= now < row["period_end"]:
+    if now < row["period_end"]:
         period = Period(
             from_micros(row["period_start"]).astimezone(zone),
             from_micros(row["period_end"]).astimezone(zone),
@@ -127,7 +129,7 @@ async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInf
     )
     if row is None:
         raise NotFound("no such user", reason="user_not_found")
-    if not row["period_start"] <= now < row["period_end"]:
+    if now >= row["period_end"]:
         await _start_period(conn, row, now, zone)
         row = await conn.fetchone(
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id"  # noqa: S608
@@ -235,6 +237,8 @@ async def buy_credits(
     zone: ZoneInfo,
 ) -> Purchase:
     """Add purchased credit that survives period ends until ``expires_at`` (if any)."""
+    if expires_at is not None and expires_at <= now:
+        raise BadRequest("expiresAt is not in the future: the credit would never count")
     await live_user_id(conn, user_id)
     account = await locked_account(conn, user_id, now, zone)
     purchase_id = await conn.fetchval(

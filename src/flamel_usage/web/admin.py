@@ -11,6 +11,7 @@ import hmac
 from flamel_usage.accounts import service as accounts
 from flamel_usage.accounts.service import Plan
 from flamel_usage.auth import service as auth
+from flamel_usage.auth.passwords import hash_new_password
 from flamel_usage.credits import credits_value
 from flamel_usage.errors import ApiError
 from flamel_usage.inputs import JsonObject, parse_id
@@ -87,15 +88,14 @@ async def create_user(request: Request, services: Services) -> Response:
     plan = body.required_string("plan", max_length=64)
     anchor = body.instant("anchor")
     password = body.string("password", required=False)
-    if password is not None and len(password) < 8:
-        raise ApiError("password needs at least 8 characters")
+    password_hash = None if password is None else await hash_new_password(password)
     async with services.db.transaction() as conn:
         user = await accounts.create_user(
             conn,
             email=email,
             plan_name=plan,
             anchor=None if anchor is None else from_micros(anchor),
-            password=password,
+            password_hash=password_hash,
             now=services.clock(),
             zone=services.settings.timezone,
         )
