@@ -40,6 +40,7 @@ OUR_OPERATIONS = {
     ("patch", "/api/admin/keys/{keyId}", "AdminController_updateKey", "admin"),
     ("post", "/api/admin/keys/{keyId}/revoke", "AdminController_revokeKey", "admin"),
     ("post", "/api/admin/users/{userId}/credits", "AdminController_buyCredits", "admin"),
+    ("put", "/api/admin/users/{userId}/plan", "AdminController_changePlan", "admin"),
     ("get", "/api/admin/reconcile", "AdminController_reconcile", "admin"),
     ("post", "/api/admin/charges", "AdminController_createCharge", "admin"),
     (
@@ -243,7 +244,7 @@ def _reasons(operation: dict[str, Any], status: str) -> set[str]:
 
 def test_admin_operations_require_the_admin_token() -> None:
     admin = [op for _, _, op in _our_operations() if op["tags"] == ["admin"]]
-    assert len(admin) == 13
+    assert len(admin) == 14
     for operation in admin:
         assert operation["security"] == [{"adminToken": []}]
         assert "admin_unauthorized" in _reasons(operation, "401")

@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--anchor", help="ISO 8601 start of the first period (default now)")
     user.add_argument("--password-stdin", action="store_true", help="read a login password")
 
+    change = users.add_parser("change-plan", parents=[common])
+    change.add_argument("email")
+    change.add_argument("--plan", required=True)
+    change.add_argument(
+        "--at-next-period", action="store_true", help="from the next period start (default: now)"
+    )
+
     keys = commands.add_parser("keys").add_subparsers(dest="action", required=True)
     key = keys.add_parser("create", parents=[common])
     key.add_argument("email")
@@ -157,6 +164,21 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                     )
 
             print((await _with_database(settings, create_user)).id)
+        case ("users", "change-plan"):
+
+            async def change_plan(db: Database) -> None:
+                async with db.transaction() as conn:
+                    user_id = await accounts.user_id_by_email(conn, args.email)
+                    await ledger.change_plan(
+                        conn,
+                        user_id,
+                        args.plan,
+                        at_next_period=args.at_next_period,
+                        now=now,
+                        zone=zone,
+                    )
+
+            await _with_database(settings, change_plan)
         case ("keys", "create"):
             expires = _optional_instant(args.expires, "--expires")
 

@@ -156,6 +156,24 @@ async def create_user(
     return User(id=user_id, email=address, plan_name=plan.name, anchor=from_micros(anchor_us))
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    plan: str
+    pending_plan: str | None
+
+
+async def subscription(conn: Connection, user_id: int) -> Subscription:
+    """The plan a user is on, and the plan it moves to at the next period start, if any."""
+    row = await conn.fetchone(
+        "SELECT p.name AS plan, q.name AS pending FROM accounts a JOIN plans p ON p.id = a.plan_id"
+        " LEFT JOIN plans q ON q.id = a.pending_plan_id WHERE a.user_id = ?",
+        user_id,
+    )
+    if row is None:
+        raise NotFound("no such user", reason="user_not_found")
+    return Subscription(row["plan"], row["pending"])
+
+
 async def live_user_id(conn: Connection, user_id: int) -> int:
     """``user_id`` if such a user exists and is not deleted, else ``NotFound``."""
     found = await conn.fetchval("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL", user_id)

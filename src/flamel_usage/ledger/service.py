@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flamel_usage.accounts.service import live_user_id
+from flamel_usage.accounts.service import live_user_id, plan_by_name
 from flamel_usage.credits import credits_value
 from flamel_usage.db import Connection, Row
 from flamel_usage.errors import BadRequest, NotFound
-from flamel_usage.periods import Period, from_micros, period_containing, to_micros
+from flamel_usage.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +58,9 @@ class Usage:
 
 
 _ACCOUNT_COLUMNS = (
-    "a.user_id, a.anchor_at, a.period_start, a.period_end, a.plan_credit, a.ttp_count,"
-    " a.edit_count, a.postpaid_used, p.period_unit, p.max_credit, p.max_ttp, p.max_edit,"
-    " p.billing_mode"
+    "a.user_id, a.plan_id, a.pending_plan_id, a.anchor_at, a.period_start, a.period_end,"
+    " a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used, p.period_unit, p.max_credit,"
+    " p.max_ttp, p.max_edit, p.billing_mode"
 )
 _LIVE_PURCHASED = (
     "SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT) FROM credit_purchases c"
@@ -68,37 +68,81 @@ _LIVE_PURCHASED = (
 )
 
 
-def _usage_from_row(row: Row, purchased: int, now: int, zone: ZoneInfo) -> Usage:
-    postpaid = row["billing_mode"] == "postpaid"
-    if now < row["period_end"]:
-        period = Period(
-            from_micros(row["period_start"]).astimezone(zone),
-            from_micros(row["period_end"]).astimezone(zone),
-        )
-        return Usage(
-            current_credit=row["plan_credit"],
-            additional_credit=purchased,
-            max_credit=row["max_credit"],
-            period=period,
-            ttp_count=row["ttp_count"],
-            max_ttp=row["max_ttp"],
-            edit_count=row["edit_count"],
-            max_edit=row["max_edit"],
-            postpaid_used=row["postpaid_used"] if postpaid else None,
-        )
-    period = period_containing(
-        from_micros(row["anchor_at"]), row["period_unit"], from_micros(now), zone
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """The plan and anchor that the periods after the stored one follow."""
+
+    plan_id: int
+    anchor_at: int
+    period_unit: PeriodUnit
+    max_credit: int
+    max_ttp: int | None
+    max_edit: int | None
+    billing_mode: str
+
+
+async def _next_terms(conn: Connection, row: Row) -> _Terms:
+    """Terms from the end of the stored period: a pending plan change takes effect there.
+
+    A change of period unit re-anchors the subscription at that boundary, so the first
+    period of the new plan starts exactly where the last one of the old plan ended.
+    """
+    plan: Row = row
+    plan_id = row["plan_id"]
+    anchor = row["anchor_at"]
+    if row["pending_plan_id"] is not None:
+        plan_id = row["pending_plan_id"]
+        pending = await conn.fetchone("SELECT * FROM plans WHERE id = ?", plan_id)
+        assert pending is not None
+        if pending["period_unit"] != row["period_unit"]:
+            anchor = row["period_end"]
+        plan = pending
+    return _Terms(
+        plan_id,
+        anchor,
+        plan["period_unit"],
+        plan["max_credit"],
+        plan["max_ttp"],
+        plan["max_edit"],
+        plan["billing_mode"],
     )
+
+
+def _stored_usage(row: Row, purchased: int, zone: ZoneInfo) -> Usage:
     return Usage(
-        current_credit=row["max_credit"],
+        current_credit=row["plan_credit"],
         additional_credit=purchased,
         max_credit=row["max_credit"],
-        period=period,
-        ttp_count=0,
+        period=Period(
+            from_micros(row["period_start"]).astimezone(zone),
+            from_micros(row["period_end"]).astimezone(zone),
+        ),
+        ttp_count=row["ttp_count"],
         max_ttp=row["max_ttp"],
-        edit_count=0,
+        edit_count=row["edit_count"],
         max_edit=row["max_edit"],
-        postpaid_used=0 if postpaid else None,
+        postpaid_used=row["postpaid_used"] if row["billing_mode"] == "postpaid" else None,
+    )
+
+
+def _fresh_usage(terms: _Terms, purchased: int, now: int, zone: ZoneInfo) -> Usage:
+    """The numbers of a period that has just started: what the roll-over will write."""
+    return Usage(
+        current_credit=terms.max_credit,
+        additional_credit=purchased,
+        max_credit=terms.max_credit,
+        period=_period_at(terms, now, zone),
+        ttp_count=0,
+        max_ttp=terms.max_ttp,
+        edit_count=0,
+        max_edit=terms.max_edit,
+        postpaid_used=0 if terms.billing_mode == "postpaid" else None,
+    )
+
+
+def _period_at(terms: _Terms, now: int, zone: ZoneInfo) -> Period:
+    return period_containing(
+        from_micros(terms.anchor_at), terms.period_unit, from_micros(now), zone
     )
 
 
@@ -112,7 +156,9 @@ async def read_usage(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -
     )
     if row is None:
         raise NotFound("no such user", reason="user_not_found")
-    return _usage_from_row(row, row["purchased"], now, zone)
+    if now < row["period_end"]:
+        return _stored_usage(row, row["purchased"], zone)
+    return _fresh_usage(await _next_terms(conn, row), row["purchased"], now, zone)
 
 
 async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Row:
@@ -143,9 +189,8 @@ async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInf
 
 async def _start_period(conn: Connection, row: Row, now: int, zone: ZoneInfo) -> None:
     user_id, old_start = row["user_id"], row["period_start"]
-    period = period_containing(
-        from_micros(row["anchor_at"]), row["period_unit"], from_micros(now), zone
-    )
+    terms = await _next_terms(conn, row)
+    period = _period_at(terms, now, zone)
     start, end = to_micros(period.start), to_micros(period.end)
     if row["plan_credit"]:
         await append_entry(
@@ -158,13 +203,16 @@ async def _start_period(conn: Connection, row: Row, now: int, zone: ZoneInfo) ->
             old_start,
             note="plan credit unused at the end of its period",
         )
-    await append_entry(conn, user_id, now, "period_start", "plan", row["max_credit"], start)
+    await append_entry(conn, user_id, now, "period_start", "plan", terms.max_credit, start)
     await conn.execute(
-        "UPDATE accounts SET period_start = ?, period_end = ?, plan_credit = ?, ttp_count = 0,"
-        " edit_count = 0, postpaid_used = 0 WHERE user_id = ?",
+        "UPDATE accounts SET plan_id = ?, pending_plan_id = NULL, anchor_at = ?,"
+        " period_start = ?, period_end = ?, plan_credit = ?, ttp_count = 0, edit_count = 0,"
+        " postpaid_used = 0 WHERE user_id = ?",
+        terms.plan_id,
+        terms.anchor_at,
         start,
         end,
-        row["max_credit"],
+        terms.max_credit,
         user_id,
     )
 
@@ -261,6 +309,64 @@ async def buy_credits(
         purchase_id=purchase_id,
     )
     return Purchase(purchase_id, user_id, amount, expires_at, now)
+
+
+async def change_plan(
+    conn: Connection,
+    user_id: int,
+    plan_name: str,
+    *,
+    at_next_period: bool,
+    now: int,
+    zone: ZoneInfo,
+) -> None:
+    """Move a subscription to another plan, now or from the next period start.
+
+    Now: the current period stays, its counts are kept, and the plan credit becomes the
+    new allowance less what plan credit already paid for in this period (a ``grant``
+    entry records the difference, which may be negative). A change of period unit takes
+    the new unit from the end of the current period. At the next period start: the
+    change waits in ``pending_plan_id`` for the roll-over; asking again replaces it.
+    """
+    await live_user_id(conn, user_id)
+    plan = await plan_by_name(conn, plan_name)
+    account = await locked_account(conn, user_id, now, zone)
+    if at_next_period:
+        pending = None if plan.id == account["plan_id"] else plan.id
+        await conn.execute(
+            "UPDATE accounts SET pending_plan_id = ? WHERE user_id = ?", pending, user_id
+        )
+        return
+    net_spent = await conn.fetchval(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger_entries"
+        " WHERE user_id = ? AND period_start = ? AND pool = 'plan'"
+        " AND entry_type IN ('charge', 'refund')",
+        user_id,
+        account["period_start"],
+    )
+    plan_credit = max(0, plan.max_credit + net_spent)
+    if plan_credit != account["plan_credit"]:
+        await append_entry(
+            conn,
+            user_id,
+            now,
+            "grant",
+            "plan",
+            plan_credit - account["plan_credit"],
+            account["period_start"],
+            note=f"plan changed to {plan.name}",
+        )
+    anchor = account["anchor_at"]
+    if plan.period_unit != account["period_unit"]:
+        anchor = account["period_end"]
+    await conn.execute(
+        "UPDATE accounts SET plan_id = ?, pending_plan_id = NULL, anchor_at = ?, plan_credit = ?"
+        " WHERE user_id = ?",
+        plan.id,
+        anchor,
+        plan_credit,
+        user_id,
+    )
 
 
 async def reconcile(conn: Connection) -> list[str]:

@@ -217,6 +217,31 @@ async def buy_credits(request: Request, services: Services) -> Response:
     )
 
 
+async def change_plan(request: Request, services: Services) -> Response:
+    require_admin(request, services)
+    user_id = parse_id(request.params["userId"], "userId")
+    body = JsonObject(await request.json(), {"plan", "effective"})
+    plan = body.required_string("plan", max_length=64)
+    effective = body.string("effective", required=False, max_length=16) or "now"
+    if effective not in ("now", "next_period"):
+        raise ApiError("effective must be 'now' or 'next_period'")
+    now = services.clock()
+    zone = services.settings.timezone
+    async with services.db.transaction() as conn:
+        await ledger.change_plan(
+            conn, user_id, plan, at_next_period=effective == "next_period", now=now, zone=zone
+        )
+        subscription = await accounts.subscription(conn, user_id)
+        usage = await ledger.read_usage(conn, user_id, now, zone)
+    return json_response(
+        {
+            "plan": subscription.plan,
+            "pendingPlan": subscription.pending_plan,
+            "usage": usage.to_dto(),
+        }
+    )
+
+
 async def reconcile(request: Request, services: Services) -> Response:
     require_admin(request, services)
     async with services.db.read() as conn:
@@ -235,5 +260,6 @@ ROUTES = [
     ("PATCH", "/api/admin/keys/{keyId}", update_key),
     ("POST", "/api/admin/keys/{keyId}/revoke", revoke_key),
     ("POST", "/api/admin/users/{userId}/credits", buy_credits),
+    ("PUT", "/api/admin/users/{userId}/plan", change_plan),
     ("GET", "/api/admin/reconcile", reconcile),
 ]

@@ -269,6 +269,31 @@ def _schemas() -> dict[str, Any]:
         "BuyCreditsResponse": _obj(
             {"purchase": _ref("CreditPurchase"), "usage": _ref("UsageInfoDto")}
         ),
+        "ChangePlanRequest": _obj(
+            {
+                "plan": {"type": "string", "description": "Name of the plan to move to."},
+                "effective": {
+                    "type": "string",
+                    "enum": ["now", "next_period"],
+                    "default": "now",
+                    "description": "now: new allowance from now, counts kept;"
+                    " next_period: from the next period start.",
+                },
+            },
+            required=["plan"],
+            request=True,
+        ),
+        "ChangePlanResponse": _obj(
+            {
+                "plan": {"type": "string", "description": "The plan in force now."},
+                "pendingPlan": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The plan that takes over at the next period start.",
+                },
+                "usage": _ref("UsageInfoDto"),
+            }
+        ),
         "CreateChargeRequest": _obj(
             {
                 "userId": {"type": "integer", "minimum": 1, "description": "The user to charge."},
@@ -655,6 +680,19 @@ def _operations() -> list[Operation]:
             body="BuyCreditsRequest",
             ok=_ok(201, "Bought; the user's usage after the purchase", "BuyCreditsResponse"),
             errors=["user_not_found"],
+        ),
+        _admin(
+            "PUT",
+            f"{user}/plan",
+            "changePlan",
+            "Move a user to another plan",
+            description="Now: the current period and its counts stay; the plan credit"
+            " becomes the new allowance less what plan credit already paid for this period."
+            " next_period: the change waits for the next period start. A change of period"
+            " unit starts the new unit where the current period ends.",
+            body="ChangePlanRequest",
+            ok=_ok(200, "Changed; the user's usage after the change", "ChangePlanResponse"),
+            errors=["user_not_found", "plan_not_found"],
         ),
         _admin(
             "GET",
