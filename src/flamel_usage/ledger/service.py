@@ -4,9 +4,9 @@ Two rules keep the numbers exact:
 
 * A read never writes. Periods only move forward: the stored period stands until its
   end (also when it has not started yet, for a subscription anchored in the future).
-  When the stored period has ended, the read shows the period
-  that contains "now" with a fresh allowance, which is exactly what the roll-over will
-  write; so a read at a boundary is right even if nothing happened for months.
+  When the stored period has ended, the read shows the period that contains "now"
+  with a fresh allowance, which is exactly what the roll-over will write; so a read at
+  a boundary is right even if nothing happened for months.
 * A write first rolls the account over (``locked_account``) inside its transaction,
   recording the end of the old period and the start of the new one in the ledger, and
   only then changes a balance, with the ledger entry for that change in the same
@@ -61,6 +61,10 @@ _ACCOUNT_COLUMNS = (
     "a.user_id, a.plan_id, a.pending_plan_id, a.anchor_at, a.period_start, a.period_end,"
     " a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used, p.period_unit, p.max_credit,"
     " p.max_ttp, p.max_edit, p.billing_mode"
+)
+_ACCOUNT = (
+    f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id"  # noqa: S608
+    " WHERE a.user_id = ?"
 )
 _LIVE_PURCHASED = (
     "SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT) FROM credit_purchases c"
@@ -168,20 +172,12 @@ async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInf
     ended period expires, the new period starts with the full allowance and zero
     counts, and purchases past their expiry are closed, each with its ledger entry.
     """
-    row = await conn.fetchone(
-        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id"  # noqa: S608
-        f" WHERE a.user_id = ?{conn.for_update('a')}",
-        user_id,
-    )
+    row = await conn.fetchone(_ACCOUNT + conn.for_update("a"), user_id)
     if row is None:
         raise NotFound("no such user", reason="user_not_found")
     if now >= row["period_end"]:
         await _start_period(conn, row, now, zone)
-        row = await conn.fetchone(
-            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id"  # noqa: S608
-            " WHERE a.user_id = ?",
-            user_id,
-        )
+        row = await conn.fetchone(_ACCOUNT, user_id)
         assert row is not None
     await _expire_purchases(conn, user_id, now, row["period_start"])
     return row
