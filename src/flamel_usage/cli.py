@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
+
+import asyncpg
 
 from flamel_usage.accounts import service as accounts
 from flamel_usage.auth import service as auth
@@ -308,6 +312,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.database_url:
         os.environ["FLAMEL_DATABASE_URL"] = args.database_url
     os.environ["FLAMEL_DATA_DIR"] = str(settings.data_dir)
+    # uvicorn re-raises the SIGTERM it drained on; exiting 0 then tells a supervisor
+    # that the stop was clean.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings.resolved_session_secret()
     if args.demo:
         key = asyncio.run(_with_database(settings, lambda db: ensure_demo(db, settings)))
@@ -328,6 +335,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -338,4 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ApiError, ConfigError, ValueError) as error:
         reason = getattr(error, "reason", "invalid")
         print(f"flamel-usage: {reason}: {error}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error, asyncpg.PostgresError) as error:
+        # The message of a connection error can name the host; the URL itself never.
+        print(f"flamel-usage: database_unavailable: {type(error).__name__}", file=sys.stderr)
         return 2

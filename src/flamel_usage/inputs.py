@@ -78,11 +78,11 @@ class JsonObject:
         return value
 
     def count_limit(self, name: str) -> int | None:
-        """A whole number of operations, or null for no limit."""
+        """A whole number of operations, or null for no limit; the range is the domain's."""
         value = self._data.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        if isinstance(value, bool) or not isinstance(value, int):
             raise BadRequest(f"{name} must be a whole number >= 0 or null")
         return value
 

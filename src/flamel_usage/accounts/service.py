@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from flamel_usage.db import Connection, Row, UniqueViolation
 from flamel_usage.errors import BadRequest, Conflict, NotFound
+from flamel_usage.inputs import MAX_INT
 from flamel_usage.periods import from_micros, period_containing, to_micros
 
 BillingMode = Literal["prepaid", "postpaid"]
@@ -76,6 +77,9 @@ async def create_plan(
         raise BadRequest("periodUnit must be 'month' or 'year'")
     if billing_mode not in ("prepaid", "postpaid"):
         raise BadRequest("billingMode must be 'prepaid' or 'postpaid'")
+    for field, limit in (("maxTtpCount", max_ttp), ("maxEditCount", max_edit)):
+        if limit is not None and not 0 <= limit <= MAX_INT:
+            raise BadRequest(f"{field} must be a whole number >= 0 or null")
     try:
         row = await conn.fetchone(
             "INSERT INTO plans (name, period_unit, max_credit, max_ttp, max_edit, billing_mode,"

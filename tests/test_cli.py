@@ -1,0 +1,345 @@
+"""``flamel-usage`` commands as an operator runs them: a real process, on both stores.
+
+Each command is run with ``tests.processes.run_cli`` and checked on what it prints (one
+value alone on stdout, or one clear line on stderr), its exit code, and what it did to
+the store, read back directly. A refused command must leave every table as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import shlex
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from flamel_usage.accounts import service as accounts
+from flamel_usage.auth import service as auth
+from flamel_usage.auth.passwords import verify_password
+from flamel_usage.db import Database
+from flamel_usage.ledger import service as ledger
+from flamel_usage.periods import to_micros
+from flamel_usage.web.services import system_clock
+from tests.processes import reset_database, run_cli, single_line, snapshot, sql
+
+KEY_SHAPE = re.compile(r"^flm_[A-Za-z0-9_-]{43}$")
+ANN = "ann@example.com"
+
+
+@pytest.fixture
+def clean_environ(environ: dict[str, str], database_url: str) -> dict[str, str]:
+    """``environ`` on an empty store (the session's PostgreSQL database is shared)."""
+    reset_database(database_url)
+    return environ
+
+
+def _ok(environ: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    """stdout of a command that must succeed and say nothing on stderr."""
+    done = run_cli(environ, *args, stdin=stdin)
+    assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stderr}"
+    assert done.stderr == "", done.stderr
+    return done.stdout
+
+
+def _printed_id(environ: dict[str, str], *args: str) -> int:
+    """The id a create command prints, which must be alone on stdout."""
+    out = _ok(environ, *args)
+    assert re.fullmatch(r"[1-9][0-9]*\n", out), f"{args} printed {out!r}"
+    return int(out)
+
+
+def _one(database_url: str, statement: str, *params: object) -> tuple[object, ...]:
+    rows = sql(database_url, statement, *params)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def _micros(text: str) -> int:
+    return to_micros(datetime.fromisoformat(text))
+
+
+def test_operator_commands_do_what_they_print(
+    clean_environ: dict[str, str], database_url: str
+) -> None:
+    env = clean_environ
+    plan_id = _printed_id(
+        env,
+        *shlex.split("plans create Basic --credits 100 --period month --max-ttp 10 --max-edit 5"),
+    )
+    assert _one(
+        database_url,
+        "SELECT name, period_unit, max_credit, max_ttp, max_edit, billing_mode"
+        " FROM plans WHERE id = ?",
+        plan_id,
+    ) == ("Basic", "month", 100_000, 10, 5, "prepaid")
+    postpaid_id = _printed_id(
+        env, *shlex.split("plans create 'Pay as you go' --credits 0.5 --period year --postpaid")
+    )
+    assert _one(
+        database_url,
+        "SELECT max_credit, max_ttp, max_edit, billing_mode FROM plans WHERE id = ?",
+        postpaid_id,
+    ) == (500, None, None, "postpaid")
+
+    anchor = "2026-01-31T09:30:00+01:00"
+    ann_id = _printed_id(
+        env, "users", "create", "Ann@Example.com", "--plan", "Basic", "--anchor", anchor
+    )
+    assert _one(
+        database_url,
+        "SELECT u.email, u.password_hash, a.plan_id, a.anchor_at"
+        " FROM users u JOIN accounts a ON a.user_id = u.id WHERE u.id = ?",
+        ann_id,
+    ) == (ANN, None, plan_id, _micros(anchor))
+
+    password = "correct horse battery staple"
+    bob = run_cli(
+        env,
+        "users",
+        "create",
+        "bob@example.com",
+        "--plan",
+        "Pay as you go",
+        "--password-stdin",
+        stdin=password + "\n",
+    )
+    assert bob.returncode == 0, bob.stderr
+    assert bob.stderr == ""
+    bob_id = int(single_line(bob.stdout))
+    (stored_hash,) = _one(database_url, "SELECT password_hash FROM users WHERE id = ?", bob_id)
+    assert isinstance(stored_hash, str)
+    assert password not in stored_hash
+    assert verify_password(password, stored_hash)
+
+    key = single_line(_ok(env, "keys", "create", ANN))
+    assert KEY_SHAPE.fullmatch(key), key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    key_id, key_user, key_expiry, revoked = _one(
+        database_url,
+        "SELECT id, user_id, expires_at, revoked_at FROM api_keys WHERE key_hash = ?",
+        digest,
+    )
+    assert (key_user, key_expiry, revoked) == (ann_id, None, None)
+
+    expires = "2031-06-30T12:00:00+02:00"
+    expiring = single_line(_ok(env, "keys", "create", ANN, "--expires", expires))
+    assert KEY_SHAPE.fullmatch(expiring)
+    assert expiring != key
+    assert _one(
+        database_url,
+        "SELECT user_id, expires_at FROM api_keys WHERE key_hash = ?",
+        hashlib.sha256(expiring.encode()).hexdigest(),
+    ) == (ann_id, _micros(expires))
+
+    assert _ok(env, "keys", "revoke", str(key_id)) == ""
+    (revoked_at,) = _one(database_url, "SELECT revoked_at FROM api_keys WHERE id = ?", key_id)
+    assert isinstance(revoked_at, int)
+    (others_revoked,) = _one(
+        database_url, "SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL"
+    )
+    assert others_revoked == 1
+
+    credit_expiry = "2031-01-01T00:00:00+00:00"
+    purchase_id = _printed_id(env, "credits", "buy", ANN, "12.5", "--expires", credit_expiry)
+    assert _one(
+        database_url,
+        "SELECT user_id, amount, remaining, expires_at FROM credit_purchases WHERE id = ?",
+        purchase_id,
+    ) == (ann_id, 12_500, 12_500, _micros(credit_expiry))
+
+    clean = _ok(env, "reconcile")
+    assert clean.splitlines() == ["reconcile: clean"]
+
+    sql(database_url, "UPDATE accounts SET plan_credit = plan_credit + 1 WHERE user_id = ?", ann_id)
+    tampered = run_cli(env, "reconcile")
+    assert tampered.returncode == 1, tampered.stderr
+    lines = tampered.stdout.splitlines()
+    assert lines[-1] != "reconcile: clean"
+    problems = lines[:-1]
+    assert problems, tampered.stdout
+    assert all(re.search(rf"\buser {ann_id}\b", line) for line in problems), problems
+    assert any("plan_credit" in line for line in problems), problems
+    assert not any(re.search(rf"\buser {bob_id}\b", line) for line in problems), problems
+
+
+def test_database_url_option_overrides_the_environment(
+    clean_environ: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    _seed(database_url)
+    before = snapshot(database_url)
+    other = f"sqlite:///{tmp_path / 'other' / 'override.sqlite3'}"
+
+    plan_id = _printed_id(
+        clean_environ,
+        "plans",
+        "create",
+        "Elsewhere",
+        "--credits",
+        "1",
+        "--period",
+        "month",
+        "--database-url",
+        other,
+    )
+    assert sql(other, "SELECT id, name FROM plans") == [(plan_id, "Elsewhere")]
+    assert snapshot(database_url) == before
+    assert _ok(clean_environ, "reconcile", "--database-url", other).splitlines() == [
+        "reconcile: clean"
+    ]
+
+
+# --- Refused input ------------------------------------------------------------------------
+
+
+def _seed(database_url: str) -> None:
+    """Plan ``Basic``, user ``ann`` with a key and a purchase, made through the services."""
+
+    async def run() -> None:
+        db = Database.from_url(database_url)
+        await db.open()
+        try:
+            await db.migrate()
+            now = system_clock()
+            async with db.transaction() as conn:
+                await accounts.create_plan(
+                    conn,
+                    name="Basic",
+                    period_unit="month",
+                    max_credit=100_000,
+                    max_ttp=10,
+                    max_edit=None,
+                    billing_mode="prepaid",
+                    now=now,
+                )
+                user = await accounts.create_user(
+                    conn,
+                    email=ANN,
+                    plan_name="Basic",
+                    anchor=datetime(2026, 1, 31, tzinfo=UTC),
+                    password_hash=None,
+                    now=now,
+                    zone=ZoneInfo("UTC"),
+                )
+                await auth.issue_key(conn, user.id, expires_at=None, now=now)
+                await ledger.buy_credits(
+                    conn, user.id, 5_000, expires_at=None, now=now, zone=ZoneInfo("UTC")
+                )
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
+_NEW = ("users", "create", "new@example.com", "--plan", "Basic")
+
+REFUSED = [
+    pytest.param(("users", "create", "new@example.com", "--plan", "Nope"), None, id="unknown-plan"),
+    pytest.param((*_NEW, "--anchor", "31/01/2026"), None, id="anchor-not-iso"),
+    pytest.param((*_NEW, "--anchor", "2026-01-31T00:00:00"), None, id="anchor-no-offset"),
+    pytest.param((*_NEW, "--anchor", "2026-02-30T00:00:00+00:00"), None, id="anchor-no-such-day"),
+    pytest.param(("users", "create", "not-an-email", "--plan", "Basic"), None, id="bad-email"),
+    pytest.param(("users", "create", ANN, "--plan", "Basic"), None, id="email-taken"),
+    pytest.param((*_NEW, "--password-stdin"), "short\n", id="password-too-short"),
+    pytest.param((*_NEW, "--password-stdin"), "\n", id="password-empty"),
+    pytest.param(
+        ("plans", "create", "Basic", "--credits", "5", "--period", "month"),
+        None,
+        id="plan-name-taken",
+    ),
+    pytest.param(
+        ("plans", "create", "Other", "--credits", "abc", "--period", "month"),
+        None,
+        id="plan-credits-abc",
+    ),
+    pytest.param(
+        ("plans", "create", "Other", "--credits", "0.0001", "--period", "month"),
+        None,
+        id="plan-credits-too-fine",
+    ),
+    pytest.param(
+        ("plans", "create", "Other", "--credits", "-5", "--period", "month"),
+        None,
+        id="plan-credits-negative",
+    ),
+    pytest.param(
+        ("plans", "create", "Bad/Name", "--credits", "5", "--period", "month"),
+        None,
+        id="plan-bad-name",
+    ),
+    pytest.param(
+        ("plans", "create", "Other", "--credits", "5", "--period", "month", "--max-ttp", "-1"),
+        None,
+        id="plan-max-ttp-negative",
+    ),
+    pytest.param(
+        (
+            "plans",
+            "create",
+            "Other",
+            "--credits",
+            "5",
+            "--period",
+            "month",
+            "--max-edit",
+            str(2**63),
+        ),
+        None,
+        id="plan-max-edit-too-large",
+    ),
+    pytest.param(("keys", "create", "nobody@example.com"), None, id="key-unknown-email"),
+    pytest.param(("keys", "create", ANN, "--expires", "next week"), None, id="key-expiry-not-iso"),
+    pytest.param(("keys", "revoke", "999999"), None, id="revoke-unknown-key"),
+    pytest.param(("keys", "revoke", "abc"), None, id="revoke-key-id-abc"),
+    pytest.param(("credits", "buy", ANN, "abc"), None, id="amount-abc"),
+    pytest.param(("credits", "buy", ANN, "0.0001"), None, id="amount-too-fine"),
+    pytest.param(("credits", "buy", ANN, "-5"), None, id="amount-negative"),
+    pytest.param(("credits", "buy", ANN, "0"), None, id="amount-zero"),
+    pytest.param(("credits", "buy", ANN, "NaN"), None, id="amount-nan"),
+    pytest.param(("credits", "buy", ANN, "1e300"), None, id="amount-too-large"),
+    pytest.param(("credits", "buy", "nobody@example.com", "5"), None, id="buy-unknown-email"),
+    pytest.param(
+        ("credits", "buy", ANN, "5", "--expires", "2031-13-01T00:00:00+00:00"),
+        None,
+        id="buy-expiry-not-iso",
+    ),
+]
+
+
+def _assert_refused(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode != 0, f"accepted: stdout {done.stdout!r}"
+    assert done.returncode != 1, "exit 1 is reconcile's 'books differ' (or a crash)"
+    assert "Traceback" not in done.stderr, done.stderr
+    line = single_line(done.stderr)
+    assert line.startswith("flamel-usage: "), line
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(("args", "stdin"), REFUSED)
+def test_refused_input_says_why_in_one_line_and_changes_nothing(
+    clean_environ: dict[str, str], database_url: str, args: tuple[str, ...], stdin: str | None
+) -> None:
+    _seed(database_url)
+    before = snapshot(database_url)
+    _assert_refused(run_cli(clean_environ, *args, stdin=stdin))
+    assert snapshot(database_url) == before
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        pytest.param({"FLAMEL_TIMEZONE": "Mars/Olympus_Mons"}, id="unknown-zone"),
+        pytest.param({"FLAMEL_DATABASE_URL": "mysql://127.0.0.1/x"}, id="unsupported-scheme"),
+        pytest.param(
+            {"FLAMEL_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nothing"},
+            id="unreachable-postgresql",
+        ),
+    ],
+)
+def test_bad_settings_are_one_line_on_stderr(tmp_path: Path, setting: dict[str, str]) -> None:
+    environ = {"FLAMEL_DATA_DIR": str(tmp_path / "data"), **setting}
+    _assert_refused(run_cli(environ, "reconcile"))
