@@ -88,7 +88,7 @@ SETTINGS: tuple[SettingDoc, ...] = (
 )
 
 DEFAULT_OPERATION_COSTS = "ttp=1,edit=1,image=1"
-_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @dataclass(frozen=True, slots=True)

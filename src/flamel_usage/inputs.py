@@ -62,6 +62,8 @@ class JsonObject:
             return None
         if not isinstance(value, str):
             raise BadRequest(f"{name} must be a string")
+        if "\x00" in value:
+            raise BadRequest(f"{name} must not contain NUL characters")
         if len(value) > max_length:
             raise BadRequest(f"{name} is longer than {max_length} characters")
         return value
@@ -87,9 +89,13 @@ class JsonObject:
         return value
 
     def credits(self, name: str, *, allow_zero: bool = False) -> int:
+        """An amount sent as a JSON number; a string is refused, as the contract says."""
         if name not in self._data:
             raise BadRequest(f"{name} is required")
-        return parse_credits(self._data[name], name, allow_zero=allow_zero)
+        value = self._data[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadRequest(f"{name} must be a number")
+        return parse_credits(value, name, allow_zero=allow_zero)
 
     def instant(self, name: str) -> int | None:
         """Microseconds since the epoch, or None when absent or null."""

@@ -18,8 +18,8 @@ from flamel_usage.inputs import MAX_INT
 from flamel_usage.periods import from_micros, period_containing, to_micros
 
 BillingMode = Literal["prepaid", "postpaid"]
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
-_PLAN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}")
+_PLAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)

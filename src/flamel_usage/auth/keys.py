@@ -13,7 +13,7 @@ import re
 import secrets
 
 KEY_PREFIX = "flm_"
-_KEY_SHAPE = re.compile(r"^flm_[A-Za-z0-9_-]{43}$")
+_KEY_SHAPE = re.compile(r"flm_[A-Za-z0-9_-]{43}")
 _SHOWN_CHARS = 12
 
 

@@ -67,7 +67,7 @@ class ChargeNotFound(NotFound):
 _COUNTED = {"ttp": ("ttp_count", "max_ttp"), "edit": ("edit_count", "max_edit")}
 
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 def idempotency_key(value: str | None) -> str:
