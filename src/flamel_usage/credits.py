@@ -51,7 +51,8 @@ def _exact_milli(credits: Decimal, field: str) -> int:
     if exponent + dropped < -3:
         raise BadRequest(f"{field} has more than 3 decimal places")
     significant = int(text[: len(text) - dropped] or "0")
-    return significant * 10 ** (exponent + dropped + 3)
+    shift: int = exponent + dropped + 3
+    return significant * int(10**shift)
 
 
 def credits_value(milli: int) -> int | float:
