@@ -71,7 +71,13 @@ def postgres_database() -> Iterator[str]:
         finally:
             await db.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as error:
+        reason = f"no PostgreSQL answers at FLAMEL_TEST_POSTGRES_URL ({type(error).__name__})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must run the PostgreSQL tests")
+        pytest.skip(reason)
     url = _database_url(POSTGRES_URL, name)
     asyncio.run(migrate(url))
     yield url
