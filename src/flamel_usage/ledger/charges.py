@@ -34,7 +34,12 @@ from flamel_usage.errors import (
     NotFound,
     error_body,
 )
-from flamel_usage.ledger.service import append_entry, locked_account, read_usage
+from flamel_usage.ledger.service import (
+    append_entry,
+    locked_account,
+    plan_credit_due,
+    read_usage,
+)
 from flamel_usage.periods import from_micros
 
 
@@ -67,13 +72,19 @@ class ChargeNotFound(NotFound):
 _COUNTED = {"ttp": ("ttp_count", "max_ttp"), "edit": ("edit_count", "max_edit")}
 
 
-_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+#: 1-255 printable ASCII characters, no space at either end: HTTP servers strip those
+#: from header values, so such a key would not be the same key over HTTP and the CLI.
+IDEMPOTENCY_KEY_PATTERN = r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def idempotency_key(value: str | None) -> str:
-    """``value`` if it is a valid idempotency key: 1-255 printable ASCII characters."""
+    """``value`` if it is a valid idempotency key, else ``invalid_idempotency_key``."""
     if value is None or not _IDEMPOTENCY_KEY.fullmatch(value):
-        raise InvalidIdempotencyKey("send an Idempotency-Key of 1-255 printable ASCII characters")
+        raise InvalidIdempotencyKey(
+            "send an Idempotency-Key of 1-255 printable ASCII characters,"
+            " with no space at either end"
+        )
     return value
 
 
@@ -332,10 +343,12 @@ async def _reverse(
     if pool == "plan":
         spend = _Spend(spend.from_plan - amount, spend.from_purchases, spend.postpaid)
         if same_period:
+            due = await plan_credit_due(conn, account, account["max_credit"], refunding=-amount)
+            restored = due - account["plan_credit"]
+            if restored != -amount:
+                note = "plan credit restored up to the current allowance"
             await conn.execute(
-                "UPDATE accounts SET plan_credit = plan_credit + ? WHERE user_id = ?",
-                -amount,
-                user_id,
+                "UPDATE accounts SET plan_credit = ? WHERE user_id = ?", due, user_id
             )
         else:
             restored, note = 0, "plan credit of an ended period is not restored"

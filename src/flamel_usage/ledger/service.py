@@ -307,6 +307,26 @@ async def buy_credits(
     return Purchase(purchase_id, user_id, amount, expires_at, now)
 
 
+async def plan_credit_due(
+    conn: Connection, account: Row, max_credit: int, *, refunding: int = 0
+) -> int:
+    """The plan credit an account should hold in its current period.
+
+    That is the allowance less what plan credit paid for in the period, net of refunds
+    (plus ``refunding``, a refund about to be written), kept within [0, allowance]. One
+    rule for plan changes and refunds, so that a refund after a downgrade never lifts
+    the credit above the new allowance.
+    """
+    net_spent: int = await conn.fetchval(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger_entries"
+        " WHERE user_id = ? AND period_start = ? AND pool = 'plan'"
+        " AND entry_type IN ('charge', 'refund')",
+        account["user_id"],
+        account["period_start"],
+    )
+    return max(0, min(max_credit, max_credit + net_spent + refunding))
+
+
 async def change_plan(
     conn: Connection,
     user_id: int,
@@ -333,14 +353,7 @@ async def change_plan(
             "UPDATE accounts SET pending_plan_id = ? WHERE user_id = ?", pending, user_id
         )
         return
-    net_spent = await conn.fetchval(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger_entries"
-        " WHERE user_id = ? AND period_start = ? AND pool = 'plan'"
-        " AND entry_type IN ('charge', 'refund')",
-        user_id,
-        account["period_start"],
-    )
-    plan_credit = max(0, plan.max_credit + net_spent)
+    plan_credit = await plan_credit_due(conn, account, plan.max_credit)
     if plan_credit != account["plan_credit"]:
         await append_entry(
             conn,

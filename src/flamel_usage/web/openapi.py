@@ -33,6 +33,8 @@ import orjson
 import yaml
 from swagger_ui_bundle import swagger_ui_path
 
+from flamel_usage.ledger.charges import IDEMPOTENCY_KEY_PATTERN
+
 JSON = "application/json"
 _SEED_RESOURCE = "openapi-seed.yaml"
 
@@ -44,12 +46,12 @@ DOCUMENT_URL = "/api-json"
 _ERROR_ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 _INSTANT_EXAMPLE = "2026-11-25T10:00:00+00:00"
 
-#: An idempotency key, as the server checks it: 1-255 printable ASCII characters.
+#: An idempotency key, as the server checks it.
 _IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
     "maxLength": 255,
-    "pattern": r"^[\x20-\x7e]{1,255}$",
+    "pattern": f"^{IDEMPOTENCY_KEY_PATTERN}$",
     "example": "job-8d1f2c/ttp",
 }
 
