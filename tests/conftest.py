@@ -22,13 +22,13 @@ from flamel_usage.db import Database
 from flamel_usage.periods import to_micros
 from flamel_usage.web.app import App
 from tests.factories import Factory
+from tests.store import truncate_all
 
 POSTGRES_URL = os.environ.get(
     "FLAMEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SESSION_SECRET = "test-session-secret"
-_TABLES = "ledger_entries, charges, sessions, api_keys, credit_purchases, accounts, users, plans"
 
 
 class FakeClock:
@@ -96,8 +96,7 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     database = Database.from_url(database_url)
     await database.open()
     if database.dialect == "postgresql":
-        async with database.transaction() as conn:
-            await conn.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
+        await truncate_all(database)
     else:
         await database.migrate()
     yield database

@@ -14,7 +14,6 @@ while starting or inside the ``with`` block, so pytest shows it with the failure
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -23,14 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, cast
 
 import httpx
-
-from flamel_usage.db import Database
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
@@ -215,67 +211,6 @@ def http_client(base_url: str, **headers: str) -> httpx.Client:
         timeout=10.0,
         limits=httpx.Limits(max_keepalive_connections=0),
     )
-
-
-# --- The store, read and written directly -------------------------------------------------
-
-
-def _tables_sql(dialect: str) -> str:
-    if dialect == "postgresql":
-        return (
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-            " AND tablename <> 'schema_migrations' ORDER BY tablename"
-        )
-    return (
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        " AND name <> 'schema_migrations' ORDER BY name"
-    )
-
-
-def _tuples(rows: Sequence[Any]) -> list[tuple[object, ...]]:
-    return [tuple(cast("Iterable[object]", row)) for row in rows]
-
-
-def sql(database_url: str, statement: str, *args: object) -> list[tuple[object, ...]]:
-    """Run one statement (``?`` placeholders) in its own transaction; return its rows."""
-
-    async def run() -> list[tuple[object, ...]]:
-        db = Database.from_url(database_url)
-        await db.open()
-        try:
-            async with db.transaction() as conn:
-                return _tuples(await conn.fetchall(statement, *args))
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
-
-
-def reset_database(database_url: str) -> None:
-    """Empty every table of a (migrated) PostgreSQL database; a SQLite file starts fresh."""
-    if not database_url.startswith("postgres"):
-        return
-    tables = [row[0] for row in sql(database_url, _tables_sql("postgresql"))]
-    sql(database_url, f"TRUNCATE {', '.join(map(str, tables))} RESTART IDENTITY CASCADE")
-
-
-def snapshot(database_url: str) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table (migrations' own table aside), to show nothing changed."""
-
-    async def run() -> dict[str, list[tuple[object, ...]]]:
-        db = Database.from_url(database_url)
-        await db.open()
-        try:
-            async with db.read() as conn:
-                tables = [row[0] for row in await conn.fetchall(_tables_sql(db.dialect))]
-                return {
-                    table: _tuples(await conn.fetchall(f"SELECT * FROM {table} ORDER BY 1"))
-                    for table in tables
-                }
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
 
 
 def single_line(text: str) -> str:

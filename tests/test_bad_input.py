@@ -23,6 +23,7 @@ from flamel_usage.db import Database
 from flamel_usage.web.app import App
 from tests.conftest import ADMIN_TOKEN, FakeClock
 from tests.factories import Factory
+from tests.store import table_rows
 
 USAGE = "/api/users/me/usage"
 PASSWORD = "correct horse battery staple"
@@ -71,36 +72,14 @@ async def world(client: httpx.AsyncClient, factory: Factory) -> World:
     return World(user.id, int(key_id), key, cookie, user.email)
 
 
-async def _tables(db: Database) -> list[str]:
-    async with db.read() as conn:
-        if db.dialect == "sqlite":
-            rows = await conn.fetchall(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-                " AND name NOT LIKE 'sqlite_%' ORDER BY name"
-            )
-        else:
-            rows = await conn.fetchall(
-                "SELECT table_name FROM information_schema.tables"
-                " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
-                " ORDER BY table_name"
-            )
-    names = [str(row[0]) for row in rows]
-    assert set(names) >= CORE_TABLES
-    return names
-
-
 async def _snapshot(db: Database, client: httpx.AsyncClient, world: World) -> dict[str, Any]:
     """Every row of every table, and the user's usage as the endpoint shows it."""
     response = await client.get(USAGE, headers={"X-Api-Key": world.key})
     assert response.status_code == 200, response.text
-    state: dict[str, Any] = {"usage": response.json()}
-    tables = await _tables(db)
-    async with db.read() as conn:
-        for table in tables:
-            rows = await conn.fetchall(f"SELECT * FROM {table} ORDER BY 1")
-            state[table] = [tuple(row) for row in rows]
-    state["counts"] = {table: len(state[table]) for table in tables}
-    return state
+    rows = await table_rows(db)
+    assert set(rows) >= CORE_TABLES
+    counts = {table: len(found) for table, found in rows.items()}
+    return {"usage": response.json(), **rows, "counts": counts}
 
 
 class Unchanged:

@@ -28,6 +28,7 @@ from flamel_usage.ledger import service as ledger
 from flamel_usage.periods import to_micros
 from tests.conftest import FakeClock
 from tests.factories import Factory
+from tests.store import table_rows
 
 MILLI = 1000
 US = timedelta(microseconds=1)
@@ -36,16 +37,6 @@ PERIOD_END = datetime(2026, 12, 25, 10, 0, tzinfo=UTC)
 FIRST_PERIOD = "2026-11-25T10:00:00+00:00/2026-12-25T10:00:00+00:00"
 SECOND_PERIOD = "2026-12-25T10:00:00+00:00/2027-01-25T10:00:00+00:00"
 CHARGES = "/api/admin/charges"
-TABLES = (
-    "plans",
-    "users",
-    "accounts",
-    "credit_purchases",
-    "api_keys",
-    "sessions",
-    "ledger_entries",
-    "charges",
-)
 _DEFAULT = object()
 
 
@@ -83,15 +74,6 @@ async def post_charge(
 
 async def post_refund(client: httpx.AsyncClient, key: str) -> httpx.Response:
     return await client.post(f"{CHARGES}/{quote(key, safe='')}/refund")
-
-
-async def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table: two equal snapshots mean nothing at all changed."""
-    async with db.read() as conn:
-        return {
-            table: [tuple(row) for row in await conn.fetchall(f"SELECT * FROM {table} ORDER BY 1")]
-            for table in TABLES
-        }
 
 
 async def row_count(db: Database, table: str) -> int:
@@ -415,7 +397,7 @@ async def test_prepaid_charge_that_does_not_fit_is_refused_whole_and_changes_not
     user = await factory.user(plan)
     await factory.purchase(user, 0.5, expires_at=us(START + timedelta(days=1)))
     await factory.purchase(user, 0.25)
-    before = await snapshot(db)
+    before = await table_rows(db)
     usage_before = await usage_dto(factory, user)
 
     refused = await post_charge(admin, "big", user.id, "ttp", 1.751)
@@ -426,7 +408,7 @@ async def test_prepaid_charge_that_does_not_fit_is_refused_whole_and_changes_not
         "data": "insufficient_credit",
         "message": "the charge needs 1.751 credits",
     }
-    after = await snapshot(db)
+    after = await table_rows(db)
     assert {table: rows for table, rows in after.items() if table != "charges"} == {
         table: rows for table, rows in before.items() if table != "charges"
     }
@@ -445,7 +427,7 @@ async def test_ttp_and_edit_limits_image_unlimited_refund_frees_a_slot(
     user = await factory.user(plan)
     for key in ("t1", "t2"):
         assert (await post_charge(admin, key, user.id, "ttp")).status_code == 201
-    before = await snapshot(db)
+    before = await table_rows(db)
     refused = await post_charge(admin, "t3", user.id, "ttp")
     assert refused.status_code == 429
     assert refused.json() == {
@@ -454,7 +436,7 @@ async def test_ttp_and_edit_limits_image_unlimited_refund_frees_a_slot(
         "data": "ttp_limit_exceeded",
         "message": "ttp limit of 2 per period reached",
     }
-    after = await snapshot(db)
+    after = await table_rows(db)
     assert after["ledger_entries"] == before["ledger_entries"]
     assert after["accounts"] == before["accounts"]
 
@@ -514,20 +496,20 @@ async def test_same_key_same_body_replays_byte_identical_and_charges_once(
     user = await factory.user(await factory.plan(credits=10, max_ttp=None))
     first = await post_charge(admin, "k", user.id, "ttp", 2)
     assert first.status_code == 201
-    state = await snapshot(db)
+    state = await table_rows(db)
     clock.advance(3600)
     again = await post_charge(admin, "k", user.id, "ttp", 2)
     assert again.status_code == 201
     assert again.content == first.content
     assert again.headers["idempotent-replayed"] == "true"
     assert again.headers["content-type"] == first.headers["content-type"]
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
     assert (await factory.usage(user)).current_credit == 8000
     # 2 and 2.0 are the same amount: the same body.
     same = await post_charge(admin, "k", user.id, "ttp", 2.0)
     assert same.status_code == 201
     assert same.content == first.content
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
 
 
 @pytest.mark.parametrize(
@@ -547,12 +529,12 @@ async def test_same_key_different_body_is_409_and_changes_nothing(
     user = await factory.user(plan)
     other = await factory.user(plan)
     assert (await post_charge(admin, "k", user.id, "ttp", 2)).status_code == 201
-    state = await snapshot(db)
+    state = await table_rows(db)
     response = await post_charge(admin, "k", (other if other_user else user).id, kind, cost)
     assert response.status_code == 409
     assert error_of(response) == envelope(409, "idempotency_key_reused")
     assert "idempotent-replayed" not in response.headers
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
 
 
 async def test_omitted_cost_and_explicit_default_cost_are_different_bodies(
@@ -585,13 +567,13 @@ async def test_a_refusal_is_replayed_even_after_credit_or_slots_free_up(
 
     await factory.purchase(user, 10)
     clock.set(PERIOD_END)
-    state = await snapshot(db)
+    state = await table_rows(db)
     for key, first, kind, cost in (("poor", poor, "image", 5), ("limited", limited, "ttp", 0.5)):
         again = await post_charge(admin, key, user.id, kind, cost)
         assert again.status_code == first.status_code
         assert again.content == first.content
         assert again.headers["idempotent-replayed"] == "true"
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
     # A new key for the same operation goes through now.
     assert (await post_charge(admin, "rich", user.id, "image", 5)).status_code == 201
 
@@ -620,12 +602,12 @@ async def test_replay_after_a_refund_returns_the_original_answer(
     user = await factory.user(await factory.plan(credits=10, max_ttp=None))
     first = await post_charge(admin, "k", user.id, "ttp")
     assert (await post_refund(admin, "k")).status_code == 200
-    state = await snapshot(db)
+    state = await table_rows(db)
     again = await post_charge(admin, "k", user.id, "ttp")
     assert again.status_code == 201
     assert again.content == first.content
     assert again.headers["idempotent-replayed"] == "true"
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
     assert (await factory.usage(user)).current_credit == 10000
 
 
@@ -689,10 +671,10 @@ async def test_refund_restores_exactly_to_the_pools_it_came_from_once(
     assert (await usage_dto(factory, other))["currentCredit"] == 6
     assert await factory.reconcile() == []
 
-    state = await snapshot(db)
+    state = await table_rows(db)
     again = await post_refund(admin, "k")
     assert error_of(again) == envelope(409, "already_refunded")
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
 
 
 async def test_refund_of_a_refusal_or_an_unknown_key_is_refused(
@@ -701,7 +683,7 @@ async def test_refund_of_a_refusal_or_an_unknown_key_is_refused(
     user = await factory.user(await factory.plan(credits=1, max_ttp=0))
     assert (await post_charge(admin, "poor", user.id, "image", 2)).status_code == 402
     assert (await post_charge(admin, "limited", user.id, "ttp")).status_code == 429
-    state = await snapshot(db)
+    state = await table_rows(db)
     assert error_of(await post_refund(admin, "poor")) == envelope(409, "not_refundable")
     assert error_of(await post_refund(admin, "limited")) == envelope(409, "not_refundable")
     assert error_of(await post_refund(admin, "never-used")) == envelope(404, "charge_not_found")
@@ -709,7 +691,7 @@ async def test_refund_of_a_refusal_or_an_unknown_key_is_refused(
     assert error_of(await post_refund(admin, "poor\x00")) == envelope(
         400, "invalid_idempotency_key"
     )
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
 
 
 async def test_a_purchase_that_expired_since_the_charge_stays_expired(
@@ -846,10 +828,10 @@ async def test_refund_needs_the_admin_token(
 ) -> None:
     user = await factory.user(await factory.plan(credits=10, max_ttp=None))
     assert (await factory.charge(user, "ttp", "k")).status == 201
-    state = await snapshot(db)
+    state = await table_rows(db)
     response = await client.post(f"{CHARGES}/k/refund")
     assert error_of(response) == envelope(401, "admin_unauthorized")
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
 
 
 # --- reconcile ------------------------------------------------------------------------
@@ -1019,7 +1001,7 @@ async def test_bad_charge_request_is_an_envelope_error_and_changes_nothing(
     user = await factory.user(await factory.plan(credits=10, max_ttp=None))
     await factory.purchase(user, 2)
     assert (await factory.charge(user, "ttp", "earlier")).status == 201
-    state = await snapshot(db)
+    state = await table_rows(db)
     headers = {"content-type": "application/json"}
     if key is not _DROP:
         headers["Idempotency-Key"] = key  # type: ignore[assignment]
@@ -1027,7 +1009,7 @@ async def test_bad_charge_request_is_an_envelope_error_and_changes_nothing(
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert error_of(response) == envelope(status, reason)
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
 
 
 @pytest.mark.parametrize(
@@ -1048,28 +1030,28 @@ async def test_charge_needs_the_admin_token(
     reason: str,
 ) -> None:
     user = await factory.user(await factory.plan(credits=10, max_ttp=None))
-    state = await snapshot(db)
+    state = await table_rows(db)
     response = await client.post(
         CHARGES,
         json={"userId": user.id, "kind": "ttp"},
         headers={"Idempotency-Key": "k", **headers},
     )
     assert error_of(response) == envelope(status, reason)
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
 
 
 async def test_charge_body_must_be_json(
     db: Database, admin: httpx.AsyncClient, factory: Factory
 ) -> None:
     user = await factory.user(await factory.plan(credits=10, max_ttp=None))
-    state = await snapshot(db)
+    state = await table_rows(db)
     response = await admin.post(
         CHARGES,
         content=json.dumps({"userId": user.id, "kind": "ttp"}).encode(),
         headers={"Idempotency-Key": "k", "content-type": "text/plain"},
     )
     assert error_of(response) == envelope(415, "unsupported_media_type")
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
 
 
 async def test_a_deleted_user_cannot_be_charged_but_earlier_answers_replay(
@@ -1078,7 +1060,7 @@ async def test_a_deleted_user_cannot_be_charged_but_earlier_answers_replay(
     user = await factory.user(await factory.plan(credits=10, max_ttp=None))
     first = await post_charge(admin, "before", user.id, "ttp")
     assert (await admin.delete(f"/api/admin/users/{user.id}")).status_code == 204
-    state = await snapshot(db)
+    state = await table_rows(db)
     assert error_of(await post_charge(admin, "after", user.id, "ttp")) == envelope(
         404, "user_not_found"
     )
@@ -1086,7 +1068,7 @@ async def test_a_deleted_user_cannot_be_charged_but_earlier_answers_replay(
     replay = await post_charge(admin, "before", user.id, "ttp")
     assert replay.content == first.content
     assert replay.headers["idempotent-replayed"] == "true"
-    assert await snapshot(db) == state
+    assert await table_rows(db) == state
 
 
 # --- the CLI --------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from flamel_usage.db import Database
 from flamel_usage.ledger import service as ledger
 from flamel_usage.periods import to_micros
 from flamel_usage.web.services import system_clock
-from tests.processes import reset_database, run_cli, single_line, snapshot, sql
+from tests.processes import run_cli, single_line
+from tests.store import reset_database, snapshot, sql
 
 KEY_SHAPE = re.compile(r"^flm_[A-Za-z0-9_-]{43}$")
 ANN = "ann@example.com"

@@ -18,13 +18,8 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tests.processes import (
-    ServerProcess,
-    http_client,
-    reset_database,
-    running_server,
-    server_process,
-)
+from tests.processes import ServerProcess, http_client, running_server, server_process
+from tests.store import reset_database
 
 CURL_TIMEOUT_S = 20
 DEMO_USAGE = {
