@@ -19,9 +19,6 @@ from flamel_usage.auth.passwords import verify_password, verify_password_dummy
 from flamel_usage.db import Connection, Database
 from flamel_usage.errors import ApiError, ApiKeyExpired, NotFound, WrongApiKey
 
-#: ``last_used_at`` is written at most this often per key, so that reads stay reads.
-LAST_USED_RESOLUTION_US = 60 * 1_000_000
-
 
 class InvalidCredentials(ApiError):
     status, reason = 401, "invalid_credentials"
@@ -102,13 +99,19 @@ async def set_key_expiry(conn: Connection, key_id: int, expires_at: int | None) 
         raise NotFound("no such key", reason="key_not_found")
 
 
-async def user_for_api_key(conn: Connection, key: str, now: int) -> int:
-    """The id of the live user that ``key`` belongs to, or the contract's 401."""
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    key_id: int
+    user_id: int
+
+
+async def user_for_api_key(conn: Connection, key: str, now: int) -> KeyOwner:
+    """The live key ``key`` and its user, or the contract's 401."""
     if not keys.is_well_formed(key):
         raise WrongApiKey()
     digest = keys.key_hash(key)
     row = await conn.fetchone(
-        "SELECT k.id, k.user_id, k.key_hash, k.expires_at, k.last_used_at"
+        "SELECT k.id, k.user_id, k.key_hash, k.expires_at"
         " FROM api_keys k JOIN users u ON u.id = k.user_id"
         " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
         digest,
@@ -117,10 +120,7 @@ async def user_for_api_key(conn: Connection, key: str, now: int) -> int:
         raise WrongApiKey()
     if row["expires_at"] is not None and row["expires_at"] <= now:
         raise ApiKeyExpired()
-    last_used = row["last_used_at"]
-    if last_used is None or now - last_used >= LAST_USED_RESOLUTION_US:
-        await conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", now, row["id"])
-    return int(row["user_id"])
+    return KeyOwner(row["id"], row["user_id"])
 
 
 def _session_hash(session_id: str) -> str:

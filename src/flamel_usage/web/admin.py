@@ -151,6 +151,7 @@ async def create_key(request: Request, services: Services) -> Response:
 async def list_keys(request: Request, services: Services) -> Response:
     require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
+    await services.last_used.flush(services.db)
     async with services.db.read() as conn:
         found = await auth.list_keys(conn, user_id)
     return json_response(

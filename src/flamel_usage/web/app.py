@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
+from flamel_usage.auth.last_used import FLUSH_INTERVAL_SECONDS
 from flamel_usage.config import Settings
 from flamel_usage.db import Database
 from flamel_usage.errors import ApiError
@@ -75,12 +77,23 @@ class App:
                     logger.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                flusher = asyncio.create_task(self._flush_last_used())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                flusher.cancel()
+                await self.services.last_used.flush(self.services.db)
                 if self._owns_db:
                     await self.services.db.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _flush_last_used(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_SECONDS)
+            try:
+                await self.services.last_used.flush(self.services.db)
+            except Exception:
+                logger.exception("could not record when API keys were last used")
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> App:

@@ -29,7 +29,9 @@ async def authenticated_user(
     """The caller's user id. ``X-Api-Key``, when sent at all, decides alone (SPEC 1)."""
     api_key = request.headers.get("x-api-key")
     if api_key is not None:
-        return await auth.user_for_api_key(conn, api_key, now)
+        owner = await auth.user_for_api_key(conn, api_key, now)
+        services.last_used.note(owner.key_id, now)
+        return owner.user_id
     found = session_id(request, services)
     user_id = None if found is None else await auth.user_for_session(conn, found, now)
     if user_id is None:

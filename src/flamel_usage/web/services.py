@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from flamel_usage.auth.last_used import LastUsed
 from flamel_usage.config import Secret, Settings
 from flamel_usage.db import Database
 
@@ -22,3 +23,4 @@ class Services:
         self.db = db
         self.clock = clock
         self.session_secret: Secret = settings.resolved_session_secret()
+        self.last_used = LastUsed()
