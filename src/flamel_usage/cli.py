@@ -23,6 +23,7 @@ import asyncpg
 from flamel_usage.accounts import service as accounts
 from flamel_usage.auth import service as auth
 from flamel_usage.auth.passwords import hash_new_password
+from flamel_usage.client import DEFAULT_BASE_URL
 from flamel_usage.config import ConfigError, Settings
 from flamel_usage.credits import parse_credits
 from flamel_usage.db import Database
@@ -31,6 +32,7 @@ from flamel_usage.inputs import parse_id, parse_instant
 from flamel_usage.ledger import charges
 from flamel_usage.ledger import service as ledger
 from flamel_usage.periods import from_micros, to_micros
+from flamel_usage.terminal import show_usage
 from flamel_usage.web.services import system_clock
 
 T = TypeVar("T")
@@ -55,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create a demo account on first start, print a curl line",
     )
+
+    usage = commands.add_parser("usage", help="show an API key's usage, as a customer sees it")
+    usage.add_argument("--api-key", help="default: FLAMEL_API_KEY")
+    usage.add_argument("--base-url", default=DEFAULT_BASE_URL)
+    usage.add_argument("--json", action="store_true", help="print the UsageInfoDto unchanged")
 
     commands.add_parser("migrate", parents=[common], help="apply pending migrations")
 
@@ -341,6 +348,9 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "usage":
+        api_key = args.api_key or os.environ.get("FLAMEL_API_KEY")
+        return show_usage(api_key, args.base_url, as_json=args.json)
     try:
         settings = _settings(args)
         if args.command == "serve":

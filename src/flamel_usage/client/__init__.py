@@ -1,0 +1,115 @@
+"""The Python SDK of Flamel's ``GET /api/users/me/usage``.
+
+It speaks the public contract only (``UsageInfoDto`` and the error envelope), so it
+works against any server of this API: ``flamel-usage serve`` on
+``http://127.0.0.1:4010`` (the default) or Flamel's own (``https://beta.flamel.app``).
+It needs only ``httpx``: importing it loads none of the server's code or dependencies.
+
+Example::
+
+    from flamel_usage.client import Client, ApiKeyExpired
+
+    with Client("flm_...", base_url="http://127.0.0.1:4010") as client:
+        try:
+            info = client.usage()
+        except ApiKeyExpired:
+            raise SystemExit("time for a new API key")
+    print(f"{info.total_credit_left} credits left until {info.period_end:%Y-%m-%d}")
+    print(f"{info.fraction_used:.0%} of the plan used; TTP left: {info.ttp_left}")
+
+``AsyncClient`` is the same for asyncio (``async with``, ``await client.usage()``).
+
+Credentials
+    ``Client(api_key)`` sends ``X-Api-Key``; ``Client(session_cookie=value)`` sends
+    ``Cookie: connect.sid=<value>`` (the value exactly as ``POST /api/auth/login`` set
+    it). With both, both are sent and the server lets the key win; with neither, the
+    server answers ``NotLoggedIn``. The library never reads the environment for
+    credentials (no implicit ``FLAMEL_API_KEY``): pass the key explicitly, e.g.
+    ``Client(os.environ["FLAMEL_API_KEY"])``. httpx's own settings from the
+    environment (proxies, CA bundle) apply as in httpx.
+
+Options
+    ``base_url`` (default ``http://127.0.0.1:4010``), ``timeout`` in seconds for each
+    attempt (connect, read, write; default 10), ``retries`` (default 2; 0 disables),
+    ``backoff`` (default 0.2 s), ``transport`` (an ``httpx.BaseTransport``, or an
+    ``httpx.AsyncBaseTransport`` for ``AsyncClient``: e.g. ``httpx.MockTransport`` in
+    tests). Every request has ``User-Agent: flamel-usage-python/<version>``. Close a
+    client with ``close()`` / ``await aclose()`` or use it as a context manager.
+
+Retries
+    ``usage()`` is an idempotent read, so it is tried again, at most ``retries`` times,
+    after a connection failure, a timeout or a broken answer from the network
+    (``TransportError``), after ``502``, ``503``, ``504`` (``ServerError``) and after
+    ``429`` (``RateLimited``). It waits ``backoff * 2**attempt`` seconds (0.2, 0.4,
+    ...), or the server's ``Retry-After`` when one is sent; a ``Retry-After`` longer
+    than 60 s is not waited for: the error is raised at once, with ``retry_after`` set.
+    Authentication errors and every other answer are never retried.
+
+The answer: ``UsageInfo``
+    A frozen record of the contract's fields in snake_case: ``current_credit``,
+    ``additional_credit``, ``max_credit``, ``period``, ``ttp_count``,
+    ``max_ttp_count``, ``edit_count``, ``max_edit_count``, ``postpaid_usage_count``
+    (None means unlimited, or prepaid). Whole numbers stay ``int``. ``info.raw`` is the
+    body as sent (camelCase, read-only) and ``info["currentCredit"]`` reads it. Helpers:
+    ``total_credit_left``, ``fraction_used`` (of the plan credit, 0.0 to 1.0),
+    ``period_start`` and ``period_end`` (aware datetimes), ``ttp_left`` and
+    ``edits_left`` (None when unlimited), ``is_postpaid``. The body is parsed strictly:
+    a missing field, a number sent as a string or a boolean, or a ``period`` that is
+    not ``<start>/<end>`` with offsets raises ``InvalidResponse``; unknown fields are
+    ignored.
+
+Errors
+    Every failure raises a ``FlamelError``, with ``status``, ``reason`` (the envelope's
+    ``data``) and ``response`` when there was an answer::
+
+        FlamelError
+        ├── AuthenticationError     401 (any reason)
+        │   ├── WrongApiKey         401 wrong_api_key
+        │   └── ApiKeyExpired       401 api_key_expired
+        ├── NotLoggedIn             403 not_logged_in
+        ├── RateLimited             429; .retry_after in seconds, or None
+        ├── ServerError             5xx, envelope or not (a proxy's HTML page)
+        ├── InvalidResponse         not the contract's answer; .body is an excerpt
+        └── TransportError          no answer; the httpx exception is __cause__
+
+    Another status with the envelope (``404 not_found``...) is a plain ``FlamelError``;
+    without it (a ``418`` in plain text, an HTML ``404``) it is ``InvalidResponse``.
+    Invalid arguments to the constructors raise ``TypeError`` or ``ValueError``.
+"""
+
+from ._client import DEFAULT_BASE_URL, AsyncClient, Client
+from ._exceptions import (
+    ApiKeyExpired,
+    AuthenticationError,
+    FlamelError,
+    InvalidResponse,
+    NotLoggedIn,
+    RateLimited,
+    ServerError,
+    TransportError,
+    WrongApiKey,
+)
+from ._models import UsageInfo
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ApiKeyExpired",
+    "AsyncClient",
+    "AuthenticationError",
+    "Client",
+    "FlamelError",
+    "InvalidResponse",
+    "NotLoggedIn",
+    "RateLimited",
+    "ServerError",
+    "TransportError",
+    "UsageInfo",
+    "WrongApiKey",
+]
+
+# Public names show where users import them from (``flamel_usage.client.Client``).
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = __name__
+del _name, _value

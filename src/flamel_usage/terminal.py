@@ -1,0 +1,143 @@
+"""``flamel-usage usage``: a customer's usage in the terminal, through the SDK.
+
+Bars in colour when the output is a terminal that has colours (and ``NO_COLOR`` is not
+set), plain text when piped, so the same command serves a person and a script. Exit
+codes tell failures apart for scripts: 3 for a credential the server refused, 4 when
+the server cannot be reached, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+import orjson
+
+from flamel_usage.client import (
+    AuthenticationError,
+    Client,
+    FlamelError,
+    NotLoggedIn,
+    TransportError,
+    UsageInfo,
+)
+
+EXIT_AUTH = 3
+EXIT_UNREACHABLE = 4
+EXIT_OTHER = 1
+BAR_WIDTH = 24
+NEAR_LIMIT = 0.8
+
+_RESET, _GREEN, _YELLOW, _RED, _DIM, _BOLD = (
+    "\033[0m",
+    "\033[32m",
+    "\033[33m",
+    "\033[31m",
+    "\033[2m",
+    "\033[1m",
+)
+
+
+def wants_colour(stream: TextIO) -> bool:
+    return (
+        stream.isatty()
+        and "NO_COLOR" not in os.environ
+        and os.environ.get("TERM", "") not in ("", "dumb")
+    )
+
+
+def _amount(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _remaining(until: datetime, now: datetime) -> str:
+    left = max(until - now, timedelta(0))
+    days, seconds = left.days, left.seconds
+    if days:
+        return f"{days}d {seconds // 3600}h"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+class _Painter:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def paint(self, text: str, *styles: str) -> str:
+        return f"{''.join(styles)}{text}{_RESET}" if self.colour and styles else text
+
+    def bar(self, used: float) -> str:
+        """A bar of the used share; its colour warns near and at the limit."""
+        share = min(max(used, 0.0), 1.0)
+        filled = round(share * BAR_WIDTH)
+        full, empty = ("█", "░") if self.colour else ("#", ".")
+        style = _RED if share >= 1 else _YELLOW if share >= NEAR_LIMIT else _GREEN
+        return "[" + self.paint(full * filled, style) + empty * (BAR_WIDTH - filled) + "]"
+
+
+def render(info: UsageInfo, *, colour: bool, now: datetime) -> str:
+    """The usage as lines of text; ``now`` decides the time left in the period."""
+    painter = _Painter(colour)
+    label = "{:<17}".format
+    lines = [
+        painter.paint(label("Period"), _BOLD)
+        + f"{info.period_start:%Y-%m-%d %H:%M} → {info.period_end:%Y-%m-%d %H:%M}"
+        f" ({info.period_end:%z}), resets in {_remaining(info.period_end, now)}",
+        label("Plan credit")
+        + painter.bar(info.fraction_used)
+        + f" {_amount(info.current_credit)} of {_amount(info.max_credit)} left",
+        label("Purchased credit") + f"{_amount(info.additional_credit)} left",
+    ]
+    for name, used, limit in (
+        ("TTP", info.ttp_count, info.max_ttp_count),
+        ("Edits", info.edit_count, info.max_edit_count),
+    ):
+        if limit is None:
+            lines.append(label(name) + painter.paint("unlimited", _DIM) + f" ({used} used)")
+        else:
+            share = used / limit if limit else 1.0
+            state = " limit reached" if used >= limit else ""
+            lines.append(
+                label(name)
+                + painter.bar(share)
+                + f" {used} of {limit} used"
+                + painter.paint(state, _RED)
+            )
+    if info.postpaid_usage_count is not None:
+        lines.append(
+            label("Postpaid usage") + f"{_amount(info.postpaid_usage_count)} credits this period"
+        )
+    return "\n".join(lines)
+
+
+def show_usage(
+    api_key: str | None,
+    base_url: str,
+    *,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    if not api_key:
+        print("flamel-usage: no API key: pass --api-key or set FLAMEL_API_KEY", file=err)
+        return EXIT_AUTH
+    try:
+        with Client(api_key, base_url=base_url) as client:
+            info = client.usage()
+    except (AuthenticationError, NotLoggedIn) as error:
+        print(f"flamel-usage: {error.reason or 'unauthorized'}: {error}", file=err)
+        return EXIT_AUTH
+    except TransportError as error:
+        print(f"flamel-usage: cannot reach {base_url}: {error}", file=err)
+        return EXIT_UNREACHABLE
+    except FlamelError as error:
+        print(f"flamel-usage: {error}", file=err)
+        return EXIT_OTHER
+    if as_json:
+        out.write(orjson.dumps(dict(info.raw)).decode() + "\n")
+    else:
+        out.write(render(info, colour=wants_colour(out), now=now()) + "\n")
+    return 0

@@ -1,0 +1,91 @@
+"""``flamel-usage usage``: what a customer sees in a terminal, and what a script gets."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+import pytest
+
+from flamel_usage.client import UsageInfo
+from flamel_usage.terminal import EXIT_AUTH, EXIT_UNREACHABLE, render, wants_colour
+from tests.factories import Factory
+from tests.processes import free_port, run_cli, running_server
+
+DTO = {
+    "currentCredit": 466,
+    "additionalCredit": 12.5,
+    "maxCredit": 500,
+    "period": "2026-11-01T00:00:00+09:00/2026-12-01T00:00:00+09:00",
+    "ttpCount": 10,
+    "maxTtpCount": 10,
+    "editCount": 4,
+    "maxEditCount": None,
+    "postpaidUsageCount": None,
+}
+NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+def test_plain_text_when_piped() -> None:
+    text = render(UsageInfo.from_dto(DTO), colour=False, now=NOW)
+
+    assert text.splitlines() == [
+        "Period           2026-11-01 00:00 → 2026-12-01 00:00 (+0900), resets in 5d 12h",
+        "Plan credit      [##......................] 466 of 500 left",
+        "Purchased credit 12.5 left",
+        "TTP              [########################] 10 of 10 used limit reached",
+        "Edits            unlimited (4 used)",
+    ]
+    assert "\033[" not in text
+
+
+def test_colours_on_a_terminal_and_postpaid_usage() -> None:
+    info = UsageInfo.from_dto({**DTO, "ttpCount": 8, "postpaidUsageCount": 3})
+    text = render(info, colour=True, now=NOW)
+
+    assert "\033[33m" in text  # 8 of 10: near the limit
+    assert "█" in text
+    assert text.splitlines()[-1] == "Postpaid usage   3 credits this period"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_for_a_real_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert wants_colour(_Terminal())
+    assert not wants_colour(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not wants_colour(_Terminal())
+
+
+async def test_the_command_against_a_real_server(factory: Factory, environ: dict[str, str]) -> None:
+    user = await factory.user(await factory.plan(credits=100, max_ttp=10))
+    await factory.purchase(user, 12.5)
+    key = await factory.key(user)
+    with running_server(environ) as base_url:
+        raw = httpx.get(f"{base_url}/api/users/me/usage", headers={"X-Api-Key": key}).json()
+        as_json = run_cli({}, "usage", "--api-key", key, "--base-url", base_url, "--json")
+        from_env = run_cli({"FLAMEL_API_KEY": key}, "usage", "--base-url", base_url)
+        wrong = run_cli({}, "usage", "--api-key", "flm_" + "x" * 43, "--base-url", base_url)
+    missing = run_cli({}, "usage", "--base-url", base_url)
+    unreachable = run_cli(
+        {}, "usage", "--api-key", key, "--base-url", f"http://127.0.0.1:{free_port()}"
+    )
+
+    assert (as_json.returncode, orjson.loads(as_json.stdout)) == (0, raw)
+    assert from_env.returncode == 0
+    assert "Plan credit" in from_env.stdout
+    assert "100 of 100 left" in from_env.stdout
+    assert "12.5 left" in from_env.stdout
+    assert "\033[" not in from_env.stdout
+    for result, code in ((wrong, EXIT_AUTH), (missing, EXIT_AUTH), (unreachable, EXIT_UNREACHABLE)):
+        assert result.returncode == code, result.stderr
+        assert result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "wrong_api_key" in wrong.stderr
