@@ -10,7 +10,7 @@ from flamel_usage.auth.last_used import FLUSH_INTERVAL_SECONDS
 from flamel_usage.config import Settings
 from flamel_usage.db import Database
 from flamel_usage.errors import ApiError
-from flamel_usage.web import admin, charges, docs, public
+from flamel_usage.web import admin, charges, docs, pages, public
 from flamel_usage.web.http import (
     InternalError,
     Receive,
@@ -25,7 +25,7 @@ from flamel_usage.web.services import Clock, Services, system_clock
 
 logger = logging.getLogger("flamel_usage")
 
-_HANDLERS = [*public.ROUTES, *docs.ROUTES, *admin.ROUTES, *charges.ROUTES]
+_HANDLERS = [*public.ROUTES, *docs.ROUTES, *admin.ROUTES, *charges.ROUTES, *pages.ROUTES]
 #: Every (method, path) the service answers; the OpenAPI test checks each is documented.
 ROUTES: list[tuple[str, str]] = [(method, path) for method, path, _ in _HANDLERS]
 

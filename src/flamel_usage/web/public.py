@@ -47,7 +47,8 @@ async def get_my_usage(request: Request, services: Services) -> Response:
     return json_response(usage.to_dto())
 
 
-def _cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
+def session_cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
+    """``Set-Cookie`` for ``connect.sid``: the API's login and the login page set the same."""
     secure = "; Secure" if request.headers.get("x-forwarded-proto") == "https" else ""
     attributes = f"Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
     return (b"set-cookie", f"{SESSION_COOKIE}={value}; {attributes}".encode())
@@ -62,7 +63,9 @@ async def login(request: Request, services: Services) -> Response:
     new_id = await auth.login(services.db, email, password, now=now, ttl_seconds=ttl)
     value = cookies.session_cookie_value(new_id, services.session_secret.reveal())
     expires = from_micros(now + ttl * 1_000_000).isoformat()
-    return json_response({"expiresAt": expires}, headers=[_cookie_header(value, ttl, request)])
+    return json_response(
+        {"expiresAt": expires}, headers=[session_cookie_header(value, ttl, request)]
+    )
 
 
 async def logout(request: Request, services: Services) -> Response:
@@ -70,7 +73,7 @@ async def logout(request: Request, services: Services) -> Response:
     if found is not None:
         async with services.db.transaction() as conn:
             await auth.logout(conn, found)
-    return empty_response(204, headers=[_cookie_header("", 0, request)])
+    return empty_response(204, headers=[session_cookie_header("", 0, request)])
 
 
 ROUTES = [

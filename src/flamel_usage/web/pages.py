@@ -1,0 +1,703 @@
+"""Server-rendered pages: sign in, see your usage, sign out; in English and Korean.
+
+Everything works without JavaScript: plain HTML forms posting
+``application/x-www-form-urlencoded``, answered with ``303 See Other``. The one script,
+``/static/pages.js``, is served from the package (never inline, so a strict
+``Content-Security-Policy`` holds) and only rewrites the reset time from the billing time
+zone into the browser's own.
+
+Forms are guarded three ways: a POST whose ``Origin`` is present and not ours is refused;
+the sign-in form carries a double-submit token (a random value in an HttpOnly,
+SameSite=Strict ``csrf`` cookie and the same value in a hidden field); the sign-out form
+carries an HMAC of the session id under the session secret. Tokens are compared in
+constant time. Every value written into HTML goes through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import html
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from importlib import resources
+from typing import Literal
+from urllib.parse import parse_qs
+
+from flamel_usage.auth import cookies
+from flamel_usage.auth import service as auth
+from flamel_usage.credits import credits_value
+from flamel_usage.errors import ApiError, NotFound
+from flamel_usage.ledger.service import Usage, read_usage
+from flamel_usage.web import public
+from flamel_usage.web.http import Request, Response
+from flamel_usage.web.services import Services
+
+Language = Literal["en", "ko"]
+LANGUAGES: tuple[Language, ...] = ("en", "ko")
+LANG_COOKIE = "lang"
+CSRF_COOKIE = "csrf"
+CSRF_FIELD = "csrf"
+#: Share of a limit used from which a limit is shown as "near the limit".
+NEAR_NUMERATOR, NEAR_DENOMINATOR = 4, 5  # 80 %
+
+# --- every visible string, one dict per language ------------------------------------------
+
+EN: dict[str, str] = {
+    "brand": "Flamel",
+    "language": "Language",
+    "login_title": "Sign in · Flamel usage",
+    "login_heading": "Sign in",
+    "login_intro": "See your Flamel credit, limits and billing period.",
+    "email": "Email",
+    "password": "Password",
+    "login_submit": "Sign in",
+    "error_credentials": "The email or the password is wrong. Check both and try again.",
+    "error_missing": "Enter your email and your password.",
+    "usage_title": "Your usage · Flamel",
+    "usage_heading": "Your usage",
+    "signed_in_as": "Signed in as {email}",
+    "logout": "Sign out",
+    "period_heading": "Billing period",
+    "period_label": "Current period",
+    "period_range": "{start} to {end}",
+    "reset_label": "Resets on",
+    "zone_billing": "Times are in the billing time zone ({zone}).",
+    "zone_local": "Times are in your time zone ({zone}).",
+    "plan_credit": "Plan credit",
+    "purchased_credit": "Purchased credit",
+    "ttp": "Text to prompt (TTP)",
+    "edits": "Image edits",
+    "postpaid": "Postpaid usage",
+    "credits_unit": "credits",
+    "credit_left": "{value} of {max} credits left this period",
+    "count_used": "{value} of {max} used this period",
+    "count_used_unlimited": "{value} used this period, no limit",
+    "purchased_note": "Spent after plan credit. It carries over from period to period.",
+    "postpaid_note": "Credits used beyond your prepaid credit this period, billed afterwards.",
+    "state_ok": "Available",
+    "state_near": "Near the limit",
+    "state_reached": "Limit reached",
+    "state_unlimited": "Unlimited",
+    "forbidden_title": "Request refused · Flamel usage",
+    "forbidden_heading": "This request was refused",
+    "forbidden_body": (
+        "The form has expired or was sent from another site. "
+        "Go back, reload the page and try again."
+    ),
+    "back_to_login": "Back to sign-in",
+    "months": "January February March April May June July August September October "
+    "November December",
+}
+
+KO: dict[str, str] = {
+    "brand": "Flamel",
+    "language": "언어",
+    "login_title": "로그인 · Flamel 사용량",
+    "login_heading": "로그인",
+    "login_intro": "Flamel 크레딧, 사용 한도와 청구 기간을 확인하세요.",
+    "email": "이메일",
+    "password": "비밀번호",
+    "login_submit": "로그인",
+    "error_credentials": "이메일 또는 비밀번호가 올바르지 않습니다. 확인한 뒤 다시 시도하세요.",
+    "error_missing": "이메일과 비밀번호를 입력하세요.",
+    "usage_title": "내 사용량 · Flamel",
+    "usage_heading": "내 사용량",
+    "signed_in_as": "{email} 계정으로 로그인됨",
+    "logout": "로그아웃",
+    "period_heading": "청구 기간",
+    "period_label": "현재 기간",
+    "period_range": "{start} ~ {end}",
+    "reset_label": "초기화 시각",
+    "zone_billing": "시간은 청구 시간대({zone}) 기준입니다.",
+    "zone_local": "시간은 사용자의 시간대({zone}) 기준입니다.",
+    "plan_credit": "플랜 크레딧",
+    "purchased_credit": "구매한 크레딧",
+    "ttp": "텍스트 투 프롬프트 (TTP)",
+    "edits": "이미지 편집",
+    "postpaid": "후불 사용량",
+    "credits_unit": "크레딧",
+    "credit_left": "이번 기간 {max} 크레딧 중 {value} 크레딧 남음",
+    "count_used": "이번 기간 {max}회 중 {value}회 사용",
+    "count_used_unlimited": "이번 기간 {value}회 사용, 한도 없음",
+    "purchased_note": "플랜 크레딧 다음에 사용되며, 기간이 바뀌어도 남아 있습니다.",
+    "postpaid_note": "이번 기간에 선불 크레딧을 넘어 사용한 크레딧으로, 나중에 청구됩니다.",
+    "state_ok": "여유 있음",
+    "state_near": "한도 임박",
+    "state_reached": "한도 도달",
+    "state_unlimited": "무제한",
+    "forbidden_title": "요청 거부 · Flamel 사용량",
+    "forbidden_heading": "요청이 거부되었습니다",
+    "forbidden_body": (
+        "양식이 만료되었거나 다른 사이트에서 전송되었습니다. "
+        "이전 페이지로 돌아가 새로 고친 뒤 다시 시도하세요."
+    ),
+    "back_to_login": "로그인 페이지로 돌아가기",
+    "months": "1월 2월 3월 4월 5월 6월 7월 8월 9월 10월 11월 12월",
+}
+
+STRINGS: dict[Language, dict[str, str]] = {"en": EN, "ko": KO}
+#: How each language names itself in the switch.
+LANGUAGE_NAMES: dict[Language, str] = {"en": "English", "ko": "한국어"}
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fill(template: str, **markup: str) -> str:
+    """``template`` escaped, with ``{name}`` replaced by ready (already escaped) markup."""
+    return _esc(template).format(**markup)
+
+
+# --- language -----------------------------------------------------------------------------
+
+
+def _accept_language(header: str) -> Language:
+    """Korean when the client prefers Korean to English, else English."""
+    best: Language = "en"
+    best_q = 0.0
+    for part in header.split(",")[:32]:
+        tag, _, params = part.partition(";")
+        primary = tag.strip().lower().split("-", 1)[0]
+        quality = 1.0
+        name, eq, value = params.strip().partition("=")
+        if eq and name.strip().lower() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                continue
+        if primary in LANGUAGES and quality > best_q:
+            best, best_q = ("ko" if primary == "ko" else "en"), quality
+    return best
+
+
+def _language(request: Request) -> tuple[Language, list[tuple[bytes, bytes]]]:
+    """The page language and, when ``?lang=`` chose it, the cookie that keeps the choice."""
+    query = parse_qs(request.query_string.decode("latin-1"), max_num_fields=16)
+    chosen = (query.get("lang") or [""])[0]
+    for language in LANGUAGES:
+        if chosen == language:
+            one_year = 365 * 24 * 3600
+            return language, [_set_cookie(request, LANG_COOKIE, language, one_year, "Lax")]
+    stored = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(LANG_COOKIE)
+    for language in LANGUAGES:
+        if stored == language:
+            return language, []
+    return _accept_language(request.headers.get("accept-language", "")), []
+
+
+# --- cookies, tokens, origin --------------------------------------------------------------
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def _set_cookie(
+    request: Request, name: str, value: str, max_age: int | None, same_site: str
+) -> tuple[bytes, bytes]:
+    secure = "; Secure" if request.headers.get("x-forwarded-proto") == "https" else ""
+    lifetime = "" if max_age is None else f"; Max-Age={max_age}"
+    attributes = f"Path=/{lifetime}; HttpOnly; SameSite={same_site}{secure}"
+    return (b"set-cookie", f"{name}={value}; {attributes}".encode())
+
+
+def _login_csrf(request: Request) -> tuple[str, list[tuple[bytes, bytes]]]:
+    """The sign-in form's token: the ``csrf`` cookie's when well formed, else a new one."""
+    current = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(CSRF_COOKIE)
+    if current is not None and _TOKEN.fullmatch(current):
+        return current, []
+    token = secrets.token_urlsafe(32)
+    return token, [_set_cookie(request, CSRF_COOKIE, token, None, "Strict")]
+
+
+def _login_csrf_ok(request: Request, form: Mapping[str, str]) -> bool:
+    cookie = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(CSRF_COOKIE, "")
+    field = form.get(CSRF_FIELD, "")
+    if not _TOKEN.fullmatch(cookie):
+        return False
+    return hmac.compare_digest(cookie.encode("ascii"), field.encode("utf-8", "replace"))
+
+
+def logout_token(session_id: str, secret: str) -> str:
+    """The sign-out form's token: HMAC-SHA256 of the session id under the session secret."""
+    mac = hmac.new(secret.encode(), b"flamel-logout\x00" + session_id.encode(), hashlib.sha256)
+    return mac.hexdigest()
+
+
+def _same_origin(request: Request) -> bool:
+    """True unless an ``Origin`` header is present and names another origin than ours."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = request.headers.get("host", "").strip().lower()
+    scheme = request.headers.get("x-forwarded-proto", "http").split(",", 1)[0].strip().lower()
+    return bool(host) and origin.strip().lower() == f"{scheme}://{host}"
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    """The fields of a urlencoded body (first value of each); empty when unreadable."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return {}
+    try:
+        raw = (await request.body()).decode("utf-8")
+        parsed = parse_qs(raw, keep_blank_values=True, max_num_fields=16, errors="strict")
+    except (ApiError, ValueError):
+        return {}
+    return {name: values[0] for name, values in parsed.items()}
+
+
+# --- responses ----------------------------------------------------------------------------
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_PAGE_HEADERS = (
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"vary", b"Accept-Language, Cookie"),
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+def _html(status: int, page: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+    return Response(status, page.encode("utf-8"), [*_PAGE_HEADERS, *headers])
+
+
+def _redirect(location: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+    return Response(
+        303, b"", [(b"location", location.encode()), (b"cache-control", b"no-store"), *headers]
+    )
+
+
+# --- static files -------------------------------------------------------------------------
+
+_ASSETS = {
+    "pages.css": "text/css; charset=utf-8",
+    "pages.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+
+
+@functools.cache
+def _asset(name: str) -> tuple[bytes, str]:
+    """``(content, version)`` of an allowlisted file under ``web/pages/``."""
+    content = resources.files("flamel_usage.web").joinpath("pages").joinpath(name).read_bytes()
+    return content, hashlib.sha256(content).hexdigest()[:12]
+
+
+def asset_url(name: str) -> str:
+    """The file's URL, versioned by its content so it can be cached for good."""
+    return f"/static/{name}?v={_asset(name)[1]}"
+
+
+async def static_file(request: Request, services: Services) -> Response:
+    name = request.params["name"]
+    if name not in _ASSETS:  # only ever a key of the allowlist, never a path
+        raise NotFound("no such file")
+    content, version = _asset(name)
+    versioned = parse_qs(request.query_string.decode("latin-1")).get("v") == [version]
+    cache = b"public, max-age=31536000, immutable" if versioned else b"no-cache"
+    return Response(
+        200,
+        content,
+        [
+            (b"content-type", _ASSETS[name].encode()),
+            (b"cache-control", cache),
+            (b"x-content-type-options", b"nosniff"),
+        ],
+    )
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def _layout(language: Language, title: str, main: str, path: str) -> str:
+    t = STRINGS[language]
+    current = ' aria-current="true"'
+    switch = "".join(
+        f'<li><a href="{_esc(path)}?lang={code}" lang="{code}" hreflang="{code}"'
+        f"{current if code == language else ''}>{_esc(LANGUAGE_NAMES[code])}</a></li>"
+        for code in LANGUAGES
+    )
+    return (
+        "<!doctype html>\n"
+        f'<html lang="{language}">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_esc(title)}</title>\n"
+        f'<link rel="icon" href="{_esc(asset_url("favicon.svg"))}" type="image/svg+xml">\n'
+        f'<link rel="stylesheet" href="{_esc(asset_url("pages.css"))}">\n'
+        f'<script src="{_esc(asset_url("pages.js"))}" defer></script>\n'
+        "</head>\n<body>\n"
+        '<header class="topbar">\n'
+        f'<span class="brand"><img src="{_esc(asset_url("favicon.svg"))}" alt="">'
+        f"{_esc(t['brand'])}</span>\n"
+        f'<nav class="lang" aria-label="{_esc(t["language"])}"><ul>{switch}</ul></nav>\n'
+        "</header>\n"
+        f'<main id="main">\n{main}\n</main>\n'
+        "</body>\n</html>\n"
+    )
+
+
+def render_login(
+    language: Language, csrf: str, *, email: str = "", error: str | None = None
+) -> str:
+    t = STRINGS[language]
+    alert = ""
+    invalid = ""
+    if error is not None:
+        alert = f'<p class="alert" role="alert" id="login-error">{_esc(t[error])}</p>\n'
+        invalid = ' aria-invalid="true" aria-describedby="login-error"'
+    main = (
+        '<div class="login card">\n'
+        f"<h1>{_esc(t['login_heading'])}</h1>\n"
+        f'<p class="muted intro">{_esc(t["login_intro"])}</p>\n'
+        f"{alert}"
+        '<form method="post" action="/login">\n'
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{_esc(csrf)}">\n'
+        '<div class="field">'
+        f'<label for="email">{_esc(t["email"])}</label>'
+        '<input id="email" name="email" type="email" autocomplete="username" required'
+        f' maxlength="254" value="{_esc(email)}"{invalid}>'
+        "</div>\n"
+        '<div class="field">'
+        f'<label for="password">{_esc(t["password"])}</label>'
+        '<input id="password" name="password" type="password"'
+        f' autocomplete="current-password" required{invalid}>'
+        "</div>\n"
+        f'<button class="button block" type="submit">{_esc(t["login_submit"])}</button>\n'
+        "</form>\n</div>"
+    )
+    return _layout(language, t["login_title"], main, "/")
+
+
+def render_forbidden(language: Language) -> str:
+    t = STRINGS[language]
+    main = (
+        '<div class="problem card">\n'
+        f"<h1>{_esc(t['forbidden_heading'])}</h1>\n"
+        f"<p>{_esc(t['forbidden_body'])}</p>\n"
+        f'<p><a href="/">{_esc(t["back_to_login"])}</a></p>\n'
+        "</div>"
+    )
+    return _layout(language, t["forbidden_title"], main, "/")
+
+
+def _number(milli: int) -> str:
+    """A credit amount for people: grouped thousands, exact decimals, no trailing zeros."""
+    whole, rest = divmod(milli, 1000)
+    text = f"{whole:,}"
+    if rest:
+        text += "." + f"{rest:03d}".rstrip("0")
+    return text
+
+
+def _json_number(milli: int) -> str:
+    """The amount exactly as ``GET /api/users/me/usage`` writes it."""
+    return str(credits_value(milli))
+
+
+def _plain(milli: int) -> str:
+    """An amount as an HTML number attribute (``<meter value>``)."""
+    whole, rest = divmod(milli, 1000)
+    return f"{whole}.{rest:03d}".rstrip("0").rstrip(".") if rest else str(whole)
+
+
+def credit_state(left: int, maximum: int) -> str:
+    """``ok``, ``near`` (at least 80 % used) or ``reached`` for plan credit left of max."""
+    if left <= 0 or maximum <= 0:
+        return "reached"
+    used = maximum - min(left, maximum)
+    return "near" if used * NEAR_DENOMINATOR >= maximum * NEAR_NUMERATOR else "ok"
+
+
+def count_state(count: int, maximum: int | None) -> str:
+    """``unlimited``, ``reached``, ``near`` (at least 80 % used) or ``ok``."""
+    if maximum is None:
+        return "unlimited"
+    if count >= maximum:
+        return "reached"
+    return "near" if count * NEAR_DENOMINATOR >= maximum * NEAR_NUMERATOR else "ok"
+
+
+def _field(name: str, value: str, text: str) -> str:
+    return f'<span data-field="{name}" data-value="{_esc(value)}">{_esc(text)}</span>'
+
+
+def _badge(t: Mapping[str, str], state: str) -> str:
+    return f'<span class="badge state-{state}">{_esc(t["state_" + state])}</span>'
+
+
+def _limit_head(t: Mapping[str, str], ident: str, label: str, state: str | None) -> str:
+    badge = "" if state is None else _badge(t, state)
+    return f'<div class="limit-head"><h2 id="{ident}-label">{_esc(t[label])}</h2>{badge}</div>\n'
+
+
+def _credit_card(t: Mapping[str, str], usage: Usage) -> str:
+    state = credit_state(usage.current_credit, usage.max_credit)
+    left = _field(
+        "currentCredit", _json_number(usage.current_credit), _number(usage.current_credit)
+    )
+    maximum = _field("maxCredit", _json_number(usage.max_credit), _number(usage.max_credit))
+    text = _fill(t["credit_left"], value=left, max=maximum)
+    meter = ""
+    if usage.max_credit > 0:
+        value = _plain(max(0, min(usage.current_credit, usage.max_credit)))
+        meter = (
+            f'<meter class="state-{state}" min="0" max="{_plain(usage.max_credit)}"'
+            f' value="{value}" aria-labelledby="plan-credit-label"'
+            ' aria-describedby="plan-credit-text">'
+            f"{_esc(_number(usage.current_credit))} / {_esc(_number(usage.max_credit))}</meter>\n"
+        )
+    return (
+        '<section class="card limit" aria-labelledby="plan-credit-label"'
+        f' data-limit="planCredit" data-state="{state}">\n'
+        f"{_limit_head(t, 'plan-credit', 'plan_credit', state)}"
+        f'<p class="figure">{_esc(_number(usage.current_credit))}'
+        f' <span class="of">/ {_esc(_number(usage.max_credit))}</span></p>\n'
+        f"{meter}"
+        f'<p class="muted small" id="plan-credit-text">{text}</p>\n'
+        "</section>"
+    )
+
+
+def _amount_card(
+    t: Mapping[str, str], ident: str, label: str, field: str, milli: int, note: str
+) -> str:
+    value = _field(field, _json_number(milli), _number(milli))
+    return (
+        f'<section class="card limit" aria-labelledby="{ident}-label" data-limit="{field}">\n'
+        f"{_limit_head(t, ident, label, None)}"
+        f'<p class="figure">{value} <span class="of">{_esc(t["credits_unit"])}</span></p>\n'
+        f'<p class="muted small">{_esc(t[note])}</p>\n'
+        "</section>"
+    )
+
+
+def _count_card(
+    t: Mapping[str, str],
+    ident: str,
+    label: str,
+    fields: tuple[str, str],
+    count: int,
+    maximum: int | None,
+) -> str:
+    state = count_state(count, maximum)
+    used = _field(fields[0], str(count), f"{count:,}")
+    if maximum is None:
+        figure = f'<p class="figure">{_esc(f"{count:,}")}</p>\n'
+        text = _fill(t["count_used_unlimited"], value=used)
+        meter = ""
+    else:
+        limit = _field(fields[1], str(maximum), f"{maximum:,}")
+        figure = (
+            f'<p class="figure">{_esc(f"{count:,}")}'
+            f' <span class="of">/ {_esc(f"{maximum:,}")}</span></p>\n'
+        )
+        text = _fill(t["count_used"], value=used, max=limit)
+        meter = ""
+        if maximum > 0:
+            meter = (
+                f'<meter class="state-{state}" min="0" max="{maximum}"'
+                f' value="{min(count, maximum)}" aria-labelledby="{ident}-label"'
+                f' aria-describedby="{ident}-text">{count} / {maximum}</meter>\n'
+            )
+    return (
+        f'<section class="card limit" aria-labelledby="{ident}-label"'
+        f' data-limit="{fields[0]}" data-state="{state}">\n'
+        f"{_limit_head(t, ident, label, state)}"
+        f"{figure}{meter}"
+        f'<p class="muted small" id="{ident}-text">{text}</p>\n'
+        "</section>"
+    )
+
+
+def _offset(moment: datetime) -> str:
+    raw = moment.strftime("%z")  # +0900
+    return f"UTC{raw[:3]}:{raw[3:5]}" if raw else "UTC"
+
+
+def _date_text(moment: datetime, language: Language) -> str:
+    """The instant's wall time in its own zone, with the offset, for people."""
+    month = STRINGS[language]["months"].split()[moment.month - 1]
+    clock = f"{moment:%H:%M} ({_offset(moment)})"
+    if language == "ko":
+        return f"{moment.year}년 {month} {moment.day}일 {clock}"
+    return f"{month} {moment.day}, {moment.year}, {clock}"
+
+
+def _time(moment: datetime, language: Language, field: str | None = None) -> str:
+    stamp = moment.isoformat(timespec="seconds")
+    marker = "" if field is None else f' data-field="{field}"'
+    return (
+        f'<time datetime="{_esc(stamp)}" data-localize{marker}>'
+        f"{_esc(_date_text(moment, language))}</time>"
+    )
+
+
+def render_usage(
+    language: Language, usage: Usage, *, email: str, logout_csrf: str, zone_name: str
+) -> str:
+    t = STRINGS[language]
+    start = usage.period.start
+    end = usage.period.end
+    zone = f"{zone_name}, {_offset(end)}"
+    period = _fill(
+        t["period_range"],
+        start=_time(start, language, "periodStart"),
+        end=_time(end, language, "periodEnd"),
+    )
+    cards = [
+        _credit_card(t, usage),
+        _amount_card(
+            t,
+            "purchased",
+            "purchased_credit",
+            "additionalCredit",
+            usage.additional_credit,
+            "purchased_note",
+        ),
+        _count_card(t, "ttp", "ttp", ("ttpCount", "maxTtpCount"), usage.ttp_count, usage.max_ttp),
+        _count_card(
+            t, "edits", "edits", ("editCount", "maxEditCount"), usage.edit_count, usage.max_edit
+        ),
+    ]
+    if usage.postpaid_used is not None:
+        cards.append(
+            _amount_card(
+                t,
+                "postpaid",
+                "postpaid",
+                "postpaidUsageCount",
+                usage.postpaid_used,
+                "postpaid_note",
+            )
+        )
+    main = (
+        '<div class="page-head">\n<div>\n'
+        f"<h1>{_esc(t['usage_heading'])}</h1>\n"
+        f'<p class="muted">{_fill(t["signed_in_as"], email=_esc(email))}</p>\n'
+        "</div>\n"
+        '<form method="post" action="/logout">'
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{_esc(logout_csrf)}">'
+        f'<button class="button secondary" type="submit">{_esc(t["logout"])}</button>'
+        "</form>\n</div>\n"
+        '<section class="card period" aria-labelledby="period-heading">\n'
+        f'<h2 id="period-heading">{_esc(t["period_heading"])}</h2>\n'
+        f"<dl>\n<dt>{_esc(t['period_label'])}</dt><dd>{period}</dd>\n"
+        f"<dt>{_esc(t['reset_label'])}</dt><dd>{_time(end, language, 'resetAt')}</dd>\n</dl>\n"
+        f'<p class="muted small" data-tz-note'
+        f' data-local-template="{_esc(t["zone_local"])}">'
+        f"{_fill(t['zone_billing'], zone=_esc(zone))}</p>\n"
+        "</section>\n"
+        f'<div class="grid">\n{chr(10).join(cards)}\n</div>'
+    )
+    return _layout(language, t["usage_title"], main, "/usage")
+
+
+# --- handlers -----------------------------------------------------------------------------
+
+
+async def _signed_in(request: Request, services: Services) -> tuple[str, int] | None:
+    """``(session id, user id)`` of a live session from the ``connect.sid`` cookie."""
+    found = public.session_id(request, services)
+    if found is None:
+        return None
+    async with services.db.read() as conn:
+        user_id = await auth.user_for_session(conn, found, services.clock())
+    return None if user_id is None else (found, user_id)
+
+
+async def login_page(request: Request, services: Services) -> Response:
+    language, headers = _language(request)
+    if await _signed_in(request, services) is not None:
+        return _redirect("/usage", headers)
+    token, csrf_headers = _login_csrf(request)
+    return _html(200, render_login(language, token), [*headers, *csrf_headers])
+
+
+async def login_submit(request: Request, services: Services) -> Response:
+    language, _ = _language(request)
+    forbidden = _html(403, render_forbidden(language))
+    if not _same_origin(request):
+        return forbidden
+    form = await _read_form(request)
+    if not _login_csrf_ok(request, form):
+        return forbidden
+    token, _ = _login_csrf(request)
+    email = form.get("email", "")
+    password = form.get("password", "")
+    if not email.strip() or not password:
+        return _html(400, render_login(language, token, email=email, error="error_missing"))
+    now = services.clock()
+    ttl = services.settings.session_ttl_seconds
+    try:
+        new_id = await auth.login(services.db, email, password, now=now, ttl_seconds=ttl)
+    except auth.InvalidCredentials:
+        return _html(401, render_login(language, token, email=email, error="error_credentials"))
+    value = cookies.session_cookie_value(new_id, services.session_secret.reveal())
+    return _redirect(
+        "/usage",
+        [
+            public.session_cookie_header(value, ttl, request),
+            _set_cookie(request, CSRF_COOKIE, "", 0, "Strict"),  # used up: a new one next time
+        ],
+    )
+
+
+async def usage_page(request: Request, services: Services) -> Response:
+    language, headers = _language(request)
+    found = public.session_id(request, services)
+    if found is None:
+        return _redirect("/", headers)
+    now = services.clock()
+    zone = services.settings.timezone
+    async with services.db.read() as conn:
+        user_id = await auth.user_for_session(conn, found, now)
+        if user_id is None:
+            return _redirect("/", headers)
+        email = await conn.fetchval("SELECT email FROM users WHERE id = ?", user_id)
+        usage = await read_usage(conn, user_id, now, zone)
+    page = render_usage(
+        language,
+        usage,
+        email=str(email),
+        logout_csrf=logout_token(found, services.session_secret.reveal()),
+        zone_name=zone.key or str(zone),
+    )
+    return _html(200, page, headers)
+
+
+async def logout_submit(request: Request, services: Services) -> Response:
+    language, _ = _language(request)
+    forbidden = _html(403, render_forbidden(language))
+    if not _same_origin(request):
+        return forbidden
+    form = await _read_form(request)
+    clear = public.session_cookie_header("", 0, request)
+    found = public.session_id(request, services)
+    if found is None:  # no session to end: nothing a forged request could do
+        return _redirect("/", [clear])
+    expected = logout_token(found, services.session_secret.reveal())
+    given = form.get(CSRF_FIELD, "")
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
+        return forbidden
+    async with services.db.transaction() as conn:
+        await auth.logout(conn, found)
+    return _redirect("/", [clear])
+
+
+ROUTES = [
+    ("GET", "/", login_page),
+    ("POST", "/login", login_submit),
+    ("GET", "/usage", usage_page),
+    ("POST", "/logout", logout_submit),
+    ("GET", "/static/{name}", static_file),
+]
