@@ -326,8 +326,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.demo:
         key = asyncio.run(_with_database(settings, lambda db: ensure_demo(db, settings)))
         print(
-            f"Demo account ready ({DEMO_EMAIL} / {DEMO_PASSWORD}). Try:\n"
-            f"  curl -s -H 'X-Api-Key: {key}' http://{args.host}:{args.port}/api/users/me/usage\n",
+            f"Demo account ready. Try:\n"
+            f"  curl -s -H 'X-Api-Key: {key}' http://{args.host}:{args.port}/api/users/me/usage\n"
+            f"  flamel-usage usage --api-key {key} --base-url http://{args.host}:{args.port}\n"
+            f"or sign in at http://{args.host}:{args.port}/ as {DEMO_EMAIL} / {DEMO_PASSWORD}\n",
             flush=True,
         )
     uvicorn.run(
