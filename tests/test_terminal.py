@@ -33,7 +33,7 @@ def test_plain_text_when_piped() -> None:
 
     assert text.splitlines() == [
         "Period           2026-11-01 00:00 → 2026-12-01 00:00 (+0900), resets in 5d 12h",
-        "Plan credit      [##......................] 466 of 500 left",
+        "Plan credit      [######################..] 466 of 500 left",
         "Purchased credit 12.5 left",
         "TTP              [########################] 10 of 10 used limit reached",
         "Edits            unlimited (4 used)",

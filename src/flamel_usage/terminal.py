@@ -68,10 +68,11 @@ class _Painter:
     def paint(self, text: str, *styles: str) -> str:
         return f"{''.join(styles)}{text}{_RESET}" if self.colour and styles else text
 
-    def bar(self, used: float) -> str:
-        """A bar of the used share; its colour warns near and at the limit."""
+    def bar(self, used: float, *, fill_left: bool = False) -> str:
+        """A bar of the used share, or of what is left (credit, as on the usage page);
+        its colour warns near and at the limit either way."""
         share = min(max(used, 0.0), 1.0)
-        filled = round(share * BAR_WIDTH)
+        filled = round((1 - share if fill_left else share) * BAR_WIDTH)
         full, empty = ("█", "░") if self.colour else ("#", ".")
         style = _RED if share >= 1 else _YELLOW if share >= NEAR_LIMIT else _GREEN
         return "[" + self.paint(full * filled, style) + empty * (BAR_WIDTH - filled) + "]"
@@ -86,7 +87,7 @@ def render(info: UsageInfo, *, colour: bool, now: datetime) -> str:
         + f"{info.period_start:%Y-%m-%d %H:%M} → {info.period_end:%Y-%m-%d %H:%M}"
         f" ({info.period_end:%z}), resets in {_remaining(info.period_end, now)}",
         label("Plan credit")
-        + painter.bar(info.fraction_used)
+        + painter.bar(info.fraction_used, fill_left=True)
         + f" {_amount(info.current_credit)} of {_amount(info.max_credit)} left",
         label("Purchased credit") + f"{_amount(info.additional_credit)} left",
     ]
