@@ -167,6 +167,17 @@ class ServerProcess:
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
 
+    def kill(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """A crash: SIGKILL the whole process group (the server and every worker) at once.
+
+        Nothing gets to clean up. Waits at most ``timeout`` for the server process to be
+        reaped and returns its exit code (``-SIGKILL``).
+        """
+        self._kill_group()
+        self.process.wait(timeout=timeout)
+        self.returncode = self.process.returncode
+        return self.returncode
+
     def close(self) -> None:
         try:
             self.stop()
