@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    db = Database.from_url(settings.database_url)
+    db = Database.from_url(settings.database_url, timeout=settings.database_timeout_seconds)
     await db.open()
     try:
         await db.migrate()

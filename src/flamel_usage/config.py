@@ -85,9 +85,35 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "ttp=1,edit=1,image=1",
         "Operation kinds that can be charged and their default cost in credits.",
     ),
+    SettingDoc(
+        "FLAMEL_DATABASE_TIMEOUT_SECONDS",
+        "3",
+        "Longest wait for PostgreSQL (to connect, get a pooled connection, run one"
+        " statement) before answering `503 service_unavailable`. SQLite waits for its"
+        " write lock at least 10 s, or this long if longer.",
+    ),
+    SettingDoc(
+        "FLAMEL_KEY_FAILURE_BUDGET",
+        "50",
+        "Wrong API keys one client may send per window before every key it sends is refused"
+        " with `429 too_many_requests`.",
+    ),
+    SettingDoc(
+        "FLAMEL_LOGIN_FAILURE_BUDGET",
+        "10",
+        "Failed logins per window, per account and per client, before logins are refused.",
+    ),
+    SettingDoc("FLAMEL_THROTTLE_WINDOW_SECONDS", "300", "The window of both budgets."),
+    SettingDoc(
+        "FLAMEL_CLIENT_ADDRESS_HEADER",
+        "(none: the peer address)",
+        "Header a trusted proxy sets with the client address, e.g. `X-Forwarded-For`"
+        " (its last address is used). Set it only behind such a proxy.",
+    ),
 )
 
 DEFAULT_OPERATION_COSTS = "ttp=1,edit=1,image=1"
+DEFAULT_DATABASE_TIMEOUT_SECONDS = 3.0
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
@@ -102,6 +128,11 @@ class Settings:
     operation_costs: Mapping[str, int] = field(
         default_factory=lambda: _operation_costs(DEFAULT_OPERATION_COSTS)
     )
+    database_timeout_seconds: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
+    key_failure_budget: int = 50
+    login_failure_budget: int = 10
+    throttle_window_seconds: int = 300
+    client_address_header: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +149,13 @@ class Settings:
             operation_costs=_operation_costs(
                 env.get("FLAMEL_OPERATION_COSTS") or DEFAULT_OPERATION_COSTS
             ),
+            database_timeout_seconds=_positive_seconds(
+                env, "FLAMEL_DATABASE_TIMEOUT_SECONDS", DEFAULT_DATABASE_TIMEOUT_SECONDS
+            ),
+            key_failure_budget=_positive_int(env, "FLAMEL_KEY_FAILURE_BUDGET", 50),
+            login_failure_budget=_positive_int(env, "FLAMEL_LOGIN_FAILURE_BUDGET", 10),
+            throttle_window_seconds=_positive_int(env, "FLAMEL_THROTTLE_WINDOW_SECONDS", 300),
+            client_address_header=(env.get("FLAMEL_CLIENT_ADDRESS_HEADER") or "").lower() or None,
         )
 
     def resolved_session_secret(self) -> Secret:
@@ -174,4 +212,18 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}: not a whole number: {raw!r}") from exc
     if value <= 0:
         raise ConfigError(f"{name}: must be positive, got {value}")
+    return value
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A duration in seconds, decimals allowed (``0.5``), above zero and at most an hour."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not a number of seconds: {raw!r}") from exc
+    if not 0 < value <= 3600:  # also refuses nan and inf
+        raise ConfigError(f"{name}: must be above 0 and at most 3600 seconds, got {raw!r}")
     return value

@@ -7,6 +7,12 @@ needs for atomic check-and-debit (``BEGIN IMMEDIATE`` on SQLite, row locks on
 PostgreSQL), and applies the migrations under a lock so that several workers starting
 at once apply each exactly once.
 
+When the store cannot be reached, or does not answer within the configured timeout
+(``FLAMEL_DATABASE_TIMEOUT_SECONDS``), the gateway raises ``DatabaseUnavailable`` and
+nothing else: services never see a driver's exception, and the web layer answers
+``503 service_unavailable``. PostgreSQL needs no live server to start: the pool connects
+on demand, drops connections the server closed, and reconnects when it is back.
+
 SQLite is driven synchronously on the event loop: its statements take microseconds, and
 a thread hop would cost more than the query. One connection per process is guarded by
 an ``asyncio.Lock`` so that a transaction is never interleaved with another task's
@@ -17,11 +23,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -29,9 +36,15 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
-from flamel_usage.config import Secret
+from flamel_usage.config import DEFAULT_DATABASE_TIMEOUT_SECONDS, Secret
 
 Dialect = Literal["sqlite", "postgresql"]
+
+logger = logging.getLogger("flamel_usage.db")
+
+#: SQLite's wait for its single write lock never goes below this, whatever the timeout:
+#: under contention, charges queue for the lock rather than fail.
+SQLITE_MIN_BUSY_SECONDS = 10.0
 
 
 class UniqueViolation(Exception):
@@ -39,6 +52,18 @@ class UniqueViolation(Exception):
 
     Raised by both stores alike, so services can answer "exists" (409) for a race that
     a check before the insert cannot rule out on PostgreSQL.
+    """
+
+
+class DatabaseUnavailable(OSError):
+    """The store could not be reached or did not answer in time.
+
+    Raised for a connection that could not be made or was lost, a server shutting down
+    or refusing connections, and an acquire or statement that exceeded the timeout. The
+    transaction in progress was rolled back, except in the one case no client can rule
+    out: the connection died after COMMIT was sent; an idempotent retry tells which.
+    An ``OSError``, like the socket errors and timeouts it stands for. Its message names
+    the cause's type only, never the URL or a credential.
     """
 
 
@@ -85,14 +110,22 @@ class Connection(abc.ABC):
 class Database(abc.ABC):
     dialect: Dialect
 
+    #: Bound on connecting, acquiring a connection and each statement, in seconds.
+    timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
+    #: Log the store going away and coming back (once each, not per request). Set by
+    #: ``start``, for a server; a one-shot command reports the error it gets instead.
+    log_outages: bool = False
+
     @staticmethod
-    def from_url(url: Secret | str) -> Database:
+    def from_url(
+        url: Secret | str, *, timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
+    ) -> Database:
         raw = url.reveal() if isinstance(url, Secret) else url
         scheme = urlsplit(raw).scheme
         if scheme == "sqlite":
-            return SQLiteDatabase(_sqlite_path(raw))
+            return SQLiteDatabase(_sqlite_path(raw), timeout=timeout)
         if scheme in ("postgresql", "postgres"):
-            return PostgresDatabase(raw)
+            return PostgresDatabase(raw, timeout=timeout)
         raise ValueError(
             f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://"
         )
@@ -111,28 +144,20 @@ class Database(abc.ABC):
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """A write transaction: committed on exit, rolled back on any exception."""
 
+    async def start(self) -> None:
+        """Open the store for a server and apply pending migrations.
+
+        Any failure is raised: a server does not start on a store it cannot open.
+        PostgreSQL overrides this to start while its server is down.
+        """
+        self.log_outages = True
+        await self.open()
+        await self.migrate()
+
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied by this call."""
-        applied: list[int] = []
         async with self.transaction() as conn:
-            await conn.lock_name("flamel_usage.migrations")
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
-            )
-            done = {row[0] for row in await conn.fetchall("SELECT version FROM schema_migrations")}
-            for version, statements in _migrations(self.dialect):
-                if version in done:
-                    continue
-                for statement in statements:
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                    version,
-                    time.time_ns() // 1000,
-                )
-                applied.append(version)
-        return applied
+            return await _apply_migrations(conn)
 
 
 # --- SQLite -------------------------------------------------------------------------------
@@ -148,8 +173,9 @@ def _sqlite_path(url: str) -> Path:
 class _SQLiteConnection(Connection):
     dialect: Dialect = "sqlite"
 
-    def __init__(self, raw: sqlite3.Connection) -> None:
+    def __init__(self, raw: sqlite3.Connection, *, log_outages: bool = False) -> None:
         self._raw = raw
+        self._log_outages = log_outages
 
     def _run(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
         try:
@@ -157,6 +183,9 @@ class _SQLiteConnection(Connection):
         except sqlite3.IntegrityError as error:
             if "UNIQUE" in str(error):
                 raise UniqueViolation(str(error)) from error
+            raise
+        except sqlite3.OperationalError as error:
+            _raise_if_sqlite_unavailable(error, log=self._log_outages)
             raise
 
     async def fetchall(self, sql: str, *args: object) -> Sequence[Row]:
@@ -173,8 +202,9 @@ class _SQLiteConnection(Connection):
 class SQLiteDatabase(Database):
     dialect: Dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS) -> None:
         self.path = path
+        self.timeout = timeout
         self._raw: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -187,7 +217,8 @@ class SQLiteDatabase(Database):
         raw.row_factory = sqlite3.Row
         raw.execute("PRAGMA journal_mode=WAL")
         raw.execute("PRAGMA synchronous=NORMAL")
-        raw.execute("PRAGMA busy_timeout=10000")
+        busy_ms = round(max(self.timeout, SQLITE_MIN_BUSY_SECONDS) * 1000)
+        raw.execute(f"PRAGMA busy_timeout={busy_ms}")
         raw.execute("PRAGMA foreign_keys=ON")
         self._raw = raw
 
@@ -199,7 +230,7 @@ class SQLiteDatabase(Database):
     def _connection(self) -> _SQLiteConnection:
         if self._raw is None:
             raise RuntimeError("database is not open")
-        return _SQLiteConnection(self._raw)
+        return _SQLiteConnection(self._raw, log_outages=self.log_outages)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
@@ -210,18 +241,49 @@ class SQLiteDatabase(Database):
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._lock:
             conn = self._connection()
-            conn._raw.execute("BEGIN IMMEDIATE")
+            conn._run("BEGIN IMMEDIATE", ())
             try:
                 yield conn
+                conn._run("COMMIT", ())
             except BaseException:
-                conn._raw.execute("ROLLBACK")
+                if conn._raw.in_transaction:
+                    conn._raw.execute("ROLLBACK")
                 raise
-            conn._raw.execute("COMMIT")
+
+
+#: SQLite's words for a store that is busy or cannot be reached, rather than a bad query.
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error")
+
+
+def _raise_if_sqlite_unavailable(error: sqlite3.OperationalError, *, log: bool) -> None:
+    if str(error).lower().startswith(_SQLITE_UNAVAILABLE):
+        if log:
+            logger.warning("SQLite database unavailable: %s", error)
+        raise DatabaseUnavailable(f"SQLite: {error}") from error
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 _PLACEHOLDER = re.compile(r"\?")
+
+#: What asyncpg raises when the server cannot be reached or did not answer in time, as
+#: opposed to an error in a statement: socket errors and timeouts (``TimeoutError`` is
+#: an ``OSError``), a lost connection (08xxx), a server shutting down, starting up or
+#: cancelling (57xxx), one out of connections, memory or disk (53xxx), and the client's
+#: side of a closed connection or pool (``InterfaceError``).
+_PG_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.InterfaceError,
+)
+#: Of those, the ones that say nothing about the connections themselves.
+_NOT_LOST: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
 
 
 def _numbered(sql: str) -> str:
@@ -233,14 +295,15 @@ def _numbered(sql: str) -> str:
 class _PostgresConnection(Connection):
     dialect: Dialect = "postgresql"
 
-    def __init__(self, raw: asyncpg.Connection, translate: dict[str, str]) -> None:
+    def __init__(self, raw: asyncpg.Connection, db: PostgresDatabase) -> None:
         self._raw = raw
-        self._translate = translate
+        self._db = db
 
     def _sql(self, sql: str) -> str:
-        translated = self._translate.get(sql)
+        translate = self._db._translate
+        translated = translate.get(sql)
         if translated is None:
-            translated = self._translate[sql] = _numbered(sql)
+            translated = translate[sql] = _numbered(sql)
         return translated
 
     async def fetchall(self, sql: str, *args: object) -> Sequence[Row]:
@@ -248,6 +311,8 @@ class _PostgresConnection(Connection):
             rows: Sequence[Row] = await self._raw.fetch(self._sql(sql), *args)
         except asyncpg.UniqueViolationError as error:
             raise UniqueViolation(str(error)) from error
+        except _PG_UNAVAILABLE as error:
+            raise await self._db._unavailable(error) from error
         return rows
 
     async def fetchone(self, sql: str, *args: object) -> Row | None:
@@ -259,18 +324,34 @@ class _PostgresConnection(Connection):
             status: str = await self._raw.execute(self._sql(sql), *args)
         except asyncpg.UniqueViolationError as error:
             raise UniqueViolation(str(error)) from error
+        except _PG_UNAVAILABLE as error:
+            raise await self._db._unavailable(error) from error
         last = status.rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
 
 
 class PostgresDatabase(Database):
+    """An asyncpg pool that needs no live server to open.
+
+    Connections are made on demand (none at open), each bounded by ``timeout``, as are
+    acquiring one from a full pool and every statement. A connection that failed is
+    dropped, one the server closed is replaced on its next acquire, and a lost connection
+    retires the pool's others, so that none that went stale is handed out again.
+    """
+
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, max_size: int = 10, timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
+    ) -> None:
         self._url = Secret(url)
         self._pool: asyncpg.Pool | None = None
         self._translate: dict[str, str] = {}
-        self._sizes = (min_size, max_size)
+        self._max_size = max_size
+        self.timeout = timeout
+        #: Set when the server was down at ``start``: the first connection migrates.
+        self._migrate_on_connect = False
+        self._down = False
 
     def __repr__(self) -> str:
         parts = urlsplit(self._url.reveal())
@@ -278,8 +359,28 @@ class PostgresDatabase(Database):
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self._url.reveal(), min_size=self._sizes[0], max_size=self._sizes[1]
+            self._url.reveal(),
+            min_size=0,
+            max_size=self._max_size,
+            timeout=self.timeout,
+            command_timeout=self.timeout,
+            init=self._init_connection,
         )
+
+    async def start(self) -> None:
+        """Open, and migrate now if the server answers, else on the first connection.
+
+        A server started while PostgreSQL is down thus starts anyway, answers 503 until
+        PostgreSQL is back, then applies the migrations (under the same lock, so several
+        workers still apply each once) before its first statement.
+        """
+        self.log_outages = True
+        await self.open()
+        try:
+            await self.migrate()
+        except DatabaseUnavailable:
+            self._migrate_on_connect = True
+            logger.warning("PostgreSQL unavailable at start: migrations wait for it")
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -291,18 +392,128 @@ class PostgresDatabase(Database):
             raise RuntimeError("database is not open")
         return self._pool
 
+    async def _init_connection(self, raw: asyncpg.Connection) -> None:
+        """Run on each new connection: the deferred migrations, until they succeed once."""
+        if not self._migrate_on_connect:
+            return
+        try:
+            async with raw.transaction():
+                applied = await _apply_migrations(_PostgresConnection(raw, self))
+        except DatabaseUnavailable:
+            raise
+        except _PG_UNAVAILABLE as error:
+            raise await self._unavailable(error) from error
+        self._migrate_on_connect = False
+        logger.warning("PostgreSQL available: migrations applied: %s", applied or "none pending")
+
+    async def _unavailable(self, error: BaseException) -> DatabaseUnavailable:
+        """``error`` as ``DatabaseUnavailable``; logged once per outage, not per request.
+
+        A lost connection (not a timeout, which an overloaded but live server also
+        causes) retires the pool's other connections too: made before the loss, they
+        may be as dead, and each would otherwise fail one more request to show it.
+        """
+        if not self._down:
+            self._down = True
+            if self.log_outages:
+                logger.warning(
+                    "PostgreSQL unavailable (%s): answering 503 until it is back",
+                    type(error).__name__,
+                )
+        if self._pool is not None and not isinstance(error, _NOT_LOST):
+            await self._pool.expire_connections()
+        return DatabaseUnavailable(f"PostgreSQL unavailable: {type(error).__name__}")
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        pool = self._require_pool()
+        try:
+            raw = await pool.acquire(timeout=self.timeout)
+        except DatabaseUnavailable:
+            raise
+        except _PG_UNAVAILABLE as error:
+            raise await self._unavailable(error) from error
+        try:
+            yield raw
+        except DatabaseUnavailable:
+            # Never reused, nor waited for: the server, if it is there at all, rolls back
+            # what it had of the transaction when the connection goes. (A connection
+            # that closed itself is already back in the pool: nothing to terminate.)
+            with suppress(asyncpg.InterfaceError):
+                raw.terminate()
+            raise
+        except BaseException:
+            await self._release(pool, raw)
+            raise
+        await self._release(pool, raw)
+        if self._down:
+            self._down = False
+            if self.log_outages:
+                # As loud as the outage it ends, so that the two show up together.
+                logger.warning("PostgreSQL available again")
+
+    async def _release(self, pool: asyncpg.Pool, raw: asyncpg.Connection) -> None:
+        # A connection that fails its reset is terminated by the pool, which makes a new
+        # one on demand: nothing to report to the request.
+        with suppress(*_PG_UNAVAILABLE):
+            await pool.release(raw, timeout=self.timeout)
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
-        async with self._require_pool().acquire() as raw:
-            yield _PostgresConnection(raw, self._translate)
+        async with self._connection() as raw:
+            yield _PostgresConnection(raw, self)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._require_pool().acquire() as raw, raw.transaction():
-            yield _PostgresConnection(raw, self._translate)
+        """Committed on exit, else rolled back. When COMMIT fails the caller gets
+        ``DatabaseUnavailable``, never a result: nothing is acknowledged uncommitted."""
+        async with self._connection() as raw:
+            transaction = raw.transaction()
+            try:
+                await transaction.start()
+            except _PG_UNAVAILABLE as error:
+                raise await self._unavailable(error) from error
+            try:
+                yield _PostgresConnection(raw, self)
+            except DatabaseUnavailable:
+                raise  # the connection is dropped, which rolls back
+            except BaseException:
+                with suppress(*_PG_UNAVAILABLE):
+                    await transaction.rollback()
+                raise
+            try:
+                await transaction.commit()
+            except _PG_UNAVAILABLE as error:
+                raise await self._unavailable(error) from error
 
 
 # --- Migrations ---------------------------------------------------------------------------
+
+_MIGRATION_LOCK = "flamel_usage.migrations"
+
+
+async def _apply_migrations(conn: Connection) -> list[int]:
+    """Apply, in ``conn``'s transaction, the migrations not yet applied; return them."""
+    applied: list[int] = []
+    await conn.lock_name(_MIGRATION_LOCK)
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+    )
+    done = {row[0] for row in await conn.fetchall("SELECT version FROM schema_migrations")}
+    for version, statements in _migrations(conn.dialect):
+        if version in done:
+            continue
+        for statement in statements:
+            await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+            version,
+            time.time_ns() // 1000,
+        )
+        applied.append(version)
+    return applied
+
 
 _IDENTITY = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",

@@ -20,6 +20,8 @@ class ApiError(Exception):
 
     status: int = 400
     reason: str = "bad_request"
+    #: Response headers that belong to this error, such as ``Retry-After``.
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
         super().__init__(message or reason or self.reason)
@@ -66,6 +68,16 @@ class InsufficientCredit(ApiError):
 
 class LimitExceeded(ApiError):
     status, reason = 429, "limit_exceeded"
+
+
+class ServiceUnavailable(ApiError):
+    """``503``: the database cannot be reached or did not answer in time; retry shortly.
+
+    Sent with ``Retry-After`` (``headers``), so a client backs off a little and retries.
+    """
+
+    status, reason = 503, "service_unavailable"
+    headers = ((b"retry-after", b"1"),)
 
 
 def error_body(status: int, reason: str, message: str | None = None) -> bytes:

@@ -14,7 +14,7 @@ import hmac
 from dataclasses import dataclass
 
 from flamel_usage.accounts.service import live_user_id, normalise_email
-from flamel_usage.auth import cookies, keys
+from flamel_usage.auth import cookies, keys, throttle
 from flamel_usage.auth.passwords import verify_password, verify_password_dummy
 from flamel_usage.db import Connection, Database
 from flamel_usage.errors import ApiError, ApiKeyExpired, NotFound, WrongApiKey
@@ -105,53 +105,86 @@ class KeyOwner:
     user_id: int
 
 
-async def user_for_api_key(conn: Connection, key: str, now: int) -> KeyOwner:
-    """The live key ``key`` and its user, or the contract's 401."""
-    if not keys.is_well_formed(key):
-        raise WrongApiKey()
-    digest = keys.key_hash(key)
-    row = await conn.fetchone(
-        "SELECT k.id, k.user_id, k.key_hash, k.expires_at"
-        " FROM api_keys k JOIN users u ON u.id = k.user_id"
-        " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
-        digest,
-    )
-    if row is None or not hmac.compare_digest(row["key_hash"], digest):
-        raise WrongApiKey()
-    if row["expires_at"] is not None and row["expires_at"] <= now:
-        raise ApiKeyExpired()
-    return KeyOwner(row["id"], row["user_id"])
+async def user_for_api_key(
+    conn: Connection, key: str, now: int, *, client: str, budget: throttle.Budget
+) -> KeyOwner:
+    """The live key ``key`` and its user, or the contract's 401, or 429 for a client that
+    has spent its budget of wrong keys.
+
+    The client's failure count comes with the key in one query, so a valid key costs
+    no extra round trip; a wrong one is counted.
+    """
+    bucket = throttle.key_bucket(client)
+    if keys.is_well_formed(key):
+        digest = keys.key_hash(key)
+        row = await conn.fetchone(
+            "SELECT k.id, k.user_id, k.key_hash, k.expires_at, f.failures, f.window_end"
+            " FROM api_keys k JOIN users u ON u.id = k.user_id"
+            " LEFT JOIN auth_failures f ON f.bucket = ?"
+            " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
+            bucket,
+            digest,
+        )
+        if row is not None and hmac.compare_digest(row["key_hash"], digest):
+            throttle.refuse_if_over(row["failures"], row["window_end"], now, budget)
+            if row["expires_at"] is not None and row["expires_at"] <= now:
+                raise ApiKeyExpired()
+            return KeyOwner(row["id"], row["user_id"])
+    await throttle.record_failure(conn, bucket, now, budget)
+    raise WrongApiKey()
 
 
 def _session_hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-async def login(db: Database, email: str, password: str, *, now: int, ttl_seconds: int) -> str:
+async def login(
+    db: Database,
+    email: str,
+    password: str,
+    *,
+    now: int,
+    ttl_seconds: int,
+    client: str,
+    budget: throttle.Budget,
+) -> str:
     """A new session id for the user whose password this is, else ``invalid_credentials``.
 
-    The password check (tens of milliseconds of scrypt) runs in a thread and outside any
-    database lock. An unknown email costs the same check as a known one, so response
-    time does not tell which addresses have accounts.
+    Failures count against the client and against the account; past either budget the
+    attempt is refused before any password is checked. The check (tens of milliseconds
+    of scrypt) runs in a thread and outside any database lock, and an unknown email
+    costs the same check as a known one, so response time does not tell which
+    addresses have accounts.
     """
+    buckets = throttle.login_buckets(client, email)
     try:
-        address = normalise_email(email)
+        address: str | None = normalise_email(email)
     except ApiError:
         address = None
-    row = None
-    if address is not None:
-        async with db.read() as conn:
+    async with db.read() as conn:
+        await throttle.check(conn, buckets, now, budget)
+        row = None
+        if address is not None:
             row = await conn.fetchone(
                 "SELECT id, password_hash FROM users WHERE email = ? AND deleted_at IS NULL",
                 address,
             )
     if row is None or row["password_hash"] is None:
         await asyncio.to_thread(verify_password_dummy, password)
-        raise InvalidCredentials()
-    if not await asyncio.to_thread(verify_password, password, row["password_hash"]):
-        raise InvalidCredentials()
-    session_id = cookies.new_session_id()
+        verified = False
+    else:
+        verified = await asyncio.to_thread(verify_password, password, row["password_hash"])
+    if not verified or row is None:
+        refusal: ApiError = InvalidCredentials()
+        async with db.transaction() as conn:
+            for bucket in buckets:
+                try:
+                    await throttle.record_failure(conn, bucket, now, budget)
+                except throttle.TooManyRequests as too_many:
+                    refusal = too_many
+        raise refusal
     async with db.transaction() as conn:
+        session_id = cookies.new_session_id()
         await conn.execute(
             "INSERT INTO sessions (id_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
             _session_hash(session_id),
@@ -159,6 +192,7 @@ async def login(db: Database, email: str, password: str, *, now: int, ttl_second
             now,
             now + ttl_seconds * 1_000_000,
         )
+        await throttle.forget(conn, buckets[1])
     return session_id
 
 

@@ -6,10 +6,11 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
+from flamel_usage.auth import throttle
 from flamel_usage.auth.last_used import FLUSH_INTERVAL_SECONDS
 from flamel_usage.config import Settings
-from flamel_usage.db import Database
-from flamel_usage.errors import ApiError
+from flamel_usage.db import Database, DatabaseUnavailable
+from flamel_usage.errors import ApiError, ServiceUnavailable
 from flamel_usage.web import admin, charges, docs, pages, public
 from flamel_usage.web.http import (
     InternalError,
@@ -42,7 +43,10 @@ class App:
         self, settings: Settings, db: Database | None = None, clock: Clock = system_clock
     ) -> None:
         self._owns_db = db is None
-        self.services = Services(settings, db or Database.from_url(settings.database_url), clock)
+        db = db or Database.from_url(
+            settings.database_url, timeout=settings.database_timeout_seconds
+        )
+        self.services = Services(settings, db, clock)
         self.router = Router(_HANDLERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -61,6 +65,8 @@ class App:
             return await handler(Request(scope, receive, params), self.services)
         except ApiError as error:
             return error_response(error)
+        except DatabaseUnavailable:
+            return error_response(ServiceUnavailable("the database is unavailable: retry shortly"))
         except Exception:
             logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
             return error_response(InternalError())
@@ -71,29 +77,40 @@ class App:
             if message["type"] == "lifespan.startup":
                 try:
                     if self._owns_db:
-                        await self.services.db.open()
-                        await self.services.db.migrate()
+                        # Starts while PostgreSQL is down too (503 until it is back).
+                        await self.services.db.start()
                 except Exception as exc:
                     logger.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                flusher = asyncio.create_task(self._flush_last_used())
+                flusher = asyncio.create_task(self._housekeeping())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 flusher.cancel()
-                await self.services.last_used.flush(self.services.db)
+                await self._record_last_used()
                 if self._owns_db:
                     await self.services.db.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _flush_last_used(self) -> None:
+    async def _housekeeping(self) -> None:
+        """Every few seconds: record keys' last use, forget ended throttle windows."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_SECONDS)
+            await self._record_last_used()
             try:
-                await self.services.last_used.flush(self.services.db)
+                async with self.services.db.transaction() as conn:
+                    await throttle.delete_ended(conn, self.services.clock())
             except Exception:
-                logger.exception("could not record when API keys were last used")
+                logger.warning("could not delete ended throttle windows", exc_info=True)
+
+    async def _record_last_used(self) -> None:
+        try:
+            await self.services.last_used.flush(self.services.db)
+        except DatabaseUnavailable:
+            logger.warning("database unavailable: key last-use times not recorded")
+        except Exception:
+            logger.exception("could not record when API keys were last used")
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> App:

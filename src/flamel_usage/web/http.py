@@ -71,18 +71,18 @@ def empty_response(status: int = 204, headers: Iterable[tuple[bytes, bytes]] = (
     return Response(status, b"", [(b"cache-control", b"no-store"), *headers])
 
 
-def error_response(error: ApiError, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+def error_response(error: ApiError) -> Response:
     return Response(
         error.status,
         error_body(error.status, error.reason, error.message),
-        [*JSON_HEADERS, *headers],
+        [*JSON_HEADERS, *error.headers],
     )
 
 
 class Request:
     """One HTTP request: method, path, headers (lower-case names, first value wins)."""
 
-    __slots__ = ("_receive", "headers", "method", "params", "path", "query_string")
+    __slots__ = ("_receive", "headers", "method", "params", "path", "peer", "query_string")
 
     def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]) -> None:
         self.method: str = scope["method"]
@@ -90,6 +90,8 @@ class Request:
         self.query_string: bytes = scope.get("query_string", b"")
         self.params = params
         self._receive = receive
+        client = scope.get("client")
+        self.peer: str = client[0] if client else "unknown"
         headers: dict[str, str] = {}
         size = 0
         for raw_name, raw_value in scope["headers"]:

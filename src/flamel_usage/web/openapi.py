@@ -33,6 +33,9 @@ import orjson
 import yaml
 from swagger_ui_bundle import swagger_ui_path
 
+from flamel_usage.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from flamel_usage.credits import MAX_MILLI, MILLI
+from flamel_usage.inputs import MAX_INT
 from flamel_usage.ledger.charges import IDEMPOTENCY_KEY_PATTERN
 
 JSON = "application/json"
@@ -45,6 +48,8 @@ DOCUMENT_URL = "/api-json"
 
 _ERROR_ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 _INSTANT_EXAMPLE = "2026-11-25T10:00:00+00:00"
+#: An expiry a client would send: in the future (a purchase that expired already is refused).
+_EXPIRY_EXAMPLE = "2099-12-31T23:59:59+00:00"
 
 #: An idempotency key, as the server checks it.
 _IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {
@@ -63,34 +68,88 @@ def _ref(schema_name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{schema_name}"}
 
 
-def _instant(description: str, *, nullable: bool = False) -> dict[str, Any]:
-    """An ISO 8601 instant with offset; the server refuses naive (offset-less) times."""
+#: What every string field of a request body refuses: a NUL character.
+_NO_NUL = "^[^\\x00]*$"
+
+#: An instant the server accepts (``datetime.fromisoformat`` plus a range check): RFC 3339
+#: with an upper-case ``T`` and ``Z``, seconds 00-59 (no leap second), an offset, and a
+#: year from 1970 to 9000.
+_INSTANT_PATTERN = (
+    "^(?:19[7-9][0-9]|[2-8][0-9]{3}|9000)-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    "T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
+    "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
+
+#: Python's whitespace (``str.strip``, ``\\s``) beyond ASCII, spelt out: ECMA-262's ``\\s``,
+#: which OpenAPI tools use, is another set (it lacks U+0085, say).
+_UNICODE_SPACE = "\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+_SPACE = "[\\t-\\r\\x1c-\\x20" + _UNICODE_SPACE + "]"
+#: A character of an address: not "@", whitespace or a control character.
+_ADDRESS_CHAR = "[^@\\x00-\\x20\\x7f" + _UNICODE_SPACE + "]"
+#: What the server takes as an email (``accounts.normalise_email``): trimmed, at most 64
+#: characters before the one "@" and 189 after it.
+_EMAIL_PATTERN = f"^{_SPACE}*{_ADDRESS_CHAR}{{1,64}}@{_ADDRESS_CHAR}{{1,189}}{_SPACE}*$"
+
+
+def _text(max_length: int, **constraints: Any) -> dict[str, Any]:
+    """A string request field: at most ``max_length`` characters, no NUL character."""
+    return {"type": "string", "maxLength": max_length, "pattern": _NO_NUL, **constraints}
+
+
+def _instant(
+    description: str,
+    *,
+    nullable: bool = False,
+    request: bool = False,
+    example: str = _INSTANT_EXAMPLE,
+) -> dict[str, Any]:
+    """An ISO 8601 instant with offset; the server refuses naive (offset-less) times.
+
+    In a request it is also held to what the server parses: ``_INSTANT_PATTERN``.
+    """
     schema: dict[str, Any] = {
         "type": "string",
         "format": "date-time",
         "description": description,
-        "example": _INSTANT_EXAMPLE,
+        "example": example,
     }
+    if request:
+        schema["description"] += " RFC 3339 with an offset (or Z), year 1970 to 9000."
+        schema["maxLength"] = 64
+        schema["pattern"] = _INSTANT_PATTERN
     if nullable:
         schema["nullable"] = True
     return schema
 
 
-def _credits(description: str, **constraints: Any) -> dict[str, Any]:
+def _credits(description: str, *, request: bool = False, **constraints: Any) -> dict[str, Any]:
     """A credit amount: a JSON number (never a string) with at most 3 decimals.
 
-    The 3-decimal rule is stated, not expressed as ``multipleOf: 0.001``: binary floats
-    make validators reject valid amounts such as 0.3 under that keyword.
+    In responses the 3-decimal rule is only stated: binary floats make some validators
+    reject valid amounts such as 0.3 under ``multipleOf: 0.001``. A request schema
+    carries the keyword (and the largest amount the server takes), so that generators
+    and validators of requests know that 0.0001 is refused.
     """
-    return {
+    schema = {
         "type": "number",
         "description": f"{description} (credits, at most 3 decimals)",
         **constraints,
     }
+    if request:
+        schema["maximum"] = MAX_MILLI // MILLI
+        schema["multipleOf"] = 1 / MILLI
+    return schema
 
 
 def _limit(description: str) -> dict[str, Any]:
-    return {"type": "integer", "minimum": 0, "nullable": True, "description": description}
+    return {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_INT,
+        "nullable": True,
+        "description": description,
+    }
 
 
 def _obj(
@@ -149,6 +208,14 @@ def _schemas() -> dict[str, Any]:
         "description": "prepaid refuses charges beyond the credit; postpaid accrues them.",
     }
     email = {"type": "string", "example": "user@example.com"}
+    new_email = {
+        **_text(254),
+        "pattern": _EMAIL_PATTERN,
+        "description": "Stored trimmed and lower-cased; must be unique.",
+        "example": "user@example.com",
+    }
+    password = {"format": "password"}
+    plan_ref = _text(64, description="Name of an existing plan.")
     key_id = {"type": "integer", "description": "Key id (not the secret)."}
     key_prefix = {"type": "string", "description": "Recognisable start of the key."}
     return {
@@ -169,17 +236,27 @@ def _schemas() -> dict[str, Any]:
             "required": ["success", "code", "data"],
         },
         "LoginRequest": _obj(
-            {"email": email, "password": {"type": "string", "format": "password"}}, request=True
+            {
+                "email": {**_text(254), "example": "user@example.com"},
+                "password": {**_text(1024), **password},
+            },
+            request=True,
         ),
         "LoginResponse": _obj({"expiresAt": _instant("When the session expires.")}),
         "CreatePlanRequest": _obj(
             {
                 "name": plan_name,
                 "periodUnit": period_unit,
-                "maxCredit": _credits("Plan credit per period", minimum=0),
+                "maxCredit": _credits("Plan credit per period", request=True, minimum=0),
                 "maxTtpCount": _limit("TTP charges per period; null or absent = unlimited."),
                 "maxEditCount": _limit("Edit charges per period; null or absent = unlimited."),
-                "billingMode": {**billing_mode, "default": "prepaid"},
+                "billingMode": {
+                    **billing_mode,
+                    "enum": [*billing_mode["enum"], None],
+                    "nullable": True,
+                    "default": "prepaid",
+                    "description": f"{billing_mode['description']} null or absent = prepaid.",
+                },
             },
             required=["name", "periodUnit", "maxCredit"],
             request=True,
@@ -198,15 +275,20 @@ def _schemas() -> dict[str, Any]:
         "PlanList": _obj({"plans": {"type": "array", "items": _ref("Plan")}}),
         "CreateUserRequest": _obj(
             {
-                "email": email,
-                "plan": {"type": "string", "description": "Name of an existing plan."},
-                "anchor": _instant("Subscription start that periods are anchored at; default now."),
+                "email": new_email,
+                "plan": plan_ref,
+                "anchor": _instant(
+                    "Subscription start that periods are anchored at; null or absent = now.",
+                    nullable=True,
+                    request=True,
+                ),
                 "password": {
-                    "type": "string",
-                    "format": "password",
-                    "minLength": 8,
-                    "maxLength": 1024,
-                    "description": "Lets the user log in; without it the user has only API keys.",
+                    **_text(MAX_PASSWORD_LENGTH),
+                    **password,
+                    "minLength": MIN_PASSWORD_LENGTH,
+                    "nullable": True,
+                    "description": "Lets the user log in; without it (null or absent) the user"
+                    " has only API keys.",
                 },
             },
             required=["email", "plan"],
@@ -221,7 +303,14 @@ def _schemas() -> dict[str, Any]:
             }
         ),
         "CreateKeyRequest": _obj(
-            {"expiresAt": _instant("Expiry; null or absent = never.", nullable=True)},
+            {
+                "expiresAt": _instant(
+                    "Expiry; null or absent = never.",
+                    nullable=True,
+                    request=True,
+                    example=_EXPIRY_EXAMPLE,
+                )
+            },
             required=[],
             request=True,
         ),
@@ -250,12 +339,25 @@ def _schemas() -> dict[str, Any]:
         ),
         "KeyList": _obj({"keys": {"type": "array", "items": _ref("KeyInfo")}}),
         "UpdateKeyRequest": _obj(
-            {"expiresAt": _instant("New expiry; null = never.", nullable=True)}, request=True
+            {
+                "expiresAt": _instant(
+                    "New expiry; null = never.",
+                    nullable=True,
+                    request=True,
+                    example=_EXPIRY_EXAMPLE,
+                )
+            },
+            request=True,
         ),
         "BuyCreditsRequest": _obj(
             {
-                "amount": _credits("Credit bought", minimum=0, exclusiveMinimum=True),
-                "expiresAt": _instant("Expiry of this purchase; null = never.", nullable=True),
+                "amount": _credits("Credit bought", request=True, minimum=0, exclusiveMinimum=True),
+                "expiresAt": _instant(
+                    "Expiry of this purchase, in the future; null = never.",
+                    nullable=True,
+                    request=True,
+                    example=_EXPIRY_EXAMPLE,
+                ),
             },
             required=["amount"],
             request=True,
@@ -273,13 +375,14 @@ def _schemas() -> dict[str, Any]:
         ),
         "ChangePlanRequest": _obj(
             {
-                "plan": {"type": "string", "description": "Name of the plan to move to."},
+                "plan": _text(64, description="Name of the plan to move to."),
                 "effective": {
                     "type": "string",
-                    "enum": ["now", "next_period"],
+                    "enum": ["now", "next_period", None],
+                    "nullable": True,
                     "default": "now",
-                    "description": "now: new allowance from now, counts kept;"
-                    " next_period: from the next period start.",
+                    "description": "now (or null, or absent): new allowance from now, counts"
+                    " kept; next_period: from the next period start.",
                 },
             },
             required=["plan"],
@@ -298,16 +401,21 @@ def _schemas() -> dict[str, Any]:
         ),
         "CreateChargeRequest": _obj(
             {
-                "userId": {"type": "integer", "minimum": 1, "description": "The user to charge."},
-                "kind": {
-                    "type": "string",
-                    "maxLength": 32,
-                    "description": "An operation kind from the server configuration"
-                    " (FLAMEL_OPERATION_COSTS; ttp, edit and image by default).",
-                    "example": "ttp",
+                "userId": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_INT,
+                    "description": "The user to charge.",
                 },
+                "kind": _text(
+                    32,
+                    description="An operation kind from the server configuration"
+                    " (FLAMEL_OPERATION_COSTS; ttp, edit and image by default).",
+                    example="ttp",
+                ),
                 "cost": _credits(
                     "What this operation costs; default: the kind's configured cost",
+                    request=True,
                     minimum=0,
                     exclusiveMinimum=True,
                 ),
@@ -376,7 +484,22 @@ _REASONS: dict[str, tuple[int, str]] = {
     "idempotency_key_reused": (409, "The Idempotency-Key was used for a different charge."),
     "already_refunded": (409, "The charge was refunded already."),
     "not_refundable": (409, "The charge was refused (402 or 429): nothing to refund."),
+    "payload_too_large": (413, "The request body is larger than 64 KiB."),
+    "unsupported_media_type": (415, "The body was sent with a Content-Type other than JSON."),
+    "request_header_fields_too_large": (431, "The request headers exceed 16 KiB in total."),
+    "service_unavailable": (
+        503,
+        "The database is unreachable or did not answer in time: retry after the"
+        " Retry-After seconds.",
+    ),
 }
+
+#: Errors any request can meet: its headers (``web/http.py``), the database (``web/app.py``).
+_ANY_REQUEST_ERRORS = ("request_header_fields_too_large", "service_unavailable")
+_BODY_ERRORS = ("payload_too_large", "unsupported_media_type")
+
+#: An id in a path: the server reads up to 18 digits (0 is no one's id: 404).
+_ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
 
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "userId": {
@@ -384,14 +507,14 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "in": "path",
         "required": True,
         "description": "User id.",
-        "schema": {"type": "integer"},
+        "schema": _ID_SCHEMA,
     },
     "keyId": {
         "name": "keyId",
         "in": "path",
         "required": True,
         "description": "API key id.",
-        "schema": {"type": "integer"},
+        "schema": _ID_SCHEMA,
     },
     "idempotencyKey": {
         "name": "idempotencyKey",
@@ -427,6 +550,7 @@ _SET_SESSION_COOKIE = {
         "example": "connect.sid=s%3A<session id>.<signature>; Path=/; HttpOnly; SameSite=Lax",
     }
 }
+
 _CLEAR_SESSION_COOKIE = {
     "Set-Cookie": {
         "description": "Clears the session cookie.",
@@ -446,14 +570,47 @@ def _ok(
     description: str,
     schema: str | None = None,
     headers: Mapping[str, Any] | None = None,
+    links: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The success response: ``{status: response}`` with a JSON body when ``schema`` is set."""
+    """The success response: ``{status: response}`` with a JSON body when ``schema`` is set.
+
+    ``links`` name the operations a client can call next with values from this answer.
+    """
     response: dict[str, Any] = {"description": description}
     if headers:
         response["headers"] = dict(headers)
     if schema is not None:
         response["content"] = {JSON: {"schema": _ref(schema)}}
+    if links:
+        response["links"] = dict(links)
     return {str(status): response}
+
+
+def _link(operation: str, description: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to one of our operations, its parameters from runtime expressions."""
+    return {
+        "operationId": operation,
+        "description": description,
+        "parameters": parameters,
+    }
+
+
+_BODY_ID = "$response.body#/id"
+
+
+def _links_to_user(expression: str, whose: str) -> dict[str, Any]:
+    """Links to every operation on one user, naming them by ``expression``."""
+    return {
+        name: _link(f"AdminController_{name}", f"{name} for {whose}.", userId=expression)
+        for name in (
+            "getUserUsage",
+            "listKeys",
+            "createKey",
+            "buyCredits",
+            "changePlan",
+            "deleteUser",
+        )
+    }
 
 
 def _errors(
@@ -509,6 +666,9 @@ def _operation(
     reasons = list(errors)
     if body is not None and "bad_request" not in reasons:
         reasons.insert(0, "bad_request")  # every JSON body can be malformed
+    reasons += _ANY_REQUEST_ERRORS
+    if body is not None:
+        reasons += _BODY_ERRORS
     operation: dict[str, Any] = {"tags": [tag], "summary": summary, "operationId": operation_id}
     if description:
         operation["description"] = description
@@ -617,7 +777,7 @@ def _operations() -> list[Operation]:
             "createUser",
             "Create a user subscribed to a plan",
             body="CreateUserRequest",
-            ok=_ok(201, "Created", "User"),
+            ok=_ok(201, "Created", "User", links=_links_to_user(_BODY_ID, "this user")),
             errors=["plan_not_found", "user_exists"],
         ),
         _admin(
@@ -626,7 +786,18 @@ def _operations() -> list[Operation]:
             "deleteUser",
             "Delete a user",
             description="Their API keys stop working at once.",
-            ok=_ok(204, "Deleted"),
+            ok=_ok(
+                204,
+                "Deleted",
+                links={
+                    name: _link(
+                        f"AdminController_{name}",
+                        f"{name} for the deleted user: 404 user_not_found.",
+                        userId="$request.path.userId",
+                    )
+                    for name in ("getUserUsage", "listKeys", "createKey")
+                },
+            ),
             errors=["user_not_found"],
         ),
         _admin(
@@ -645,7 +816,24 @@ def _operations() -> list[Operation]:
             "Create an API key",
             description="The secret is in this response only; the server keeps just its hash.",
             body="CreateKeyRequest",
-            ok=_ok(201, "Created", "CreatedKey"),
+            ok=_ok(
+                201,
+                "Created",
+                "CreatedKey",
+                links={
+                    "updateKey": _link(
+                        "AdminController_updateKey", "Change this key's expiry.", keyId=_BODY_ID
+                    ),
+                    "revokeKey": _link(
+                        "AdminController_revokeKey", "Revoke this key.", keyId=_BODY_ID
+                    ),
+                    "listKeys": _link(
+                        "AdminController_listKeys",
+                        "The owner's keys, this one among them.",
+                        userId="$response.body#/userId",
+                    ),
+                },
+            ),
             errors=["user_not_found"],
         ),
         _admin(
@@ -711,7 +899,24 @@ def _operations() -> list[Operation]:
             description=_CHARGE_DESCRIPTION,
             parameters=[_IDEMPOTENCY_KEY_HEADER],
             body="CreateChargeRequest",
-            ok=_ok(201, "Charged; the user's usage after the charge", "ChargeResult", _REPLAYED),
+            ok=_ok(
+                201,
+                "Charged; the user's usage after the charge",
+                "ChargeResult",
+                _REPLAYED,
+                links={
+                    "refundCharge": _link(
+                        "AdminController_refundCharge",
+                        "Refund this charge, named by its Idempotency-Key.",
+                        idempotencyKey="$request.header.Idempotency-Key",
+                    ),
+                    "getUserUsage": _link(
+                        "AdminController_getUserUsage",
+                        "The charged user's usage.",
+                        userId="$response.body#/charge/userId",
+                    ),
+                },
+            ),
             errors=[
                 "unknown_kind",
                 "invalid_idempotency_key",

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import service as auth
+from flamel_usage.auth.throttle import TooManyRequests
 from flamel_usage.credits import credits_value
 from flamel_usage.errors import ApiError, NotFound
 from flamel_usage.ledger.service import Usage, read_usage
@@ -56,6 +57,7 @@ EN: dict[str, str] = {
     "password": "Password",
     "login_submit": "Sign in",
     "error_credentials": "The email or the password is wrong. Check both and try again.",
+    "error_throttled": "Too many failed sign-ins. Wait a few minutes, then try again.",
     "error_missing": "Enter your email and your password.",
     "usage_title": "Your usage · Flamel",
     "usage_heading": "Your usage",
@@ -103,6 +105,7 @@ KO: dict[str, str] = {
     "password": "비밀번호",
     "login_submit": "로그인",
     "error_credentials": "이메일 또는 비밀번호가 올바르지 않습니다. 확인한 뒤 다시 시도하세요.",
+    "error_throttled": "로그인 실패가 너무 많습니다. 몇 분 뒤에 다시 시도하세요.",
     "error_missing": "이메일과 비밀번호를 입력하세요.",
     "usage_title": "내 사용량 · Flamel",
     "usage_heading": "내 사용량",
@@ -639,9 +642,21 @@ async def login_submit(request: Request, services: Services) -> Response:
     now = services.clock()
     ttl = services.settings.session_ttl_seconds
     try:
-        new_id = await auth.login(services.db, email, password, now=now, ttl_seconds=ttl)
+        new_id = await auth.login(
+            services.db,
+            email,
+            password,
+            now=now,
+            ttl_seconds=ttl,
+            client=public.client_address(request, services),
+            budget=services.login_budget,
+        )
     except auth.InvalidCredentials:
         return _html(401, render_login(language, token, email=email, error="error_credentials"))
+    except TooManyRequests as refusal:
+        page = _html(429, render_login(language, token, email=email, error="error_throttled"))
+        page.headers.extend(refusal.headers)
+        return page
     value = cookies.session_cookie_value(new_id, services.session_secret.reveal())
     return _redirect(
         "/usage",

@@ -23,13 +23,24 @@ def session_id(request: Request, services: Services) -> str | None:
     return cookies.session_id_from_cookie(raw, services.session_secret.reveal())
 
 
+def client_address(request: Request, services: Services) -> str:
+    """Who is calling, for the throttle: the peer, or what a trusted proxy says it is."""
+    header = services.settings.client_address_header
+    forwarded = request.headers.get(header) if header else None
+    if forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip()[:64] or request.peer
+    return request.peer
+
+
 async def authenticated_user(
     conn: Connection, request: Request, services: Services, now: int
 ) -> int:
     """The caller's user id. ``X-Api-Key``, when sent at all, decides alone (SPEC 1)."""
     api_key = request.headers.get("x-api-key")
     if api_key is not None:
-        owner = await auth.user_for_api_key(conn, api_key, now)
+        owner = await auth.user_for_api_key(
+            conn, api_key, now, client=client_address(request, services), budget=services.key_budget
+        )
         services.last_used.note(owner.key_id, now)
         return owner.user_id
     found = session_id(request, services)
@@ -60,7 +71,15 @@ async def login(request: Request, services: Services) -> Response:
     password = body.required_string("password")
     now = services.clock()
     ttl = services.settings.session_ttl_seconds
-    new_id = await auth.login(services.db, email, password, now=now, ttl_seconds=ttl)
+    new_id = await auth.login(
+        services.db,
+        email,
+        password,
+        now=now,
+        ttl_seconds=ttl,
+        client=client_address(request, services),
+        budget=services.login_budget,
+    )
     value = cookies.session_cookie_value(new_id, services.session_secret.reveal())
     expires = from_micros(now + ttl * 1_000_000).isoformat()
     return json_response(

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from flamel_usage.auth.last_used import LastUsed
+from flamel_usage.auth.throttle import Budget
 from flamel_usage.config import Secret, Settings
 from flamel_usage.db import Database
 
@@ -24,3 +25,6 @@ class Services:
         self.clock = clock
         self.session_secret: Secret = settings.resolved_session_secret()
         self.last_used = LastUsed()
+        window = settings.throttle_window_seconds
+        self.key_budget = Budget(settings.key_failure_budget, window)
+        self.login_budget = Budget(settings.login_failure_budget, window)
