@@ -1,284 +1,239 @@
-"""Charges per second through HTTP on each store, next to a raw transaction loop.
+"""The charges part of the benchmark: charges/s over HTTP next to a raw transaction loop.
 
-    .venv/bin/python bench/charges.py [--seconds 10] [--connections 16] [--workers 2]
-
-For each store (SQLite in a temp dir, PostgreSQL in a private database on
-FLAMEL_TEST_POSTGRES_URL's server) it seeds 1,000 postpaid accounts (a charge is never
-refused, so every request does the full work), starts `flamel-usage serve`, drives
-`POST /api/admin/charges` with wrk (fresh Idempotency-Key each, random user) and then
-runs the raw loop: the same kind of write (account update + ledger insert per
-transaction) without HTTP, in one Python process (SQLite) or 16 concurrent asyncpg
-transactions (PostgreSQL). It checks that reconcile is clean afterwards, prints a table
-and writes it as JSON under bench/results/.
+Used by ``bench/run.py`` (``--parts charges`` runs this part alone). Over HTTP,
+``bench/charges.lua`` drives ``POST /api/admin/charges`` with a fresh Idempotency-Key
+per request, a random seeded user and a random kind. The raw loop runs the statements
+that ``flamel_usage.ledger.charges.charge`` runs for the same mix of requests, with the
+same driver and connection settings as the service, in one process without HTTP or the
+service's code: one transaction after the other on SQLite (it has one writer at a time
+anyway), ``--charge-connections`` concurrent transactions on one asyncpg pool on
+PostgreSQL. Refusals (402 insufficient credit, 429 limits) are intended answers;
+anything else counts as an error.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
-import re
-import secrets
-import shutil
-import signal
-import socket
+import hashlib
+import random
 import sqlite3
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
+import orjson
 
-from flamel_usage.accounts import service as accounts
-from flamel_usage.db import Database
-from flamel_usage.ledger import service as ledger
+OK = {201}
+REFUSALS = {402, 429}
+KINDS = ("ttp",) * 5 + ("edit",) * 3 + ("image",) * 2  # the mix charges.lua sends
+COST = 1000  # the default cost of every kind (FLAMEL_OPERATION_COSTS), in millicredits
+COUNTED = {"ttp": ("ttp_count", "max_ttp"), "edit": ("edit_count", "max_edit")}
 
-HERE = Path(__file__).resolve().parent
-USERS = 1000
-TOKEN = secrets.token_urlsafe(16)
-POSTGRES_URL = os.environ.get(
-    "FLAMEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCK = "SELECT pg_advisory_xact_lock(hashtext(?))"
+FIRST = "SELECT fingerprint, status, response FROM charges WHERE idempotency_key = ?"
+LIVE_USER = "SELECT id FROM users WHERE id = ? AND deleted_at IS NULL"
+COLUMNS = (
+    "a.user_id, a.plan_id, a.pending_plan_id, a.anchor_at, a.period_start, a.period_end,"
+    " a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used, p.period_unit, p.max_credit,"
+    " p.max_ttp, p.max_edit, p.billing_mode"
 )
-ZONE_ENV = {"FLAMEL_TIMEZONE": "UTC"}
+ACCOUNT = f"SELECT {COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?"
+EXPIRED = (
+    "SELECT id, remaining FROM credit_purchases"
+    " WHERE user_id = ? AND remaining > 0 AND expires_at <= ?"
+)
+LIVE_PURCHASES = (
+    "SELECT id, remaining FROM credit_purchases"
+    " WHERE user_id = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?)"
+    " ORDER BY expires_at IS NULL, expires_at, id"
+)
+RECORD = (
+    "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
+    " period_start, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+APPLY = (
+    "UPDATE accounts SET plan_credit = plan_credit - ?, postpaid_used = postpaid_used + ?,"
+    " ttp_count = ttp_count + ?, edit_count = edit_count + ? WHERE user_id = ?"
+)
+TAKE = "UPDATE credit_purchases SET remaining = remaining - ? WHERE id = ?"
+ENTRY = (
+    "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount, period_start,"
+    " purchase_id, charge_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+USAGE = (
+    f"SELECT {COLUMNS}, (SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT)"
+    " FROM credit_purchases c WHERE c.user_id = ? AND c.remaining > 0"
+    " AND (c.expires_at IS NULL OR c.expires_at > ?)) AS purchased"
+    " FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?"
+)
+RESPOND = "UPDATE charges SET response = ? WHERE id = ?"
+
+Fetch = Callable[..., Awaitable[Any]]
 
 
-async def seed(url: str) -> None:
-    db = Database.from_url(url)
-    await db.open()
-    await db.migrate()
+def numbered(sql: str) -> str:
+    head, *rest = sql.split("?")
+    return head + "".join(f"${number}{part}" for number, part in enumerate(rest, start=1))
+
+
+async def charge_once(
+    one: Fetch, many: Fetch, run: Fetch, user_id: int, kind: str, key: str, postgres: bool
+) -> int:
+    """One charge, statement for statement as the service makes it; its HTTP status.
+
+    The periods of the seed are current, so the roll-over is never due (as in the
+    service on this data); expired purchases are looked for all the same.
+    """
     now = time.time_ns() // 1000
-    async with db.transaction() as conn:
-        await accounts.create_plan(
-            conn,
-            name="bench",
-            period_unit="month",
-            max_credit=10**6 * 1000,
-            max_ttp=None,
-            max_edit=None,
-            billing_mode="postpaid",
-            now=now,
-        )
-        for number in range(USERS):
-            await accounts.create_user(
-                conn,
-                email=f"bench{number}@example.com",
-                plan_name="bench",
-                anchor=None,
-                password_hash=None,
-                now=now,
-                zone=__import__("zoneinfo").ZoneInfo("UTC"),
+    if postgres:
+        await one(LOCK, f"charge:{key}")
+    if await one(FIRST, key) is not None:
+        raise RuntimeError(f"idempotency key {key} repeated")
+    await one(LIVE_USER, user_id)
+    account = await one(ACCOUNT + (" FOR UPDATE OF a" if postgres else ""), user_id)
+    await many(EXPIRED, user_id, now)
+    fingerprint = hashlib.sha256(f"{user_id}|{kind}|default".encode()).hexdigest()
+    status = 201
+    if kind in COUNTED:
+        count, limit = COUNTED[kind]
+        if account[limit] is not None and account[count] >= account[limit]:
+            status = 429
+    from_plan = min(account["plan_credit"], COST)
+    owed, taken = COST - from_plan, []
+    if status == 201 and owed:
+        for purchase in await many(LIVE_PURCHASES, user_id, now):
+            part = min(purchase["remaining"], owed)
+            taken.append((purchase["id"], part))
+            owed -= part
+            if not owed:
+                break
+        if owed and account["billing_mode"] == "prepaid":
+            status = 402
+    period = account["period_start"]
+    if status != 201:
+        body = orjson.dumps({"success": False, "code": status, "data": "refused"}).decode()
+        await one(RECORD, key, fingerprint, user_id, kind, COST, status, body, period, now)
+        return status
+    charge_id = (await one(RECORD, key, fingerprint, user_id, kind, COST, 201, "", period, now))[0]
+    ttp, edit = int(kind == "ttp"), int(kind == "edit")
+    await run(APPLY, from_plan, owed, ttp, edit, user_id)
+    entries: list[tuple[str, int, int | None]] = [("plan", -from_plan, None)]
+    entries += [("purchase", -part, purchase_id) for purchase_id, part in taken]
+    entries.append(("postpaid", owed, None))
+    if kind in COUNTED:
+        entries.append((kind, 1, None))
+    for purchase_id, part in taken:
+        await run(TAKE, part, purchase_id)
+    for pool, amount, purchase_id in entries:
+        if amount or pool in COUNTED:
+            await run(
+                ENTRY, user_id, now, "charge", pool, amount, period, purchase_id, charge_id, None
             )
-    await db.close()
+    usage = await one(USAGE, user_id, now, user_id)
+    body = orjson.dumps({"charge": {"id": charge_id, "key": key}, "usage": list(usage)})
+    await run(RESPOND, body.decode(), charge_id)
+    return 201
 
 
-async def reconcile(url: str) -> list[str]:
-    db = Database.from_url(url)
-    await db.open()
-    try:
-        async with db.read() as conn:
-            return await ledger.reconcile(conn)
-    finally:
-        await db.close()
+def _requests(users: int, seed: int) -> Callable[[], tuple[int, str]]:
+    rng = random.Random(seed)
+    return lambda: (rng.randint(1, users), rng.choice(KINDS))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    cli = Path(sys.executable).with_name("flamel-usage")
-    process = subprocess.Popen(
-        [str(cli), "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                time.sleep(1.0)  # let every worker finish its start-up
-                return process, port
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the server did not start within 30 s")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-
-
-def run_wrk(port: int, seconds: int, connections: int, run: str) -> dict[str, float]:
-    env = {**os.environ, "BENCH_ADMIN_TOKEN": TOKEN, "BENCH_USERS": str(USERS), "BENCH_RUN": run}
-    output = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(HERE / "charges.lua"),
-            f"http://127.0.0.1:{port}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout
-    statuses = {int(s): int(c) for s, c in re.findall(r"STATUS (\d+) (\d+)", output)}
-    p50, p99 = (int(v) / 1000 for v in re.search(r"LATENCY p50=(\d+) p99=(\d+)", output).groups())
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    errors = sum(count for status, count in statuses.items() if status != 201)
-    return {
-        "per_second": rate,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "non_201": errors,
-        "requests": sum(statuses.values()),
-    }
-
-
-def raw_sqlite(path: Path, seconds: float) -> float:
+async def raw_sqlite(path: str, seconds: float, users: int, tag: str, seed: int) -> dict[str, Any]:
+    """Charges one after the other in BEGIN IMMEDIATE transactions, like the service."""
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    done, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        user = done % USERS + 1
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "UPDATE accounts SET postpaid_used = postpaid_used + 1 WHERE user_id = ?", (user,)
-        )
-        conn.execute(
-            "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount, period_start)"
-            " VALUES (?, 0, 'grant', 'postpaid', 0, 0)",
-            (user,),
-        )
-        conn.execute("COMMIT")
-        done += 1
-    conn.close()
-    return done / seconds
+    conn.row_factory = sqlite3.Row
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "busy_timeout=10000",
+        "foreign_keys=ON",
+    ):
+        conn.execute(f"PRAGMA {pragma}")
+
+    async def one(sql: str, *args: object) -> Any:
+        return conn.execute(sql, args).fetchone()
+
+    async def many(sql: str, *args: object) -> Any:
+        return conn.execute(sql, args).fetchall()
+
+    async def run(sql: str, *args: object) -> Any:
+        return conn.execute(sql, args).rowcount
+
+    statuses: dict[int, int] = {}
+    pick = _requests(users, seed)
+    started = time.monotonic()
+    deadline = started + seconds
+    number = 0
+    try:
+        while time.monotonic() < deadline:
+            number += 1
+            user_id, kind = pick()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                status = await charge_once(one, many, run, user_id, kind, f"{tag}-{number}", False)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        conn.close()
+    return _summary(statuses, time.monotonic() - started)
 
 
-async def raw_postgres(url: str, seconds: float, concurrency: int = 16) -> float:
+async def raw_postgres(
+    url: str, seconds: float, users: int, tag: str, seed: int, concurrency: int
+) -> dict[str, Any]:
+    """``concurrency`` loops of transactions on one pool, in one process."""
     pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
-    deadline = time.monotonic() + seconds
-    counts = [0] * concurrency
-
-    async def loop(index: int) -> None:
-        async with pool.acquire() as conn:
-            while time.monotonic() < deadline:
-                user = (counts[index] * concurrency + index) % USERS + 1
-                async with conn.transaction():
-                    await conn.execute(
-                        "UPDATE accounts SET postpaid_used = postpaid_used + 1 WHERE user_id = $1",
-                        user,
-                    )
-                    await conn.execute(
-                        "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount,"
-                        " period_start) VALUES ($1, 0, 'grant', 'postpaid', 0, 0)",
-                        user,
-                    )
-                counts[index] += 1
-
-    await asyncio.gather(*(loop(index) for index in range(concurrency)))
-    await pool.close()
-    return sum(counts) / seconds
-
-
-async def admin_sql(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def bench_store(store: str, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
-    if store == "sqlite":
-        path = workdir / "bench.sqlite3"
-        url = f"sqlite:///{path}"
-    else:
-        name = f"flamel_bench_{os.getpid()}"
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}"'))
-        asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-        url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(seed(url))
-    env = {
-        **os.environ,
-        **ZONE_ENV,
-        "FLAMEL_DATABASE_URL": url,
-        "FLAMEL_ADMIN_TOKEN": TOKEN,
-        "FLAMEL_DATA_DIR": str(workdir / "data"),
-    }
-    process, port = start_server(env, args.workers)
-    try:
-        http = run_wrk(port, args.seconds, args.connections, f"{store}-{os.getpid()}")
-    finally:
-        stop_server(process)
-    problems = asyncio.run(reconcile(url))
-    raw = (
-        raw_sqlite(path, args.seconds)
-        if store == "sqlite"
-        else asyncio.run(raw_postgres(url, args.seconds))
-    )
-    if store == "postgresql":
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    return {
-        "store": store,
-        **http,
-        "raw_per_second": raw,
-        "ratio": http["per_second"] / raw,
-        "reconcile_clean": not problems,
-    }
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--stores", default="sqlite,postgresql")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is needed: apt-get install wrk", file=sys.stderr)
-        return 1
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for store in args.stores.split(","):
-            rows.append(bench_store(store, args, Path(tmp) / store))
-    print(
-        f"{'store':<11}{'charges/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'non-201':>9}"
-        f"{'raw tx/s':>10}{'ratio':>7}  reconcile"
-    )
-    for row in rows:
-        print(
-            f"{row['store']:<11}{row['per_second']:>11.0f}{row['p50_ms']:>8.1f}"
-            f"{row['p99_ms']:>8.1f}{row['non_201']:>9}{row['raw_per_second']:>10.0f}"
-            f"{row['ratio']:>7.2f}  {'clean' if row['reconcile_clean'] else 'DIFFERS'}"
+    sql = {
+        text: numbered(text)
+        for text in (
+            *(LOCK, FIRST, LIVE_USER, ACCOUNT + " FOR UPDATE OF a", EXPIRED),
+            *(LIVE_PURCHASES, RECORD, APPLY, TAKE, ENTRY, USAGE, RESPOND),
         )
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    target = results / f"charges-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    target.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    print(f"written: {target.relative_to(HERE.parent)}")
-    return 0 if all(row["reconcile_clean"] for row in rows) else 1
+    }
+    statuses: dict[int, int] = {}
+    pick = _requests(users, seed)
+    started = time.monotonic()
+    deadline = started + seconds
+    counter = iter(range(1, 1 << 62))
+
+    async def loop() -> None:
+        while time.monotonic() < deadline:
+            user_id, kind = pick()
+            key = f"{tag}-{next(counter)}"
+            async with pool.acquire() as conn, conn.transaction():
+
+                async def one(text: str, *args: object) -> Any:
+                    return await conn.fetchrow(sql[text], *args)
+
+                async def many(text: str, *args: object) -> Any:
+                    return await conn.fetch(sql[text], *args)
+
+                async def run(text: str, *args: object) -> Any:
+                    return await conn.execute(sql[text], *args)
+
+                status = await charge_once(one, many, run, user_id, kind, key, True)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(loop() for _ in range(concurrency))), timeout=seconds + 60
+        )
+    finally:
+        await pool.close()
+    return _summary(statuses, time.monotonic() - started)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _summary(statuses: dict[int, int], elapsed: float) -> dict[str, Any]:
+    done = sum(statuses.values())
+    return {
+        "per_second": done / elapsed,
+        "requests": done,
+        "refusals": sum(statuses.get(status, 0) for status in REFUSALS),
+        "statuses": statuses,
+    }

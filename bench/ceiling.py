@@ -1,0 +1,136 @@
+"""The ceiling for GET /api/users/me/usage: the same work as a bare ASGI callable.
+
+    .venv/bin/python bench/ceiling.py --port 4011 --workers 2   # FLAMEL_DATABASE_URL set
+
+Same statements as the service (``user_for_api_key``'s lookup, then ``read_usage``'s
+one-row read), same database (FLAMEL_DATABASE_URL: sqlite3 with the service's pragmas,
+or an asyncpg pool of the service's size), same JSON, same server (uvicorn run as
+``flamel-usage serve`` runs it), and nothing else: no routing, no envelope beyond
+401/403, no record of the key's last use (the service batches those writes), billing
+zone UTC, periods taken as current (the benchmark seed keeps them so).
+"""
+
+import argparse
+import hashlib
+import hmac
+import os
+import re
+import sqlite3
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+import uvicorn
+
+KEY = (
+    "SELECT k.id, k.user_id, k.key_hash, k.expires_at"
+    " FROM api_keys k JOIN users u ON u.id = k.user_id"
+    " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL"
+)
+USAGE = (
+    "SELECT a.user_id, a.plan_id, a.pending_plan_id, a.anchor_at, a.period_start, a.period_end,"
+    " a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used, p.period_unit, p.max_credit,"
+    " p.max_ttp, p.max_edit, p.billing_mode, (SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT)"
+    " FROM credit_purchases c WHERE c.user_id = ? AND c.remaining > 0"
+    " AND (c.expires_at IS NULL OR c.expires_at > ?)) AS purchased"
+    " FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?"
+)
+PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON")
+SHAPE = re.compile(r"flm_[A-Za-z0-9_-]{43}")
+HEADERS = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-store")]
+
+
+def credits(milli: int) -> int | float:
+    return milli // 1000 if milli % 1000 == 0 else milli / 1000
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
+    head, *rest = sql.split("?")
+    return head + "".join(f"${number}{part}" for number, part in enumerate(rest, start=1))
+
+
+def iso(us: int) -> str:
+    return datetime.fromtimestamp(us // 1_000_000, UTC).isoformat()
+
+
+async def usage(one, sql, key, now):
+    digest = hashlib.sha256(key.encode()).hexdigest() if SHAPE.fullmatch(key) else ""
+    found = await one(sql[0], digest) if digest else None
+    if found is None or not hmac.compare_digest(found[2], digest):
+        return 401, b'{"success":false,"code":401,"data":"wrong_api_key"}'
+    if found[3] is not None and found[3] <= now:
+        return 401, b'{"success":false,"code":401,"data":"api_key_expired"}'
+    row = await one(sql[1], found[1], now, found[1])
+    return 200, orjson.dumps(
+        {
+            "currentCredit": credits(row[6]),
+            "additionalCredit": credits(row[15]),
+            "maxCredit": credits(row[11]),
+            "period": f"{iso(row[4])}/{iso(row[5])}",
+            "ttpCount": row[7],
+            "maxTtpCount": row[12],
+            "editCount": row[8],
+            "maxEditCount": row[13],
+            "postpaidUsageCount": credits(row[9]) if row[14] == "postpaid" else None,
+        }
+    )
+
+
+def create_app():
+    url = os.environ["FLAMEL_DATABASE_URL"]
+    sqlite = url.startswith("sqlite:///")
+    state = {}
+
+    async def one(sql, *args):
+        return state["db"].execute(sql, args).fetchone()
+
+    async def answer(key, now):
+        if sqlite:
+            return await usage(one, (KEY, USAGE), key, now)
+        async with state["pool"].acquire() as conn:
+            return await usage(conn.fetchrow, state["sql"], key, now)
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] == "lifespan.startup":
+                if sqlite:
+                    state["db"] = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+                    for pragma in PRAGMAS:
+                        state["db"].execute(f"PRAGMA {pragma}")
+                else:
+                    state["pool"] = await asyncpg.create_pool(url, min_size=1, max_size=10)
+                    state["sql"] = (numbered(KEY), numbered(USAGE))
+                await send({"type": "lifespan.startup.complete"})
+            if not sqlite:
+                await state["pool"].close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        key = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None)
+        status, body = (
+            (403, b'{"success":false,"code":403,"data":"not_logged_in"}')
+            if key is None
+            else await answer(key, time.time_ns() // 1000)
+        )
+        await send({"type": "http.response.start", "status": status, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4011)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    uvicorn.run(
+        "ceiling:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,
+    )
