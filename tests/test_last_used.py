@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from flamel_usage.auth.last_used import LastUsed
 from flamel_usage.db import Database
@@ -50,3 +51,18 @@ async def test_a_stopping_server_writes_what_it_noted(
         assert response.status_code == 200
         assert server.stop() == 0
     assert await _last_used(db, key_id) is not None
+
+
+async def test_times_noted_during_an_outage_are_written_after_it(
+    db: Database, factory: Factory
+) -> None:
+    await factory.key(await factory.user())
+    key_id = await _key_id(db)
+    buffer = LastUsed()
+    buffer.note(key_id, 3_000)
+    await db.close()
+    with pytest.raises(Exception):  # noqa: B017, PT011  (whatever a closed store raises)
+        await buffer.flush(db)
+    await db.open()
+    await buffer.flush(db)
+    assert await _last_used(db, key_id) == 3_000

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
@@ -144,6 +145,15 @@ class Database(abc.ABC):
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """A write transaction: committed on exit, rolled back on any exception."""
 
+    @abc.abstractmethod
+    async def write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """Run ``sql`` once per row, in one transaction, without holding up requests.
+
+        For bulk bookkeeping such as keys' last-use times, which can be tens of thousands
+        of rows: PostgreSQL pipelines them; SQLite runs them in a thread on a connection
+        of its own, so reads on the event loop go on meanwhile (WAL).
+        """
+
     async def start(self) -> None:
         """Open the store for a server and apply pending migrations.
 
@@ -207,25 +217,54 @@ class SQLiteDatabase(Database):
         self.timeout = timeout
         self._raw: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._batch: sqlite3.Connection | None = None
+        self._batch_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SQLiteDatabase({str(self.path)!r})"
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._raw = self._connect()
+        self._raw.row_factory = sqlite3.Row
+
+    def _connect(self) -> sqlite3.Connection:
         raw = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        raw.row_factory = sqlite3.Row
         raw.execute("PRAGMA journal_mode=WAL")
         raw.execute("PRAGMA synchronous=NORMAL")
         busy_ms = round(max(self.timeout, SQLITE_MIN_BUSY_SECONDS) * 1000)
         raw.execute(f"PRAGMA busy_timeout={busy_ms}")
         raw.execute("PRAGMA foreign_keys=ON")
-        self._raw = raw
+        return raw
 
     async def close(self) -> None:
         if self._raw is not None:
             self._raw.close()
             self._raw = None
+        with self._batch_lock:
+            if self._batch is not None:
+                self._batch.close()
+                self._batch = None
+
+    async def write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if self._raw is None:
+            raise RuntimeError("database is not open")
+        await asyncio.to_thread(self._write_many_blocking, sql, rows)
+
+    def _write_many_blocking(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self._batch_lock:
+            if self._batch is None:
+                self._batch = self._connect()
+            batch = self._batch
+            try:
+                batch.execute("BEGIN IMMEDIATE")
+                batch.executemany(sql, rows)
+                batch.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                if batch.in_transaction:
+                    batch.execute("ROLLBACK")
+                _raise_if_sqlite_unavailable(error, log=self.log_outages)
+                raise
 
     def _connection(self) -> _SQLiteConnection:
         if self._raw is None:
@@ -328,6 +367,12 @@ class _PostgresConnection(Connection):
             raise await self._db._unavailable(error) from error
         last = status.rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        try:
+            await self._raw.executemany(self._sql(sql), rows)
+        except _PG_UNAVAILABLE as error:
+            raise await self._db._unavailable(error) from error
 
 
 class PostgresDatabase(Database):
@@ -485,6 +530,11 @@ class PostgresDatabase(Database):
                 await transaction.commit()
             except _PG_UNAVAILABLE as error:
                 raise await self._unavailable(error) from error
+
+    async def write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        async with self.transaction() as conn:
+            assert isinstance(conn, _PostgresConnection)
+            await conn.execute_many(sql, rows)
 
 
 # --- Migrations ---------------------------------------------------------------------------
