@@ -484,6 +484,11 @@ _REASONS: dict[str, tuple[int, str]] = {
     "idempotency_key_reused": (409, "The Idempotency-Key was used for a different charge."),
     "already_refunded": (409, "The charge was refunded already."),
     "not_refundable": (409, "The charge was refused (402 or 429): nothing to refund."),
+    "too_many_requests": (
+        429,
+        "Too many failed attempts from this client or for this account: wait for the"
+        " Retry-After seconds (a right answer is refused too until then).",
+    ),
     "payload_too_large": (413, "The request body is larger than 64 KiB."),
     "unsupported_media_type": (415, "The body was sent with a Content-Type other than JSON."),
     "request_header_fields_too_large": (431, "The request headers exceed 16 KiB in total."),
@@ -548,6 +553,14 @@ _SET_SESSION_COOKIE = {
         "description": "The session cookie (HttpOnly, signed).",
         "schema": {"type": "string"},
         "example": "connect.sid=s%3A<session id>.<signature>; Path=/; HttpOnly; SameSite=Lax",
+    }
+}
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
     }
 }
 
@@ -747,7 +760,8 @@ def _operations() -> list[Operation]:
             description="Sets the connect.sid session cookie that GET /api/users/me/usage accepts.",
             body="LoginRequest",
             ok=_ok(200, "Logged in", "LoginResponse", _SET_SESSION_COOKIE),
-            errors=["invalid_credentials"],
+            errors=["invalid_credentials", "too_many_requests"],
+            error_headers={429: _RETRY_AFTER},
             security=[],
         ),
         _auth(
