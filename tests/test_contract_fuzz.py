@@ -19,10 +19,7 @@ the operator run, which deletes users at random, cannot take away the user whose
 password the customer run relies on.
 
 A failure shows Schemathesis' own report (which check, the response, a curl line to
-reproduce it). Every server error it ever finds becomes a regression test below, marked
-``xfail(strict=True)`` until the server is fixed; the check it trips is excluded from the
-runs meanwhile (``KNOWN_SERVER_BUGS``), and the strict xfail makes whoever fixes the
-server remove both.
+reproduce it). Every server error it finds becomes a regression test below.
 
 Knobs: ``FLAMEL_FUZZ_MAX_EXAMPLES`` (per operation and phase, and stateful scenarios;
 default 50) and ``FLAMEL_FUZZ_SEED`` (default fixed, so CI is reproducible; set another
@@ -69,14 +66,6 @@ EMAIL = "fuzz@example.com"
 PASSWORD = "correct horse battery staple"
 #: The operation kinds of the server under test (the default FLAMEL_OPERATION_COSTS).
 KINDS = ("ttp", "edit", "image")
-
-#: Checks a known server bug trips, and the regression test that pins the bug. The runs
-#: exclude these checks until the bug is fixed; its strict xfail then fails (XPASS), and
-#: the fix removes the entry here together with the xfail mark.
-KNOWN_SERVER_BUGS: dict[str, str] = {
-    "unsupported_method": "test_405_names_the_allowed_methods",
-    "allow_header_conformance": "test_405_names_the_allowed_methods",
-}
 
 # --- Schemathesis configuration -------------------------------------------------------------
 
@@ -252,8 +241,6 @@ def _schemathesis(
         "json,junit,har",
         "--report-dir",
         str(reports),
-        "--exclude-checks",
-        ",".join(sorted(KNOWN_SERVER_BUGS)),
         *args,
     ]
     for name, value in headers.items():
@@ -435,11 +422,6 @@ def test_served_document_admin_operations(
 # --- regression tests for what the fuzzing found -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a 405 answer has no Allow header (RFC 9110 section 15.5.6 requires one);"
-    " found by Schemathesis' unsupported_method and allow_header_conformance checks",
-)
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [

@@ -450,7 +450,11 @@ def test_refund_description_states_what_is_not_restored() -> None:
 
 # --- every served route is documented, and only those -------------------------------------
 
-UNDOCUMENTED_PAGES = {"/api", "/api-json", "/", "/usage", "/login", "/logout", "/static/{name}"}
+UNDOCUMENTED_PAGES = {
+    *("/api", "/api-json", "/", "/usage", "/login", "/logout", "/static/{name}"),
+    # Operational endpoints, for probes and scrapers rather than API clients.
+    *("/healthz", "/readyz", "/metrics"),
+}
 
 
 def test_every_route_is_documented_and_vice_versa() -> None:

@@ -316,6 +316,8 @@ def _write_private(path: Path, text: str) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from flamel_usage.logs import logging_config
+
     if args.database_url:
         os.environ["FLAMEL_DATABASE_URL"] = args.database_url
     os.environ["FLAMEL_DATA_DIR"] = str(settings.data_dir)
@@ -338,8 +340,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        # Applied by uvicorn in this process and in each worker it starts.
+        log_config=logging_config(settings.log_format, access_log=settings.access_log),
         log_level="info",
-        access_log=False,
+        access_log=False,  # the app writes its own, with the route pattern and request id
     )
     return 0
 

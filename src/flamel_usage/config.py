@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flamel_usage.credits import parse_credits
 from flamel_usage.errors import BadRequest
+from flamel_usage.logs import LogFormat
 
 
 class ConfigError(ValueError):
@@ -110,11 +111,32 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "Header a trusted proxy sets with the client address, e.g. `X-Forwarded-For`"
         " (its last address is used). Set it only behind such a proxy.",
     ),
+    SettingDoc(
+        "FLAMEL_LOG_FORMAT",
+        "text",
+        "`text` (a line per record) or `json` (one JSON object per line) on stderr.",
+    ),
+    SettingDoc(
+        "FLAMEL_ACCESS_LOG",
+        "on",
+        "`on`: one INFO line per request (method, route pattern, status, duration, request"
+        " id); `off`: none.",
+    ),
+    SettingDoc(
+        "FLAMEL_CORS_ORIGINS",
+        "(none: CORS off)",
+        "Comma-separated browser origins (`https://app.example.com`) allowed to read"
+        " `GET /api/users/me/usage` cross-origin with an `X-Api-Key`; never with cookies.",
+    ),
 )
 
 DEFAULT_OPERATION_COSTS = "ttp=1,edit=1,image=1"
 DEFAULT_DATABASE_TIMEOUT_SECONDS = 3.0
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_ORIGIN = re.compile(
+    r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?"
+)
+_SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +155,9 @@ class Settings:
     login_failure_budget: int = 10
     throttle_window_seconds: int = 300
     client_address_header: str | None = None
+    log_format: LogFormat = "text"
+    access_log: bool = True
+    cors_origins: frozenset[str] = frozenset()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +181,9 @@ class Settings:
             login_failure_budget=_positive_int(env, "FLAMEL_LOGIN_FAILURE_BUDGET", 10),
             throttle_window_seconds=_positive_int(env, "FLAMEL_THROTTLE_WINDOW_SECONDS", 300),
             client_address_header=(env.get("FLAMEL_CLIENT_ADDRESS_HEADER") or "").lower() or None,
+            log_format=_log_format(env.get("FLAMEL_LOG_FORMAT") or "text"),
+            access_log=_switch(env, "FLAMEL_ACCESS_LOG", default=True),
+            cors_origins=_cors_origins(env.get("FLAMEL_CORS_ORIGINS") or ""),
         )
 
     def resolved_session_secret(self) -> Secret:
@@ -227,3 +255,37 @@ def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> floa
     if not 0 < value <= 3600:  # also refuses nan and inf
         raise ConfigError(f"{name}: must be above 0 and at most 3600 seconds, got {raw!r}")
     return value
+
+
+def _log_format(value: str) -> LogFormat:
+    if value == "text":
+        return "text"
+    if value == "json":
+        return "json"
+    raise ConfigError(f"FLAMEL_LOG_FORMAT: 'text' or 'json', got {value!r}")
+
+
+def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return _SWITCH[raw.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"{name}: 'on' or 'off', got {raw!r}") from None
+
+
+def _cors_origins(text: str) -> frozenset[str]:
+    """Exact origins (scheme, host, optional port; no path, no ``*``), lower-cased."""
+    origins = set()
+    for item in text.split(","):
+        origin = item.strip().lower()
+        if not origin:
+            continue
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"FLAMEL_CORS_ORIGINS: {item.strip()!r} is not an origin like"
+                " https://app.example.com (scheme and host, no path, no wildcard)"
+            )
+        origins.add(origin)
+    return frozenset(origins)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import logging
 import re
 import sqlite3
@@ -168,6 +169,19 @@ class Database(abc.ABC):
         """Apply pending migrations; return the versions applied by this call."""
         async with self.transaction() as conn:
             return await _apply_migrations(conn)
+
+    async def pending_migrations(self) -> list[int]:
+        """The versions of the packaged migrations not applied to this store yet.
+
+        Reads only. ``DatabaseUnavailable`` when the store does not answer, and also
+        when it is not open (before ``open`` or after ``close``).
+        """
+        try:
+            async with self.read() as conn:
+                applied = await _applied_versions(conn)
+        except RuntimeError as error:  # "database is not open"
+            raise DatabaseUnavailable("the database is not open") from error
+        return [version for version in _packaged_versions() if version not in applied]
 
 
 # --- SQLite -------------------------------------------------------------------------------
@@ -563,6 +577,24 @@ async def _apply_migrations(conn: Connection) -> list[int]:
         )
         applied.append(version)
     return applied
+
+
+_MIGRATIONS_TABLE = {
+    "sqlite": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    "postgresql": "SELECT 1 WHERE to_regclass('schema_migrations') IS NOT NULL",
+}
+
+
+async def _applied_versions(conn: Connection) -> set[int]:
+    """Versions recorded in ``schema_migrations``; none when the table is not there."""
+    if await conn.fetchone(_MIGRATIONS_TABLE[conn.dialect]) is None:
+        return set()
+    return {int(row[0]) for row in await conn.fetchall("SELECT version FROM schema_migrations")}
+
+
+@functools.cache
+def _packaged_versions() -> tuple[int, ...]:
+    return tuple(version for version, _ in _migrations("sqlite"))
 
 
 _IDENTITY = {

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
 
 from flamel_usage.auth import throttle
 from flamel_usage.auth.last_used import FLUSH_INTERVAL_SECONDS
 from flamel_usage.config import Settings
 from flamel_usage.db import Database, DatabaseUnavailable
 from flamel_usage.errors import ApiError, ServiceUnavailable
-from flamel_usage.web import admin, charges, docs, pages, public
+from flamel_usage.logs import ACCESS_LOGGER, REQUEST_ID
+from flamel_usage.web import admin, charges, cors, docs, operations, pages, public
 from flamel_usage.web.http import (
     InternalError,
     Receive,
@@ -22,11 +26,21 @@ from flamel_usage.web.http import (
     Send,
     error_response,
 )
+from flamel_usage.web.metrics import UNMATCHED
+from flamel_usage.web.security import NOSNIFF
 from flamel_usage.web.services import Clock, Services, system_clock
 
 logger = logging.getLogger("flamel_usage")
+access_logger = logging.getLogger(ACCESS_LOGGER)
 
-_HANDLERS = [*public.ROUTES, *docs.ROUTES, *admin.ROUTES, *charges.ROUTES, *pages.ROUTES]
+_HANDLERS = [
+    *public.ROUTES,
+    *docs.ROUTES,
+    *admin.ROUTES,
+    *charges.ROUTES,
+    *pages.ROUTES,
+    *operations.ROUTES,
+]
 #: Every (method, path) the service answers; the OpenAPI test checks each is documented.
 ROUTES: list[tuple[str, str]] = [(method, path) for method, path, _ in _HANDLERS]
 
@@ -48,28 +62,56 @@ class App:
         )
         self.services = Services(settings, db, clock)
         self.router = Router(_HANDLERS)
+        self._cors_origins = settings.cors_origins
+        if self._cors_origins:
+            self.router.add("OPTIONS", cors.ROUTE, cors.preflight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            response = await self.handle(scope, receive)
-            await response.send(send)
+            await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def handle(self, scope: Scope, receive: Receive) -> Response:
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One request: its id, its answer with the headers every answer gets, its count
+        and duration in the metrics, its access log line."""
+        started = time.perf_counter()
+        request_id = _request_id(scope["headers"])
+        request_id_text = request_id.decode("ascii")
+        token = REQUEST_ID.set(request_id_text)
+        try:
+            route, response = await self.handle(scope, receive)
+            extra = [(b"x-request-id", request_id), NOSNIFF]
+            if self._cors_origins and route == cors.ROUTE:
+                origin = cors.origin_of(scope["headers"])
+                extra += cors.response_headers(self._cors_origins, origin)
+            await response.send(send, extra)
+            seconds = time.perf_counter() - started
+            self.services.metrics.request(route, scope["method"], response.status, seconds)
+            if access_logger.isEnabledFor(logging.INFO):
+                _log_access(scope["method"], route, response.status, seconds, request_id_text)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[str, Response]:
+        """The route (its pattern, or ``unmatched``) and the response; never raises."""
+        route = UNMATCHED
         try:
             path = scope["path"]
             raw_path = scope.get("raw_path") or path.encode()
-            handler, params = self.router.match(scope["method"], path, raw_path)
-            return await handler(Request(scope, receive, params), self.services)
+            route, methods, params = self.router.resolve(path, raw_path)
+            handler = self.router.handler(methods, scope["method"])
+            return route, await handler(Request(scope, receive, params), self.services)
         except ApiError as error:
-            return error_response(error)
+            self.services.metrics.auth_failure(error.reason)
+            return route, error_response(error)
         except DatabaseUnavailable:
-            return error_response(ServiceUnavailable("the database is unavailable: retry shortly"))
+            unavailable = ServiceUnavailable("the database is unavailable: retry shortly")
+            return route, error_response(unavailable)
         except Exception:
-            logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            return error_response(InternalError())
+            logger.exception("unhandled error on %s %s", scope["method"], route)
+            return route, error_response(InternalError())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -111,6 +153,38 @@ class App:
             logger.warning("database unavailable: key last-use times not recorded")
         except Exception:
             logger.exception("could not record when API keys were last used")
+
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+
+
+def _request_id(raw_headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The client's ``X-Request-Id`` when it is 1-128 of ``A-Za-z0-9._-``, else a new one."""
+    for name, value in raw_headers:
+        if name.lower() == b"x-request-id":
+            if _REQUEST_ID.fullmatch(value):
+                return value
+            break
+    return secrets.token_hex(8).encode()
+
+
+def _log_access(method: str, route: str, status: int, seconds: float, request_id: str) -> None:
+    """The access line: method, route pattern, status, duration; nothing the client sent."""
+    duration_ms = round(seconds * 1000, 3)
+    access_logger.info(
+        "%s %s %d %.3fms",
+        method,
+        route,
+        status,
+        duration_ms,
+        extra={
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+            "request_id": request_id,
+        },
+    )
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> App:

@@ -6,6 +6,7 @@ from flamel_usage.inputs import JsonObject
 from flamel_usage.ledger import charges
 from flamel_usage.web.admin import require_admin
 from flamel_usage.web.http import JSON_HEADERS, Request, Response
+from flamel_usage.web.metrics import charge_outcome
 from flamel_usage.web.services import Services
 
 
@@ -27,6 +28,7 @@ async def create_charge(request: Request, services: Services) -> Response:
             now=services.clock(),
             zone=services.settings.timezone,
         )
+    services.metrics.charge(charge_request.kind, charge_outcome(outcome))
     replayed = [(b"idempotent-replayed", b"true")] if outcome.replayed else []
     return Response(outcome.status, outcome.body, [*JSON_HEADERS, *replayed])
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from flamel_usage.errors import NotFound
-from flamel_usage.web import openapi
+from flamel_usage.web import openapi, security
 from flamel_usage.web.http import Request, Response
 from flamel_usage.web.services import Services
+
+_DOCS_HEADERS = (
+    (b"content-type", b"text/html; charset=utf-8"),
+    *security.html_headers(security.DOCS_POLICY),
+)
 
 
 async def api_json(request: Request, services: Services) -> Response:
@@ -13,7 +18,7 @@ async def api_json(request: Request, services: Services) -> Response:
 
 
 async def api_docs(request: Request, services: Services) -> Response:
-    return Response(200, openapi.docs_page(), [(b"content-type", b"text/html; charset=utf-8")])
+    return Response(200, openapi.docs_page(), list(_DOCS_HEADERS))
 
 
 async def api_static(request: Request, services: Services) -> Response:

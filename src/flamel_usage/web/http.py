@@ -41,6 +41,10 @@ class HeadersTooLarge(ApiError):
 class MethodNotAllowed(ApiError):
     status, reason = 405, "method_not_allowed"
 
+    def __init__(self, method: str, allowed: Iterable[str]) -> None:
+        super().__init__(f"{method} is not allowed here")
+        self.headers = ((b"allow", ", ".join(sorted(allowed)).encode()),)
+
 
 class UnsupportedMediaType(ApiError):
     status, reason = 415, "unsupported_media_type"
@@ -56,8 +60,10 @@ class Response:
     body: bytes = b""
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
-    async def send(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+    async def send(self, send: Send, extra_headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        """Send it, with ``extra_headers`` (the ones every response gets) after its own."""
+        headers = [*self.headers, *extra_headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
 
@@ -82,13 +88,23 @@ def error_response(error: ApiError) -> Response:
 class Request:
     """One HTTP request: method, path, headers (lower-case names, first value wins)."""
 
-    __slots__ = ("_receive", "headers", "method", "params", "path", "peer", "query_string")
+    __slots__ = (
+        "_receive",
+        "headers",
+        "method",
+        "params",
+        "path",
+        "peer",
+        "query_string",
+        "scheme",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query_string: bytes = scope.get("query_string", b"")
         self.params = params
+        self.scheme: str = scope.get("scheme", "http")
         self._receive = receive
         client = scope.get("client")
         self.peer: str = client[0] if client else "unknown"
@@ -122,6 +138,12 @@ class Request:
                 break
         return b"".join(chunks)
 
+    @property
+    def is_https(self) -> bool:
+        """Served over HTTPS: directly, or behind a proxy that says so in X-Forwarded-Proto."""
+        forwarded = self.headers.get("x-forwarded-proto", "").split(",", 1)[0].strip().lower()
+        return self.scheme == "https" or forwarded == "https"
+
     async def json(self) -> object:
         content_type = self.headers.get("content-type", "application/json")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
@@ -141,7 +163,7 @@ class Router:
 
     def __init__(self, routes: Iterable[tuple[str, str, Handler]] = ()) -> None:
         self._exact: dict[str, dict[str, Handler]] = {}
-        self._patterns: list[tuple[tuple[str, ...], dict[str, Handler]]] = []
+        self._patterns: list[tuple[tuple[str, ...], str, dict[str, Handler]]] = []
         self.routes: list[tuple[str, str]] = []
         for method, path, handler in routes:
             self.add(method, path, handler)
@@ -152,29 +174,39 @@ class Router:
             self._exact.setdefault(path, {})[method] = handler
             return
         segments = tuple(path.strip("/").split("/"))
-        for known, methods in self._patterns:
+        for known, _, methods in self._patterns:
             if known == segments:
                 methods[method] = handler
                 return
-        self._patterns.append((segments, {method: handler}))
+        self._patterns.append((segments, path, {method: handler}))
 
     def match(self, method: str, path: str, raw_path: bytes) -> tuple[Handler, dict[str, str]]:
         """The handler and path parameters; parameters are decoded per segment, so a
         parameter may contain an encoded ``/`` (an idempotency key, say)."""
+        _, methods, params = self.resolve(path, raw_path)
+        return self.handler(methods, method), params
+
+    def resolve(self, path: str, raw_path: bytes) -> tuple[str, dict[str, Handler], dict[str, str]]:
+        """The route (its pattern, e.g. ``/users/{userId}/keys``), its handlers by method
+        and the path parameters; ``NotFound`` when no route has this path."""
         methods = self._exact.get(path)
-        params: dict[str, str] = {}
-        if methods is None:
-            methods, params = self._match_pattern(raw_path.decode("latin-1"))
+        if methods is not None:
+            return path, methods, {}
+        return self._match_pattern(raw_path.decode("latin-1"))
+
+    @staticmethod
+    def handler(methods: dict[str, Handler], method: str) -> Handler:
+        """The route's handler for ``method`` (``HEAD`` falls back to ``GET``)."""
         handler = methods.get(method)
         if handler is None:
             if method == "HEAD" and "GET" in methods:
-                return methods["GET"], params
-            raise MethodNotAllowed(f"{method} is not allowed here")
-        return handler, params
+                return methods["GET"]
+            raise MethodNotAllowed(method, {*methods, *(["HEAD"] if "GET" in methods else [])})
+        return handler
 
-    def _match_pattern(self, path: str) -> tuple[dict[str, Handler], dict[str, str]]:
+    def _match_pattern(self, path: str) -> tuple[str, dict[str, Handler], dict[str, str]]:
         segments = path.strip("/").split("/")
-        for pattern, methods in self._patterns:
+        for pattern, route, methods in self._patterns:
             if len(pattern) != len(segments):
                 continue
             params: dict[str, str] = {}
@@ -189,5 +221,5 @@ class Router:
                 elif expected != actual:
                     break
             else:
-                return methods, params
+                return route, methods, params
         raise NotFound("no such route")

@@ -33,7 +33,7 @@ from flamel_usage.auth.throttle import TooManyRequests
 from flamel_usage.credits import credits_value
 from flamel_usage.errors import ApiError, NotFound
 from flamel_usage.ledger.service import Usage, read_usage
-from flamel_usage.web import public
+from flamel_usage.web import public, security
 from flamel_usage.web.http import Request, Response
 from flamel_usage.web.services import Services
 
@@ -201,7 +201,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 def _set_cookie(
     request: Request, name: str, value: str, max_age: int | None, same_site: str
 ) -> tuple[bytes, bytes]:
-    secure = "; Secure" if request.headers.get("x-forwarded-proto") == "https" else ""
+    secure = "; Secure" if request.is_https else ""
     lifetime = "" if max_age is None else f"; Max-Age={max_age}"
     attributes = f"Path=/{lifetime}; HttpOnly; SameSite={same_site}{secure}"
     return (b"set-cookie", f"{name}={value}; {attributes}".encode())
@@ -236,7 +236,7 @@ def _same_origin(request: Request) -> bool:
     if origin is None:
         return True
     host = request.headers.get("host", "").strip().lower()
-    scheme = request.headers.get("x-forwarded-proto", "http").split(",", 1)[0].strip().lower()
+    scheme = "https" if request.is_https else "http"
     return bool(host) and origin.strip().lower() == f"{scheme}://{host}"
 
 
@@ -255,18 +255,11 @@ async def _read_form(request: Request) -> dict[str, str]:
 
 # --- responses ----------------------------------------------------------------------------
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 _PAGE_HEADERS = (
     (b"content-type", b"text/html; charset=utf-8"),
     (b"cache-control", b"no-store"),
     (b"vary", b"Accept-Language, Cookie"),
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
+    *security.html_headers(security.PAGE_POLICY),
 )
 
 
@@ -314,7 +307,6 @@ async def static_file(request: Request, services: Services) -> Response:
         [
             (b"content-type", _ASSETS[name].encode()),
             (b"cache-control", cache),
-            (b"x-content-type-options", b"nosniff"),
         ],
     )
 
@@ -651,9 +643,11 @@ async def login_submit(request: Request, services: Services) -> Response:
             client=public.client_address(request, services),
             budget=services.login_budget,
         )
-    except auth.InvalidCredentials:
+    except auth.InvalidCredentials as refused:
+        services.metrics.auth_failure(refused.reason)
         return _html(401, render_login(language, token, email=email, error="error_credentials"))
     except TooManyRequests as refusal:
+        services.metrics.auth_failure(refusal.reason)
         page = _html(429, render_login(language, token, email=email, error="error_throttled"))
         page.headers.extend(refusal.headers)
         return page

@@ -60,7 +60,7 @@ async def get_my_usage(request: Request, services: Services) -> Response:
 
 def session_cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
     """``Set-Cookie`` for ``connect.sid``: the API's login and the login page set the same."""
-    secure = "; Secure" if request.headers.get("x-forwarded-proto") == "https" else ""
+    secure = "; Secure" if request.is_https else ""
     attributes = f"Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
     return (b"set-cookie", f"{SESSION_COOKIE}={value}; {attributes}".encode())
 

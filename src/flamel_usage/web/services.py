@@ -1,4 +1,4 @@
-"""What every handler is given: settings, database and clock, built once per process."""
+"""What every handler is given: settings, database, clock and metrics, one set per process."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flamel_usage.auth.last_used import LastUsed
 from flamel_usage.auth.throttle import Budget
 from flamel_usage.config import Secret, Settings
 from flamel_usage.db import Database
+from flamel_usage.web.metrics import Metrics
 
 Clock = Callable[[], int]
 
@@ -25,6 +26,7 @@ class Services:
         self.clock = clock
         self.session_secret: Secret = settings.resolved_session_secret()
         self.last_used = LastUsed()
+        self.metrics = Metrics()
         window = settings.throttle_window_seconds
         self.key_budget = Budget(settings.key_failure_budget, window)
         self.login_budget = Budget(settings.login_failure_budget, window)
