@@ -7,7 +7,9 @@ SQLite gets a fresh file per test. PostgreSQL gets one database per test session
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -49,6 +51,40 @@ class FakeClock:
 
 def _database_url(base: str, name: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + name
+
+
+class _EveryLogLine(logging.Handler):
+    """Every log record of the service during the whole suite, formatted with its trace."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+#: What must never reach a log: an API key, a signed session cookie, the test secrets.
+_SECRET_SHAPES = re.compile(
+    rf"flm_[A-Za-z0-9_-]{{43}}|s%3A[A-Za-z0-9_-]{{32}}\.|s:[A-Za-z0-9_-]{{32}}\."
+    rf"|{re.escape(ADMIN_TOKEN)}|{re.escape(SESSION_SECRET)}"
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log() -> Iterator[None]:
+    """The logs of the whole suite, every test's included, never carry a secret."""
+    handler = _EveryLogLine()
+    service = logging.getLogger("flamel_usage")
+    level = service.level
+    service.setLevel(logging.DEBUG)
+    service.addHandler(handler)
+    yield
+    service.removeHandler(handler)
+    service.setLevel(level)
+    leaked = [line for line in handler.lines if _SECRET_SHAPES.search(line)]
+    assert not leaked, f"secrets in the service's logs: {leaked[:3]}"
 
 
 @pytest.fixture(scope="session")
