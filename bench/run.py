@@ -16,7 +16,9 @@ read: ``GET /api/users/me/usage`` with a random valid key per request
   (``flamel-usage serve --workers N``), ceiling-sqlite and ceiling-pg
   (``bench/ceiling.py``: the same statements as a bare ASGI callable under the same
   uvicorn options and worker count), prism (``prism mock`` of the packaged seed spec
-  ``src/flamel_usage/web/openapi-seed.yaml``, one process, log level warn). Each
+  ``src/flamel_usage/web/openapi-seed.yaml``, one process, as its CLI runs by default:
+  a log line per request, as the issue measured it) and prism-quiet (the same with
+  ``-v warn``; printed as ``ours/quiet``, not judged). Each
   measurement starts its server, warms up for --warmup s, measures for --seconds s,
   reads the peak RSS (VmHWM) of every worker process and stops the server. Before it,
   every key's ``last_used_at`` is cleared, so that each measurement starts from the
@@ -75,7 +77,7 @@ from benchlib import (
 PRISM = HERE / ".tools" / "node_modules" / ".bin" / "prism"
 SPEC = ROOT / "src" / "flamel_usage" / "web" / "openapi-seed.yaml"
 USAGE_PATH = "/api/users/me/usage"
-CONTENDERS = ("ours-sqlite", "ceiling-sqlite", "ours-pg", "ceiling-pg", "prism")
+CONTENDERS = ("ours-sqlite", "ceiling-sqlite", "ours-pg", "ceiling-pg", "prism", "prism-quiet")
 TOKEN = secrets.token_urlsafe(24)
 
 
@@ -128,7 +130,9 @@ class Run:
             argv = [sys.executable, str(HERE / "ceiling.py"), "--host", HOST, "--port", str(port)]
             argv += ["--workers", workers]
         else:
-            argv = [str(PRISM), "mock", "-h", HOST, "-p", str(port), "-v", "warn", str(SPEC)]
+            argv = [str(PRISM), "mock", "-h", HOST, "-p", str(port), str(SPEC)]
+            if contender == "prism-quiet":
+                argv[2:2] = ["-v", "warn"]
         self.measurements += 1
         log_path = self.workdir / "logs" / f"{self.measurements:03d}-{contender}.log"
         env = self.server_env(None if store is None else store.url)
@@ -249,7 +253,7 @@ def part_read(
             log(f"read: {connections} connections, round {round_no + 1}/{args.rounds}")
             shift = round_no % len(contenders)
             for contender in contenders[shift:] + contenders[:shift]:
-                store = None if contender == "prism" else stores[contender.split("-")[1]]
+                store = None if is_prism(contender) else stores[contender.split("-")[1]]
                 row = run.measure_read(
                     contender, store, keys, connections, 1000 * level_index + round_no + 1
                 )
@@ -270,10 +274,13 @@ def part_read(
             entry = {"connections": connections, "contender": contender, **figures}
             if contender.startswith("ours"):
                 ceiling = found.get("ceiling-" + contender.split("-")[1])
-                prism = found.get("prism")
-                entry["ours_per_prism"] = (
-                    figures["per_second"] / prism["per_second"] if prism else None
-                )
+                for name, prism in (
+                    ("prism", found.get("prism")),
+                    ("prism_quiet", found.get("prism-quiet")),
+                ):
+                    entry[f"ours_per_{name}"] = (
+                        figures["per_second"] / prism["per_second"] if prism else None
+                    )
                 entry["ours_per_ceiling"] = (
                     figures["per_second"] / ceiling["per_second"] if ceiling else None
                 )
@@ -504,6 +511,10 @@ def _noise(results: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def is_prism(contender: str) -> bool:
+    return contender.startswith("prism")
+
+
 def _ratio(value: float | None, suffix: str = "") -> str:
     return "" if value is None else f"{value:.2f}{suffix}"
 
@@ -521,14 +532,17 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(
             f"{'conns':>5}  {'contender':<15}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>9}"
-            f"{'errors':>8}{'RSS/worker MB':>15}{'ours/Prism':>12}{'ours/ceiling':>14}"
+            f"{'errors':>8}{'RSS/worker MB':>15}{'ours/Prism':>12}{'ours/quiet':>12}"
+            f"{'ours/ceiling':>14}"
         )
         for r in read["summary"]:
             lines.append(
                 f"{r['connections']:>5}  {r['contender']:<15}{r['per_second']:>9.0f}"
                 f"{r['p50_ms']:>8.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
                 f"{r['peak_rss_mb_per_worker']:>11.1f} x{r['workers']:<2}"
-                f"{_ratio(r.get('ours_per_prism'), 'x'):>12}{_ratio(r.get('ours_per_ceiling')):>14}"
+                f"{_ratio(r.get('ours_per_prism'), 'x'):>12}"
+                f"{_ratio(r.get('ours_per_prism_quiet'), 'x'):>12}"
+                f"{_ratio(r.get('ours_per_ceiling')):>14}"
             )
     flat = results.get("flat")
     if flat:
@@ -663,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         log("wrk is missing: run scripts/bench, which installs it")
         return 2
-    uses_prism = "read" in args.parts and "prism" in args.contenders
+    uses_prism = "read" in args.parts and any(is_prism(c) for c in args.contenders)
     if uses_prism and not PRISM.exists():
         log(f"Prism is missing at {PRISM.relative_to(ROOT)}: run scripts/bench, which installs it")
         return 2
@@ -709,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
             contenders = [
                 c
                 for c in CONTENDERS
-                if c in args.contenders and (c == "prism" or c.split("-")[1] in read_stores)
+                if c in args.contenders and (is_prism(c) or c.split("-")[1] in read_stores)
             ]
             results["read"] = part_read(run, read_stores, main_seed.keys, contenders)
         if "flat" in args.parts:

@@ -152,6 +152,8 @@ def environ(tmp_path: Path, database_url: str) -> dict[str, str]:
         "FLAMEL_ADMIN_TOKEN": ADMIN_TOKEN,
         "FLAMEL_SESSION_SECRET": SESSION_SECRET,
         "FLAMEL_TIMEZONE": "UTC",
+        # On, so that the suite's check of every server's log sees a line per request.
+        "FLAMEL_ACCESS_LOG": "on",
     }
 
 

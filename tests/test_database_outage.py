@@ -422,6 +422,33 @@ async def test_sqlite_write_lock_timeout_is_a_503_and_leaves_the_store_usable(
         await database.close()
 
 
+async def test_a_transaction_waiting_for_another_writer_leaves_the_loop_and_reads_free(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.sqlite3"
+    database = Database.from_url(f"sqlite:///{path}", timeout=5)
+    await database.start()
+
+    async def write() -> None:
+        async with database.transaction() as conn:
+            await conn.execute("CREATE TABLE written_after_the_wait (x INTEGER)")
+
+    try:
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            waiting = asyncio.create_task(write())
+            await asyncio.sleep(0.05)  # returns: the loop is not frozen in a busy wait
+            assert not waiting.done()
+            async with database.read() as conn:  # the connection is not held meanwhile
+                assert await conn.fetchval("SELECT COUNT(*) FROM schema_migrations") >= 1
+            other.execute("COMMIT")
+            await asyncio.wait_for(waiting, 2)
+        async with database.read() as conn:
+            assert await conn.fetchval("SELECT COUNT(*) FROM written_after_the_wait") == 0
+    finally:
+        await database.close()
+
+
 # --- A real server, a real PostgreSQL going away and coming back ---------------------------
 
 

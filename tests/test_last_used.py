@@ -39,6 +39,26 @@ async def test_a_flush_writes_the_latest_time_and_never_moves_it_back(
     await buffer.flush(db)  # nothing pending: nothing written
 
 
+async def test_one_flush_writes_each_key_its_own_time(db: Database, factory: Factory) -> None:
+    user = await factory.user()
+    for _ in range(3):
+        await factory.key(user)
+    newest = await _key_id(db)
+    ids = [newest - 2, newest - 1, newest]
+    earlier = LastUsed()
+    earlier.note(ids[2], 9_000_000_000_000_000)  # already later than the next flush
+    await earlier.flush(db)
+    buffer = LastUsed()
+    for offset, key_id in enumerate(ids):
+        buffer.note(key_id, 1_700_000_000_000_000 + offset)
+    await buffer.flush(db)
+    assert [await _last_used(db, key_id) for key_id in ids] == [
+        1_700_000_000_000_000,
+        1_700_000_000_000_001,
+        9_000_000_000_000_000,
+    ]
+
+
 async def test_a_stopping_server_writes_what_it_noted(
     db: Database, factory: Factory, environ: dict[str, str]
 ) -> None:

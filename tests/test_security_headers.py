@@ -248,8 +248,8 @@ def test_operational_settings_have_safe_defaults() -> None:
     settings = Settings.from_environ({})
     assert settings.cors_origins == frozenset()
     assert settings.log_format == "text"
-    assert settings.access_log is True
-    assert Settings.from_environ({"FLAMEL_ACCESS_LOG": "off"}).access_log is False
+    assert settings.access_log is False
+    assert Settings.from_environ({"FLAMEL_ACCESS_LOG": "on"}).access_log is True
 
 
 # --- the docs page in a real browser ------------------------------------------------------

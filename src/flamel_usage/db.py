@@ -47,6 +47,9 @@ logger = logging.getLogger("flamel_usage.db")
 #: SQLite's wait for its single write lock never goes below this, whatever the timeout:
 #: under contention, charges queue for the lock rather than fail.
 SQLITE_MIN_BUSY_SECONDS = 10.0
+#: How often a transaction tries again for SQLite's write lock while another process
+#: holds it (about the event loop's timer resolution).
+_WRITE_LOCK_RETRY_SECONDS = 0.001
 
 
 class UniqueViolation(Exception):
@@ -147,12 +150,13 @@ class Database(abc.ABC):
         """A write transaction: committed on exit, rolled back on any exception."""
 
     @abc.abstractmethod
-    async def write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        """Run ``sql`` once per row, in one transaction, without holding up requests.
+    async def write_in_background(self, sql: str, *args: object) -> None:
+        """Run one statement in a transaction of its own, without holding up requests.
 
-        For bulk bookkeeping such as keys' last-use times, which can be tens of thousands
-        of rows: PostgreSQL pipelines them; SQLite runs them in a thread on a connection
-        of its own, so reads on the event loop go on meanwhile (WAL).
+        For bulk bookkeeping such as keys' last-use times, tens of thousands of rows
+        in one statement: SQLite runs it in a thread on a connection of its own (the
+        statement runs in SQLite's C code without the GIL, so reads on the event loop
+        go on meanwhile, as WAL lets them); PostgreSQL runs it on a pool connection.
         """
 
     async def start(self) -> None:
@@ -212,6 +216,21 @@ class _SQLiteConnection(Connection):
             _raise_if_sqlite_unavailable(error, log=self._log_outages)
             raise
 
+    def begin_immediate_or_busy(self, busy_ms: int) -> bool:
+        """``BEGIN IMMEDIATE`` without waiting: False when another connection writes.
+        ``busy_ms`` is the connection's usual busy timeout, put back afterwards."""
+        self._raw.execute("PRAGMA busy_timeout=0")
+        try:
+            self._raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if str(error).lower().startswith("database is locked"):
+                return False
+            _raise_if_sqlite_unavailable(error, log=self._log_outages)
+            raise
+        finally:
+            self._raw.execute(f"PRAGMA busy_timeout={busy_ms}")
+        return True
+
     async def fetchall(self, sql: str, *args: object) -> Sequence[Row]:
         return self._run(sql, args).fetchall()
 
@@ -231,6 +250,7 @@ class SQLiteDatabase(Database):
         self.timeout = timeout
         self._raw: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._busy_ms = round(max(timeout, SQLITE_MIN_BUSY_SECONDS) * 1000)
         self._batch: sqlite3.Connection | None = None
         self._batch_lock = threading.Lock()
 
@@ -246,8 +266,7 @@ class SQLiteDatabase(Database):
         raw = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         raw.execute("PRAGMA journal_mode=WAL")
         raw.execute("PRAGMA synchronous=NORMAL")
-        busy_ms = round(max(self.timeout, SQLITE_MIN_BUSY_SECONDS) * 1000)
-        raw.execute(f"PRAGMA busy_timeout={busy_ms}")
+        raw.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         raw.execute("PRAGMA foreign_keys=ON")
         return raw
 
@@ -260,19 +279,19 @@ class SQLiteDatabase(Database):
                 self._batch.close()
                 self._batch = None
 
-    async def write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    async def write_in_background(self, sql: str, *args: object) -> None:
         if self._raw is None:
             raise RuntimeError("database is not open")
-        await asyncio.to_thread(self._write_many_blocking, sql, rows)
+        await asyncio.to_thread(self._write_blocking, sql, args)
 
-    def _write_many_blocking(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    def _write_blocking(self, sql: str, args: tuple[object, ...]) -> None:
         with self._batch_lock:
             if self._batch is None:
                 self._batch = self._connect()
             batch = self._batch
             try:
                 batch.execute("BEGIN IMMEDIATE")
-                batch.executemany(sql, rows)
+                batch.execute(sql, args)
                 batch.execute("COMMIT")
             except sqlite3.OperationalError as error:
                 if batch.in_transaction:
@@ -292,16 +311,39 @@ class SQLiteDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._lock:
-            conn = self._connection()
-            conn._run("BEGIN IMMEDIATE", ())
+        conn = await self._begin()
+        try:
+            yield conn
+            conn._run("COMMIT", ())
+        except BaseException:
+            if conn._raw.in_transaction:
+                conn._raw.execute("ROLLBACK")
+            raise
+        finally:
+            self._lock.release()
+
+    async def _begin(self) -> _SQLiteConnection:
+        """This process's connection, holding ``self._lock`` and SQLite's write lock.
+
+        While another process writes, this one waits with its event loop free and its
+        connection released (reads go on), trying again every millisecond: SQLite's own
+        busy handler would freeze the whole loop, sleeping up to 100 ms at a time.
+        """
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while True:
+            await self._lock.acquire()
             try:
-                yield conn
-                conn._run("COMMIT", ())
+                conn = self._connection()
+                if conn.begin_immediate_or_busy(self._busy_ms):
+                    return conn
             except BaseException:
-                if conn._raw.in_transaction:
-                    conn._raw.execute("ROLLBACK")
+                self._lock.release()
                 raise
+            self._lock.release()
+            if time.monotonic() >= deadline:
+                busy = sqlite3.OperationalError("database is locked")
+                _raise_if_sqlite_unavailable(busy, log=self.log_outages)
+            await asyncio.sleep(_WRITE_LOCK_RETRY_SECONDS)
 
 
 #: SQLite's words for a store that is busy or cannot be reached, rather than a bad query.
@@ -381,12 +423,6 @@ class _PostgresConnection(Connection):
             raise await self._db._unavailable(error) from error
         last = status.rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
-
-    async def execute_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        try:
-            await self._raw.executemany(self._sql(sql), rows)
-        except _PG_UNAVAILABLE as error:
-            raise await self._db._unavailable(error) from error
 
 
 class PostgresDatabase(Database):
@@ -545,10 +581,9 @@ class PostgresDatabase(Database):
             except _PG_UNAVAILABLE as error:
                 raise await self._unavailable(error) from error
 
-    async def write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    async def write_in_background(self, sql: str, *args: object) -> None:
         async with self.transaction() as conn:
-            assert isinstance(conn, _PostgresConnection)
-            await conn.execute_many(sql, rows)
+            await conn.execute(sql, *args)
 
 
 # --- Migrations ---------------------------------------------------------------------------
