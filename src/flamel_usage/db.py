@@ -365,13 +365,15 @@ _PLACEHOLDER = re.compile(r"\?")
 #: opposed to an error in a statement: socket errors and timeouts (``TimeoutError`` is
 #: an ``OSError``), a lost connection (08xxx), a server shutting down, starting up or
 #: cancelling (57xxx), one out of connections, memory or disk (53xxx), and the client's
-#: side of a closed connection or pool (``InterfaceError``).
+#: side of a closed connection or pool (``InterfaceError``; ``InternalClientError`` when
+#: the server ended the connection while a statement, a COMMIT say, was being sent).
 _PG_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 #: Of those, the ones that say nothing about the connections themselves.
 _NOT_LOST: tuple[type[BaseException], ...] = (
