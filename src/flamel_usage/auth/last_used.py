@@ -3,12 +3,14 @@
 Writing ``last_used_at`` on every authenticated read would turn the hottest read into a
 write (with random keys almost every request would be a key's first in a minute), and
 on SQLite writes queue behind each other across processes. So each process notes the
-times in memory and writes them every few seconds, and when it stops, as one statement
+times in memory and writes them once a minute, and when it stops, as one statement
 over all of them (the pairs go in as one JSON parameter) that does not hold up requests
 (``Database.write_in_background``): one statement rather than one per key, because a
 Python loop of tens of thousands of updates in a thread takes the GIL from the event
-loop between rows, which showed as stalls of a hundred milliseconds. The time is
-informational: a crash loses at most one interval of it, and nothing that decides
+loop between rows, which showed as stalls of a hundred milliseconds. A minute, because
+the rows written are the keys used in the interval: a key polled every few seconds is
+written once a minute instead of a dozen times. The time is exact (the latest use);
+only its recording lags, and a crash loses at most one interval of it. Nothing that decides
 whether a key works or what a balance is ever comes from this buffer.
 """
 
@@ -18,7 +20,7 @@ import orjson
 
 from flamel_usage.db import Database, Dialect
 
-FLUSH_INTERVAL_SECONDS = 5.0
+FLUSH_INTERVAL_SECONDS = 60.0
 
 #: Each store's one statement for a JSON array of ``[key_id, used_at]`` pairs.
 _RECORD: dict[Dialect, str] = {

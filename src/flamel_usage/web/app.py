@@ -136,7 +136,7 @@ class App:
                 return
 
     async def _housekeeping(self) -> None:
-        """Every few seconds: record keys' last use, forget ended throttle windows."""
+        """Every minute: record keys' last use, forget ended throttle windows."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_SECONDS)
             await self._record_last_used()

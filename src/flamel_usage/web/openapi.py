@@ -334,7 +334,10 @@ def _schemas() -> dict[str, Any]:
                 "createdAt": _instant("Creation time."),
                 "expiresAt": _instant("Expiry; null = never.", nullable=True),
                 "revokedAt": _instant("Revocation time; null = live.", nullable=True),
-                "lastUsedAt": _instant("Last authenticated use; null = never.", nullable=True),
+                "lastUsedAt": _instant(
+                    "Last authenticated use (recorded within a minute); null = never.",
+                    nullable=True,
+                ),
             }
         ),
         "KeyList": _obj({"keys": {"type": "array", "items": _ref("KeyInfo")}}),
