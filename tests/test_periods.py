@@ -448,20 +448,5 @@ def test_property_micros_round_trip_from_int(us: int) -> None:
 
 
 @given(instant=instants(), zone=ZONES)
-def test_property_local_from_micros_is_the_instant_in_the_zone(
-    instant: datetime, zone: ZoneInfo
-) -> None:
-    us = to_micros(instant)
-    expected = from_micros(us).astimezone(zone)
-    local = periods.local_from_micros(us, zone)
-    assert (local, local.fold, local.utcoffset(), local.isoformat()) == (
-        expected,
-        expected.fold,
-        expected.utcoffset(),
-        expected.isoformat(),
-    )
-
-
-@given(instant=instants(), zone=ZONES)
 def test_property_micros_ignore_the_zone_of_the_instant(instant: datetime, zone: ZoneInfo) -> None:
     assert to_micros(instant.astimezone(zone)) == to_micros(instant)

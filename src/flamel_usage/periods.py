@@ -170,11 +170,3 @@ def to_micros(instant: datetime) -> int:
 def from_micros(us: int) -> datetime:
     """The UTC instant for microseconds since the Unix epoch (inverse of ``to_micros``)."""
     return _EPOCH + timedelta(microseconds=us)
-
-
-def local_from_micros(us: int, zone: ZoneInfo) -> datetime:
-    """The instant ``us`` as wall time in ``zone``: ``from_micros(us).astimezone(zone)``
-    in one step, as every usage read formats two of them."""
-    seconds, micros = divmod(us, 1_000_000)
-    local = datetime.fromtimestamp(seconds, zone)
-    return local.replace(microsecond=micros) if micros else local

@@ -23,14 +23,7 @@ from flamel_usage.accounts.service import live_user_id, plan_by_name
 from flamel_usage.credits import credits_value
 from flamel_usage.db import Connection, Row
 from flamel_usage.errors import BadRequest, NotFound
-from flamel_usage.periods import (
-    Period,
-    PeriodUnit,
-    from_micros,
-    local_from_micros,
-    period_containing,
-    to_micros,
-)
+from flamel_usage.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +118,8 @@ def _stored_usage(row: Row, purchased: int, zone: ZoneInfo) -> Usage:
         additional_credit=purchased,
         max_credit=row["max_credit"],
         period=Period(
-            local_from_micros(row["period_start"], zone),
-            local_from_micros(row["period_end"], zone),
+            from_micros(row["period_start"]).astimezone(zone),
+            from_micros(row["period_end"]).astimezone(zone),
         ),
         ttp_count=row["ttp_count"],
         max_ttp=row["max_ttp"],
