@@ -369,6 +369,11 @@ def test_micros_known_values() -> None:
     assert to_micros(datetime(2026, 11, 1, tzinfo=SEOUL)) == 1_793_458_800_000_000
     assert from_micros(1_793_458_800_000_000) == utc(2026, 10, 31, 15, 0, 0)
     assert from_micros(0).tzinfo is UTC
+    # New York's 01:30 happens twice on 2026-11-01: fold tells the second one.
+    first, second = (to_micros(utc(2026, 11, 1, hour, 30)) for hour in (5, 6))
+    assert from_micros(first, NEW_YORK).isoformat() == "2026-11-01T01:30:00-04:00"
+    assert from_micros(second, NEW_YORK).isoformat() == "2026-11-01T01:30:00-05:00"
+    assert from_micros(second + 7, NEW_YORK).microsecond == 7
 
 
 def test_micros_are_exact_where_floats_are_not() -> None:
@@ -445,6 +450,22 @@ def test_property_micros_round_trip_from_datetime(instant: datetime) -> None:
 @given(us=st.integers(to_micros(datetime.min.replace(tzinfo=UTC)), 253_402_300_799_999_999))
 def test_property_micros_round_trip_from_int(us: int) -> None:
     assert to_micros(from_micros(us)) == us
+
+
+@given(instant=instants(), zone=ZONES)
+def test_property_micros_in_a_zone_are_that_zones_wall_time(
+    instant: datetime, zone: ZoneInfo
+) -> None:
+    # The usage read converts straight into the billing zone: the same instant, wall
+    # time, offset and fold as converting in UTC first, DST overlaps and gaps included.
+    local = from_micros(to_micros(instant), zone)
+    expected = instant.astimezone(zone)
+    assert local == instant
+    assert (local.replace(tzinfo=None), local.fold) == (
+        expected.replace(tzinfo=None),
+        expected.fold,
+    )
+    assert local.isoformat() == expected.isoformat()
 
 
 @given(instant=instants(), zone=ZONES)

@@ -248,7 +248,7 @@ class SQLiteDatabase(Database):
     def __init__(self, path: Path, *, timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS) -> None:
         self.path = path
         self.timeout = timeout
-        self._raw: sqlite3.Connection | None = None
+        self._conn: _SQLiteConnection | None = None
         self._lock = asyncio.Lock()
         self._busy_ms = round(max(timeout, SQLITE_MIN_BUSY_SECONDS) * 1000)
         self._batch: sqlite3.Connection | None = None
@@ -259,8 +259,9 @@ class SQLiteDatabase(Database):
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._raw = self._connect()
-        self._raw.row_factory = sqlite3.Row
+        raw = self._connect()
+        raw.row_factory = sqlite3.Row
+        self._conn = _SQLiteConnection(raw, log_outages=self.log_outages)
 
     def _connect(self) -> sqlite3.Connection:
         raw = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -271,17 +272,16 @@ class SQLiteDatabase(Database):
         return raw
 
     async def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
+        if self._conn is not None:
+            self._conn._raw.close()
+            self._conn = None
         with self._batch_lock:
             if self._batch is not None:
                 self._batch.close()
                 self._batch = None
 
     async def write_in_background(self, sql: str, *args: object) -> None:
-        if self._raw is None:
-            raise RuntimeError("database is not open")
+        self._connection()  # raises when the database is not open
         await asyncio.to_thread(self._write_blocking, sql, args)
 
     def _write_blocking(self, sql: str, args: tuple[object, ...]) -> None:
@@ -300,14 +300,12 @@ class SQLiteDatabase(Database):
                 raise
 
     def _connection(self) -> _SQLiteConnection:
-        if self._raw is None:
+        if self._conn is None:
             raise RuntimeError("database is not open")
-        return _SQLiteConnection(self._raw, log_outages=self.log_outages)
+        return self._conn
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Connection]:
-        async with self._lock:
-            yield self._connection()
+    def read(self) -> _SQLiteRead:
+        return _SQLiteRead(self)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -344,6 +342,30 @@ class SQLiteDatabase(Database):
                 busy = sqlite3.OperationalError("database is locked")
                 _raise_if_sqlite_unavailable(busy, log=self.log_outages)
             await asyncio.sleep(_WRITE_LOCK_RETRY_SECONDS)
+
+
+class _SQLiteRead:
+    """``SQLiteDatabase.read()``: this process's connection, under the lock.
+
+    A class rather than a generator-based context manager: every usage read passes
+    through here, and the generator machinery cost more than the lock itself.
+    """
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> Connection:
+        await self._db._lock.acquire()
+        try:
+            return self._db._connection()
+        except BaseException:
+            self._db._lock.release()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._db._lock.release()
 
 
 #: SQLite's words for a store that is busy or cannot be reached, rather than a bad query.

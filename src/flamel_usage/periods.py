@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timezone, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -167,6 +167,13 @@ def to_micros(instant: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def from_micros(us: int) -> datetime:
-    """The UTC instant for microseconds since the Unix epoch (inverse of ``to_micros``)."""
-    return _EPOCH + timedelta(microseconds=us)
+def from_micros(us: int, zone: tzinfo = UTC) -> datetime:
+    """The instant ``us`` microseconds after the Unix epoch, as wall time in ``zone``
+    (inverse of ``to_micros``).
+
+    Whole seconds and microseconds are converted apart, so nothing goes through a
+    float; one call, because every usage read converts its period's two ends.
+    """
+    seconds, micros = divmod(us, 1_000_000)
+    instant = datetime.fromtimestamp(seconds, zone)
+    return instant.replace(microsecond=micros) if micros else instant

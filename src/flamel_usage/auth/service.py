@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from flamel_usage.accounts.service import live_user_id, normalise_email
 from flamel_usage.auth import cookies, keys, throttle
@@ -99,8 +100,9 @@ async def set_key_expiry(conn: Connection, key_id: int, expires_at: int | None) 
         raise NotFound("no such key", reason="key_not_found")
 
 
-@dataclass(frozen=True, slots=True)
-class KeyOwner:
+class KeyOwner(NamedTuple):
+    """Who a key belongs to (a named tuple: built on every keyed request)."""
+
     key_id: int
     user_id: int
 

@@ -16,7 +16,7 @@ Two rules keep the numbers exact:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from flamel_usage.accounts.service import live_user_id, plan_by_name
@@ -26,9 +26,12 @@ from flamel_usage.errors import BadRequest, NotFound
 from flamel_usage.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """One account's numbers at one instant; credit amounts in millicredits."""
+class Usage(NamedTuple):
+    """One account's numbers at one instant; credit amounts in millicredits.
+
+    A named tuple rather than a frozen dataclass: as immutable, and built in a third
+    of the time, which shows on the usage read.
+    """
 
     current_credit: int
     additional_credit: int
@@ -69,6 +72,12 @@ _ACCOUNT = (
 _LIVE_PURCHASED = (
     "SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT) FROM credit_purchases c"
     " WHERE c.user_id = ? AND c.remaining > 0 AND (c.expires_at IS NULL OR c.expires_at > ?)"
+)
+
+#: The account, its plan and its live purchased credit, in one statement.
+_USAGE = (
+    f"SELECT {_ACCOUNT_COLUMNS}, ({_LIVE_PURCHASED}) AS purchased"  # noqa: S608
+    " FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?"
 )
 
 
@@ -117,10 +126,7 @@ def _stored_usage(row: Row, purchased: int, zone: ZoneInfo) -> Usage:
         current_credit=row["plan_credit"],
         additional_credit=purchased,
         max_credit=row["max_credit"],
-        period=Period(
-            from_micros(row["period_start"]).astimezone(zone),
-            from_micros(row["period_end"]).astimezone(zone),
-        ),
+        period=Period(from_micros(row["period_start"], zone), from_micros(row["period_end"], zone)),
         ttp_count=row["ttp_count"],
         max_ttp=row["max_ttp"],
         edit_count=row["edit_count"],
@@ -151,13 +157,7 @@ def _period_at(terms: _Terms, now: int, zone: ZoneInfo) -> Period:
 
 
 async def read_usage(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Usage:
-    row = await conn.fetchone(
-        f"SELECT {_ACCOUNT_COLUMNS}, ({_LIVE_PURCHASED}) AS purchased"  # noqa: S608
-        " FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?",
-        user_id,
-        now,
-        user_id,
-    )
+    row = await conn.fetchone(_USAGE, user_id, now, user_id)
     if row is None:
         raise NotFound("no such user", reason="user_not_found")
     if now < row["period_end"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import secrets
@@ -63,6 +64,7 @@ class App:
         self.services = Services(settings, db, clock)
         self.router = Router(_HANDLERS)
         self._cors_origins = settings.cors_origins
+        self._request_ids = _RequestIds()
         if self._cors_origins:
             self.router.add("OPTIONS", cors.ROUTE, cors.preflight)
 
@@ -77,7 +79,7 @@ class App:
         """One request: its id, its answer with the headers every answer gets, its count
         and duration in the metrics, its access log line."""
         started = time.perf_counter()
-        request_id = _request_id(scope["headers"])
+        request_id = self._request_ids.for_request(scope["headers"])
         request_id_text = request_id.decode("ascii")
         token = REQUEST_ID.set(request_id_text)
         try:
@@ -158,14 +160,25 @@ class App:
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
-def _request_id(raw_headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The client's ``X-Request-Id`` when it is 1-128 of ``A-Za-z0-9._-``, else a new one."""
-    for name, value in raw_headers:
-        if name.lower() == b"x-request-id":
-            if _REQUEST_ID.fullmatch(value):
-                return value
-            break
-    return secrets.token_hex(8).encode()
+class _RequestIds:
+    """The client's ``X-Request-Id`` when it is 1-128 of ``A-Za-z0-9._-``, else a new one.
+
+    A new id is 16 hex digits: 8 drawn at random when the process starts, so that
+    workers and restarts do not repeat each other's ids, then a counter; a read of the
+    OS's random source on every request cost more than the rest of the id.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count()
+
+    def for_request(self, raw_headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        for name, value in raw_headers:
+            if name.lower() == b"x-request-id":
+                if _REQUEST_ID.fullmatch(value):
+                    return value
+                break
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFF:08x}".encode()
 
 
 def _log_access(method: str, route: str, status: int, seconds: float, request_id: str) -> None:
