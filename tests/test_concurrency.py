@@ -11,8 +11,9 @@ import asyncio
 from collections import Counter
 
 import httpx
+import pytest
 
-from flamel_usage.db import Database
+from flamel_usage.db import Database, PostgresDatabase
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import Factory
 from tests.processes import running_server
@@ -134,3 +135,37 @@ async def test_concurrent_refunds_restore_once(
     assert {r.json()["data"] for r in refunds if r.status_code == 409} == {"already_refunded"}
     assert (usage["currentCredit"], usage["additionalCredit"]) == (100, 37)
     assert clean
+
+
+async def _abandon_a_transaction(db: Database) -> None:
+    """Take a lock and write a row, then fail: the transaction is rolled back."""
+    async with db.transaction() as conn:
+        await conn.lock_name("handover")
+        await conn.execute(
+            "INSERT INTO auth_failures (bucket, window_end, failures) VALUES (?, 1, 1)",
+            "handover",
+        )
+        raise RuntimeError("abandoned")
+
+
+async def test_a_pooled_postgresql_connection_is_handed_on_clean(postgres_database: str) -> None:
+    # The pool sends no reset query when a connection comes back (db._keep_session):
+    # whatever a use leaves behind must be nothing that the next use of the same
+    # connection (one in this pool) can see: no transaction, row or advisory lock.
+    db = PostgresDatabase(postgres_database, max_size=1)
+    await db.open()
+    try:
+        async with db.read() as conn:
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(RuntimeError, match="abandoned"):
+            await _abandon_a_transaction(db)
+        async with db.read() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == backend
+            # The abandoned transaction had written: were it still open, it would have an id.
+            assert await conn.fetchval("SELECT txid_current_if_assigned()") is None
+            locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ?"
+            assert await conn.fetchval(locks, backend) == 0
+            rows = "SELECT count(*) FROM auth_failures WHERE bucket = ?"
+            assert await conn.fetchval(rows, "handover") == 0
+    finally:
+        await db.close()

@@ -411,6 +411,18 @@ def _numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
+async def _keep_session(raw: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection: nothing beyond asyncpg's own.
+
+    asyncpg always rolls back a transaction left open. Its default reset also sends
+    ``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL`` and ``pg_advisory_unlock_all()``: a
+    round trip on every release, which was a third of a usage read's time on
+    PostgreSQL. The service never leaves any of that behind: it sets no session
+    variable, listens to nothing, keeps no cursor past a transaction and takes only
+    transaction-scoped advisory locks (``lock_name``).
+    """
+
+
 class _PostgresConnection(Connection):
     dialect: Dialect = "postgresql"
 
@@ -484,6 +496,7 @@ class PostgresDatabase(Database):
             timeout=self.timeout,
             command_timeout=self.timeout,
             init=self._init_connection,
+            reset=_keep_session,
         )
 
     async def start(self) -> None:
