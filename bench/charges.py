@@ -136,6 +136,10 @@ async def charge_once(
     return 201
 
 
+async def _no_reset_query(conn: asyncpg.Connection) -> None:
+    """Released connections get no reset query, as in the service's pool."""
+
+
 def _requests(users: int, seed: int) -> Callable[[], tuple[int, str]]:
     rng = random.Random(seed)
     return lambda: (rng.randint(1, users), rng.choice(KINDS))
@@ -188,7 +192,9 @@ async def raw_postgres(
     url: str, seconds: float, users: int, tag: str, seed: int, concurrency: int
 ) -> dict[str, Any]:
     """``concurrency`` loops of transactions on one pool, in one process."""
-    pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
+    pool = await asyncpg.create_pool(
+        url, min_size=concurrency, max_size=concurrency, reset=_no_reset_query
+    )
     sql = {
         text: numbered(text)
         for text in (
