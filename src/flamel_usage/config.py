@@ -120,7 +120,7 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "FLAMEL_ACCESS_LOG",
         "off",
         "`on`: one INFO line per request (method, route pattern, status, duration, request"
-        " id); `off`: none (the default: a line costs a worker about a fifth of a usage"
+        " id); `off`: none (the default: a line costs a worker about a third of a usage"
         " read's time, and `/metrics` counts every request anyway).",
     ),
     SettingDoc(
