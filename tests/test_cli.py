@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import shlex
 import subprocess
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from flamel_usage import cli
 from flamel_usage.accounts import service as accounts
 from flamel_usage.auth import service as auth
 from flamel_usage.auth.passwords import verify_password
@@ -344,3 +346,13 @@ def test_refused_input_says_why_in_one_line_and_changes_nothing(
 def test_bad_settings_are_one_line_on_stderr(tmp_path: Path, setting: dict[str, str]) -> None:
     environ = {"FLAMEL_DATA_DIR": str(tmp_path / "data"), **setting}
     _assert_refused(run_cli(environ, "reconcile"))
+
+
+def test_serve_runs_one_worker_per_core_where_affinity_is_unknown_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    workers = cli._parser().parse_args(["serve"]).workers
+    assert workers == len(os.sched_getaffinity(0))
+    monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert cli._parser().parse_args(["serve"]).workers == 3

@@ -42,6 +42,14 @@ DEMO_PASSWORD = "demo-password"  # noqa: S105  (a documented demo login, not a s
 DEMO_PLAN = "Demo"
 
 
+def _cpu_cores() -> int:
+    """The cores this process may run on (Linux), else the machine's (macOS has no
+    affinity call): ``serve``'s default number of workers."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database-url", help="overrides FLAMEL_DATABASE_URL")
@@ -54,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=int,
-        default=len(os.sched_getaffinity(0)),
+        default=_cpu_cores(),
         help="worker processes (default: one per CPU core, the fastest found by scripts/bench)",
     )
     serve.add_argument(

@@ -416,7 +416,7 @@ async def _keep_session(raw: asyncpg.Connection) -> None:
 
     asyncpg always rolls back a transaction left open. Its default reset also sends
     ``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL`` and ``pg_advisory_unlock_all()``: a
-    round trip on every release, which was a third of a usage read's time on
+    round trip on every release, about a quarter of a usage read's time on
     PostgreSQL. The service never leaves any of that behind: it sets no session
     variable, listens to nothing, keeps no cursor past a transaction and takes only
     transaction-scoped advisory locks (``lock_name``).

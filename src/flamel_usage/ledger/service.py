@@ -29,8 +29,8 @@ from flamel_usage.periods import Period, PeriodUnit, from_micros, period_contain
 class Usage(NamedTuple):
     """One account's numbers at one instant; credit amounts in millicredits.
 
-    A named tuple rather than a frozen dataclass: as immutable, and built in a third
-    of the time, which shows on the usage read.
+    A named tuple rather than a frozen dataclass: as immutable, and built in less than
+    half the time (0.6 against 1.45 µs), which shows on the usage read.
     """
 
     current_credit: int
