@@ -2,15 +2,20 @@
 
 A hypothesis state machine buys credit (with and without expiry), charges random kinds
 and costs (some of which must be refused), refunds earlier keys (and unknown ones),
-replays earlier keys with the same and with a different body, and moves the clock,
-also exactly onto and just before period ends. After every step the books must
+replays earlier keys with the same and with a different body, changes plans (now, or
+from the next period), and moves the clock, also exactly onto and just before period
+ends. After every step the books must
 reconcile, no balance may be negative or past its limit, and every number the service
 shows must equal the model's. Each example runs on a fresh database: a new SQLite file,
 or the session's PostgreSQL database truncated.
 
 The model is deliberately naive: plain Python lists, the spend order of SPEC 3 written
 out directly, periods of a subscription anchored on the 10th at 00:00 UTC computed
-with calendar arithmetic rather than the service's period code.
+with calendar arithmetic rather than the service's period code. After a refund or a
+plan change, its plan credit is the current allowance less what plan credit paid for
+the period's charges that stand, within [0, allowance]: a function of the plan and
+the standing charges alone, so the service agreeing with it after every step proves
+that no order of plan changes and refunds in a period changes what is left.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from flamel_usage.accounts.service import User
+from flamel_usage.accounts.service import Plan, User
 from flamel_usage.db import Database
 from flamel_usage.errors import ApiError
 from flamel_usage.ledger import charges as metering
+from flamel_usage.ledger import service as ledger
 from tests.factories import Factory
 
 T = TypeVar("T")
@@ -86,24 +92,49 @@ def milli(value: float) -> int:
 # --- the model ------------------------------------------------------------------------
 
 
-@dataclass
-class ModelAccount:
-    user: User
+@dataclass(frozen=True)
+class ModelPlan:
+    plan: Plan
     max_credit: int
     max_ttp: int | None
     max_edit: int | None
     postpaid: bool
+
+
+@dataclass
+class ModelAccount:
+    user: User
+    terms: ModelPlan
     period: int
     plan: int
+    pending: ModelPlan | None = None
     ttp: int = 0
     edit: int = 0
     postpaid_used: int = 0
+
+    @property
+    def max_credit(self) -> int:
+        return self.terms.max_credit
+
+    @property
+    def max_ttp(self) -> int | None:
+        return self.terms.max_ttp
+
+    @property
+    def max_edit(self) -> int | None:
+        return self.terms.max_edit
+
+    @property
+    def postpaid(self) -> bool:
+        return self.terms.postpaid
 
     def roll(self, now: int) -> None:
         """What the service shows (and writes on the next write) at ``now``."""
         start = period_start(now)
         if start != self.period:
             assert start > self.period
+            if self.pending is not None:
+                self.terms, self.pending = self.pending, None
             self.period, self.plan = start, self.max_credit
             self.ttp = self.edit = self.postpaid_used = 0
 
@@ -185,6 +216,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.db = self.run(self._open())
         self.factory = Factory(self.db, lambda: self.now, UTC_ZONE)
         self.accounts: list[ModelAccount] = []
+        self.plans: list[ModelPlan] = []
         self.purchases: dict[int, ModelPurchase] = {}
         self.charges: dict[str, ModelCharge] = {}
         self.serial = itertools.count(1)
@@ -244,26 +276,23 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @initialize(
         plans=st.lists(
-            st.tuples(plan_credits, limits, limits, st.booleans()), min_size=2, max_size=2
+            st.tuples(plan_credits, limits, limits, st.booleans()), min_size=3, max_size=3
         )
     )
     def create_users(self, plans: list[tuple[int, int | None, int | None, bool]]) -> None:
+        """Three plans; a user on each of the first two (the third is one to move to)."""
         for credits, max_ttp, max_edit, postpaid in plans:
             plan = self.run(
                 self.factory.plan(
                     credits=credits, max_ttp=max_ttp, max_edit=max_edit, postpaid=postpaid
                 )
             )
-            user = self.run(self.factory.user(plan))
+            self.plans.append(ModelPlan(plan, credits * 1000, max_ttp, max_edit, postpaid))
+        for terms in self.plans[:2]:
+            user = self.run(self.factory.user(terms.plan))
             self.accounts.append(
                 ModelAccount(
-                    user=user,
-                    max_credit=credits * 1000,
-                    max_ttp=max_ttp,
-                    max_edit=max_edit,
-                    postpaid=postpaid,
-                    period=period_start(self.now),
-                    plan=credits * 1000,
+                    user=user, terms=terms, period=period_start(self.now), plan=terms.max_credit
                 )
             )
 
@@ -306,6 +335,19 @@ class LedgerMachine(RuleBasedStateMachine):
     def refund(self, key: str, unknown: int) -> None:
         self._refund(f"unknown/{next(self.serial)}" if unknown == 0 else key)
 
+    @rule(who=st.integers(0, 1), which=st.integers(0, 2), at_next_period=st.booleans())
+    def change_plan(self, who: int, which: int, at_next_period: bool) -> None:
+        account, terms = self.accounts[who], self.plans[which]
+        self.run(self._change_plan(account, terms, at_next_period))
+        account.roll(self.now)
+        if at_next_period:
+            account.pending = None if terms == account.terms else terms
+            COVERAGE.note("change-at-next-period")
+            return
+        COVERAGE.note("change-now")
+        account.terms, account.pending = terms, None
+        account.plan = self._plan_due(account)
+
     @rule(move=moves)
     def advance(self, move: str) -> None:
         target = self._instant(move)
@@ -324,10 +366,10 @@ class LedgerMachine(RuleBasedStateMachine):
             account.roll(self.now)
             assert 0 <= usage.current_credit <= usage.max_credit
             assert usage.additional_credit >= 0
-            if usage.max_ttp is not None:
-                assert 0 <= usage.ttp_count <= usage.max_ttp
-            if usage.max_edit is not None:
-                assert 0 <= usage.edit_count <= usage.max_edit
+            # A count may stand above a limit that a plan change lowered (counts are
+            # kept); the model, which refuses at the limit, checks the rest.
+            assert usage.ttp_count >= 0
+            assert usage.edit_count >= 0
             assert usage.postpaid_used is None or usage.postpaid_used >= 0
             assert usage.to_dto() == self._expected_dto(account)
 
@@ -386,6 +428,31 @@ class LedgerMachine(RuleBasedStateMachine):
             "period_end-1us": max(end - 1, self.now + 1),
             "period_end+1us": end + 1,
         }[name]
+
+    async def _change_plan(
+        self, account: ModelAccount, terms: ModelPlan, at_next_period: bool
+    ) -> None:
+        async with self.db.transaction() as conn:
+            await ledger.change_plan(
+                conn,
+                account.user.id,
+                terms.plan.name,
+                at_next_period=at_next_period,
+                now=self.now,
+                zone=UTC_ZONE,
+            )
+
+    def _plan_due(self, account: ModelAccount) -> int:
+        """The allowance less the plan credit of the period's standing charges, clamped."""
+        standing = sum(
+            charge.from_plan
+            for charge in self.charges.values()
+            if charge.user_id == account.user.id
+            and charge.period == account.period
+            and charge.status == 201
+            and not charge.refunded
+        )
+        return max(0, min(account.max_credit, account.max_credit - standing))
 
     def _account(self, user_id: int) -> ModelAccount:
         return next(account for account in self.accounts if account.user.id == user_id)
@@ -468,9 +535,10 @@ class LedgerMachine(RuleBasedStateMachine):
         COVERAGE.note("refund")
         account = self._account(record.user_id)
         account.roll(self.now)
+        record.refunded = True
         if record.period == account.period:
             COVERAGE.note("refund-same-period")
-            account.plan += record.from_plan
+            account.plan = self._plan_due(account)
             account.postpaid_used -= record.postpaid
             account.add_count(record.kind, -1)
         else:
@@ -481,7 +549,6 @@ class LedgerMachine(RuleBasedStateMachine):
                 purchase.remaining += part
             else:
                 COVERAGE.note("refund-to-expired-purchase")
-        record.refunded = True
         answer = orjson.loads(body)
         charge = answer["charge"]
         assert charge["idempotencyKey"] == key
@@ -536,7 +603,16 @@ def test_ledger_state_machine(database_url: str, tmp_path: Path) -> None:
         ),
     )
     # The runs must reach every kind of outcome, or the model checks little.
-    for outcome in ("charge-201", "charge-402", "charge-429", "replay", "reused", "refund"):
+    for outcome in (
+        "charge-201",
+        "charge-402",
+        "charge-429",
+        "replay",
+        "reused",
+        "refund",
+        "change-now",
+        "change-at-next-period",
+    ):
         assert COVERAGE.seen.get(outcome, 0) > 0, (outcome, COVERAGE.seen)
 
 

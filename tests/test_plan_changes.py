@@ -153,3 +153,54 @@ async def test_bad_plan_changes_change_nothing(admin: httpx.AsyncClient, factory
     assert (unknown_user.status_code, unknown_user.json()["data"]) == (404, "user_not_found")
     assert (bad_effective.status_code, missing_plan.status_code) == (400, 400)
     assert (await admin.get(f"/api/admin/users/{user.id}/usage")).json() == before
+
+
+async def _refund(admin: httpx.AsyncClient, key: str) -> None:
+    assert (await admin.post(f"/api/admin/charges/{key}/refund")).status_code == 200
+
+
+async def test_a_refund_restores_the_same_whatever_the_order_of_plan_changes(
+    admin: httpx.AsyncClient, factory: Factory
+) -> None:
+    full = await factory.plan(credits=100, name="full")
+    await factory.plan(credits=10, name="small")
+    orders = {
+        "refund": ["refund"],
+        "downgrade, upgrade, refund": ["small", "full", "refund"],
+        "downgrade, refund, upgrade": ["small", "refund", "full"],
+        "refund, downgrade, upgrade": ["refund", "small", "full"],
+    }
+    left = {}
+    for number, (name, steps) in enumerate(orders.items()):
+        user = await factory.user(full, anchor=ANCHOR)
+        key = f"charge-{number}"
+        assert await _charge(admin, user.id, key, cost=100) == 201
+        for step in steps:
+            if step == "refund":
+                await _refund(admin, key)
+            else:
+                assert (await _change(admin, user.id, plan=step)).status_code == 200
+        left[name] = (await admin.get(f"/api/admin/users/{user.id}/usage")).json()["currentCredit"]
+
+    assert left == dict.fromkeys(orders, 100)
+    assert await factory.reconcile() == []
+
+
+async def test_a_refund_after_a_downgrade_stays_within_the_new_allowance(
+    admin: httpx.AsyncClient, factory: Factory
+) -> None:
+    full = await factory.plan(credits=100, name="full")
+    await factory.plan(credits=10, name="small")
+    user = await factory.user(full, anchor=ANCHOR)
+    assert await _charge(admin, user.id, "a", cost=60) == 201
+    assert await _charge(admin, user.id, "b", cost=30) == 201
+    await _change(admin, user.id, plan="small")
+
+    await _refund(admin, "a")
+
+    usage = (await admin.get(f"/api/admin/users/{user.id}/usage")).json()
+    assert (usage["currentCredit"], usage["maxCredit"]) == (0, 10)
+    await _refund(admin, "b")
+    usage = (await admin.get(f"/api/admin/users/{user.id}/usage")).json()
+    assert usage["currentCredit"] == 10
+    assert await factory.reconcile() == []

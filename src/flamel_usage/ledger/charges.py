@@ -9,7 +9,9 @@ answer under the key. A refusal is recorded too, and changes no balance.
 
 A refund reverses exactly the entries its charge wrote, to the pools they came from;
 what can no longer be restored (plan credit of an ended period, an expired purchase)
-is recorded in the ledger with the reason, at zero.
+is recorded in the ledger with the reason, at zero. Plan credit comes back within the
+current allowance, by the rule of ``plan_credit_due``, so what a refund leaves does not
+depend on the order of the period's plan changes.
 """
 
 from __future__ import annotations
@@ -306,10 +308,11 @@ async def refund(conn: Connection, idempotency_key: str, *, now: int, zone: Zone
         " WHERE charge_id = ? AND entry_type = 'charge' ORDER BY id",
         charged["id"],
     )
+    # Marked first: the plan credit due after the refund counts the charges that stand.
+    await conn.execute("UPDATE charges SET refunded_at = ? WHERE id = ?", now, charged["id"])
     spend = _Spend(0, [], 0)
     for part in parts:
         spend = await _reverse(conn, account, part, charged["id"], now, spend)
-    await conn.execute("UPDATE charges SET refunded_at = ? WHERE id = ?", now, charged["id"])
     usage = await read_usage(conn, user_id, now, zone)
     request = ChargeRequest(user_id, charged["kind"], charged["cost"])
     return orjson.dumps(
@@ -343,7 +346,7 @@ async def _reverse(
     if pool == "plan":
         spend = _Spend(spend.from_plan - amount, spend.from_purchases, spend.postpaid)
         if same_period:
-            due = await plan_credit_due(conn, account, account["max_credit"], refunding=-amount)
+            due = await plan_credit_due(conn, account, account["max_credit"])
             restored = due - account["plan_credit"]
             if restored != -amount:
                 note = "plan credit restored up to the current allowance"

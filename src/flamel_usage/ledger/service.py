@@ -69,6 +69,7 @@ _ACCOUNT = (
     f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id"  # noqa: S608
     " WHERE a.user_id = ?"
 )
+_LOCK_ACCOUNT = "SELECT user_id FROM accounts WHERE user_id = ?"
 _LIVE_PURCHASED = (
     "SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT) FROM credit_purchases c"
     " WHERE c.user_id = ? AND c.remaining > 0 AND (c.expires_at IS NULL OR c.expires_at > ?)"
@@ -173,6 +174,13 @@ async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInf
     counts, and purchases past their expiry are closed, each with its ledger entry.
     """
     row = await conn.fetchone(_ACCOUNT + conn.for_update("a"), user_id)
+    if row is None:
+        # PostgreSQL (READ COMMITTED) re-checks a row it waited to lock against the
+        # statement's old snapshot of the joined plan: when the holder changed the plan,
+        # the join fails and the account looks missing. Lock the account row alone; a
+        # statement after that sees the account and its plan as they are.
+        locked = await conn.fetchone(_LOCK_ACCOUNT + conn.for_update("accounts"), user_id)
+        row = None if locked is None else await conn.fetchone(_ACCOUNT, user_id)
     if row is None:
         raise NotFound("no such user", reason="user_not_found")
     if now >= row["period_end"]:
@@ -307,24 +315,25 @@ async def buy_credits(
     return Purchase(purchase_id, user_id, amount, expires_at, now)
 
 
-async def plan_credit_due(
-    conn: Connection, account: Row, max_credit: int, *, refunding: int = 0
-) -> int:
+async def plan_credit_due(conn: Connection, account: Row, max_credit: int) -> int:
     """The plan credit an account should hold in its current period.
 
-    That is the allowance less what plan credit paid for in the period, net of refunds
-    (plus ``refunding``, a refund about to be written), kept within [0, allowance]. One
-    rule for plan changes and refunds, so that a refund after a downgrade never lifts
-    the credit above the new allowance.
+    That is the allowance less what plan credit paid for the charges of the period that
+    stand (not refunded), kept within [0, allowance]. One rule for plan changes and
+    refunds, computed from what stands rather than from the balance's history, so the
+    credit never depends on the order in which plan changes and refunds came: a refund
+    after a downgrade never lifts the credit above the new allowance, and an upgrade
+    after it gives back what the downgrade held back.
     """
-    net_spent: int = await conn.fetchval(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger_entries"
-        " WHERE user_id = ? AND period_start = ? AND pool = 'plan'"
-        " AND entry_type IN ('charge', 'refund')",
+    standing: int = await conn.fetchval(
+        "SELECT CAST(COALESCE(SUM(e.amount), 0) AS BIGINT) FROM ledger_entries e"
+        " JOIN charges c ON c.id = e.charge_id"
+        " WHERE e.user_id = ? AND e.period_start = ? AND e.pool = 'plan'"
+        " AND e.entry_type = 'charge' AND c.refunded_at IS NULL",
         account["user_id"],
         account["period_start"],
     )
-    return max(0, min(max_credit, max_credit + net_spent + refunding))
+    return max(0, min(max_credit, max_credit + standing))
 
 
 async def change_plan(
