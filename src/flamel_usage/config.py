@@ -64,7 +64,9 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "FLAMEL_DATA_DIR",
         "./data",
-        "Directory of the embedded SQLite database and the generated session secret.",
+        "Directory of the embedded SQLite database and the generated session secret,"
+        " created for its owner alone (700, files 600; the files of an existing database"
+        " are made 600 when it is opened).",
     ),
     SettingDoc(
         "FLAMEL_DATABASE_URL",
@@ -220,7 +222,7 @@ def _publish_new_secret(path: Path) -> None:
     A link, unlike a rename, never replaces a secret that another process already
     published and may be signing cookies with.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
         with os.fdopen(fd, "w") as handle:

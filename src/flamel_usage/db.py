@@ -287,8 +287,10 @@ class SQLiteDatabase(Database):
         return f"SQLiteDatabase({str(self.path)!r})"
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch()
+        # For its owner alone, whatever the umask: it holds emails, password hashes and
+        # the ledger. SQLite gives the WAL and SHM files the database file's permissions.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path.touch(mode=0o600)
         self._open_file()
         # Kept in the file: every later connection, in any process, finds it in WAL mode.
         self._connection()._raw.execute("PRAGMA journal_mode=WAL")
@@ -299,6 +301,7 @@ class SQLiteDatabase(Database):
         self._open_file()
 
     def _open_file(self) -> None:
+        _owner_only(self.path)
         raw = self._connect()
         raw.row_factory = sqlite3.Row
         self._conn = _SQLiteConnection(raw, log_outages=self.log_outages)
@@ -388,6 +391,15 @@ class SQLiteDatabase(Database):
                 busy = sqlite3.OperationalError("database is locked")
                 _raise_if_sqlite_unavailable(busy, log=self.log_outages)
             await asyncio.sleep(_WRITE_LOCK_RETRY_SECONDS)
+
+
+def _owner_only(path: Path) -> None:
+    """Make the database file at ``path`` and its WAL and SHM files readable by their
+    owner alone: older versions left them readable by every local user."""
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
 
 
 class _SQLiteRead:
