@@ -30,7 +30,7 @@ POSTGRES_URL = os.environ.get(
     "FLAMEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 ADMIN_TOKEN = "test-admin-token-0123456789"
-SESSION_SECRET = "test-session-secret"
+SESSION_SECRET = "test-session-secret-of-32-bytes-or-more"
 
 
 class FakeClock:

@@ -11,12 +11,16 @@ import asyncio
 import hashlib
 import os
 import re
+import secrets
 import shlex
+import sqlite3
 import subprocess
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 
 from flamel_usage import cli
@@ -27,11 +31,15 @@ from flamel_usage.db import Database
 from flamel_usage.ledger import service as ledger
 from flamel_usage.periods import to_micros
 from flamel_usage.web.services import system_clock
+from tests.conftest import POSTGRES_URL
 from tests.processes import run_cli, single_line
 from tests.store import reset_database, snapshot, sql
 
 KEY_SHAPE = re.compile(r"^flm_[A-Za-z0-9_-]{43}$")
 ANN = "ann@example.com"
+#: The exit code of a command that only reads, given a store missing or not migrated
+#: (README and ``--help``); 2 is bad input, bad settings or a store that does not answer.
+NOT_READY_EXIT = 5
 
 
 @pytest.fixture
@@ -356,3 +364,139 @@ def test_serve_runs_one_worker_per_core_where_affinity_is_unknown_too(
     monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     assert cli._parser().parse_args(["serve"]).workers == 3
+
+
+# --- A store that is not there, or not migrated -------------------------------------------
+
+
+def _refused_as_not_ready(done: subprocess.CompletedProcess[str]) -> str:
+    """The one line on stderr of a command refused because its store is not ready."""
+    assert done.returncode == NOT_READY_EXIT, (done.returncode, done.stdout, done.stderr)
+    _assert_refused(done)
+    line = single_line(done.stderr)
+    assert line.startswith("flamel-usage: database_not_ready: "), line
+    return line
+
+
+@pytest.mark.parametrize("mistyped_url", [True, False], ids=["mistyped-url", "empty-data-dir"])
+def test_reconcile_refuses_a_missing_sqlite_database_and_creates_nothing(
+    tmp_path: Path, mistyped_url: bool
+) -> None:
+    path = tmp_path / "dta" / "flamel-usage.sqlite3"
+    environ = {"FLAMEL_DATA_DIR": str(tmp_path / "data")}
+    if mistyped_url:
+        environ["FLAMEL_DATABASE_URL"] = f"sqlite:///{path}"
+    else:
+        path = tmp_path / "data" / "flamel-usage.sqlite3"
+
+    line = _refused_as_not_ready(run_cli(environ, "reconcile"))
+    assert str(path) in line
+    assert "migrate" in line
+    assert list(tmp_path.iterdir()) == []
+
+    # Creating it stays one command away, as does every command that writes.
+    assert _ok(environ, "migrate").startswith("applied: ")
+    assert _ok(environ, "reconcile").splitlines() == ["reconcile: clean"]
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_database: str) -> Iterator[str]:
+    """A PostgreSQL database that exists and has never been migrated (no table at all)."""
+    name = f"flamel_unmigrated_{secrets.token_hex(4)}"
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_database.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _sqlite_file(tmp_path: Path, make: Callable[[Path], None]) -> str:
+    path = tmp_path / "store.sqlite3"
+    make(path)
+    return f"sqlite:///{path}"
+
+
+def _other_application(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.commit()
+    conn.close()
+
+
+def _one_migration_short(path: Path) -> None:
+    """A store an older version migrated: the newest migration is not applied."""
+
+    async def migrate() -> None:
+        db = Database.from_url(f"sqlite:///{path}")
+        await db.open()
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(migrate())
+    conn = sqlite3.connect(path)
+    newest = "SELECT max(version) FROM schema_migrations"
+    conn.execute(f"DELETE FROM schema_migrations WHERE version = ({newest})")
+    conn.commit()
+    conn.close()
+
+
+def _state(url: str) -> object:
+    """What a refused command must leave as it was: the file's bytes, or the tables."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).read_bytes()
+    return sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        "sqlite-empty-file",
+        "sqlite-other-application",
+        "sqlite-one-migration-short",
+        "postgresql-empty",
+    ],
+)
+def test_reconcile_refuses_a_store_that_is_not_migrated_and_leaves_it_so(
+    tmp_path: Path, request: pytest.FixtureRequest, store: str
+) -> None:
+    if store == "postgresql-empty":
+        url = str(request.getfixturevalue("empty_postgres_url"))
+    elif store == "sqlite-empty-file":
+        url = _sqlite_file(tmp_path, Path.touch)
+    elif store == "sqlite-other-application":
+        url = _sqlite_file(tmp_path, _other_application)
+    else:
+        url = _sqlite_file(tmp_path, _one_migration_short)
+    environ = {"FLAMEL_DATA_DIR": str(tmp_path / "data"), "FLAMEL_DATABASE_URL": url}
+    before = _state(url)
+
+    line = _refused_as_not_ready(run_cli(environ, "reconcile"))
+    assert "flamel-usage migrate" in line
+    assert _state(url) == before
+
+
+def test_reconcile_refuses_a_postgresql_database_that_does_not_exist(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    url = postgres_database.rsplit("/", 1)[0] + "/flamel_no_such_database"
+    environ = {"FLAMEL_DATA_DIR": str(tmp_path / "data"), "FLAMEL_DATABASE_URL": url}
+    line = _refused_as_not_ready(run_cli(environ, "reconcile"))
+    assert "flamel_no_such_database" in line
+
+
+def test_help_documents_the_exit_codes() -> None:
+    shown = run_cli({}, "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "exit codes" in text.lower()
+    assert re.search(r"\b5\b[^.;]*not migrated", text), text

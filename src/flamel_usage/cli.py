@@ -26,7 +26,7 @@ from flamel_usage.auth.passwords import hash_new_password
 from flamel_usage.client import DEFAULT_BASE_URL
 from flamel_usage.config import ConfigError, Settings
 from flamel_usage.credits import parse_credits
-from flamel_usage.db import Database
+from flamel_usage.db import Database, DatabaseNotReady
 from flamel_usage.errors import ApiError, NotFound
 from flamel_usage.inputs import parse_id, parse_instant
 from flamel_usage.ledger import charges
@@ -40,6 +40,15 @@ T = TypeVar("T")
 DEMO_EMAIL = "demo@flamel.local"
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (a documented demo login, not a secret)
 DEMO_PLAN = "Demo"
+#: A command that only reads found no database, or one not migrated: never "all clear".
+EXIT_DATABASE_NOT_READY = 5
+_EXIT_CODES = (
+    "exit codes: 0 done; 1 reconcile found differences, a charge was refused, or usage"
+    " failed otherwise; 2 bad arguments, input or settings, or the database does not"
+    " answer; 3 usage: credential refused or missing; 4 usage: server unreachable;"
+    f" {EXIT_DATABASE_NOT_READY} the database does not exist or is not migrated (reconcile,"
+    " which only reads, never creates nor migrates it: the other commands do)."
+)
 
 
 def _cpu_cores() -> int:
@@ -53,7 +62,9 @@ def _cpu_cores() -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database-url", help="overrides FLAMEL_DATABASE_URL")
-    parser = argparse.ArgumentParser(prog="flamel-usage", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="flamel-usage", description=__doc__.splitlines()[0], epilog=_EXIT_CODES
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", parents=[common], help="run the HTTP service")
@@ -122,15 +133,33 @@ def _parser() -> argparse.ArgumentParser:
     refund = commands.add_parser("refund", parents=[common], help="refund a charge, once")
     refund.add_argument("idempotency_key")
 
-    commands.add_parser("reconcile", parents=[common], help="exit 1 if balances and ledger differ")
+    commands.add_parser(
+        "reconcile",
+        parents=[common],
+        help=f"exit 1 if balances and ledger differ, {EXIT_DATABASE_NOT_READY} if the"
+        " database does not exist or is not migrated",
+    )
     return parser
 
 
-async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+async def _with_database(
+    settings: Settings, work: Callable[[Database], Awaitable[T]], *, reads_only: bool = False
+) -> T:
+    """``work`` on the configured store.
+
+    Work that writes creates and migrates the store on first use, as a new operator
+    expects. Work that only reads refuses a store missing or not migrated
+    (``DatabaseNotReady``): one made for it would be empty and consistent, and would
+    report a mistyped URL as "all clear".
+    """
     db = Database.from_url(settings.database_url, timeout=settings.database_timeout_seconds)
-    await db.open()
+    if reads_only:
+        await db.open_migrated()
+    else:
+        await db.open()
     try:
-        await db.migrate()
+        if not reads_only:
+            await db.migrate()
         return await work(db)
     finally:
         await db.close()
@@ -265,7 +294,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 async with db.read() as conn:
                     return await ledger.reconcile(conn)
 
-            problems = await _with_database(settings, check)
+            problems = await _with_database(settings, check, reads_only=True)
             for problem in problems:
                 print(problem)
             print("reconcile: " + (f"{len(problems)} difference(s)" if problems else "clean"))
@@ -320,7 +349,7 @@ async def ensure_demo(db: Database, settings: Settings) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
@@ -380,6 +409,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args, settings)
         return asyncio.run(_run(args, settings))
+    except DatabaseNotReady as error:
+        print(
+            f"flamel-usage: database_not_ready: {error}: check the URL,"
+            " or run `flamel-usage migrate`",
+            file=sys.stderr,
+        )
+        return EXIT_DATABASE_NOT_READY
     except (ApiError, ConfigError, ValueError) as error:
         reason = getattr(error, "reason", "invalid")
         print(f"flamel-usage: {reason}: {error}", file=sys.stderr)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -62,7 +64,9 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "FLAMEL_DATA_DIR",
         "./data",
-        "Directory of the embedded SQLite database and the generated session secret.",
+        "Directory of the embedded SQLite database and the generated session secret,"
+        " created for its owner alone (700, files 600; the files of an existing database"
+        " are made 600 when it is opened).",
     ),
     SettingDoc(
         "FLAMEL_DATABASE_URL",
@@ -77,7 +81,7 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "FLAMEL_SESSION_SECRET",
         "(generated once into the data dir)",
-        "Secret that signs `connect.sid`, shared with an Express front end.",
+        "Secret that signs `connect.sid`, shared with an Express front end; at least 32 bytes.",
     ),
     SettingDoc("FLAMEL_TIMEZONE", "UTC", "IANA zone in which billing periods start and end."),
     SettingDoc("FLAMEL_SESSION_TTL_SECONDS", "1209600", "Lifetime of a login session (14 days)."),
@@ -131,6 +135,9 @@ SETTINGS: tuple[SettingDoc, ...] = (
     ),
 )
 
+#: The shortest session secret accepted: a key shorter than HMAC-SHA256's 32-byte output
+#: makes every signature weaker, and a short one can be guessed offline from any cookie.
+MIN_SESSION_SECRET_BYTES = 32
 DEFAULT_OPERATION_COSTS = "ttp=1,edit=1,image=1"
 DEFAULT_DATABASE_TIMEOUT_SECONDS = 3.0
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -169,7 +176,7 @@ class Settings:
             data_dir=data_dir,
             database_url=Secret(url),
             admin_token=_optional_secret(env.get("FLAMEL_ADMIN_TOKEN")),
-            session_secret=_optional_secret(env.get("FLAMEL_SESSION_SECRET")),
+            session_secret=_session_secret(env.get("FLAMEL_SESSION_SECRET")),
             timezone=_zone(env.get("FLAMEL_TIMEZONE") or "UTC"),
             session_ttl_seconds=_positive_int(env, "FLAMEL_SESSION_TTL_SECONDS", 14 * 24 * 3600),
             operation_costs=_operation_costs(
@@ -196,18 +203,49 @@ class Settings:
         if self.session_secret is not None:
             return self.session_secret
         path = self.data_dir / "session-secret"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return Secret(path.read_text().strip())
+        if not path.exists():
+            _publish_new_secret(path)
+        secret = path.read_text().strip()
+        if len(secret.encode()) < MIN_SESSION_SECRET_BYTES:
+            raise ConfigError(
+                f"{path}: the session secret must be at least {MIN_SESSION_SECRET_BYTES}"
+                " bytes: delete the file to have a new one generated"
+            )
+        return Secret(secret)
+
+
+def _publish_new_secret(path: Path) -> None:
+    """Put a new secret at ``path``, unless another process got there first.
+
+    Written and flushed to a temporary file, then linked into place: ``path`` appears
+    whole or not at all, so a process starting meanwhile never reads a partial secret.
+    A link, unlike a rename, never replaces a secret that another process already
+    published and may be signing cookies with.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32))
-        return Secret(path.read_text().strip())
+            handle.flush()
+            os.fsync(handle.fileno())
+        with suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
 
 
 def _optional_secret(value: str | None) -> Secret | None:
     return Secret(value) if value else None
+
+
+def _session_secret(value: str | None) -> Secret | None:
+    if value and len(value.encode()) < MIN_SESSION_SECRET_BYTES:
+        raise ConfigError(
+            f"FLAMEL_SESSION_SECRET: must be at least {MIN_SESSION_SECRET_BYTES} bytes,"
+            f" got {len(value.encode())}"
+        )
+    return _optional_secret(value)
 
 
 def _zone(name: str) -> ZoneInfo:

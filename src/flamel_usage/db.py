@@ -34,7 +34,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import asyncpg
 
@@ -69,6 +69,14 @@ class DatabaseUnavailable(OSError):
     out: the connection died after COMMIT was sent; an idempotent retry tells which.
     An ``OSError``, like the socket errors and timeouts it stands for. Its message names
     the cause's type only, never the URL or a credential.
+    """
+
+
+class DatabaseNotReady(Exception):
+    """The store does not exist or lacks migrations, and the caller must not fix that.
+
+    Raised by ``open_migrated`` only. Its message names the store as ``repr`` does
+    (a path, or PostgreSQL's host, port and database), never a credential.
     """
 
 
@@ -136,7 +144,28 @@ class Database(abc.ABC):
         )
 
     @abc.abstractmethod
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Open the store, creating a SQLite file that does not exist yet."""
+
+    async def open_migrated(self) -> None:
+        """Open a store that exists and has every migration applied, else raise
+        ``DatabaseNotReady``; never create or migrate it.
+
+        For work that only reads: a store created or migrated for it would be empty and
+        consistent, and would report a mistyped URL as "all clear".
+        """
+        try:
+            await self._open_existing()
+            pending = await self.pending_migrations()
+            if pending:
+                raise DatabaseNotReady(f"{self!r} lacks migrations {pending}")
+        except BaseException:
+            await self.close()
+            raise
+
+    @abc.abstractmethod
+    async def _open_existing(self) -> None:
+        """``open``, but ``DatabaseNotReady`` when the store does not exist."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -258,14 +287,34 @@ class SQLiteDatabase(Database):
         return f"SQLiteDatabase({str(self.path)!r})"
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # For its owner alone, whatever the umask: it holds emails, password hashes and
+        # the ledger. SQLite gives the WAL and SHM files the database file's permissions.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path.touch(mode=0o600)
+        self._open_file()
+        # Kept in the file: every later connection, in any process, finds it in WAL mode.
+        self._connection()._raw.execute("PRAGMA journal_mode=WAL")
+
+    async def _open_existing(self) -> None:
+        if not self.path.is_file():
+            raise DatabaseNotReady(f"no SQLite database at {self.path}")
+        self._open_file()
+
+    def _open_file(self) -> None:
+        _owner_only(self.path)
         raw = self._connect()
         raw.row_factory = sqlite3.Row
         self._conn = _SQLiteConnection(raw, log_outages=self.log_outages)
 
     def _connect(self) -> sqlite3.Connection:
-        raw = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        raw.execute("PRAGMA journal_mode=WAL")
+        # mode=rw: SQLite never creates the file (``open`` does), so a store checked to
+        # exist is not created anew should it be deleted in the meantime.
+        raw = sqlite3.connect(
+            f"file:{quote(str(self.path))}?mode=rw",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         raw.execute("PRAGMA synchronous=NORMAL")
         raw.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         raw.execute("PRAGMA foreign_keys=ON")
@@ -342,6 +391,15 @@ class SQLiteDatabase(Database):
                 busy = sqlite3.OperationalError("database is locked")
                 _raise_if_sqlite_unavailable(busy, log=self.log_outages)
             await asyncio.sleep(_WRITE_LOCK_RETRY_SECONDS)
+
+
+def _owner_only(path: Path) -> None:
+    """Make the database file at ``path`` and its WAL and SHM files readable by their
+    owner alone: older versions left them readable by every local user."""
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
 
 
 class _SQLiteRead:
@@ -498,6 +556,14 @@ class PostgresDatabase(Database):
             init=self._init_connection,
             reset=_keep_session,
         )
+
+    async def _open_existing(self) -> None:
+        await self.open()
+        try:
+            async with self.read():
+                pass  # the first connection: made now, kept by the pool for what follows
+        except asyncpg.InvalidCatalogNameError as error:
+            raise DatabaseNotReady(f"{self!r} does not exist") from error
 
     async def start(self) -> None:
         """Open, and migrate now if the server answers, else on the first connection.

@@ -210,3 +210,8 @@ async def user_for_session(conn: Connection, session_id: str, now: int) -> int |
 
 async def logout(conn: Connection, session_id: str) -> None:
     await conn.execute("DELETE FROM sessions WHERE id_hash = ?", _session_hash(session_id))
+
+
+async def delete_expired_sessions(conn: Connection, now: int) -> None:
+    """Sessions past their expiry no longer sign anyone in; nothing else deletes them."""
+    await conn.execute("DELETE FROM sessions WHERE expires_at <= ?", now)

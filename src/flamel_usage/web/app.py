@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 
+from flamel_usage.auth import service as auth
 from flamel_usage.auth import throttle
 from flamel_usage.auth.last_used import FLUSH_INTERVAL_SECONDS
 from flamel_usage.config import Settings
@@ -138,15 +139,20 @@ class App:
                 return
 
     async def _housekeeping(self) -> None:
-        """Every minute: record keys' last use, forget ended throttle windows."""
+        """Every minute: record keys' last use, delete ended throttle windows and
+        expired sessions."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_SECONDS)
             await self._record_last_used()
             try:
                 async with self.services.db.transaction() as conn:
-                    await throttle.delete_ended(conn, self.services.clock())
+                    now = self.services.clock()
+                    await throttle.delete_ended(conn, now)
+                    await auth.delete_expired_sessions(conn, now)
             except Exception:
-                logger.warning("could not delete ended throttle windows", exc_info=True)
+                logger.warning(
+                    "could not delete ended throttle windows and expired sessions", exc_info=True
+                )
 
     async def _record_last_used(self) -> None:
         try:
