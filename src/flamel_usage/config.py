@@ -96,8 +96,8 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "FLAMEL_KEY_FAILURE_BUDGET",
         "50",
-        "Wrong API keys one client may send per window before every key it sends is refused"
-        " with `429 too_many_requests`.",
+        "Wrong API keys one client may send per window before its wrong keys are refused"
+        " with `429 too_many_requests` (a valid key never is).",
     ),
     SettingDoc(
         "FLAMEL_LOGIN_FAILURE_BUDGET",

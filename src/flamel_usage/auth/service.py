@@ -110,30 +110,36 @@ class KeyOwner(NamedTuple):
 async def user_for_api_key(
     conn: Connection, key: str, now: int, *, client: str, budget: throttle.Budget
 ) -> KeyOwner:
-    """The live key ``key`` and its user, or the contract's 401, or 429 for a client that
-    has spent its budget of wrong keys.
+    """The live key ``key`` and its user, or the contract's 401; for a wrong key from a
+    client past its budget, the 429.
 
-    The client's failure count comes with the key in one query, so a valid key costs
-    no extra round trip; a wrong one is counted.
+    A valid key is never refused for its client's wrong ones, and costs one query. A
+    wrong one is counted by ``count_wrong_key``, once this read is over.
     """
-    bucket = throttle.key_bucket(client)
     if keys.is_well_formed(key):
         digest = keys.key_hash(key)
         row = await conn.fetchone(
-            "SELECT k.id, k.user_id, k.key_hash, k.expires_at, f.failures, f.window_end"
+            "SELECT k.id, k.user_id, k.key_hash, k.expires_at"
             " FROM api_keys k JOIN users u ON u.id = k.user_id"
-            " LEFT JOIN auth_failures f ON f.bucket = ?"
             " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
-            bucket,
             digest,
         )
         if row is not None and hmac.compare_digest(row["key_hash"], digest):
-            throttle.refuse_if_over(row["failures"], row["window_end"], now, budget)
             if row["expires_at"] is not None and row["expires_at"] <= now:
                 raise ApiKeyExpired()
             return KeyOwner(row["id"], row["user_id"])
-    await throttle.record_failure(conn, bucket, now, budget)
+    await throttle.check(conn, (throttle.key_bucket(client),), now, budget)
     raise WrongApiKey()
+
+
+async def count_wrong_key(db: Database, client: str, now: int, budget: throttle.Budget) -> None:
+    """Count a wrong key against its client; the 429 when that goes past the budget.
+
+    Apart from the read that found the key wrong: the count is a write, and a write
+    must not hold the read's connection (on SQLite, the worker's only one) while it
+    waits for the store's write lock.
+    """
+    await throttle.record_failures(db, (throttle.key_bucket(client),), now, budget)
 
 
 def _session_hash(session_id: str) -> str:
@@ -177,14 +183,8 @@ async def login(
     else:
         verified = await asyncio.to_thread(verify_password, password, row["password_hash"])
     if not verified or row is None:
-        refusal: ApiError = InvalidCredentials()
-        async with db.transaction() as conn:
-            for bucket in buckets:
-                try:
-                    await throttle.record_failure(conn, bucket, now, budget)
-                except throttle.TooManyRequests as too_many:
-                    refusal = too_many
-        raise refusal
+        await throttle.record_failures(db, buckets, now, budget)
+        raise InvalidCredentials()
     async with db.transaction() as conn:
         session_id = cookies.new_session_id()
         await conn.execute(

@@ -1,11 +1,19 @@
 """Slowing down guessing: failed authentications counted per client and per account.
 
-Each bucket (``key:<client>``, ``login-client:<client>``, ``login-account:<hash>``)
-counts failures in a fixed window. Past the budget, every attempt in that bucket is
-refused with ``429 too_many_requests`` and ``Retry-After`` until the window ends, the
-right answers included: otherwise a blocked client could go on guessing and would be
-told when it guessed right. Valid keys of other clients never wait: their bucket is
-another row. The counts live in the database, so they hold across workers.
+Failures are counted per bucket in a fixed window; past a bucket's budget the attempts
+it judges are refused with ``429 too_many_requests`` and ``Retry-After`` until the
+window ends. The counts live in the database, so they hold across workers and machines.
+
+API keys (bucket ``key:<client>``): past the budget a client's wrong keys are refused
+unchecked and uncounted (so a flood costs one read each, never a write), but a valid
+key is always answered, and never pays a throttle lookup. Keys carry 256 random bits:
+nobody guesses one, so the budget bounds load and noise, and refusing a valid key would
+only let a few wrong keys from behind a shared address (a NAT, a proxy, the platform's
+own back end) lock out every customer there.
+
+Sign-ins (buckets ``login-client:<client>`` and ``login-account:<hash>``): past either
+budget a sign-in is refused before its password is checked, the right one included:
+otherwise a blocked client could go on guessing and would be told when it guessed right.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from flamel_usage.db import Connection
+from flamel_usage.db import Connection, Database
 from flamel_usage.errors import ApiError
 
 MICROS = 1_000_000
@@ -43,14 +51,6 @@ def login_buckets(client: str, email: str) -> tuple[str, str]:
     return f"login-client:{client}", f"login-account:{account}"
 
 
-def refuse_if_over(failures: int | None, window_end: int | None, now: int, budget: Budget) -> None:
-    """Raise the 429 when a bucket's current window already holds ``budget`` failures."""
-    if failures is None or window_end is None or window_end <= now:
-        return
-    if failures >= budget.failures:
-        raise TooManyRequests(_seconds_until(window_end, now))
-
-
 async def check(conn: Connection, buckets: tuple[str, ...], now: int, budget: Budget) -> None:
     """Refuse now if any of ``buckets`` has used up its budget in its current window."""
     marks = ", ".join("?" * len(buckets))
@@ -59,29 +59,40 @@ async def check(conn: Connection, buckets: tuple[str, ...], now: int, budget: Bu
         *buckets,
     )
     for row in rows:
-        refuse_if_over(row["failures"], row["window_end"], now, budget)
+        if row["window_end"] > now and row["failures"] >= budget.failures:
+            raise TooManyRequests(_seconds_until(row["window_end"], now))
 
 
-async def record_failure(conn: Connection, bucket: str, now: int, budget: Budget) -> None:
-    """Count one failure in ``bucket``; past the budget, answer it with the 429."""
+async def record_failures(db: Database, buckets: tuple[str, ...], now: int, budget: Budget) -> None:
+    """Count one failure in each of ``buckets``; the 429 for the one that went past its
+    budget (another worker's failure may have come first).
+
+    A transaction of its own, never a statement on a read's connection: on SQLite the
+    transaction waits for the write lock with the event loop free, so a failure arriving
+    while another process writes holds up no other request of this worker.
+    """
     fresh_end = now + budget.window_seconds * MICROS
-    row = await conn.fetchone(
-        "INSERT INTO auth_failures (bucket, window_end, failures) VALUES (?, ?, 1)"
-        " ON CONFLICT (bucket) DO UPDATE SET"
-        " failures = CASE WHEN auth_failures.window_end <= ? THEN 1"
-        " ELSE auth_failures.failures + 1 END,"
-        " window_end = CASE WHEN auth_failures.window_end <= ? THEN ?"
-        " ELSE auth_failures.window_end END"
-        " RETURNING failures, window_end",
-        bucket,
-        fresh_end,
-        now,
-        now,
-        fresh_end,
-    )
-    assert row is not None
-    if row["failures"] > budget.failures:
-        raise TooManyRequests(_seconds_until(row["window_end"], now))
+    async with db.transaction() as conn:
+        windows = [
+            await conn.fetchone(
+                "INSERT INTO auth_failures (bucket, window_end, failures) VALUES (?, ?, 1)"
+                " ON CONFLICT (bucket) DO UPDATE SET"
+                " failures = CASE WHEN auth_failures.window_end <= ? THEN 1"
+                " ELSE auth_failures.failures + 1 END,"
+                " window_end = CASE WHEN auth_failures.window_end <= ? THEN ?"
+                " ELSE auth_failures.window_end END"
+                " RETURNING failures, window_end",
+                bucket,
+                fresh_end,
+                now,
+                now,
+                fresh_end,
+            )
+            for bucket in buckets
+        ]
+    ends = [row["window_end"] for row in windows if row and row["failures"] > budget.failures]
+    if ends:
+        raise TooManyRequests(_seconds_until(max(ends), now))
 
 
 async def forget(conn: Connection, bucket: str) -> None:

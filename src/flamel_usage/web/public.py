@@ -5,7 +5,7 @@ from __future__ import annotations
 from flamel_usage.auth import cookies
 from flamel_usage.auth import service as auth
 from flamel_usage.db import Connection
-from flamel_usage.errors import NotLoggedIn
+from flamel_usage.errors import NotLoggedIn, WrongApiKey
 from flamel_usage.inputs import JsonObject
 from flamel_usage.ledger.service import read_usage
 from flamel_usage.periods import from_micros
@@ -52,9 +52,14 @@ async def authenticated_user(
 
 async def get_my_usage(request: Request, services: Services) -> Response:
     now = services.clock()
-    async with services.db.read() as conn:
-        user_id = await authenticated_user(conn, request, services, now)
-        usage = await read_usage(conn, user_id, now, services.settings.timezone)
+    try:
+        async with services.db.read() as conn:
+            user_id = await authenticated_user(conn, request, services, now)
+            usage = await read_usage(conn, user_id, now, services.settings.timezone)
+    except WrongApiKey:
+        client = client_address(request, services)
+        await auth.count_wrong_key(services.db, client, now, services.key_budget)
+        raise
     return json_response(usage.to_dto())
 
 
