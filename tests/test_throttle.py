@@ -85,6 +85,12 @@ async def test_malformed_keys_count_too(throttled: httpx.AsyncClient) -> None:
     assert answers == [401, 401, 401, 429]
 
 
+async def test_a_blank_key_is_not_counted(throttled: httpx.AsyncClient) -> None:
+    blank = _from("203.0.113.9", **{"X-Api-Key": " "})
+    answers = [(await throttled.get(USAGE, headers=blank)).status_code for _ in range(4)]
+    assert answers == [403, 403, 403, 403]
+
+
 @pytest.fixture
 async def sqlite_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[tuple[App, Path]]:
     path = tmp_path / "store.sqlite3"

@@ -35,9 +35,11 @@ def client_address(request: Request, services: Services) -> str:
 async def authenticated_user(
     conn: Connection, request: Request, services: Services, now: int
 ) -> int:
-    """The caller's user id. ``X-Api-Key``, when sent at all, decides alone (SPEC 1)."""
+    """The caller's user id. ``X-Api-Key``, when sent, decides alone (SPEC 1); a blank one
+    (nothing but spaces and tabs, HTTP's whitespace) is as good as none, so that a
+    client's empty default does not hide its cookie."""
     api_key = request.headers.get("x-api-key")
-    if api_key is not None:
+    if api_key is not None and api_key.strip(" \t"):
         owner = await auth.user_for_api_key(
             conn, api_key, now, client=client_address(request, services), budget=services.key_budget
         )
