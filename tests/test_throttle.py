@@ -1,4 +1,5 @@
-"""Brute-force defence: wrong keys and failed logins are throttled per client and account."""
+"""Brute-force defence: wrong keys and failed logins are throttled per client and account,
+without handing anyone a switch that locks a customer out."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from tests.processes import running_server
 USAGE = "/api/users/me/usage"
 PASSWORD = "correct horse battery staple"
 WRONG_KEY = "flm_" + "w" * 43
+DEVICE_COOKIE = "flamel_device"
+CSRF_TOKEN = "c" * 43
 BUDGETS = {
     "FLAMEL_KEY_FAILURE_BUDGET": "3",
     "FLAMEL_LOGIN_FAILURE_BUDGET": "2",
@@ -171,26 +174,45 @@ async def test_the_throttle_holds_across_worker_processes(
 # --- sign-in -------------------------------------------------------------------------------
 
 
-async def _login(client: httpx.AsyncClient, address: str, email: str, password: str) -> int:
+async def _login(
+    client: httpx.AsyncClient, address: str, email: str, password: str, device: str | None = None
+) -> httpx.Response:
+    """``POST /api/auth/login`` from ``address``, with the device cookie when given."""
+    headers = _from(address)
+    if device is not None:
+        headers["Cookie"] = f"{DEVICE_COOKIE}={device}"
     response = await client.post(
-        "/api/auth/login", json={"email": email, "password": password}, headers=_from(address)
+        "/api/auth/login", json={"email": email, "password": password}, headers=headers
     )
-    return response.status_code
+    client.cookies.clear()  # every cookie is sent explicitly
+    return response
 
 
-async def test_failed_logins_are_throttled_per_account(
+async def _device_of(client: httpx.AsyncClient, address: str, email: str) -> str | None:
+    """The device cookie a successful sign-in from ``address`` gives its browser."""
+    response = await _login(client, address, email, PASSWORD)
+    assert response.status_code == 200, response.text
+    return response.cookies.get(DEVICE_COOKIE)
+
+
+async def _exhaust_the_account(client: httpx.AsyncClient, email: str) -> None:
+    """Wrong passwords for ``email`` from addresses of its own, till the account is over."""
+    answers = [
+        (await _login(client, f"203.0.113.{n}", email, "wrong password")).status_code
+        for n in range(1, 4)
+    ]
+    assert answers == [401, 401, 429]
+
+
+async def test_failed_logins_of_unknown_clients_are_throttled_per_account(
     throttled: httpx.AsyncClient, factory: Factory, clock: FakeClock
 ) -> None:
     user = await factory.user(password=PASSWORD)
-    wrong = [
-        await _login(throttled, f"192.0.2.{n}", user.email, "wrong password") for n in range(3)
-    ]
-    right_while_blocked = await _login(throttled, "192.0.2.50", user.email, PASSWORD)
+    await _exhaust_the_account(throttled, user.email)
 
-    assert wrong == [401, 401, 429]
-    assert right_while_blocked == 429
+    assert (await _login(throttled, "192.0.2.50", user.email, PASSWORD)).status_code == 429
     clock.advance(61)
-    assert await _login(throttled, "192.0.2.50", user.email, PASSWORD) == 200
+    assert (await _login(throttled, "192.0.2.50", user.email, PASSWORD)).status_code == 200
 
 
 async def test_failed_logins_are_throttled_per_client(
@@ -198,17 +220,114 @@ async def test_failed_logins_are_throttled_per_client(
 ) -> None:
     user = await factory.user(password=PASSWORD)
     guesses = [
-        await _login(throttled, "192.0.2.99", f"nobody{n}@example.com", "guess") for n in range(3)
+        (await _login(throttled, "192.0.2.99", f"nobody{n}@example.com", "guess")).status_code
+        for n in range(3)
     ]
     assert guesses == [401, 401, 429]
-    assert await _login(throttled, "192.0.2.99", user.email, PASSWORD) == 429
-    assert await _login(throttled, "192.0.2.100", user.email, PASSWORD) == 200
+    assert (await _login(throttled, "192.0.2.99", user.email, PASSWORD)).status_code == 429
+    assert (await _login(throttled, "192.0.2.100", user.email, PASSWORD)).status_code == 200
 
 
-async def test_a_successful_login_clears_the_account_count(
+async def test_an_attacker_cannot_lock_the_owner_out_of_a_browser_they_signed_in_with(
     throttled: httpx.AsyncClient, factory: Factory
 ) -> None:
+    """Defect 4: wrong passwords from anywhere, even from the owner's own address, leave
+    a browser that signed in to the account before able to sign in."""
     user = await factory.user(password=PASSWORD)
-    for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
-        assert await _login(throttled, address, user.email, "wrong password") == 401
-        assert await _login(throttled, address, user.email, PASSWORD) == 200
+    device = await _device_of(throttled, "192.0.2.10", user.email)
+    await _exhaust_the_account(throttled, user.email)
+    # The owner's address (a NAT shared with the attacker) over its budget too.
+    for n in range(2):
+        await _login(throttled, "192.0.2.10", f"nobody{n}@example.com", "guess")
+
+    same_address = await _login(throttled, "192.0.2.10", user.email, PASSWORD, device)
+    elsewhere = await _login(throttled, "198.51.100.5", user.email, PASSWORD, device)
+    unknown_browser = await _login(throttled, "198.51.100.6", user.email, PASSWORD)
+
+    assert same_address.status_code == 200, same_address.text
+    assert elsewhere.status_code == 200, elsewhere.text
+    assert unknown_browser.status_code == 429
+
+
+async def test_the_owner_signing_in_does_not_give_an_attacker_more_guesses(
+    throttled: httpx.AsyncClient, factory: Factory, clock: FakeClock
+) -> None:
+    """Defect 4: an attacker from ever new addresses gets the account's budget of password
+    checks per window, however often the owner signs in meanwhile, and no more."""
+    user = await factory.user(password=PASSWORD)
+    device = await _device_of(throttled, "192.0.2.10", user.email)
+    checked = 0
+    for n in range(6):
+        answer = await _login(throttled, f"203.0.113.{n}", user.email, f"guess {n}")
+        assert answer.status_code in (401, 429)
+        checked += answer.status_code == 401
+        owner = await _login(throttled, "192.0.2.10", user.email, PASSWORD, device)
+        assert owner.status_code == 200
+        device = owner.cookies.get(DEVICE_COOKIE, device)
+    assert checked == 2
+    # Past the budget the right password is refused too: it cannot be told from a guess.
+    assert (await _login(throttled, "203.0.113.99", user.email, PASSWORD)).status_code == 429
+
+    clock.advance(61)
+    assert (await _login(throttled, "203.0.113.100", user.email, "guess")).status_code == 401
+
+
+async def test_a_device_cookie_counts_only_for_its_own_account(
+    throttled: httpx.AsyncClient, factory: Factory
+) -> None:
+    """Defect 4: the attacker's own account's device cookie, or a forged one, makes no
+    known browser of the victim's account."""
+    victim = await factory.user(password=PASSWORD)
+    attacker = await factory.user(password=PASSWORD)
+    own_device = await _device_of(throttled, "203.0.113.1", attacker.email)
+    assert own_device is not None
+    await _exhaust_the_account(throttled, victim.email)
+
+    for device in (own_device, "forged.AAAA", own_device.rsplit(".", 1)[0] + ".AAAA", ""):
+        answer = await _login(throttled, "203.0.113.50", victim.email, PASSWORD, device)
+        assert answer.status_code == 429, device
+
+
+async def test_a_known_browser_has_a_budget_of_its_own(
+    throttled: httpx.AsyncClient, factory: Factory
+) -> None:
+    """Defect 4: a device cookie (stolen, say) buys no more guesses than the budget, and
+    its failures lock out neither the account nor the address."""
+    user = await factory.user(password=PASSWORD)
+    device = await _device_of(throttled, "192.0.2.10", user.email)
+    wrong = [
+        (await _login(throttled, "192.0.2.10", user.email, "wrong", device)).status_code
+        for _ in range(3)
+    ]
+    assert wrong == [401, 401, 429]
+    assert (await _login(throttled, "192.0.2.10", user.email, PASSWORD, device)).status_code == 429
+    assert (await _login(throttled, "192.0.2.10", user.email, PASSWORD)).status_code == 200
+
+
+async def _sign_in_on_the_page(
+    client: httpx.AsyncClient, address: str, email: str, device: str | None = None
+) -> httpx.Response:
+    cookie = f"csrf={CSRF_TOKEN}" + ("" if device is None else f"; {DEVICE_COOKIE}={device}")
+    response = await client.post(
+        "/login",
+        data={"email": email, "password": PASSWORD, "csrf": CSRF_TOKEN},
+        headers=_from(address, Cookie=cookie),
+    )
+    client.cookies.clear()
+    return response
+
+
+async def test_the_sign_in_page_remembers_the_browser_too(
+    throttled: httpx.AsyncClient, factory: Factory
+) -> None:
+    """Defect 4, on the sign-in page."""
+    user = await factory.user(password=PASSWORD)
+    first = await _sign_in_on_the_page(throttled, "192.0.2.10", user.email)
+    assert first.status_code == 303
+    device = first.cookies.get(DEVICE_COOKIE)
+    await _exhaust_the_account(throttled, user.email)
+
+    known = await _sign_in_on_the_page(throttled, "192.0.2.11", user.email, device)
+    unknown = await _sign_in_on_the_page(throttled, "192.0.2.12", user.email)
+    assert known.status_code == 303
+    assert unknown.status_code == 429

@@ -102,7 +102,8 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "FLAMEL_LOGIN_FAILURE_BUDGET",
         "10",
-        "Failed logins per window, per account and per client, before logins are refused.",
+        "Failed logins per window before logins are refused: per browser that signed in to"
+        " the account before, else per client and per account.",
     ),
     SettingDoc("FLAMEL_THROTTLE_WINDOW_SECONDS", "300", "The window of both budgets."),
     SettingDoc(

@@ -146,6 +146,12 @@ def _session_hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
+class SignedIn(NamedTuple):
+    session_id: str
+    #: The device cookie that marks this browser as one that signed in to the account.
+    device_cookie: str
+
+
 async def login(
     db: Database,
     email: str,
@@ -154,29 +160,35 @@ async def login(
     now: int,
     ttl_seconds: int,
     client: str,
+    device_cookie: str | None,
+    secret: str,
     budget: throttle.Budget,
-) -> str:
-    """A new session id for the user whose password this is, else ``invalid_credentials``.
+) -> SignedIn:
+    """A new session for the user whose password this is, else ``invalid_credentials``.
 
-    Failures count against the client and against the account; past either budget the
-    attempt is refused before any password is checked. The check (tens of milliseconds
-    of scrypt) runs in a thread and outside any database lock, and an unknown email
-    costs the same check as a known one, so response time does not tell which
-    addresses have accounts.
+    A browser whose device cookie shows it signed in to this account before is judged
+    by its own budget only, any other client by its own and the account's (``throttle``
+    says why); past one, the attempt is refused before any password is checked. The
+    check (tens of milliseconds of scrypt) runs in a thread and outside any database
+    lock, and an unknown email costs the same check as a known one, so response time
+    does not tell which addresses have accounts.
     """
-    buckets = throttle.login_buckets(client, email)
     try:
         address: str | None = normalise_email(email)
     except ApiError:
         address = None
     async with db.read() as conn:
-        await throttle.check(conn, buckets, now, budget)
         row = None
         if address is not None:
             row = await conn.fetchone(
                 "SELECT id, password_hash FROM users WHERE email = ? AND deleted_at IS NULL",
                 address,
             )
+        device_id = None
+        if row is not None and device_cookie is not None:
+            device_id = cookies.device_id_from_cookie(device_cookie, row["id"], secret)
+        buckets = throttle.login_buckets(client, email, device_id)
+        await throttle.check(conn, buckets, now, budget)
     if row is None or row["password_hash"] is None:
         await asyncio.to_thread(verify_password_dummy, password)
         verified = False
@@ -194,8 +206,11 @@ async def login(
             now,
             now + ttl_seconds * 1_000_000,
         )
-        await throttle.forget(conn, buckets[1])
-    return session_id
+        if device_id is None:
+            device_id = cookies.new_session_id()
+        else:  # the owner's own mistakes are forgiven, as nobody else's count there
+            await throttle.forget(conn, throttle.device_bucket(device_id))
+    return SignedIn(session_id, cookies.device_cookie_value(device_id, row["id"], secret))
 
 
 async def user_for_session(conn: Connection, session_id: str, now: int) -> int | None:

@@ -1,4 +1,4 @@
-"""Slowing down guessing: failed authentications counted per client and per account.
+"""Slowing down guessing, without handing anyone a switch that locks a customer out.
 
 Failures are counted per bucket in a fixed window; past a bucket's budget the attempts
 it judges are refused with ``429 too_many_requests`` and ``Retry-After`` until the
@@ -11,9 +11,21 @@ nobody guesses one, so the budget bounds load and noise, and refusing a valid ke
 only let a few wrong keys from behind a shared address (a NAT, a proxy, the platform's
 own back end) lock out every customer there.
 
-Sign-ins (buckets ``login-client:<client>`` and ``login-account:<hash>``): past either
-budget a sign-in is refused before its password is checked, the right one included:
-otherwise a blocked client could go on guessing and would be told when it guessed right.
+Passwords can be guessed, so a sign-in past the budget is refused before its password
+is checked, the right one included: otherwise a blocked client could go on guessing
+and would be told when it guessed right. Which budget judges a sign-in depends on who
+asks:
+
+- a browser that signed in to the account before, shown by its device cookie (set on
+  every successful sign-in and signed for that account; see ``cookies``), is judged by
+  its own bucket ``login-device:<id>`` alone. Nobody else's failures lock it out, and
+  a stolen device cookie buys no more than that budget of guesses;
+- any other client is judged by its address's bucket ``login-client:<client>`` and the
+  account's ``login-account:<hash>``, so an attacker with many addresses still gets
+  only the account's budget of guesses per window. Whoever exhausts that budget locks
+  out only the account's unknown clients (the owner on a new browser) until the window
+  ends; a successful sign-in clears neither bucket, so the owner signing in gives an
+  attacker no fresh guesses.
 """
 
 from __future__ import annotations
@@ -45,10 +57,17 @@ def key_bucket(client: str) -> str:
     return f"key:{client}"
 
 
-def login_buckets(client: str, email: str) -> tuple[str, str]:
-    """The client's bucket, and the account's (hashed: no attempted address is stored)."""
+def login_buckets(client: str, email: str, device_id: str | None) -> tuple[str, ...]:
+    """The buckets that judge a sign-in: a known device's own, else the client's and the
+    account's (hashed: no attempted address is stored)."""
+    if device_id is not None:
+        return (device_bucket(device_id),)
     account = hashlib.sha256(email.strip().lower().encode()).hexdigest()
     return f"login-client:{client}", f"login-account:{account}"
+
+
+def device_bucket(device_id: str) -> str:
+    return f"login-device:{device_id}"
 
 
 async def check(conn: Connection, buckets: tuple[str, ...], now: int, budget: Budget) -> None:

@@ -13,6 +13,10 @@ from flamel_usage.web.http import Request, Response, empty_response, json_respon
 from flamel_usage.web.services import Services
 
 SESSION_COOKIE = "connect.sid"
+#: Marks a browser that has signed in to an account before (see ``auth.throttle``).
+DEVICE_COOKIE = "flamel_device"
+#: About as long as a browser keeps a cookie at all (Chrome caps at 400 days).
+DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600
 
 
 def session_id(request: Request, services: Services) -> str | None:
@@ -67,9 +71,23 @@ async def get_my_usage(request: Request, services: Services) -> Response:
 
 def session_cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
     """``Set-Cookie`` for ``connect.sid``: the API's login and the login page set the same."""
+    return _cookie_header(SESSION_COOKIE, value, max_age, request)
+
+
+def device_cookie(request: Request) -> str | None:
+    """The raw device cookie, for ``auth.login`` to check."""
+    return cookies.parse_cookie_header(request.headers.get("cookie", "")).get(DEVICE_COOKIE)
+
+
+def device_cookie_header(value: str, request: Request) -> tuple[bytes, bytes]:
+    """``Set-Cookie`` for the device cookie, which both sign-ins set."""
+    return _cookie_header(DEVICE_COOKIE, value, DEVICE_COOKIE_MAX_AGE, request)
+
+
+def _cookie_header(name: str, value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
     secure = "; Secure" if request.is_https else ""
     attributes = f"Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
-    return (b"set-cookie", f"{SESSION_COOKIE}={value}; {attributes}".encode())
+    return (b"set-cookie", f"{name}={value}; {attributes}".encode())
 
 
 async def login(request: Request, services: Services) -> Response:
@@ -78,19 +96,26 @@ async def login(request: Request, services: Services) -> Response:
     password = body.required_string("password")
     now = services.clock()
     ttl = services.settings.session_ttl_seconds
-    new_id = await auth.login(
+    secret = services.session_secret.reveal()
+    signed_in = await auth.login(
         services.db,
         email,
         password,
         now=now,
         ttl_seconds=ttl,
         client=client_address(request, services),
+        device_cookie=device_cookie(request),
+        secret=secret,
         budget=services.login_budget,
     )
-    value = cookies.session_cookie_value(new_id, services.session_secret.reveal())
+    value = cookies.session_cookie_value(signed_in.session_id, secret)
     expires = from_micros(now + ttl * 1_000_000).isoformat()
     return json_response(
-        {"expiresAt": expires}, headers=[session_cookie_header(value, ttl, request)]
+        {"expiresAt": expires},
+        headers=[
+            session_cookie_header(value, ttl, request),
+            device_cookie_header(signed_in.device_cookie, request),
+        ],
     )
 
 
