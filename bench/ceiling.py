@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/ceiling.py --port 4011 --workers 2   # FLAMEL_DATABASE_URL set
 
-Same statements as the service (``user_for_api_key``'s lookup with the client's throttle
-count, then ``read_usage``'s one-row read), same database (FLAMEL_DATABASE_URL: sqlite3
-with the service's pragmas, or an asyncpg pool of the service's size that, like the
-service's, sends no reset query on release), same JSON, same server (uvicorn with the
-options ``flamel-usage serve`` uses), and nothing else: no routing, no envelope beyond
-401/403, no record of the key's last use (the service batches those writes), billing
-zone UTC, periods taken as current (the benchmark seed keeps them so).
+Same statements as the service (``user_for_api_key``'s key lookup, then ``read_usage``'s
+one-row read), same database (FLAMEL_DATABASE_URL: sqlite3 with the service's pragmas,
+or an asyncpg pool of the service's size that, like the service's, sends no reset query
+on release), same JSON, same server (uvicorn with the options ``flamel-usage serve``
+uses), and nothing else: no routing, no envelope beyond 401/403, no record of the key's
+last use (the service batches those writes), billing zone UTC, periods taken as current
+(the benchmark seed keeps them so).
 """
 
 import argparse
@@ -25,9 +25,8 @@ import orjson
 import uvicorn
 
 KEY = (
-    "SELECT k.id, k.user_id, k.key_hash, k.expires_at, f.failures, f.window_end"
+    "SELECT k.id, k.user_id, k.key_hash, k.expires_at"
     " FROM api_keys k JOIN users u ON u.id = k.user_id"
-    " LEFT JOIN auth_failures f ON f.bucket = ?"
     " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL"
 )
 USAGE = (
@@ -57,9 +56,9 @@ def iso(us: int) -> str:
     return datetime.fromtimestamp(us // 1_000_000, UTC).isoformat()
 
 
-async def usage(one, sql, key, peer, now):
+async def usage(one, sql, key, now):
     digest = hashlib.sha256(key.encode()).hexdigest() if SHAPE.fullmatch(key) else ""
-    found = await one(sql[0], f"key:{peer}", digest) if digest else None
+    found = await one(sql[0], digest) if digest else None
     if found is None or not hmac.compare_digest(found[2], digest):
         return 401, b'{"success":false,"code":401,"data":"wrong_api_key"}'
     if found[3] is not None and found[3] <= now:
@@ -92,11 +91,11 @@ def create_app():
     async def one(sql, *args):
         return state["db"].execute(sql, args).fetchone()
 
-    async def answer(key, peer, now):
+    async def answer(key, now):
         if sqlite:
-            return await usage(one, (KEY, USAGE), key, peer, now)
+            return await usage(one, (KEY, USAGE), key, now)
         async with state["pool"].acquire() as conn:
-            return await usage(conn.fetchrow, state["sql"], key, peer, now)
+            return await usage(conn.fetchrow, state["sql"], key, now)
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -119,7 +118,7 @@ def create_app():
         status, body = (
             (403, b'{"success":false,"code":403,"data":"not_logged_in"}')
             if key is None
-            else await answer(key, scope["client"][0], time.time_ns() // 1000)
+            else await answer(key, time.time_ns() // 1000)
         )
         await send({"type": "http.response.start", "status": status, "headers": HEADERS})
         await send({"type": "http.response.body", "body": body})

@@ -165,7 +165,6 @@ async def test_unknown_well_formed_key(admin: httpx.AsyncClient, account: Accoun
 @pytest.mark.parametrize(
     "make_key",
     [
-        pytest.param(lambda key: "", id="empty"),
         pytest.param(lambda key: "not-a-key", id="garbage"),
         pytest.param(lambda key: "flm_", id="prefix-only"),
         pytest.param(lambda key: key[:-1], id="one-char-short"),
@@ -523,11 +522,15 @@ async def test_wrong_key_with_valid_session_is_401(
     _assert_error(await _read(admin, key=wrong, cookie=f"connect.sid={cookie}"), WRONG_API_KEY)
 
 
-async def test_empty_key_with_valid_session_is_401(
-    admin: httpx.AsyncClient, account: Account
+@pytest.mark.parametrize("blank", ["", " ", "\t  "], ids=["empty", "space", "tab-spaces"])
+async def test_a_blank_key_counts_as_absent_so_the_session_decides(
+    admin: httpx.AsyncClient, account: Account, blank: str
 ) -> None:
     cookie = _session_cookie(await _login(admin, account.email, PASSWORD))
-    _assert_error(await _read(admin, key="", cookie=f"connect.sid={cookie}"), WRONG_API_KEY)
+    response = await _read(admin, key=blank, cookie=f"connect.sid={cookie}")
+    assert response.status_code == 200, response.text
+    assert response.json() == EXPECTED_USAGE
+    _assert_error(await _read(admin, key=blank), NOT_LOGGED_IN)
 
 
 async def test_expired_key_with_valid_session_is_expired(

@@ -100,13 +100,14 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "FLAMEL_KEY_FAILURE_BUDGET",
         "50",
-        "Wrong API keys one client may send per window before every key it sends is refused"
-        " with `429 too_many_requests`.",
+        "Wrong API keys one client may send per window before its wrong keys are refused"
+        " with `429 too_many_requests` (a valid key never is).",
     ),
     SettingDoc(
         "FLAMEL_LOGIN_FAILURE_BUDGET",
         "10",
-        "Failed logins per window, per account and per client, before logins are refused.",
+        "Failed logins per window before logins are refused: per browser that signed in to"
+        " the account before, else per client and per account.",
     ),
     SettingDoc("FLAMEL_THROTTLE_WINDOW_SECONDS", "300", "The window of both budgets."),
     SettingDoc(

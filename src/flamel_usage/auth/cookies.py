@@ -5,6 +5,11 @@ byte-for-byte what `express-session` writes: `s:` + `cookie-signature`'s `sign(i
 (value, a dot, unpadded standard base64 of HMAC-SHA256), URL-encoded the way
 `encodeURIComponent` does it. Anything arriving in a Cookie header is attacker-controlled,
 so every reading function here answers None rather than raising.
+
+The device cookie is ours alone: a random device id and an HMAC that binds it to one
+user, under the session secret, so that the sign-in throttle can tell a browser that
+has signed in to an account before (``throttle``) and nobody can make one up. The user
+id is in the MAC, not in the cookie.
 """
 
 import base64
@@ -58,6 +63,27 @@ def unsign(signed: str, secret: str) -> str | None:
 def new_session_id() -> str:
     """Make an unguessable session id shaped like express-session's (uid-safe, 24 bytes)."""
     return base64.urlsafe_b64encode(secrets.token_bytes(24)).decode("ascii").rstrip("=")
+
+
+def device_cookie_value(device_id: str, user_id: int, secret: str) -> str:
+    """The device cookie for ``device_id`` (from ``new_session_id``) as ``user_id``'s."""
+    return f"{device_id}.{_device_mac(device_id, user_id, secret)}"
+
+
+def device_id_from_cookie(raw_value: str, user_id: int, secret: str) -> str | None:
+    """The device id a device cookie carries if it was made for ``user_id``, else None."""
+    device_id, dot, received = raw_value.rpartition(".")
+    if not dot or not device_id:
+        return None
+    expected = _device_mac(device_id, user_id, secret).encode("ascii")
+    if hmac.compare_digest(expected, received.encode("utf-8", "surrogatepass")):
+        return device_id
+    return None
+
+
+def _device_mac(device_id: str, user_id: int, secret: str) -> str:
+    # A context of its own, so that no session cookie's MAC is ever a device cookie's.
+    return _mac(f"flamel-device\x00{user_id}\x00{device_id}", secret)
 
 
 def session_cookie_value(session_id: str, secret: str) -> str:

@@ -110,34 +110,46 @@ class KeyOwner(NamedTuple):
 async def user_for_api_key(
     conn: Connection, key: str, now: int, *, client: str, budget: throttle.Budget
 ) -> KeyOwner:
-    """The live key ``key`` and its user, or the contract's 401, or 429 for a client that
-    has spent its budget of wrong keys.
+    """The live key ``key`` and its user, or the contract's 401; for a wrong key from a
+    client past its budget, the 429.
 
-    The client's failure count comes with the key in one query, so a valid key costs
-    no extra round trip; a wrong one is counted.
+    A valid key is never refused for its client's wrong ones, and costs one query. A
+    wrong one is counted by ``count_wrong_key``, once this read is over.
     """
-    bucket = throttle.key_bucket(client)
     if keys.is_well_formed(key):
         digest = keys.key_hash(key)
         row = await conn.fetchone(
-            "SELECT k.id, k.user_id, k.key_hash, k.expires_at, f.failures, f.window_end"
+            "SELECT k.id, k.user_id, k.key_hash, k.expires_at"
             " FROM api_keys k JOIN users u ON u.id = k.user_id"
-            " LEFT JOIN auth_failures f ON f.bucket = ?"
             " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
-            bucket,
             digest,
         )
         if row is not None and hmac.compare_digest(row["key_hash"], digest):
-            throttle.refuse_if_over(row["failures"], row["window_end"], now, budget)
             if row["expires_at"] is not None and row["expires_at"] <= now:
                 raise ApiKeyExpired()
             return KeyOwner(row["id"], row["user_id"])
-    await throttle.record_failure(conn, bucket, now, budget)
+    await throttle.check(conn, (throttle.key_bucket(client),), now, budget)
     raise WrongApiKey()
+
+
+async def count_wrong_key(db: Database, client: str, now: int, budget: throttle.Budget) -> None:
+    """Count a wrong key against its client; the 429 when that goes past the budget.
+
+    Apart from the read that found the key wrong: the count is a write, and a write
+    must not hold the read's connection (on SQLite, the worker's only one) while it
+    waits for the store's write lock.
+    """
+    await throttle.record_failures(db, (throttle.key_bucket(client),), now, budget)
 
 
 def _session_hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+class SignedIn(NamedTuple):
+    session_id: str
+    #: The device cookie that marks this browser as one that signed in to the account.
+    device_cookie: str
 
 
 async def login(
@@ -148,43 +160,43 @@ async def login(
     now: int,
     ttl_seconds: int,
     client: str,
+    device_cookie: str | None,
+    secret: str,
     budget: throttle.Budget,
-) -> str:
-    """A new session id for the user whose password this is, else ``invalid_credentials``.
+) -> SignedIn:
+    """A new session for the user whose password this is, else ``invalid_credentials``.
 
-    Failures count against the client and against the account; past either budget the
-    attempt is refused before any password is checked. The check (tens of milliseconds
-    of scrypt) runs in a thread and outside any database lock, and an unknown email
-    costs the same check as a known one, so response time does not tell which
-    addresses have accounts.
+    A browser whose device cookie shows it signed in to this account before is judged
+    by its own budget only, any other client by its own and the account's (``throttle``
+    says why); past one, the attempt is refused before any password is checked. The
+    check (tens of milliseconds of scrypt) runs in a thread and outside any database
+    lock, and an unknown email costs the same check as a known one, so response time
+    does not tell which addresses have accounts.
     """
-    buckets = throttle.login_buckets(client, email)
     try:
         address: str | None = normalise_email(email)
     except ApiError:
         address = None
     async with db.read() as conn:
-        await throttle.check(conn, buckets, now, budget)
         row = None
         if address is not None:
             row = await conn.fetchone(
                 "SELECT id, password_hash FROM users WHERE email = ? AND deleted_at IS NULL",
                 address,
             )
+        device_id = None
+        if row is not None and device_cookie is not None:
+            device_id = cookies.device_id_from_cookie(device_cookie, row["id"], secret)
+        buckets = throttle.login_buckets(client, email, device_id)
+        await throttle.check(conn, buckets, now, budget)
     if row is None or row["password_hash"] is None:
         await asyncio.to_thread(verify_password_dummy, password)
         verified = False
     else:
         verified = await asyncio.to_thread(verify_password, password, row["password_hash"])
     if not verified or row is None:
-        refusal: ApiError = InvalidCredentials()
-        async with db.transaction() as conn:
-            for bucket in buckets:
-                try:
-                    await throttle.record_failure(conn, bucket, now, budget)
-                except throttle.TooManyRequests as too_many:
-                    refusal = too_many
-        raise refusal
+        await throttle.record_failures(db, buckets, now, budget)
+        raise InvalidCredentials()
     async with db.transaction() as conn:
         session_id = cookies.new_session_id()
         await conn.execute(
@@ -194,8 +206,11 @@ async def login(
             now,
             now + ttl_seconds * 1_000_000,
         )
-        await throttle.forget(conn, buckets[1])
-    return session_id
+        if device_id is None:
+            device_id = cookies.new_session_id()
+        else:  # the owner's own mistakes are forgiven, as nobody else's count there
+            await throttle.forget(conn, throttle.device_bucket(device_id))
+    return SignedIn(session_id, cookies.device_cookie_value(device_id, row["id"], secret))
 
 
 async def user_for_session(conn: Connection, session_id: str, now: int) -> int | None:

@@ -1,11 +1,31 @@
-"""Slowing down guessing: failed authentications counted per client and per account.
+"""Slowing down guessing, without handing anyone a switch that locks a customer out.
 
-Each bucket (``key:<client>``, ``login-client:<client>``, ``login-account:<hash>``)
-counts failures in a fixed window. Past the budget, every attempt in that bucket is
-refused with ``429 too_many_requests`` and ``Retry-After`` until the window ends, the
-right answers included: otherwise a blocked client could go on guessing and would be
-told when it guessed right. Valid keys of other clients never wait: their bucket is
-another row. The counts live in the database, so they hold across workers.
+Failures are counted per bucket in a fixed window; past a bucket's budget the attempts
+it judges are refused with ``429 too_many_requests`` and ``Retry-After`` until the
+window ends. The counts live in the database, so they hold across workers and machines.
+
+API keys (bucket ``key:<client>``): past the budget a client's wrong keys are refused
+unchecked and uncounted (so a flood costs one read each, never a write), but a valid
+key is always answered, and never pays a throttle lookup. Keys carry 256 random bits:
+nobody guesses one, so the budget bounds load and noise, and refusing a valid key would
+only let a few wrong keys from behind a shared address (a NAT, a proxy, the platform's
+own back end) lock out every customer there.
+
+Passwords can be guessed, so a sign-in past the budget is refused before its password
+is checked, the right one included: otherwise a blocked client could go on guessing
+and would be told when it guessed right. Which budget judges a sign-in depends on who
+asks:
+
+- a browser that signed in to the account before, shown by its device cookie (set on
+  every successful sign-in and signed for that account; see ``cookies``), is judged by
+  its own bucket ``login-device:<id>`` alone. Nobody else's failures lock it out, and
+  a stolen device cookie buys no more than that budget of guesses;
+- any other client is judged by its address's bucket ``login-client:<client>`` and the
+  account's ``login-account:<hash>``, so an attacker with many addresses still gets
+  only the account's budget of guesses per window. Whoever exhausts that budget locks
+  out only the account's unknown clients (the owner on a new browser) until the window
+  ends; a successful sign-in clears neither bucket, so the owner signing in gives an
+  attacker no fresh guesses.
 """
 
 from __future__ import annotations
@@ -13,7 +33,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from flamel_usage.db import Connection
+from flamel_usage.db import Connection, Database
 from flamel_usage.errors import ApiError
 
 MICROS = 1_000_000
@@ -37,18 +57,17 @@ def key_bucket(client: str) -> str:
     return f"key:{client}"
 
 
-def login_buckets(client: str, email: str) -> tuple[str, str]:
-    """The client's bucket, and the account's (hashed: no attempted address is stored)."""
+def login_buckets(client: str, email: str, device_id: str | None) -> tuple[str, ...]:
+    """The buckets that judge a sign-in: a known device's own, else the client's and the
+    account's (hashed: no attempted address is stored)."""
+    if device_id is not None:
+        return (device_bucket(device_id),)
     account = hashlib.sha256(email.strip().lower().encode()).hexdigest()
     return f"login-client:{client}", f"login-account:{account}"
 
 
-def refuse_if_over(failures: int | None, window_end: int | None, now: int, budget: Budget) -> None:
-    """Raise the 429 when a bucket's current window already holds ``budget`` failures."""
-    if failures is None or window_end is None or window_end <= now:
-        return
-    if failures >= budget.failures:
-        raise TooManyRequests(_seconds_until(window_end, now))
+def device_bucket(device_id: str) -> str:
+    return f"login-device:{device_id}"
 
 
 async def check(conn: Connection, buckets: tuple[str, ...], now: int, budget: Budget) -> None:
@@ -59,29 +78,40 @@ async def check(conn: Connection, buckets: tuple[str, ...], now: int, budget: Bu
         *buckets,
     )
     for row in rows:
-        refuse_if_over(row["failures"], row["window_end"], now, budget)
+        if row["window_end"] > now and row["failures"] >= budget.failures:
+            raise TooManyRequests(_seconds_until(row["window_end"], now))
 
 
-async def record_failure(conn: Connection, bucket: str, now: int, budget: Budget) -> None:
-    """Count one failure in ``bucket``; past the budget, answer it with the 429."""
+async def record_failures(db: Database, buckets: tuple[str, ...], now: int, budget: Budget) -> None:
+    """Count one failure in each of ``buckets``; the 429 for the one that went past its
+    budget (another worker's failure may have come first).
+
+    A transaction of its own, never a statement on a read's connection: on SQLite the
+    transaction waits for the write lock with the event loop free, so a failure arriving
+    while another process writes holds up no other request of this worker.
+    """
     fresh_end = now + budget.window_seconds * MICROS
-    row = await conn.fetchone(
-        "INSERT INTO auth_failures (bucket, window_end, failures) VALUES (?, ?, 1)"
-        " ON CONFLICT (bucket) DO UPDATE SET"
-        " failures = CASE WHEN auth_failures.window_end <= ? THEN 1"
-        " ELSE auth_failures.failures + 1 END,"
-        " window_end = CASE WHEN auth_failures.window_end <= ? THEN ?"
-        " ELSE auth_failures.window_end END"
-        " RETURNING failures, window_end",
-        bucket,
-        fresh_end,
-        now,
-        now,
-        fresh_end,
-    )
-    assert row is not None
-    if row["failures"] > budget.failures:
-        raise TooManyRequests(_seconds_until(row["window_end"], now))
+    async with db.transaction() as conn:
+        windows = [
+            await conn.fetchone(
+                "INSERT INTO auth_failures (bucket, window_end, failures) VALUES (?, ?, 1)"
+                " ON CONFLICT (bucket) DO UPDATE SET"
+                " failures = CASE WHEN auth_failures.window_end <= ? THEN 1"
+                " ELSE auth_failures.failures + 1 END,"
+                " window_end = CASE WHEN auth_failures.window_end <= ? THEN ?"
+                " ELSE auth_failures.window_end END"
+                " RETURNING failures, window_end",
+                bucket,
+                fresh_end,
+                now,
+                now,
+                fresh_end,
+            )
+            for bucket in buckets
+        ]
+    ends = [row["window_end"] for row in windows if row and row["failures"] > budget.failures]
+    if ends:
+        raise TooManyRequests(_seconds_until(max(ends), now))
 
 
 async def forget(conn: Connection, bucket: str) -> None:

@@ -489,8 +489,8 @@ _REASONS: dict[str, tuple[int, str]] = {
     "not_refundable": (409, "The charge was refused (402 or 429): nothing to refund."),
     "too_many_requests": (
         429,
-        "Too many failed attempts from this client or for this account: wait for the"
-        " Retry-After seconds (a right answer is refused too until then).",
+        "Too many failed sign-ins from this client or browser, or for this account: wait"
+        " for the Retry-After seconds (the right password is refused too until then).",
     ),
     "payload_too_large": (413, "The request body is larger than 64 KiB."),
     "unsupported_media_type": (415, "The body was sent with a Content-Type other than JSON."),
@@ -553,7 +553,9 @@ _REPLAYED = {
 
 _SET_SESSION_COOKIE = {
     "Set-Cookie": {
-        "description": "The session cookie (HttpOnly, signed).",
+        "description": "The session cookie, and flamel_device, which lets this browser"
+        " sign in to the account while others' failed sign-ins throttle it (both HttpOnly,"
+        " signed).",
         "schema": {"type": "string"},
         "example": "connect.sid=s%3A<session id>.<signature>; Path=/; HttpOnly; SameSite=Lax",
     }

@@ -633,14 +633,17 @@ async def login_submit(request: Request, services: Services) -> Response:
         return _html(400, render_login(language, token, email=email, error="error_missing"))
     now = services.clock()
     ttl = services.settings.session_ttl_seconds
+    secret = services.session_secret.reveal()
     try:
-        new_id = await auth.login(
+        signed_in = await auth.login(
             services.db,
             email,
             password,
             now=now,
             ttl_seconds=ttl,
             client=public.client_address(request, services),
+            device_cookie=public.device_cookie(request),
+            secret=secret,
             budget=services.login_budget,
         )
     except auth.InvalidCredentials as refused:
@@ -651,11 +654,12 @@ async def login_submit(request: Request, services: Services) -> Response:
         page = _html(429, render_login(language, token, email=email, error="error_throttled"))
         page.headers.extend(refusal.headers)
         return page
-    value = cookies.session_cookie_value(new_id, services.session_secret.reveal())
+    value = cookies.session_cookie_value(signed_in.session_id, secret)
     return _redirect(
         "/usage",
         [
             public.session_cookie_header(value, ttl, request),
+            public.device_cookie_header(signed_in.device_cookie, request),
             _set_cookie(request, CSRF_COOKIE, "", 0, "Strict"),  # used up: a new one next time
         ],
     )

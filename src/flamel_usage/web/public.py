@@ -5,7 +5,7 @@ from __future__ import annotations
 from flamel_usage.auth import cookies
 from flamel_usage.auth import service as auth
 from flamel_usage.db import Connection
-from flamel_usage.errors import NotLoggedIn
+from flamel_usage.errors import NotLoggedIn, WrongApiKey
 from flamel_usage.inputs import JsonObject
 from flamel_usage.ledger.service import read_usage
 from flamel_usage.periods import from_micros
@@ -13,6 +13,10 @@ from flamel_usage.web.http import Request, Response, empty_response, json_respon
 from flamel_usage.web.services import Services
 
 SESSION_COOKIE = "connect.sid"
+#: Marks a browser that has signed in to an account before (see ``auth.throttle``).
+DEVICE_COOKIE = "flamel_device"
+#: About as long as a browser keeps a cookie at all (Chrome caps at 400 days).
+DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600
 
 
 def session_id(request: Request, services: Services) -> str | None:
@@ -35,9 +39,11 @@ def client_address(request: Request, services: Services) -> str:
 async def authenticated_user(
     conn: Connection, request: Request, services: Services, now: int
 ) -> int:
-    """The caller's user id. ``X-Api-Key``, when sent at all, decides alone (SPEC 1)."""
+    """The caller's user id. ``X-Api-Key``, when sent, decides alone (SPEC 1); a blank one
+    (nothing but spaces and tabs, HTTP's whitespace) is as good as none, so that a
+    client's empty default does not hide its cookie."""
     api_key = request.headers.get("x-api-key")
-    if api_key is not None:
+    if api_key is not None and api_key.strip(" \t"):
         owner = await auth.user_for_api_key(
             conn, api_key, now, client=client_address(request, services), budget=services.key_budget
         )
@@ -52,17 +58,36 @@ async def authenticated_user(
 
 async def get_my_usage(request: Request, services: Services) -> Response:
     now = services.clock()
-    async with services.db.read() as conn:
-        user_id = await authenticated_user(conn, request, services, now)
-        usage = await read_usage(conn, user_id, now, services.settings.timezone)
+    try:
+        async with services.db.read() as conn:
+            user_id = await authenticated_user(conn, request, services, now)
+            usage = await read_usage(conn, user_id, now, services.settings.timezone)
+    except WrongApiKey:
+        client = client_address(request, services)
+        await auth.count_wrong_key(services.db, client, now, services.key_budget)
+        raise
     return json_response(usage.to_dto())
 
 
 def session_cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
     """``Set-Cookie`` for ``connect.sid``: the API's login and the login page set the same."""
+    return _cookie_header(SESSION_COOKIE, value, max_age, request)
+
+
+def device_cookie(request: Request) -> str | None:
+    """The raw device cookie, for ``auth.login`` to check."""
+    return cookies.parse_cookie_header(request.headers.get("cookie", "")).get(DEVICE_COOKIE)
+
+
+def device_cookie_header(value: str, request: Request) -> tuple[bytes, bytes]:
+    """``Set-Cookie`` for the device cookie, which both sign-ins set."""
+    return _cookie_header(DEVICE_COOKIE, value, DEVICE_COOKIE_MAX_AGE, request)
+
+
+def _cookie_header(name: str, value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
     secure = "; Secure" if request.is_https else ""
     attributes = f"Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
-    return (b"set-cookie", f"{SESSION_COOKIE}={value}; {attributes}".encode())
+    return (b"set-cookie", f"{name}={value}; {attributes}".encode())
 
 
 async def login(request: Request, services: Services) -> Response:
@@ -71,19 +96,26 @@ async def login(request: Request, services: Services) -> Response:
     password = body.required_string("password")
     now = services.clock()
     ttl = services.settings.session_ttl_seconds
-    new_id = await auth.login(
+    secret = services.session_secret.reveal()
+    signed_in = await auth.login(
         services.db,
         email,
         password,
         now=now,
         ttl_seconds=ttl,
         client=client_address(request, services),
+        device_cookie=device_cookie(request),
+        secret=secret,
         budget=services.login_budget,
     )
-    value = cookies.session_cookie_value(new_id, services.session_secret.reveal())
+    value = cookies.session_cookie_value(signed_in.session_id, secret)
     expires = from_micros(now + ttl * 1_000_000).isoformat()
     return json_response(
-        {"expiresAt": expires}, headers=[session_cookie_header(value, ttl, request)]
+        {"expiresAt": expires},
+        headers=[
+            session_cookie_header(value, ttl, request),
+            device_cookie_header(signed_in.device_cookie, request),
+        ],
     )
 
 
