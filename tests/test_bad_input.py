@@ -265,6 +265,18 @@ async def test_first_of_duplicate_session_cookies_wins(
     await unchanged.verify()
 
 
+async def test_session_cookie_on_a_second_cookie_line_is_read(
+    client: httpx.AsyncClient, world: World, unchanged: Unchanged
+) -> None:
+    """Node joins repeated Cookie lines with "; " before Express reads them: the session
+    is found on either line, and the first ``connect.sid`` still wins."""
+    second_line = [("Cookie", "lang=ko"), ("Cookie", f"connect.sid={world.cookie}")]
+    assert (await client.get(USAGE, headers=second_line)).status_code == 200
+    first_wins = [("Cookie", "connect.sid=garbage"), ("Cookie", f"connect.sid={world.cookie}")]
+    assert_envelope(await client.get(USAGE, headers=first_wins), 403, "not_logged_in")
+    await unchanged.verify()
+
+
 # --- request bodies ------------------------------------------------------------------------------
 
 

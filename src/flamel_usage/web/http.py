@@ -86,7 +86,12 @@ def error_response(error: ApiError) -> Response:
 
 
 class Request:
-    """One HTTP request: method, path, headers (lower-case names, first value wins)."""
+    """One HTTP request: method, path, headers (lower-case names).
+
+    Of a header sent on several lines the first line wins, except ``Cookie``, whose
+    lines are joined with ``"; "`` as Node does before Express reads them, so that a
+    session cookie on any line is found.
+    """
 
     __slots__ = (
         "_receive",
@@ -115,6 +120,8 @@ class Request:
             name = raw_name.decode("latin-1").lower()
             if name not in headers:
                 headers[name] = raw_value.decode("latin-1")
+            elif name == "cookie":
+                headers[name] += "; " + raw_value.decode("latin-1")
         if size > MAX_HEADER_BYTES:
             raise HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes")
         self.headers = headers
