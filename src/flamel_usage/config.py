@@ -109,7 +109,8 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "FLAMEL_CLIENT_ADDRESS_HEADER",
         "(none: the peer address)",
         "Header a trusted proxy sets with the client address, e.g. `X-Forwarded-For`"
-        " (its last address is used). Set it only behind such a proxy.",
+        " (its last address is used, over all its lines: the one the proxy added, also on"
+        " a line of its own). Set it only behind such a proxy.",
     ),
     SettingDoc(
         "FLAMEL_LOG_FORMAT",

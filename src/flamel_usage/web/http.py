@@ -88,9 +88,11 @@ def error_response(error: ApiError) -> Response:
 class Request:
     """One HTTP request: method, path, headers (lower-case names).
 
-    Of a header sent on several lines the first line wins, except ``Cookie``, whose
-    lines are joined with ``"; "`` as Node does before Express reads them, so that a
-    session cookie on any line is found.
+    Of a header sent on several lines the first line wins, except two that are joined
+    in order: ``Cookie`` with ``"; "``, as Node does before Express reads it, so that a
+    session cookie on any line is found; and ``forwarded_header`` (the trusted proxy's
+    client address list) with ``", "``, so that its last address is the one the proxy
+    added, also when it added a line of its own.
     """
 
     __slots__ = (
@@ -104,7 +106,13 @@ class Request:
         "scheme",
     )
 
-    def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        params: dict[str, str],
+        forwarded_header: str | None = None,
+    ) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query_string: bytes = scope.get("query_string", b"")
@@ -122,6 +130,8 @@ class Request:
                 headers[name] = raw_value.decode("latin-1")
             elif name == "cookie":
                 headers[name] += "; " + raw_value.decode("latin-1")
+            elif name == forwarded_header:
+                headers[name] += ", " + raw_value.decode("latin-1")
         if size > MAX_HEADER_BYTES:
             raise HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes")
         self.headers = headers
