@@ -22,7 +22,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_HEADER_BYTES = 16 * 1024
 
 JSON_HEADERS = (
     (b"content-type", b"application/json; charset=utf-8"),
@@ -32,10 +31,6 @@ JSON_HEADERS = (
 
 class PayloadTooLarge(ApiError):
     status, reason = 413, "payload_too_large"
-
-
-class HeadersTooLarge(ApiError):
-    status, reason = 431, "request_header_fields_too_large"
 
 
 class MethodNotAllowed(ApiError):
@@ -122,9 +117,7 @@ class Request:
         client = scope.get("client")
         self.peer: str = client[0] if client else "unknown"
         headers: dict[str, str] = {}
-        size = 0
         for raw_name, raw_value in scope["headers"]:
-            size += len(raw_name) + len(raw_value)
             name = raw_name.decode("latin-1").lower()
             if name not in headers:
                 headers[name] = raw_value.decode("latin-1")
@@ -132,8 +125,6 @@ class Request:
                 headers[name] += "; " + raw_value.decode("latin-1")
             elif name == forwarded_header:
                 headers[name] += ", " + raw_value.decode("latin-1")
-        if size > MAX_HEADER_BYTES:
-            raise HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes")
         self.headers = headers
 
     async def body(self) -> bytes:
