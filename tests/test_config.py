@@ -44,6 +44,8 @@ def test_defaults() -> None:
     assert settings.database_url.reveal().endswith("/data/flamel-usage.sqlite3")
     assert settings.timezone.key == "UTC"
     assert dict(settings.operation_costs) == {"ttp": 1000, "edit": 1000, "image": 1000}
+    assert (settings.max_header_bytes, settings.max_headers) == (16384, 100)
+    assert settings.header_timeout_seconds == 10
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,9 @@ def test_defaults() -> None:
         ("FLAMEL_OPERATION_COSTS", "TTP=1"),
         ("FLAMEL_OPERATION_COSTS", "ttp=-1"),
         ("FLAMEL_OPERATION_COSTS", "ttp"),
+        ("FLAMEL_MAX_HEADER_BYTES", "0"),
+        ("FLAMEL_MAX_HEADERS", "many"),
+        ("FLAMEL_HEADER_TIMEOUT_SECONDS", "-1"),
     ],
 )
 def test_bad_settings_name_the_setting(name: str, value: str) -> None:

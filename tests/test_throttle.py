@@ -82,6 +82,23 @@ async def test_past_the_budget_wrong_keys_are_refused_and_valid_keys_still_answe
     assert (await throttled.get(USAGE, headers=attacker)).status_code == 401
 
 
+async def test_the_address_a_proxy_adds_on_its_own_line_is_the_one_counted(
+    throttled: httpx.AsyncClient,
+) -> None:
+    """A proxy such as HAProxy (``option forwardfor``) adds its own X-Forwarded-For line
+    after the one the client sent: the client's line, however it changes, is not who
+    is counted."""
+    answers = []
+    for n in range(5):
+        headers = [
+            ("X-Forwarded-For", f"198.51.100.{n}, 192.0.2.{n}"),
+            ("X-Forwarded-For", "203.0.113.9"),
+            ("X-Api-Key", WRONG_KEY),
+        ]
+        answers.append((await throttled.get(USAGE, headers=headers)).status_code)
+    assert answers == [401, 401, 401, 429, 429]
+
+
 async def test_malformed_keys_count_too(throttled: httpx.AsyncClient) -> None:
     garbage = _from("203.0.113.8", **{"X-Api-Key": "not a key"})
     answers = [(await throttled.get(USAGE, headers=garbage)).status_code for _ in range(4)]

@@ -359,6 +359,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from flamel_usage.logs import logging_config
+    from flamel_usage.web.protocol import LimitedHttpToolsProtocol
 
     if args.database_url:
         os.environ["FLAMEL_DATABASE_URL"] = args.database_url
@@ -382,6 +383,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        # Bounds each request's head while it arrives; uvicorn's own would not.
+        http=LimitedHttpToolsProtocol,
         # Applied by uvicorn in this process and in each worker it starts.
         log_config=logging_config(settings.log_format, access_log=settings.access_log),
         log_level="info",

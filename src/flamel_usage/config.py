@@ -114,7 +114,27 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "FLAMEL_CLIENT_ADDRESS_HEADER",
         "(none: the peer address)",
         "Header a trusted proxy sets with the client address, e.g. `X-Forwarded-For`"
-        " (its last address is used). Set it only behind such a proxy.",
+        " (its last address is used, over all its lines: the one the proxy added, also on"
+        " a line of its own). Set it only behind such a proxy.",
+    ),
+    SettingDoc(
+        "FLAMEL_MAX_HEADER_BYTES",
+        "16384",
+        "Largest request head (request line and headers) in bytes; a larger one is answered"
+        " `431 request_header_fields_too_large` and its connection closed, as soon as that"
+        " many bytes have arrived.",
+    ),
+    SettingDoc(
+        "FLAMEL_MAX_HEADERS",
+        "100",
+        "Most header lines in one request; more are answered the same way.",
+    ),
+    SettingDoc(
+        "FLAMEL_HEADER_TIMEOUT_SECONDS",
+        "10",
+        "Longest time a request's head may take to arrive, from when its connection opens or"
+        " the previous response was sent; past it the connection is closed, so idle and"
+        " slow connections do not pile up.",
     ),
     SettingDoc(
         "FLAMEL_LOG_FORMAT",
@@ -164,6 +184,9 @@ class Settings:
     login_failure_budget: int = 10
     throttle_window_seconds: int = 300
     client_address_header: str | None = None
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    header_timeout_seconds: float = 10.0
     log_format: LogFormat = "text"
     access_log: bool = False
     cors_origins: frozenset[str] = frozenset()
@@ -190,6 +213,9 @@ class Settings:
             login_failure_budget=_positive_int(env, "FLAMEL_LOGIN_FAILURE_BUDGET", 10),
             throttle_window_seconds=_positive_int(env, "FLAMEL_THROTTLE_WINDOW_SECONDS", 300),
             client_address_header=(env.get("FLAMEL_CLIENT_ADDRESS_HEADER") or "").lower() or None,
+            max_header_bytes=_positive_int(env, "FLAMEL_MAX_HEADER_BYTES", 16 * 1024),
+            max_headers=_positive_int(env, "FLAMEL_MAX_HEADERS", 100),
+            header_timeout_seconds=_positive_seconds(env, "FLAMEL_HEADER_TIMEOUT_SECONDS", 10.0),
             log_format=_log_format(env.get("FLAMEL_LOG_FORMAT") or "text"),
             access_log=_switch(env, "FLAMEL_ACCESS_LOG", default=False),
             cors_origins=_cors_origins(env.get("FLAMEL_CORS_ORIGINS") or ""),

@@ -65,6 +65,7 @@ class App:
         self.services = Services(settings, db, clock)
         self.router = Router(_HANDLERS)
         self._cors_origins = settings.cors_origins
+        self._forwarded_header = settings.client_address_header
         self._request_ids = _RequestIds()
         if self._cors_origins:
             self.router.add("OPTIONS", cors.ROUTE, cors.preflight)
@@ -105,7 +106,8 @@ class App:
             raw_path = scope.get("raw_path") or path.encode()
             route, methods, params = self.router.resolve(path, raw_path)
             handler = self.router.handler(methods, scope["method"])
-            return route, await handler(Request(scope, receive, params), self.services)
+            request = Request(scope, receive, params, self._forwarded_header)
+            return route, await handler(request, self.services)
         except ApiError as error:
             self.services.metrics.auth_failure(error.reason)
             return route, error_response(error)

@@ -22,7 +22,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_HEADER_BYTES = 16 * 1024
 
 JSON_HEADERS = (
     (b"content-type", b"application/json; charset=utf-8"),
@@ -32,10 +31,6 @@ JSON_HEADERS = (
 
 class PayloadTooLarge(ApiError):
     status, reason = 413, "payload_too_large"
-
-
-class HeadersTooLarge(ApiError):
-    status, reason = 431, "request_header_fields_too_large"
 
 
 class MethodNotAllowed(ApiError):
@@ -86,7 +81,14 @@ def error_response(error: ApiError) -> Response:
 
 
 class Request:
-    """One HTTP request: method, path, headers (lower-case names, first value wins)."""
+    """One HTTP request: method, path, headers (lower-case names).
+
+    Of a header sent on several lines the first line wins, except two that are joined
+    in order: ``Cookie`` with ``"; "``, as Node does before Express reads it, so that a
+    session cookie on any line is found; and ``forwarded_header`` (the trusted proxy's
+    client address list) with ``", "``, so that its last address is the one the proxy
+    added, also when it added a line of its own.
+    """
 
     __slots__ = (
         "_receive",
@@ -99,7 +101,13 @@ class Request:
         "scheme",
     )
 
-    def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        params: dict[str, str],
+        forwarded_header: str | None = None,
+    ) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query_string: bytes = scope.get("query_string", b"")
@@ -109,14 +117,14 @@ class Request:
         client = scope.get("client")
         self.peer: str = client[0] if client else "unknown"
         headers: dict[str, str] = {}
-        size = 0
         for raw_name, raw_value in scope["headers"]:
-            size += len(raw_name) + len(raw_value)
             name = raw_name.decode("latin-1").lower()
             if name not in headers:
                 headers[name] = raw_value.decode("latin-1")
-        if size > MAX_HEADER_BYTES:
-            raise HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes")
+            elif name == "cookie":
+                headers[name] += "; " + raw_value.decode("latin-1")
+            elif name == forwarded_header:
+                headers[name] += ", " + raw_value.decode("latin-1")
         self.headers = headers
 
     async def body(self) -> bytes:

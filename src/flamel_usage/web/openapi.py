@@ -494,7 +494,11 @@ _REASONS: dict[str, tuple[int, str]] = {
     ),
     "payload_too_large": (413, "The request body is larger than 64 KiB."),
     "unsupported_media_type": (415, "The body was sent with a Content-Type other than JSON."),
-    "request_header_fields_too_large": (431, "The request headers exceed 16 KiB in total."),
+    "request_header_fields_too_large": (
+        431,
+        "The request head is larger than the server takes (16 KiB or 100 header lines by"
+        " default); the connection is closed.",
+    ),
     "service_unavailable": (
         503,
         "The database is unreachable or did not answer in time: retry after the"
@@ -502,7 +506,7 @@ _REASONS: dict[str, tuple[int, str]] = {
     ),
 }
 
-#: Errors any request can meet: its headers (``web/http.py``), the database (``web/app.py``).
+#: Errors any request can meet: its head (``web/protocol.py``), the database (``web/app.py``).
 _ANY_REQUEST_ERRORS = ("request_header_fields_too_large", "service_unavailable")
 _BODY_ERRORS = ("payload_too_large", "unsupported_media_type")
 

@@ -28,7 +28,11 @@ def session_id(request: Request, services: Services) -> str | None:
 
 
 def client_address(request: Request, services: Services) -> str:
-    """Who is calling, for the throttle: the peer, or what a trusted proxy says it is."""
+    """Who is calling, for the throttle: the peer, or what a trusted proxy says it is.
+
+    The proxy's word is the header's last address over all its lines (``Request`` joins
+    them): what comes before it is whatever the client sent.
+    """
     header = services.settings.client_address_header
     forwarded = request.headers.get(header) if header else None
     if forwarded:
