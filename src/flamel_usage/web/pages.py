@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from importlib import resources
 from typing import Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import service as auth
@@ -178,10 +178,23 @@ def _accept_language(header: str) -> Language:
     return best
 
 
+def _query_value(request: Request, name: str) -> str | None:
+    """The first value of ``name`` in the query string, if it is there.
+
+    Read field by field, never parsed whole into a dict: any query string, of any
+    length and any number of fields, gets the page (a cap on the number of fields made
+    17 of them an error).
+    """
+    for field in request.query_string.split(b"&"):
+        key, _, value = field.partition(b"=")
+        if unquote_plus(key.decode("latin-1")) == name:
+            return unquote_plus(value.decode("latin-1"))
+    return None
+
+
 def _language(request: Request) -> tuple[Language, list[tuple[bytes, bytes]]]:
     """The page language and, when ``?lang=`` chose it, the cookie that keeps the choice."""
-    query = parse_qs(request.query_string.decode("latin-1"), max_num_fields=16)
-    chosen = (query.get("lang") or [""])[0]
+    chosen = _query_value(request, "lang")
     for language in LANGUAGES:
         if chosen == language:
             one_year = 365 * 24 * 3600
@@ -299,7 +312,7 @@ async def static_file(request: Request, services: Services) -> Response:
     if name not in _ASSETS:  # only ever a key of the allowlist, never a path
         raise NotFound("no such file")
     content, version = _asset(name)
-    versioned = parse_qs(request.query_string.decode("latin-1")).get("v") == [version]
+    versioned = _query_value(request, "v") == version
     cache = b"public, max-age=31536000, immutable" if versioned else b"no-cache"
     return Response(
         200,
