@@ -296,6 +296,9 @@ REFUSED = [
     ),
     pytest.param(("keys", "create", "nobody@example.com"), None, id="key-unknown-email"),
     pytest.param(("keys", "create", ANN, "--expires", "next week"), None, id="key-expiry-not-iso"),
+    pytest.param(
+        ("keys", "create", ANN, "--expires", "2020-01-01T00:00:00+00:00"), None, id="key-expired"
+    ),
     pytest.param(("keys", "revoke", "999999"), None, id="revoke-unknown-key"),
     pytest.param(("keys", "revoke", "abc"), None, id="revoke-key-id-abc"),
     pytest.param(("credits", "buy", ANN, "abc"), None, id="amount-abc"),
