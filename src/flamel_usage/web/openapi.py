@@ -48,7 +48,8 @@ DOCUMENT_URL = "/api-json"
 
 _ERROR_ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 _INSTANT_EXAMPLE = "2026-11-25T10:00:00+00:00"
-#: An expiry a client would send: in the future (a purchase that expired already is refused).
+#: An expiry a client would send: in the future (a purchase or a new key that expired
+#: already is refused).
 _EXPIRY_EXAMPLE = "2099-12-31T23:59:59+00:00"
 
 #: An idempotency key, as the server checks it.
@@ -305,7 +306,7 @@ def _schemas() -> dict[str, Any]:
         "CreateKeyRequest": _obj(
             {
                 "expiresAt": _instant(
-                    "Expiry; null or absent = never.",
+                    "Expiry, in the future; null or absent = never.",
                     nullable=True,
                     request=True,
                     example=_EXPIRY_EXAMPLE,
