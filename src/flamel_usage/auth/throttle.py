@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from flamel_usage.accounts.service import email_key
 from flamel_usage.db import Connection
 from flamel_usage.errors import ApiError
 
@@ -38,8 +39,12 @@ def key_bucket(client: str) -> str:
 
 
 def login_buckets(client: str, email: str) -> tuple[str, str]:
-    """The client's bucket, and the account's (hashed: no attempted address is stored)."""
-    account = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    """The client's bucket, and the account's (hashed: no attempted address is stored).
+
+    The account is the address as users are looked up by (``email_key``): every
+    spelling of one address shares one budget of guesses.
+    """
+    account = hashlib.sha256(email_key(email).encode()).hexdigest()
     return f"login-client:{client}", f"login-account:{account}"
 
 
