@@ -70,6 +70,14 @@ class Factory:
             issued = await auth.issue_key(conn, user.id, expires_at=expires_at, now=self.clock())
         return issued.key
 
+    async def expired_key(self, user: accounts.User, *, at: int | None = None) -> str:
+        """A key that expired ``at`` (default now): issued live, then expired as an operator
+        does it, since a key cannot be created already expired."""
+        async with self.db.transaction() as conn:
+            issued = await auth.issue_key(conn, user.id, expires_at=None, now=self.clock())
+            await auth.set_key_expiry(conn, issued.id, self.clock() if at is None else at)
+        return issued.key
+
     async def purchase(
         self, user: accounts.User, credits: float, *, expires_at: int | None = None
     ) -> ledger.Purchase:

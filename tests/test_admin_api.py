@@ -301,6 +301,23 @@ async def test_key_with_expiry(
     error(await my_usage(client, created["key"]), 401, "api_key_expired")
 
 
+async def test_a_key_cannot_be_created_already_expired(
+    admin: httpx.AsyncClient, db: Database
+) -> None:
+    """As for purchased credit: an expiry at or before now would make a key that never works."""
+    await make_plan(admin)
+    user = await make_user(admin)
+    for expiry in (NOW, "2026-11-25T09:59:59+00:00", "2020-01-01T00:00:00+00:00"):
+        response = await admin.post(
+            f"/api/admin/users/{user['id']}/keys", json={"expiresAt": expiry}
+        )
+        error(response, 400, "bad_request")
+        assert "expiresAt" in response.json()["message"]
+    async with db.read() as conn:
+        assert await conn.fetchval("SELECT COUNT(*) FROM api_keys") == 0
+    await make_key(admin, user["id"], expiresAt="2026-11-25T10:00:01+00:00")
+
+
 async def test_key_for_an_unknown_user_is_not_found(admin: httpx.AsyncClient) -> None:
     error(await admin.post("/api/admin/users/999/keys", json={}), 404, "user_not_found")
     error(await admin.get("/api/admin/users/999/keys"), 404, "user_not_found")

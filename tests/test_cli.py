@@ -255,12 +255,25 @@ REFUSED = [
     pytest.param((*_NEW, "--anchor", "2026-02-30T00:00:00+00:00"), None, id="anchor-no-such-day"),
     pytest.param(("users", "create", "not-an-email", "--plan", "Basic"), None, id="bad-email"),
     pytest.param(("users", "create", ANN, "--plan", "Basic"), None, id="email-taken"),
+    pytest.param(
+        ("users", "create", "new\u200b@example.com", "--plan", "Basic"), None, id="email-zero-width"
+    ),
     pytest.param((*_NEW, "--password-stdin"), "short\n", id="password-too-short"),
     pytest.param((*_NEW, "--password-stdin"), "\n", id="password-empty"),
     pytest.param(
         ("plans", "create", "Basic", "--credits", "5", "--period", "month"),
         None,
         id="plan-name-taken",
+    ),
+    pytest.param(
+        ("plans", "create", "BASIC", "--credits", "5", "--period", "month"),
+        None,
+        id="plan-name-taken-in-other-case",
+    ),
+    pytest.param(
+        ("plans", "create", "Other ", "--credits", "5", "--period", "month"),
+        None,
+        id="plan-name-trailing-space",
     ),
     pytest.param(
         ("plans", "create", "Other", "--credits", "abc", "--period", "month"),
@@ -304,6 +317,9 @@ REFUSED = [
     ),
     pytest.param(("keys", "create", "nobody@example.com"), None, id="key-unknown-email"),
     pytest.param(("keys", "create", ANN, "--expires", "next week"), None, id="key-expiry-not-iso"),
+    pytest.param(
+        ("keys", "create", ANN, "--expires", "2020-01-01T00:00:00+00:00"), None, id="key-expired"
+    ),
     pytest.param(("keys", "revoke", "999999"), None, id="revoke-unknown-key"),
     pytest.param(("keys", "revoke", "abc"), None, id="revoke-key-id-abc"),
     pytest.param(("credits", "buy", ANN, "abc"), None, id="amount-abc"),

@@ -155,7 +155,7 @@ async def test_refusals_raise_their_exceptions(
 ) -> None:
     user, _ = await prepaid_account(factory)
     an_hour_ago = to_micros(datetime.now(UTC)) - 3600 * 1_000_000
-    expired = await factory.key(user, expires_at=an_hour_ago)
+    expired = await factory.expired_key(user, at=an_hour_ago)
     with running_server(environ) as base_url:
         with Client(UNKNOWN_KEY, base_url=base_url) as client, pytest.raises(WrongApiKey) as wrong:
             client.usage()

@@ -92,7 +92,7 @@ checks.status_code_conformance.enabled = false
 def _dictionaries(seeded: Seeded) -> str:
     """Realistic values that the document cannot state, because they are server data or
     server configuration rather than contract: the seeded user, plan and login, the
-    configured operation kinds, and purchase expiries that lie in the future."""
+    configured operation kinds, and expiries (of purchases, of new keys) in the future."""
     return f"""\
 [dictionaries.user_ids]
 values = [{seeded.user_id}]
@@ -156,10 +156,16 @@ checks.positive_data_acceptance.expected-statuses = \
 ["2xx", "3xx", "401", "402", "403", "404", "409", "429", "5xx"]
 phases.coverage.checks.positive_data_acceptance.enabled = false
 
-# A purchase must expire in the future (the credit would never count otherwise): a
-# statement about the clock that a schema cannot make. Same treatment as kind above.
+# A purchase or a new key must expire in the future (the credit would never count, the
+# key never work, otherwise): a statement about the clock that a schema cannot make. Same
+# treatment as kind above.
 [[operations]]
 include-operation-id = "AdminController_buyCredits"
+parameters = { "body.expiresAt" = { dictionary = "future_instants" } }
+phases.coverage.checks.positive_data_acceptance.enabled = false
+
+[[operations]]
+include-operation-id = "AdminController_createKey"
 parameters = { "body.expiresAt" = { dictionary = "future_instants" } }
 phases.coverage.checks.positive_data_acceptance.enabled = false
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import html
 import logging
 import os
 import pwd
+import re
 import shutil
 import signal
 import sqlite3
@@ -31,9 +33,11 @@ import httpx
 import pytest
 
 from flamel_usage import db as gateway
+from flamel_usage.auth import cookies
 from flamel_usage.config import ConfigError, Settings
 from flamel_usage.db import Database, DatabaseUnavailable
 from flamel_usage.ledger import charges as metering
+from flamel_usage.web import pages
 from flamel_usage.web.app import App
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET
 from tests.processes import free_port, http_client, server_process
@@ -50,6 +54,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DB_PASSWORD = "outage-password-do-not-log"
 EMAIL = "outage@example.com"
 PASSWORD = "outage-password-123"
+USAGE = "/api/users/me/usage"
 
 
 # --- A private PostgreSQL instance ----------------------------------------------------------
@@ -386,6 +391,58 @@ async def test_postgres_opens_without_a_server_and_reports_it_unavailable(
             await database.close()
     assert DB_PASSWORD not in caplog.text
     assert "PostgreSQL unavailable" in caplog.text
+
+
+async def test_pages_answer_a_503_page_in_their_language_the_api_its_envelope(
+    tmp_path: Path,
+) -> None:
+    """A browser gets a page it can show, not the API's JSON; the API keeps its envelope."""
+    url = f"postgresql://flamel:{DB_PASSWORD}@127.0.0.1:{free_port()}/nothing"
+    database = Database.from_url(url, timeout=1.0)
+    await database.start()  # no server: every statement is DatabaseUnavailable
+    session_id = cookies.new_session_id()
+    cookie = cookies.session_cookie_value(session_id, SESSION_SECRET)
+    signed_in = {"Cookie": f"connect.sid={cookie}"}
+    logout_form = {"csrf": pages.logout_token(session_id, SESSION_SECRET)}
+    try:
+        app = App(Settings.from_environ(_environ(tmp_path, url)), database)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            login = await http.get("/")  # needs no database: the form and its token
+            assert login.status_code == 200
+            found = re.search(r'name="csrf" value="([A-Za-z0-9_-]{43})"', login.text)
+            assert found is not None
+            login_form = {"email": EMAIL, "password": PASSWORD, "csrf": found[1]}
+            page_requests: list[tuple[str, str, dict[str, Any]]] = [
+                ("POST", "/login", {"data": login_form}),
+                ("GET", "/", {"headers": signed_in}),
+                ("GET", "/usage", {"headers": signed_in}),
+                ("POST", "/logout", {"data": logout_form, "headers": signed_in}),
+            ]
+            for language, accept in (("en", "en-GB,en"), ("ko", "ko-KR,ko")):
+                for method, path, sent in page_requests:
+                    headers = {**sent.get("headers", {}), "Accept-Language": accept}
+                    response = await http.request(
+                        method, path, data=sent.get("data"), headers=headers
+                    )
+                    name = f"{method} {path} ({language})"
+                    assert response.status_code == 503, (name, response.text)
+                    assert response.headers["content-type"] == "text/html; charset=utf-8"
+                    assert response.headers["retry-after"] == "1"
+                    assert response.headers["cache-control"] == "no-store"
+                    assert f'<html lang="{language}">' in response.text, name
+                    heading = html.escape(pages.STRINGS[language]["unavailable_heading"])
+                    assert heading in response.text, name
+            chosen = await http.get("/usage?lang=ko", headers=signed_in)
+            assert chosen.status_code == 503
+            assert '<html lang="ko">' in chosen.text
+            wrong_key = {"X-Api-Key": "flm_" + "k" * 43}
+            _assert_unavailable(await http.get(USAGE, headers=wrong_key), "usage, key")
+            _assert_unavailable(await http.get(USAGE, headers=signed_in), "usage, session")
+            login_json = {"email": EMAIL, "password": PASSWORD}
+            _assert_unavailable(await http.post("/api/auth/login", json=login_json), "login")
+    finally:
+        await database.close()
 
 
 async def test_sqlite_write_lock_timeout_is_a_503_and_leaves_the_store_usable(

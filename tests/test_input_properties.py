@@ -2,14 +2,15 @@
 normal answer), never a 500, and a refused request changes nothing.
 
 Covers what the example-based tests in test_bad_input.py cannot enumerate: any cookie
-header, idempotency key, query string, path id and JSON body on every admin route.
+header, idempotency key, path id and JSON body on every admin route, and any query string
+on every route.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import hypothesis
@@ -47,6 +48,11 @@ FIELDS = [
 ]  # fmt: skip
 SHAPED = st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=6)
 WRITES = [(m, p) for m, p in ROUTES if p.startswith("/api/admin/") and m != "GET"]
+#: Any query string: any characters, and any number of fields (from 17 on, the pages
+#: once answered 500).
+QUERIES = st.text(max_size=200).map(lambda text: quote(text, safe="=&")) | st.lists(
+    st.tuples(st.text(max_size=6), st.text(max_size=6)), max_size=60
+).map(urlencode)
 
 
 def _is_envelope(response: httpx.Response) -> bool:
@@ -63,6 +69,14 @@ def _answered(response: httpx.Response) -> None:
     assert response.status_code != 500, response.text
     if response.status_code >= 400:
         assert _is_envelope(response), response.text
+
+
+def _answered_in_its_kind(response: httpx.Response) -> None:
+    """A page answers with a page, anything else as ``_answered`` says."""
+    if response.headers.get("content-type", "").startswith("text/html"):
+        assert response.status_code != 500, response.text
+    else:
+        _answered(response)
 
 
 def _without_throttle_counts(rows: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +102,24 @@ async def test_any_query_string_is_ignored(
     key = await factory.key(await factory.user())
     response = await client.get(f"{USAGE}?{quote(query, safe='=&')}", headers={"X-Api-Key": key})
     assert response.status_code == 200, response.text
+
+
+@FEW
+@hypothesis.given(query=QUERIES)
+@hypothesis.example(query="&".join(f"field{n}=x" for n in range(17)))
+async def test_any_query_string_on_every_route_is_answered(
+    admin: httpx.AsyncClient, factory: Factory, query: str
+) -> None:
+    user = await factory.user()
+    for method, pattern in ROUTES:
+        path = (
+            pattern.replace("{userId}", str(user.id))
+            .replace("{keyId}", "1")
+            .replace("{idempotencyKey}", "k")
+            .replace("{name}", "pages.css")
+        )
+        response = await admin.request(method, f"{path}?{query}", json={})
+        _answered_in_its_kind(response)
 
 
 @FEW

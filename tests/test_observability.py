@@ -229,7 +229,7 @@ async def test_metrics_count_requests_charges_and_auth_failures_exactly(
     plan = await factory.plan(credits=2, max_ttp=1)
     user = await factory.user(plan, password=PASSWORD)
     key = await factory.key(user)
-    expired = await factory.key(user, expires_at=clock.now)
+    expired = await factory.expired_key(user)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with app_client(environ, db, clock, FLAMEL_KEY_FAILURE_BUDGET="2") as (app, http):
         assert value(await metrics_of(http), "flamel_http_requests_total") == 0

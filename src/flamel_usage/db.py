@@ -29,6 +29,7 @@ import re
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from importlib import resources
@@ -318,6 +319,8 @@ class SQLiteDatabase(Database):
         raw.execute("PRAGMA synchronous=NORMAL")
         raw.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         raw.execute("PRAGMA foreign_keys=ON")
+        # PostgreSQL's normalize(text), to NFC, so that a migration is written once.
+        raw.create_function("normalize", 1, _nfc, deterministic=True)
         return raw
 
     async def close(self) -> None:
@@ -424,6 +427,10 @@ class _SQLiteRead:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._db._lock.release()
+
+
+def _nfc(text: str | None) -> str | None:
+    return None if text is None else unicodedata.normalize("NFC", text)
 
 
 #: SQLite's words for a store that is busy or cannot be reached, rather than a bad query.

@@ -5,6 +5,7 @@ Shared by the admin API and the CLI, so both accept exactly the same input.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,26 @@ from flamel_usage.periods import to_micros
 
 #: Largest whole number accepted for limits and ids: fits a signed 64-bit column.
 MAX_INT = 2**63 - 1
+
+
+#: Unicode categories of characters that show nothing, or not what they are: controls,
+#: format characters (zero-width spaces and joiners, bidirectional overrides and isolates,
+#: the byte order mark, tag characters) and lone surrogates.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+def refuse_invisible(text: str, field: str) -> None:
+    """A 400 when ``text`` holds a character a reader cannot see, naming it.
+
+    Such characters make identities that look alike and are not: ``ada@x.org`` with a
+    U+200B (zero-width space) after ``ada`` prints as ``ada@x.org``, and a U+202E
+    (right-to-left override) shows the rest of a name backwards.
+    """
+    for char in text:
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            raise BadRequest(
+                f"{field} contains an invisible or control character (U+{ord(char):04X})"
+            )
 
 
 def parse_instant(text: str, field: str) -> datetime:

@@ -7,6 +7,7 @@ in one transaction, so that no user ever exists without an account to read.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -14,12 +15,12 @@ from zoneinfo import ZoneInfo
 
 from flamel_usage.db import Connection, Row, UniqueViolation
 from flamel_usage.errors import BadRequest, Conflict, NotFound
-from flamel_usage.inputs import MAX_INT
+from flamel_usage.inputs import MAX_INT, refuse_invisible
 from flamel_usage.periods import from_micros, period_containing, to_micros
 
 BillingMode = Literal["prepaid", "postpaid"]
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}")
-_PLAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
+_PLAN_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +54,31 @@ class User:
     anchor: datetime
 
 
+def email_key(email: str) -> str:
+    """An address as it is stored and compared: trimmed, lower case, Unicode NFC.
+
+    So that one address is one user however it was typed: ``é`` composed or as ``e`` and
+    a combining accent, in any case. Lower case rather than ``casefold``, which turns
+    ``ß`` into ``ss``: IDNA2008 keeps those apart, so ``straße.de`` and ``strasse.de``
+    are two domains, and two mailboxes.
+    """
+    return unicodedata.normalize("NFC", email.strip().lower())
+
+
 def normalise_email(email: str) -> str:
-    cleaned = email.strip().lower()
-    if not _EMAIL.fullmatch(cleaned):
+    """``email_key`` of a valid address, else a 400 saying what is wrong with it."""
+    address = email_key(email)
+    refuse_invisible(address, "email")
+    if not _EMAIL.fullmatch(address):
         raise BadRequest("email is not a valid address")
-    return cleaned
+    return address
+
+
+def _plan_key(name: str) -> str:
+    """A plan name as names are compared, and kept unique by the index
+    ``plans_name_ignoring_case``: trimmed, lower case, so that ``Basic``, ``basic`` and
+    ``Basic `` are one plan."""
+    return name.strip().lower()
 
 
 async def create_plan(
@@ -71,8 +92,12 @@ async def create_plan(
     billing_mode: str,
     now: int,
 ) -> Plan:
+    refuse_invisible(name, "plan name")
     if not _PLAN_NAME.fullmatch(name):
-        raise BadRequest("plan name: 1-64 letters, digits, spaces, '.', '_' or '-'")
+        raise BadRequest(
+            "plan name: 1-64 letters, digits, spaces, '.', '_' or '-',"
+            " starting with a letter or digit and not ending with a space"
+        )
     if period_unit not in ("month", "year"):
         raise BadRequest("periodUnit must be 'month' or 'year'")
     if billing_mode not in ("prepaid", "postpaid"):
@@ -93,7 +118,10 @@ async def create_plan(
             now,
         )
     except UniqueViolation:
-        raise Conflict(f"a plan named {name!r} exists", reason="plan_exists") from None
+        raise Conflict(
+            f"a plan named {name!r} exists, or one that differs only in case",
+            reason="plan_exists",
+        ) from None
     assert row is not None
     return Plan.from_row(row)
 
@@ -103,7 +131,7 @@ async def list_plans(conn: Connection) -> list[Plan]:
 
 
 async def plan_by_name(conn: Connection, name: str) -> Plan:
-    row = await conn.fetchone("SELECT * FROM plans WHERE name = ?", name)
+    row = await conn.fetchone("SELECT * FROM plans WHERE lower(trim(name)) = ?", _plan_key(name))
     if row is None:
         raise NotFound(f"no plan named {name!r}", reason="plan_not_found")
     return Plan.from_row(row)

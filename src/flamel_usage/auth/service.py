@@ -18,7 +18,7 @@ from flamel_usage.accounts.service import live_user_id, normalise_email
 from flamel_usage.auth import cookies, keys, throttle
 from flamel_usage.auth.passwords import verify_password, verify_password_dummy
 from flamel_usage.db import Connection, Database
-from flamel_usage.errors import ApiError, ApiKeyExpired, NotFound, WrongApiKey
+from flamel_usage.errors import ApiError, ApiKeyExpired, BadRequest, NotFound, WrongApiKey
 
 
 class InvalidCredentials(ApiError):
@@ -38,6 +38,13 @@ class IssuedKey:
 async def issue_key(
     conn: Connection, user_id: int, *, expires_at: int | None, now: int
 ) -> IssuedKey:
+    """A new key, shown this once.
+
+    An expiry at or before now is refused, as for purchased credit: the key would never
+    work. An existing key is expired at once with ``set_key_expiry``.
+    """
+    if expires_at is not None and expires_at <= now:
+        raise BadRequest("expiresAt is not in the future: the key would never work")
     await live_user_id(conn, user_id)
     key = keys.new_api_key()
     key_id = await conn.fetchval(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from flamel_usage.accounts.service import email_key
 from flamel_usage.db import Connection, Database
 from flamel_usage.errors import ApiError
 
@@ -59,10 +60,14 @@ def key_bucket(client: str) -> str:
 
 def login_buckets(client: str, email: str, device_id: str | None) -> tuple[str, ...]:
     """The buckets that judge a sign-in: a known device's own, else the client's and the
-    account's (hashed: no attempted address is stored)."""
+    account's (hashed: no attempted address is stored).
+
+    The account is the address as users are looked up by (``email_key``): every
+    spelling of one address shares one budget of guesses.
+    """
     if device_id is not None:
         return (device_bucket(device_id),)
-    account = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    account = hashlib.sha256(email_key(email).encode()).hexdigest()
     return f"login-client:{client}", f"login-account:{account}"
 
 

@@ -48,7 +48,8 @@ DOCUMENT_URL = "/api-json"
 
 _ERROR_ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 _INSTANT_EXAMPLE = "2026-11-25T10:00:00+00:00"
-#: An expiry a client would send: in the future (a purchase that expired already is refused).
+#: An expiry a client would send: in the future (a purchase or a new key that expired
+#: already is refused).
 _EXPIRY_EXAMPLE = "2099-12-31T23:59:59+00:00"
 
 #: An idempotency key, as the server checks it.
@@ -85,8 +86,17 @@ _INSTANT_PATTERN = (
 #: which OpenAPI tools use, is another set (it lacks U+0085, say).
 _UNICODE_SPACE = "\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 _SPACE = "[\\t-\\r\\x1c-\\x20" + _UNICODE_SPACE + "]"
-#: A character of an address: not "@", whitespace or a control character.
-_ADDRESS_CHAR = "[^@\\x00-\\x20\\x7f" + _UNICODE_SPACE + "]"
+#: The format characters of the BMP (zero-width, bidirectional controls, byte order mark)
+#: and the C1 controls, which the server refuses (``inputs.refuse_invisible``). Those
+#: beyond the BMP (tag characters, say) are refused too, but cannot be written in an
+#: ECMA-262 class without the u flag, where each is two UTF-16 units: the schema says so
+#: in words.
+_INVISIBLE = (
+    "\\x80-\\x9f\\xad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891\\u08e2\\u180e"
+    "\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb"
+)
+#: A character of an address: not "@", whitespace, a control or an invisible character.
+_ADDRESS_CHAR = "[^@\\x00-\\x20\\x7f" + _UNICODE_SPACE + _INVISIBLE + "]"
 #: What the server takes as an email (``accounts.normalise_email``): trimmed, at most 64
 #: characters before the one "@" and 189 after it.
 _EMAIL_PATTERN = f"^{_SPACE}*{_ADDRESS_CHAR}{{1,64}}@{_ADDRESS_CHAR}{{1,189}}{_SPACE}*$"
@@ -197,8 +207,9 @@ def _schemas() -> dict[str, Any]:
         "type": "string",
         "minLength": 1,
         "maxLength": 64,
-        "pattern": "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$",
-        "description": "Unique plan name: letters, digits, space, '.', '_' or '-'.",
+        "pattern": "^[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?$",
+        "description": "Plan name, unique ignoring case: letters, digits, space, '.', '_' or"
+        " '-', starting with a letter or digit and not ending with a space.",
         "example": "Pro Monthly",
     }
     period_unit = {"type": "string", "enum": ["month", "year"]}
@@ -211,7 +222,9 @@ def _schemas() -> dict[str, Any]:
     new_email = {
         **_text(254),
         "pattern": _EMAIL_PATTERN,
-        "description": "Stored trimmed and lower-cased; must be unique.",
+        "description": "Stored trimmed, lower-cased and in Unicode NFC; must be unique"
+        " (so compared that way). No control or invisible (format) character, such as a"
+        " zero-width space or a bidirectional control.",
         "example": "user@example.com",
     }
     password = {"format": "password"}
@@ -264,7 +277,13 @@ def _schemas() -> dict[str, Any]:
         "Plan": _obj(
             {
                 "id": {"type": "integer"},
-                "name": plan_name,
+                "name": {
+                    "type": "string",
+                    "description": "As created. Plans made before names were unique ignoring"
+                    " case may have a name outside today's rules (a later namesake got"
+                    " ' #<id>' appended).",
+                    "example": "Pro Monthly",
+                },
                 "periodUnit": period_unit,
                 "maxCredit": _credits("Plan credit per period"),
                 "maxTtpCount": _limit("TTP charges per period; null = unlimited."),
@@ -305,7 +324,7 @@ def _schemas() -> dict[str, Any]:
         "CreateKeyRequest": _obj(
             {
                 "expiresAt": _instant(
-                    "Expiry; null or absent = never.",
+                    "Expiry, in the future; null or absent = never.",
                     nullable=True,
                     request=True,
                     example=_EXPIRY_EXAMPLE,

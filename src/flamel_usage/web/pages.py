@@ -25,16 +25,17 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from importlib import resources
 from typing import Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import service as auth
 from flamel_usage.auth.throttle import TooManyRequests
 from flamel_usage.credits import credits_value
-from flamel_usage.errors import ApiError, NotFound
+from flamel_usage.db import DatabaseUnavailable
+from flamel_usage.errors import ApiError, NotFound, ServiceUnavailable
 from flamel_usage.ledger.service import Usage, read_usage
 from flamel_usage.web import public, security
-from flamel_usage.web.http import Request, Response
+from flamel_usage.web.http import Handler, Request, Response
 from flamel_usage.web.services import Services
 
 Language = Literal["en", "ko"]
@@ -91,6 +92,10 @@ EN: dict[str, str] = {
         "Go back, reload the page and try again."
     ),
     "back_to_login": "Back to sign-in",
+    "unavailable_title": "Temporarily unavailable · Flamel usage",
+    "unavailable_heading": "Your usage cannot be reached right now",
+    "unavailable_body": "The service is briefly unavailable. Wait a few seconds, then try again.",
+    "try_again": "Try again",
     "months": "January February March April May June July August September October "
     "November December",
 }
@@ -139,6 +144,10 @@ KO: dict[str, str] = {
         "이전 페이지로 돌아가 새로 고친 뒤 다시 시도하세요."
     ),
     "back_to_login": "로그인 페이지로 돌아가기",
+    "unavailable_title": "일시적으로 사용할 수 없음 · Flamel 사용량",
+    "unavailable_heading": "지금은 사용량을 불러올 수 없습니다",
+    "unavailable_body": "서비스를 잠시 사용할 수 없습니다. 몇 초 뒤에 다시 시도하세요.",
+    "try_again": "다시 시도",
     "months": "1월 2월 3월 4월 5월 6월 7월 8월 9월 10월 11월 12월",
 }
 
@@ -178,10 +187,23 @@ def _accept_language(header: str) -> Language:
     return best
 
 
+def _query_value(request: Request, name: str) -> str | None:
+    """The first value of ``name`` in the query string, if it is there.
+
+    Read field by field, never parsed whole into a dict: any query string, of any
+    length and any number of fields, gets the page (a cap on the number of fields made
+    17 of them an error).
+    """
+    for field in request.query_string.split(b"&"):
+        key, _, value = field.partition(b"=")
+        if unquote_plus(key.decode("latin-1")) == name:
+            return unquote_plus(value.decode("latin-1"))
+    return None
+
+
 def _language(request: Request) -> tuple[Language, list[tuple[bytes, bytes]]]:
     """The page language and, when ``?lang=`` chose it, the cookie that keeps the choice."""
-    query = parse_qs(request.query_string.decode("latin-1"), max_num_fields=16)
-    chosen = (query.get("lang") or [""])[0]
+    chosen = _query_value(request, "lang")
     for language in LANGUAGES:
         if chosen == language:
             one_year = 365 * 24 * 3600
@@ -299,7 +321,7 @@ async def static_file(request: Request, services: Services) -> Response:
     if name not in _ASSETS:  # only ever a key of the allowlist, never a path
         raise NotFound("no such file")
     content, version = _asset(name)
-    versioned = parse_qs(request.query_string.decode("latin-1")).get("v") == [version]
+    versioned = _query_value(request, "v") == version
     cache = b"public, max-age=31536000, immutable" if versioned else b"no-cache"
     return Response(
         200,
@@ -373,16 +395,26 @@ def render_login(
     return _layout(language, t["login_title"], main, "/")
 
 
-def render_forbidden(language: Language) -> str:
+def _render_problem(language: Language, problem: str, link: str) -> str:
+    """The page of a request that could not be done: ``problem``'s title, heading and
+    text, and a link home labelled ``link``."""
     t = STRINGS[language]
     main = (
         '<div class="problem card">\n'
-        f"<h1>{_esc(t['forbidden_heading'])}</h1>\n"
-        f"<p>{_esc(t['forbidden_body'])}</p>\n"
-        f'<p><a href="/">{_esc(t["back_to_login"])}</a></p>\n'
+        f"<h1>{_esc(t[problem + '_heading'])}</h1>\n"
+        f"<p>{_esc(t[problem + '_body'])}</p>\n"
+        f'<p><a href="/">{_esc(t[link])}</a></p>\n'
         "</div>"
     )
-    return _layout(language, t["forbidden_title"], main, "/")
+    return _layout(language, t[problem + "_title"], main, "/")
+
+
+def render_forbidden(language: Language) -> str:
+    return _render_problem(language, "forbidden", "back_to_login")
+
+
+def render_unavailable(language: Language) -> str:
+    return _render_problem(language, "unavailable", "try_again")
 
 
 def _number(milli: int) -> str:
@@ -707,10 +739,26 @@ async def logout_submit(request: Request, services: Services) -> Response:
     return _redirect("/", [clear])
 
 
+def _outage_as_page(handler: Handler) -> Handler:
+    """``handler``, with the database being unavailable answered by a page, in the
+    reader's language, rather than the API's JSON envelope, which a browser would show
+    raw. Status and ``Retry-After`` are the API's."""
+
+    @functools.wraps(handler)
+    async def page(request: Request, services: Services) -> Response:
+        try:
+            return await handler(request, services)
+        except DatabaseUnavailable:
+            language, _ = _language(request)
+            return _html(503, render_unavailable(language), ServiceUnavailable.headers)
+
+    return page
+
+
 ROUTES = [
-    ("GET", "/", login_page),
-    ("POST", "/login", login_submit),
-    ("GET", "/usage", usage_page),
-    ("POST", "/logout", logout_submit),
+    ("GET", "/", _outage_as_page(login_page)),
+    ("POST", "/login", _outage_as_page(login_submit)),
+    ("GET", "/usage", _outage_as_page(usage_page)),
+    ("POST", "/logout", _outage_as_page(logout_submit)),
     ("GET", "/static/{name}", static_file),
 ]
