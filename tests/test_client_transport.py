@@ -133,11 +133,13 @@ def test_all_is_pinned() -> None:
         "Client",
         "DEFAULT_BASE_URL",
         "FlamelError",
+        "HistoryBucket",
         "InvalidResponse",
         "NotLoggedIn",
         "RateLimited",
         "ServerError",
         "TransportError",
+        "UsageHistory",
         "UsageInfo",
         "WrongApiKey",
     ]

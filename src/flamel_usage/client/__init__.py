@@ -1,7 +1,7 @@
-"""The Python SDK of Flamel's ``GET /api/users/me/usage``.
+"""The Python SDK of Flamel's ``GET /api/users/me/usage`` and its history.
 
-It speaks the public contract only (``UsageInfoDto`` and the error envelope), so it
-works against any server of this API: ``flamel-usage serve`` on
+It speaks the public contract only (``UsageInfoDto``, the history's JSON and the error
+envelope), so it works against any server of this API: ``flamel-usage serve`` on
 ``http://127.0.0.1:4010`` (the default) or Flamel's own (``https://beta.flamel.app``).
 It needs only ``httpx``: importing it loads none of the server's code or dependencies.
 
@@ -18,6 +18,13 @@ Example::
     print(f"{info.fraction_used:.0%} of the plan used; TTP left: {info.ttp_left}")
 
 ``AsyncClient`` is the same for asyncio (``async with``, ``await client.usage()``).
+
+Where the credit went, per day of the current period (``history()``)::
+
+    with Client("flm_...") as client:
+        history = client.history()  # or history(date(2026, 11, 1), date(2026, 12, 1))
+    for day in history.buckets:
+        print(f"{day.start:%m-%d} {day.spent:>8g}  {dict(day.operations)}")
 
 Credentials
     ``Client(api_key)`` sends ``X-Api-Key``; ``Client(session_cookie=value)`` sends
@@ -37,12 +44,13 @@ Options
     client with ``close()`` / ``await aclose()`` or use it as a context manager.
 
 Retries
-    ``usage()`` is an idempotent read, so it is tried again, at most ``retries`` times,
-    after a connection failure, a timeout or a broken answer from the network
-    (``TransportError``), after ``502``, ``503``, ``504`` (``ServerError``) and after
-    ``429`` (``RateLimited``). It waits ``backoff * 2**attempt`` seconds (0.2, 0.4,
-    ...), or the server's ``Retry-After`` when one is sent; a ``Retry-After`` longer
-    than 60 s is not waited for: the error is raised at once, with ``retry_after`` set.
+    ``usage()`` and ``history()`` are idempotent reads, so each is tried again, at
+    most ``retries`` times, after a connection failure, a timeout or a broken answer
+    from the network (``TransportError``), after ``502``, ``503``, ``504``
+    (``ServerError``) and after ``429`` (``RateLimited``). It waits
+    ``backoff * 2**attempt`` seconds (0.2, 0.4, ...), or the server's ``Retry-After``
+    when one is sent; a ``Retry-After`` longer than 60 s is not waited for: the error is
+    raised at once, with ``retry_after`` set.
     Authentication errors and every other answer are never retried.
 
 The answer: ``UsageInfo``
@@ -57,6 +65,23 @@ The answer: ``UsageInfo``
     a missing field, a number sent as a string or a boolean, or a ``period`` that is
     not ``<start>/<end>`` with offsets raises ``InvalidResponse``; unknown fields are
     ignored.
+
+The history: ``history(from_=None, to=None, granularity="day")`` -> ``UsageHistory``
+    ``GET /api/users/me/usage/history``: the caller's spending over ``[from_, to)``, by
+    default the current period. ``from_`` and ``to`` are each a ``date`` (midnight of
+    that day in the billing zone) or an aware ``datetime``; ``granularity`` is
+    ``"day"`` or ``"hour"`` (a naive datetime or another granularity is a
+    ``ValueError``, raised before any request). ``UsageHistory`` has ``timezone`` (the
+    billing zone's IANA name), ``granularity``, ``start`` and ``end`` (aware datetimes,
+    the JSON's ``from`` and ``to``) and ``buckets``: a tuple of ``HistoryBucket``, one
+    per calendar day (or hour) of the billing zone, clipped to the range, each with
+    ``start``, ``end``, the credit spent per pool ``plan``, ``purchased`` and
+    ``postpaid`` (net of refunds; ``int`` when whole, as in ``UsageInfo``), ``spent``
+    (their sum) and ``operations`` (a read-only mapping of kind to count). It is parsed
+    as strictly: a wrong type, a negative amount or buckets that do not follow one
+    another from ``start`` to ``end`` raise ``InvalidResponse``. A range the server
+    refuses (``from`` not before ``to``, longer than it allows) is a ``FlamelError``
+    with ``status`` 400 and the server's ``reason``.
 
 Errors
     Every failure raises a ``FlamelError``, with ``status``, ``reason`` (the envelope's
@@ -89,7 +114,7 @@ from ._exceptions import (
     TransportError,
     WrongApiKey,
 )
-from ._models import UsageInfo
+from ._models import HistoryBucket, UsageHistory, UsageInfo
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -98,11 +123,13 @@ __all__ = [
     "AuthenticationError",
     "Client",
     "FlamelError",
+    "HistoryBucket",
     "InvalidResponse",
     "NotLoggedIn",
     "RateLimited",
     "ServerError",
     "TransportError",
+    "UsageHistory",
     "UsageInfo",
     "WrongApiKey",
 ]

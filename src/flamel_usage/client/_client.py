@@ -1,4 +1,4 @@
-"""``Client`` and ``AsyncClient``: ``GET /api/users/me/usage`` over httpx, with retries."""
+"""``Client`` and ``AsyncClient``: the usage read and its history over httpx, with retries."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, Literal, NoReturn, Protocol, Self, TypeVar
 
 import httpx
 
@@ -27,7 +27,7 @@ from ._exceptions import (
     TransportError,
     WrongApiKey,
 )
-from ._models import UsageInfo
+from ._models import UsageHistory, UsageInfo
 
 __all__ = ["DEFAULT_BASE_URL", "USER_AGENT", "AsyncClient", "Client"]
 
@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_BASE_URL", "USER_AGENT", "AsyncClient", "Client"]
 DEFAULT_BASE_URL = "http://127.0.0.1:4010"
 USER_AGENT = f"flamel-usage-python/{__version__}"
 USAGE_PATH = "/api/users/me/usage"
+HISTORY_PATH = "/api/users/me/usage/history"
 
 #: Statuses worth another try: the server or a proxy is briefly unable to answer.
 _RETRY_STATUSES = frozenset({502, 503, 504})
@@ -63,6 +64,30 @@ def _check_base_url(base_url: object) -> str:
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"base_url must be an http:// or https:// URL: {base_url!r}")
     return base_url
+
+
+def _check_day_or_instant(value: object, name: str) -> str | None:
+    """The query value of a range bound: a date as ``YYYY-MM-DD`` (a day of the billing
+    zone, as the server reads it) or an aware datetime as ISO 8601."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{name} must be an aware datetime (with tzinfo) or a date")
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{name} must be a date, a datetime or None, not {type(value).__name__}")
+
+
+def _history_query(from_: object, to: object, granularity: object) -> dict[str, str]:
+    """The query of ``history()``; the bounds left out are the server's to choose."""
+    if granularity not in ("day", "hour"):
+        raise ValueError(f"granularity must be 'day' or 'hour', not {granularity!r:.40}")
+    bounds = {"from": _check_day_or_instant(from_, "from_"), "to": _check_day_or_instant(to, "to")}
+    query = {name: value for name, value in bounds.items() if value is not None}
+    query["granularity"] = str(granularity)
+    return query
 
 
 def _check_number(value: object, name: str, *, positive: bool = False) -> float:
@@ -147,8 +172,19 @@ def _error(response: httpx.Response) -> FlamelError:
     return FlamelError(text, **common)
 
 
-def _usage(response: httpx.Response) -> UsageInfo:
-    """The ``UsageInfo`` of a ``200``, else the error the answer stands for."""
+_Record = TypeVar("_Record", UsageInfo, UsageHistory)
+_Parsed = TypeVar("_Parsed", UsageInfo, UsageHistory, covariant=True)
+_Granularity = Literal["day", "hour"]
+
+
+class _Parse(Protocol[_Parsed]):
+    """A record's ``from_dto``: the decoded body in, the record out."""
+
+    def __call__(self, data: object, *, body: str | None = None) -> _Parsed: ...
+
+
+def _record(response: httpx.Response, parse: _Parse[_Record]) -> _Record:
+    """The record (``parse`` of the JSON) of a ``200``, else the error the answer stands for."""
     if response.status_code != 200:
         raise _error(response)
     where = f"{response.request.method} {response.request.url}"
@@ -163,7 +199,7 @@ def _usage(response: httpx.Response) -> UsageInfo:
             response=response,
         ) from None
     try:
-        return UsageInfo.from_dto(data, body=body)
+        return parse(data, body=body)
     except InvalidResponse as error:
         error.message = f"{where}: {error.message}"
         error.status, error.response = 200, response
@@ -225,8 +261,8 @@ class _BaseClient:
             f" credentials={self._credentials} retries={self._retries}>"
         )
 
-    def _where(self) -> str:
-        return f"GET {self._base_url.rstrip('/')}{USAGE_PATH}"
+    def _where(self, path: str) -> str:
+        return f"GET {self._base_url.rstrip('/')}{path}"
 
     def _retry_delay(self, attempt: int, error: FlamelError) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None: raise ``error``."""
@@ -244,7 +280,8 @@ class _BaseClient:
 
 
 class Client(_BaseClient):
-    """A synchronous client of ``GET /api/users/me/usage``. See the package docs."""
+    """A synchronous client of ``GET /api/users/me/usage`` and its history. See the
+    package docs."""
 
     def __init__(
         self,
@@ -277,10 +314,25 @@ class Client(_BaseClient):
 
     def usage(self) -> UsageInfo:
         """The caller's usage; raises a ``FlamelError`` subclass on any failure."""
+        return self._read(USAGE_PATH, {}, UsageInfo.from_dto)
+
+    def history(
+        self,
+        from_: date | datetime | None = None,
+        to: date | datetime | None = None,
+        granularity: _Granularity = "day",
+    ) -> UsageHistory:
+        """The caller's spending per day or hour over ``[from_, to)``, by default the
+        current period; raises a ``FlamelError`` subclass on any failure."""
+        query = _history_query(from_, to, granularity)
+        return self._read(HISTORY_PATH, query, UsageHistory.from_dto)
+
+    def _read(self, path: str, query: dict[str, str], parse: _Parse[_Record]) -> _Record:
+        """An idempotent ``GET``, tried again as the package docs say."""
         attempt = 0
         while True:
             try:
-                return self._attempt()
+                return self._attempt(path, query, parse)
             except FlamelError as error:
                 delay = self._retry_delay(attempt, error)
                 if delay is None:
@@ -288,12 +340,12 @@ class Client(_BaseClient):
             self._sleep(delay)
             attempt += 1
 
-    def _attempt(self) -> UsageInfo:
+    def _attempt(self, path: str, query: dict[str, str], parse: _Parse[_Record]) -> _Record:
         try:
-            response = self._http.get(USAGE_PATH)
+            response = self._http.get(path, params=query)
         except httpx.HTTPError as error:
-            raise _request_error(error, self._where()) from error
-        return _usage(response)
+            raise _request_error(error, self._where(path)) from error
+        return _record(response, parse)
 
     def close(self) -> None:
         """Close the connections (and the transport). The client cannot be used after."""
@@ -312,7 +364,8 @@ class Client(_BaseClient):
 
 
 class AsyncClient(_BaseClient):
-    """The asyncio twin of ``Client``: ``await client.usage()``, ``await client.aclose()``."""
+    """The asyncio twin of ``Client``: ``await client.usage()``, ``await client.history()``,
+    ``await client.aclose()``."""
 
     def __init__(
         self,
@@ -345,10 +398,25 @@ class AsyncClient(_BaseClient):
 
     async def usage(self) -> UsageInfo:
         """The caller's usage; raises a ``FlamelError`` subclass on any failure."""
+        return await self._read(USAGE_PATH, {}, UsageInfo.from_dto)
+
+    async def history(
+        self,
+        from_: date | datetime | None = None,
+        to: date | datetime | None = None,
+        granularity: _Granularity = "day",
+    ) -> UsageHistory:
+        """The caller's spending per day or hour over ``[from_, to)``, by default the
+        current period; raises a ``FlamelError`` subclass on any failure."""
+        query = _history_query(from_, to, granularity)
+        return await self._read(HISTORY_PATH, query, UsageHistory.from_dto)
+
+    async def _read(self, path: str, query: dict[str, str], parse: _Parse[_Record]) -> _Record:
+        """An idempotent ``GET``, tried again as the package docs say."""
         attempt = 0
         while True:
             try:
-                return await self._attempt()
+                return await self._attempt(path, query, parse)
             except FlamelError as error:
                 delay = self._retry_delay(attempt, error)
                 if delay is None:
@@ -356,12 +424,12 @@ class AsyncClient(_BaseClient):
             await self._sleep(delay)
             attempt += 1
 
-    async def _attempt(self) -> UsageInfo:
+    async def _attempt(self, path: str, query: dict[str, str], parse: _Parse[_Record]) -> _Record:
         try:
-            response = await self._http.get(USAGE_PATH)
+            response = await self._http.get(path, params=query)
         except httpx.HTTPError as error:
-            raise _request_error(error, self._where()) from error
-        return _usage(response)
+            raise _request_error(error, self._where(path)) from error
+        return _record(response, parse)
 
     async def aclose(self) -> None:
         """Close the connections (and the transport). The client cannot be used after."""

@@ -1,4 +1,5 @@
-"""``UsageInfo``: the contract's ``UsageInfoDto``, parsed strictly into Python values."""
+"""The answers' records, parsed strictly into Python values: ``UsageInfo`` (the
+contract's ``UsageInfoDto``) and ``UsageHistory`` (``GET /api/users/me/usage/history``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, ClassVar
 
 from ._exceptions import InvalidResponse
 
-__all__ = ["UsageInfo"]
+__all__ = ["HistoryBucket", "UsageHistory", "UsageInfo"]
 
 _REQUIRED = (
     "currentCredit",
@@ -25,31 +26,32 @@ _REQUIRED = (
 )
 
 
-def _fail(message: str, body: str) -> InvalidResponse:
-    return InvalidResponse(f"invalid UsageInfoDto: {message}", body=body)
+class _Malformed(ValueError):
+    """What is wrong with a body; each record's ``from_dto`` turns it into
+    ``InvalidResponse`` under its own name."""
 
 
-def _number(data: Mapping[str, Any], name: str, body: str) -> int | float:
+def _number(data: Mapping[str, Any], name: str) -> int | float:
     value = data[name]
     # bool is an int in Python, never a number in the contract.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(f"{name} is not a number: {value!r:.80}", body)
+        raise _Malformed(f"{name} is not a number: {value!r:.80}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise _fail(f"{name} is not a finite number: {value!r}", body)
+        raise _Malformed(f"{name} is not a finite number: {value!r}")
     return value
 
 
-def _count(data: Mapping[str, Any], name: str, body: str) -> int:
-    value = _number(data, name, body)
+def _count(data: Mapping[str, Any], name: str) -> int:
+    value = _number(data, name)
     if isinstance(value, float):
         if not value.is_integer():
-            raise _fail(f"{name} is not a whole number: {value!r}", body)
+            raise _Malformed(f"{name} is not a whole number: {value!r}")
         return int(value)
     return value
 
 
-def _optional_count(data: Mapping[str, Any], name: str, body: str) -> int | None:
-    return None if data[name] is None else _count(data, name, body)
+def _optional_count(data: Mapping[str, Any], name: str) -> int | None:
+    return None if data[name] is None else _count(data, name)
 
 
 def _instant(text: str) -> datetime | None:
@@ -123,28 +125,34 @@ class UsageInfo:
         contract does not define are ignored (kept in ``raw``).
         """
         text = repr(data) if body is None else body
+        try:
+            return cls._parse(data)
+        except _Malformed as error:
+            raise InvalidResponse(f"invalid UsageInfoDto: {error}", body=text) from None
+
+    @classmethod
+    def _parse(cls, data: object) -> UsageInfo:
         if not isinstance(data, dict):
-            raise _fail(f"expected a JSON object, got {type(data).__name__}", text)
+            raise _Malformed(f"expected a JSON object, got {type(data).__name__}")
         missing = [name for name in _REQUIRED if name not in data]
         if missing:
-            raise _fail(f"missing {', '.join(missing)}", text)
+            raise _Malformed(f"missing {', '.join(missing)}")
         if _interval(data["period"]) is None:
-            raise _fail(
-                f"period is not an ISO 8601 <start>/<end> with offsets: {data['period']!r:.80}",
-                text,
+            raise _Malformed(
+                f"period is not an ISO 8601 <start>/<end> with offsets: {data['period']!r:.80}"
             )
         postpaid = data.get("postpaidUsageCount")
         return cls(
-            current_credit=_number(data, "currentCredit", text),
-            additional_credit=_number(data, "additionalCredit", text),
-            max_credit=_number(data, "maxCredit", text),
+            current_credit=_number(data, "currentCredit"),
+            additional_credit=_number(data, "additionalCredit"),
+            max_credit=_number(data, "maxCredit"),
             period=data["period"],
-            ttp_count=_count(data, "ttpCount", text),
-            max_ttp_count=_optional_count(data, "maxTtpCount", text),
-            edit_count=_count(data, "editCount", text),
-            max_edit_count=_optional_count(data, "maxEditCount", text),
+            ttp_count=_count(data, "ttpCount"),
+            max_ttp_count=_optional_count(data, "maxTtpCount"),
+            edit_count=_count(data, "editCount"),
+            max_edit_count=_optional_count(data, "maxEditCount"),
             postpaid_usage_count=(
-                None if postpaid is None else _number(data, "postpaidUsageCount", text)
+                None if postpaid is None else _number(data, "postpaidUsageCount")
             ),
             raw=MappingProxyType(dict(data)),
         )
@@ -204,3 +212,131 @@ class UsageInfo:
         if bounds is None:
             raise ValueError(f"period is not an ISO 8601 interval: {self.period!r}")
         return bounds
+
+
+_GRANULARITIES = ("day", "hour")
+_POOLS = ("plan", "purchased", "postpaid")
+
+
+def _field(data: object, name: str) -> Any:
+    if not isinstance(data, dict):
+        raise _Malformed(f"expected a JSON object, got {type(data).__name__}")
+    if name not in data:
+        raise _Malformed(f"missing {name}")
+    return data[name]
+
+
+def _aware(data: object, name: str) -> datetime:
+    value = _field(data, name)
+    instant = _instant(value) if isinstance(value, str) else None
+    if instant is None:
+        raise _Malformed(f"{name} is not an ISO 8601 instant with an offset: {value!r:.80}")
+    return instant
+
+
+def _amount(data: Mapping[str, Any], name: str) -> int | float:
+    value = _number(data, name)
+    if value < 0:
+        raise _Malformed(f"{name} is negative: {value!r}")
+    return value
+
+
+def _operations(value: object) -> Mapping[str, int]:
+    if not isinstance(value, dict):
+        raise _Malformed(f"operations is not an object: {value!r:.80}")
+    counts = {kind: _count(value, kind) for kind in value}
+    if any(count < 0 for count in counts.values()):
+        raise _Malformed(f"an operation count is negative: {value!r:.80}")
+    return MappingProxyType(counts)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBucket:
+    """One day or hour ``[start, end)`` of the billing zone: credit spent from each pool
+    (net of refunds, never negative) and operations per kind.
+
+    Amounts are ``int`` when the server sent a whole number and ``float`` otherwise, as
+    in ``UsageInfo``. ``operations`` is a read-only mapping of kind to count, every
+    configured kind present (zero included).
+    """
+
+    start: datetime
+    end: datetime
+    plan: float
+    purchased: float
+    postpaid: float
+    operations: Mapping[str, int] = field(hash=False)
+
+    @property
+    def spent(self) -> float:
+        """Credit spent from all pools together: the height of the bucket's bar."""
+        return self.plan + self.purchased + self.postpaid
+
+    @classmethod
+    def _parse(cls, data: object) -> HistoryBucket:
+        start, end = _aware(data, "start"), _aware(data, "end")
+        if not start < end:
+            raise _Malformed(f"a bucket ends before it starts: {start} / {end}")
+        credit = _field(data, "credit")
+        for pool in _POOLS:
+            _field(credit, pool)
+        return cls(
+            start=start,
+            end=end,
+            plan=_amount(credit, "plan"),
+            purchased=_amount(credit, "purchased"),
+            postpaid=_amount(credit, "postpaid"),
+            operations=_operations(_field(data, "operations")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageHistory:
+    """What ``GET /api/users/me/usage/history`` answered: the range ``[start, end)``
+    (aware datetimes with the billing zone's offset; the JSON's ``from`` and ``to``),
+    the zone's IANA name, the granularity (``"day"`` or ``"hour"``) and its buckets,
+    which follow one another from ``start`` to ``end`` without gap or overlap.
+    """
+
+    timezone: str
+    granularity: str
+    start: datetime
+    end: datetime
+    buckets: tuple[HistoryBucket, ...]
+
+    @classmethod
+    def from_dto(cls, data: object, *, body: str | None = None) -> UsageHistory:
+        """Parse a decoded history; ``InvalidResponse`` when it is not one.
+
+        Every field must be present with its type (credit amounts are non-negative JSON
+        numbers, operation counts whole), instants ISO 8601 with an offset, and the
+        buckets must tile the range exactly, as a chart of them assumes. Fields the API
+        does not define are ignored.
+        """
+        text = repr(data) if body is None else body
+        try:
+            return cls._parse(data)
+        except _Malformed as error:
+            raise InvalidResponse(f"invalid usage history: {error}", body=text) from None
+
+    @classmethod
+    def _parse(cls, data: object) -> UsageHistory:
+        timezone, granularity = _field(data, "timezone"), _field(data, "granularity")
+        if not isinstance(timezone, str) or not timezone:
+            raise _Malformed(f"timezone is not a zone name: {timezone!r:.80}")
+        if granularity not in _GRANULARITIES:
+            raise _Malformed(f"granularity is not day or hour: {granularity!r:.80}")
+        start, end = _aware(data, "from"), _aware(data, "to")
+        listed = _field(data, "buckets")
+        if not isinstance(listed, list):
+            raise _Malformed(f"buckets is not an array: {listed!r:.80}")
+        buckets = tuple(HistoryBucket._parse(bucket) for bucket in listed)
+        # Each bucket starts where the one before it ends (the first at from), and the
+        # last ends at to.
+        starts = [*(bucket.start for bucket in buckets), end]
+        ends = [start, *(bucket.end for bucket in buckets)]
+        if not start < end or starts != ends:
+            raise _Malformed("the buckets do not cover from..to one after another")
+        return cls(
+            timezone=timezone, granularity=granularity, start=start, end=end, buckets=buckets
+        )
