@@ -9,8 +9,15 @@ import httpx
 import orjson
 import pytest
 
-from flamel_usage.client import UsageInfo
-from flamel_usage.terminal import EXIT_AUTH, EXIT_UNREACHABLE, render, wants_colour
+from flamel_usage.client import UsageHistory, UsageInfo
+from flamel_usage.terminal import (
+    EXIT_AUTH,
+    EXIT_UNREACHABLE,
+    HISTORY_BAR_WIDTH,
+    render,
+    render_history,
+    wants_colour,
+)
 from tests.factories import Factory
 from tests.processes import free_port, run_cli, running_server
 
@@ -48,6 +55,81 @@ def test_colours_on_a_terminal_and_postpaid_usage() -> None:
     assert "\033[33m" in text  # 8 of 10: near the limit
     assert "█" in text
     assert text.splitlines()[-1] == "Postpaid usage   3 credits this period"
+
+
+def _day(day: int, plan: float, purchased: float, postpaid: float) -> dict[str, object]:
+    return {
+        "start": f"2026-11-{day:02}T00:00:00+09:00",
+        "end": f"2026-11-{day + 1:02}T00:00:00+09:00",
+        "credit": {"plan": plan, "purchased": purchased, "postpaid": postpaid},
+        "operations": {"ttp": 0, "edit": 0},
+    }
+
+
+HISTORY = UsageHistory.from_dto(
+    {
+        "timezone": "Asia/Seoul",
+        "granularity": "day",
+        "from": "2026-11-01T00:00:00+09:00",
+        "to": "2026-11-05T00:00:00+09:00",
+        "buckets": [_day(1, 4, 0, 0), _day(2, 0, 0, 0), _day(3, 1, 0.5, 0.5), _day(4, 0, 0, 1.5)],
+    }
+)
+
+
+def test_history_plain_text_when_piped() -> None:
+    lines = render_history(HISTORY, colour=False).splitlines()
+
+    assert lines[0] == "Spent per day  2026-11-01 00:00 → 2026-11-05 00:00 (Asia/Seoul)"
+    width = HISTORY_BAR_WIDTH
+    assert lines[1:5] == [
+        "2026-11-01 Sun " + "#" * width + " " * 9 + "4",  # the largest day: the full width
+        "2026-11-02 Mon " + " " * width + " " * 9 + "0",  # a day without spending is shown
+        "2026-11-03 Tue " + "#" * 10 + "=" * 5 + "~" * 5 + " " * (width - 20) + " " * 9 + "2",
+        "2026-11-04 Wed " + "~" * 15 + " " * (width - 15) + " " * 7 + "1.5",
+    ]
+    assert lines[5] == "Total 7.5 (plan 5, purchased 0.5, postpaid 2)"
+    assert lines[6] == "# plan  = purchased  ~ postpaid"
+    assert "\033[" not in "\n".join(lines)
+
+
+def test_history_in_colour_on_a_terminal() -> None:
+    text = render_history(HISTORY, colour=True)
+
+    third = text.splitlines()[3]
+    assert third.startswith("2026-11-03 Tue \033[32m" + "█" * 10 + "\033[0m\033[36m" + "█" * 5)
+    assert "\033[35m" + "█" * 5 + "\033[0m" in third
+    assert "#" not in text
+    assert "\033[0m\033[0m" not in text  # an empty segment is not painted
+
+
+def test_a_history_without_spending_draws_no_bars() -> None:
+    idle = UsageHistory.from_dto(
+        {
+            "timezone": "UTC",
+            "granularity": "day",
+            "from": "2026-11-01T00:00:00Z",
+            "to": "2026-11-02T00:00:00Z",
+            "buckets": [
+                {
+                    "start": "2026-11-01T00:00:00Z",
+                    "end": "2026-11-02T00:00:00Z",
+                    "credit": {"plan": 0, "purchased": 0, "postpaid": 0},
+                    "operations": {},
+                }
+            ],
+        }
+    )
+    lines = render_history(idle, colour=False).splitlines()
+    assert lines[1] == "2026-11-01 Sun " + " " * (HISTORY_BAR_WIDTH + 9) + "0"
+    assert lines[2] == "Total 0 (plan 0, purchased 0, postpaid 0)"
+
+
+def test_history_and_json_cannot_be_asked_together() -> None:
+    both = run_cli({}, "usage", "--api-key", "flm_x", "--history", "--json")
+    assert both.returncode == 2
+    assert "not allowed with" in both.stderr
+    assert both.stdout == ""
 
 
 class _Terminal(io.StringIO):

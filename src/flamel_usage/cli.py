@@ -85,7 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     usage = commands.add_parser("usage", help="show an API key's usage, as a customer sees it")
     usage.add_argument("--api-key", help="default: FLAMEL_API_KEY")
     usage.add_argument("--base-url", default=DEFAULT_BASE_URL)
-    usage.add_argument("--json", action="store_true", help="print the UsageInfoDto unchanged")
+    shape = usage.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print the UsageInfoDto unchanged")
+    shape.add_argument(
+        "--history", action="store_true", help="one bar a day of the current period's spending"
+    )
 
     commands.add_parser("migrate", parents=[common], help="apply pending migrations")
 
@@ -406,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "usage":
         api_key = args.api_key or os.environ.get("FLAMEL_API_KEY")
-        return show_usage(api_key, args.base_url, as_json=args.json)
+        return show_usage(api_key, args.base_url, as_json=args.json, history=args.history)
     try:
         settings = _settings(args)
         if args.command == "serve":

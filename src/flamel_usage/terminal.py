@@ -1,4 +1,5 @@
-"""``flamel-usage usage``: a customer's usage in the terminal, through the SDK.
+"""``flamel-usage usage``: a customer's usage in the terminal, through the SDK;
+``--history``: where the credit went, one bar a day of the current period.
 
 Bars in colour when the output is a terminal that has colours (and ``NO_COLOR`` is not
 set), plain text when piped, so the same command serves a person and a script. Exit
@@ -22,6 +23,7 @@ from flamel_usage.client import (
     FlamelError,
     NotLoggedIn,
     TransportError,
+    UsageHistory,
     UsageInfo,
 )
 
@@ -29,16 +31,21 @@ EXIT_AUTH = 3
 EXIT_UNREACHABLE = 4
 EXIT_OTHER = 1
 BAR_WIDTH = 24
+HISTORY_BAR_WIDTH = 40
 NEAR_LIMIT = 0.8
 
-_RESET, _GREEN, _YELLOW, _RED, _DIM, _BOLD = (
+_RESET, _GREEN, _YELLOW, _RED, _DIM, _BOLD, _CYAN, _MAGENTA = (
     "\033[0m",
     "\033[32m",
     "\033[33m",
     "\033[31m",
     "\033[2m",
     "\033[1m",
+    "\033[36m",
+    "\033[35m",
 )
+#: The history's pools, bottom of the stack first: name, colour, character when plain.
+_POOLS = (("plan", _GREEN, "#"), ("purchased", _CYAN, "="), ("postpaid", _MAGENTA, "~"))
 
 
 def wants_colour(stream: TextIO) -> bool:
@@ -50,7 +57,8 @@ def wants_colour(stream: TextIO) -> bool:
 
 
 def _amount(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """Credits as the API writes them: whole numbers bare, else to the millicredit."""
+    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 def _remaining(until: datetime, now: datetime) -> str:
@@ -66,7 +74,7 @@ class _Painter:
         self.colour = colour
 
     def paint(self, text: str, *styles: str) -> str:
-        return f"{''.join(styles)}{text}{_RESET}" if self.colour and styles else text
+        return f"{''.join(styles)}{text}{_RESET}" if self.colour and styles and text else text
 
     def bar(self, used: float, *, fill_left: bool = False) -> str:
         """A bar of the used share, or of what is left (credit, as on the usage page);
@@ -113,11 +121,51 @@ def render(info: UsageInfo, *, colour: bool, now: datetime) -> str:
     return "\n".join(lines)
 
 
+def render_history(history: UsageHistory, *, colour: bool) -> str:
+    """One line a bucket: its date, a bar stacked by pool and scaled to the largest
+    bucket, the credit it took; then the totals per pool and the bar's legend."""
+    painter = _Painter(colour)
+    largest = max((bucket.spent for bucket in history.buckets), default=0)
+    lines = [
+        painter.paint("Spent per day", _BOLD)
+        + f"  {history.start:%Y-%m-%d %H:%M} → {history.end:%Y-%m-%d %H:%M}"
+        f" ({history.timezone})"
+    ]
+    for bucket in history.buckets:
+        bar, drawn = "", 0
+        reached: float = 0
+        for name, style, plain in _POOLS:
+            reached += getattr(bucket, name)
+            # Rounded where each pool ends, so the stack never outgrows the largest day.
+            ends_at = round(reached / largest * HISTORY_BAR_WIDTH) if largest else 0
+            bar += painter.paint(("█" if colour else plain) * (ends_at - drawn), style)
+            drawn = ends_at
+        padding = " " * (HISTORY_BAR_WIDTH - drawn)
+        lines.append(f"{bucket.start:%Y-%m-%d %a} {bar}{padding} {_amount(bucket.spent):>9}")
+    totals = {
+        name: sum(getattr(bucket, name) for bucket in history.buckets) for name, _, _ in _POOLS
+    }
+    lines.append(
+        painter.paint("Total", _BOLD)
+        + f" {_amount(sum(totals.values()))} ("
+        + ", ".join(f"{name} {_amount(total)}" for name, total in totals.items())
+        + ")"
+    )
+    lines.append(
+        "  ".join(
+            painter.paint("█" if colour else plain, style) + f" {name}"
+            for name, style, plain in _POOLS
+        )
+    )
+    return "\n".join(lines)
+
+
 def show_usage(
     api_key: str | None,
     base_url: str,
     *,
     as_json: bool,
+    history: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -125,9 +173,15 @@ def show_usage(
     if not api_key:
         print("flamel-usage: no API key: pass --api-key or set FLAMEL_API_KEY", file=err)
         return EXIT_AUTH
+    colour = wants_colour(out)
     try:
         with Client(api_key, base_url=base_url) as client:
-            info = client.usage()
+            if history:
+                text = render_history(client.history(), colour=colour)
+            elif as_json:
+                text = orjson.dumps(dict(client.usage().raw)).decode()
+            else:
+                text = render(client.usage(), colour=colour, now=now())
     except (AuthenticationError, NotLoggedIn) as error:
         print(f"flamel-usage: {error.reason or 'unauthorized'}: {error}", file=err)
         return EXIT_AUTH
@@ -137,8 +191,5 @@ def show_usage(
     except FlamelError as error:
         print(f"flamel-usage: {error}", file=err)
         return EXIT_OTHER
-    if as_json:
-        out.write(orjson.dumps(dict(info.raw)).decode() + "\n")
-    else:
-        out.write(render(info, colour=wants_colour(out), now=now()) + "\n")
+    out.write(text + "\n")
     return 0
