@@ -33,6 +33,7 @@ from flamel_usage.auth.throttle import TooManyRequests
 from flamel_usage.credits import credits_value
 from flamel_usage.db import DatabaseUnavailable
 from flamel_usage.errors import ApiError, NotFound, ServiceUnavailable
+from flamel_usage.ledger.history import Bucket, History
 from flamel_usage.ledger.service import Usage, read_usage
 from flamel_usage.web import public, security
 from flamel_usage.web.http import Handler, Request, Response
@@ -96,6 +97,20 @@ EN: dict[str, str] = {
     "unavailable_heading": "Your usage cannot be reached right now",
     "unavailable_body": "The service is briefly unavailable. Wait a few seconds, then try again.",
     "try_again": "Try again",
+    "history_heading": "Spending per day",
+    "history_title": "Credit spent per day, {start} to {end}",
+    "history_desc": (
+        "{total} credits spent in all; the most on {day}: {most} credits."
+        " Days in the billing time zone ({zone}). The table that follows lists every day."
+    ),
+    "history_desc_none": (
+        "No credit spent yet. Days in the billing time zone ({zone})."
+        " The table that follows lists every day."
+    ),
+    "history_day": "Day",
+    "history_total": "Total",
+    "history_csv": "Download CSV",
+    "day": "{month} {day}",
     "months": "January February March April May June July August September October "
     "November December",
 }
@@ -148,6 +163,20 @@ KO: dict[str, str] = {
     "unavailable_heading": "지금은 사용량을 불러올 수 없습니다",
     "unavailable_body": "서비스를 잠시 사용할 수 없습니다. 몇 초 뒤에 다시 시도하세요.",
     "try_again": "다시 시도",
+    "history_heading": "일별 사용량",
+    "history_title": "{start} ~ {end} 일별 크레딧 사용량",
+    "history_desc": (
+        "모두 {total} 크레딧을 사용했고, 가장 많이 사용한 날은 {day}({most} 크레딧)입니다."
+        " 날짜는 청구 시간대({zone}) 기준입니다. 이어지는 표에 날마다의 수치가 있습니다."
+    ),
+    "history_desc_none": (
+        "아직 사용한 크레딧이 없습니다. 날짜는 청구 시간대({zone}) 기준입니다."
+        " 이어지는 표에 날마다의 수치가 있습니다."
+    ),
+    "history_day": "날짜",
+    "history_total": "합계",
+    "history_csv": "CSV 다운로드",
+    "day": "{month} {day}일",
     "months": "1월 2월 3월 4월 5월 6월 7월 8월 9월 10월 11월 12월",
 }
 
@@ -566,6 +595,158 @@ def _time(moment: datetime, language: Language, field: str | None = None) -> str
     return (
         f'<time datetime="{_esc(stamp)}" data-localize{marker}>'
         f"{_esc(_date_text(moment, language))}</time>"
+    )
+
+
+# --- the history chart ---------------------------------------------------------------------
+
+#: The chart's drawing box (SVG user units; CSS scales it to the card's width) and its plot
+#: area inside, which leaves room for the credit axis on the left and the days below.
+CHART_WIDTH, CHART_HEIGHT = 720, 240
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 64, 712, 12, 212
+#: The pools from the bottom of a bar's stack up: the order credit is spent in.
+POOLS = (("plan", "plan_credit"), ("purchased", "purchased_credit"), ("postpaid", "postpaid"))
+HISTORY_CSV = "/api/users/me/usage/history?format=csv"
+#: Most day numbers under the bars; beyond, every second (third...) day is named.
+MAX_DAY_LABELS = 16
+
+
+def _day_text(moment: datetime, language: Language) -> str:
+    t = STRINGS[language]
+    return t["day"].format(month=t["months"].split()[moment.month - 1], day=moment.day)
+
+
+def _pool_milli(bucket: Bucket) -> tuple[int, int, int]:
+    return bucket.plan, bucket.purchased, bucket.postpaid
+
+
+def axis_top(largest: int) -> int:
+    """The credit axis' top (millicredits): the smallest 1, 2 or 5 times a power of ten at
+    or above the largest day, so its gridlines read as round numbers; 1 credit when
+    nothing was spent."""
+    if largest <= 0:
+        return 1000
+    power = 1
+    while True:
+        for multiple in (1, 2, 5):
+            if multiple * power >= largest:
+                return multiple * power
+        power *= 10
+
+
+def _bars(history: History, top: int, language: Language) -> str:
+    """One group a bucket, its pools stacked from the baseline, each height proportional
+    to the credit (a day without spending has an empty group); a tooltip tells the day."""
+    t = STRINGS[language]
+    slot = (PLOT_RIGHT - PLOT_LEFT) / max(len(history.buckets), 1)
+    width = slot * 0.7
+    scale = (PLOT_BOTTOM - PLOT_TOP) / top
+    every = -(-len(history.buckets) // MAX_DAY_LABELS)
+    groups = []
+    for index, bucket in enumerate(history.buckets):
+        x = PLOT_LEFT + index * slot + (slot - width) / 2
+        spent = sum(_pool_milli(bucket))
+        tip = f"{_day_text(bucket.start, language)}: {_number(spent)} {t['credits_unit']}"
+        parts = [f"<title>{_esc(tip)}</title>"]
+        base = float(PLOT_BOTTOM)
+        for (pool, _), milli in zip(POOLS, _pool_milli(bucket), strict=True):
+            if milli:
+                height = milli * scale
+                base -= height
+                parts.append(
+                    f'<rect class="pool-{pool}" x="{x:.2f}" y="{base:.2f}"'
+                    f' width="{width:.2f}" height="{height:.2f}"/>'
+                )
+        if index % every == 0:
+            parts.append(
+                f'<text class="chart-day" x="{x + width / 2:.2f}" y="{PLOT_BOTTOM + 18}"'
+                f' text-anchor="middle">{bucket.start.day}</text>'
+            )
+        start = _esc(bucket.start.isoformat())
+        groups.append(f'<g class="chart-bucket" data-start="{start}">{"".join(parts)}</g>')
+    return "\n".join(groups)
+
+
+def _gridlines(top: int) -> str:
+    """Lines at nothing, half the axis and its top, labelled in credits."""
+    lines = []
+    for milli in (0, top // 2, top):
+        y = PLOT_BOTTOM - (PLOT_BOTTOM - PLOT_TOP) * milli / top
+        lines.append(
+            f'<line class="chart-grid" x1="{PLOT_LEFT}" x2="{PLOT_RIGHT}"'
+            f' y1="{y:.2f}" y2="{y:.2f}"/>'
+            f'<text class="chart-axis" x="{PLOT_LEFT - 8}" y="{y + 4:.2f}"'
+            f' text-anchor="end">{_esc(_number(milli))}</text>'
+        )
+    return "\n".join(lines)
+
+
+def _time_element(stamp: str, text: str) -> str:
+    return f'<time datetime="{_esc(stamp)}">{_esc(text)}</time>'
+
+
+def _history_table(t: Mapping[str, str], history: History, language: Language) -> str:
+    head = "".join(
+        f'<th scope="col">{_esc(t[key])}</th>'
+        for key in ("history_day", *(label for _, label in POOLS), "history_total")
+    )
+    rows = []
+    for bucket in history.buckets:
+        amounts = (*_pool_milli(bucket), sum(_pool_milli(bucket)))
+        cells = "".join(f"<td>{_esc(_number(milli))}</td>" for milli in amounts)
+        day = _time_element(bucket.start.date().isoformat(), _day_text(bucket.start, language))
+        rows.append(f'<tr><th scope="row">{day}</th>{cells}</tr>')
+    return (
+        '<table class="visually-hidden" id="history-table">\n'
+        f"<caption>{_esc(t['history_heading'])} ({_esc(t['credits_unit'])})</caption>\n"
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    )
+
+
+def render_history_chart(language: Language, history: History) -> str:
+    """The usage page's card of daily spending: an SVG bar chart stacked by pool, drawn
+    on the server (no script), named and described for assistive technology, with the
+    same numbers in a table for screen readers and a link to them as CSV."""
+    t = STRINGS[language]
+    spent = [sum(_pool_milli(bucket)) for bucket in history.buckets]
+    largest = max(spent, default=0)
+    top = axis_top(largest)
+    first = history.buckets[0].start if history.buckets else history.start
+    last = history.buckets[-1].start if history.buckets else history.start
+    title = t["history_title"].format(
+        start=_day_text(first, language), end=_day_text(last, language)
+    )
+    zone = history.timezone
+    if largest:
+        busiest = history.buckets[spent.index(largest)].start
+        desc = t["history_desc"].format(
+            total=_number(sum(spent)),
+            day=_day_text(busiest, language),
+            most=_number(largest),
+            zone=zone,
+        )
+    else:
+        desc = t["history_desc_none"].format(zone=zone)
+    legend = "".join(
+        f'<li><span class="swatch pool-{pool}" aria-hidden="true"></span>{_esc(t[label])}</li>'
+        for pool, label in POOLS
+    )
+    return (
+        '<section class="card history" aria-labelledby="history-heading">\n'
+        '<div class="limit-head">'
+        f'<h2 id="history-heading">{_esc(t["history_heading"])}</h2>'
+        f'<a href="{_esc(HISTORY_CSV)}" download>{_esc(t["history_csv"])}</a>'
+        "</div>\n"
+        f'<svg class="history-chart" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}"'
+        ' role="img" aria-labelledby="history-title history-desc"'
+        ' xmlns="http://www.w3.org/2000/svg">\n'
+        f'<title id="history-title">{_esc(title)}</title>\n'
+        f'<desc id="history-desc">{_esc(desc)}</desc>\n'
+        f"{_gridlines(top)}\n{_bars(history, top, language)}\n"
+        "</svg>\n"
+        f'<ul class="legend">{legend}</ul>\n'
+        f"{_history_table(t, history, language)}\n"
+        "</section>"
     )
 
 
