@@ -1,5 +1,8 @@
 """Who may read ``GET /api/users/me/usage``: every credential case, through HTTP only.
 
+``GET /api/users/me/usage/history`` takes the same credentials: the last section sends
+it each case and expects the usage read's answer (the same error, or a 200).
+
 Keys are issued, revoked and their users deleted through the admin API; sessions are
 opened and closed through ``/api/auth/login`` and ``/logout``. Each error is compared as
 the whole JSON body, so a stray ``message`` (or anything else) would be caught: the
@@ -599,3 +602,79 @@ async def test_failed_logins_open_no_session(
     await _login(admin, "nobody@example.com", PASSWORD)
     async with db.read() as conn:
         assert await conn.fetchval("SELECT COUNT(*) FROM sessions") == 0
+
+
+# --- the history read: the same credentials --------------------------------------------------
+
+HISTORY = "/api/users/me/usage/history"
+
+
+async def _both(
+    client: httpx.AsyncClient, *, key: str | None = None, cookie: str | None = None
+) -> tuple[httpx.Response, httpx.Response]:
+    headers: dict[str, str] = {}
+    if key is not None:
+        headers["X-Api-Key"] = key
+    if cookie is not None:
+        headers["Cookie"] = cookie
+    return await client.get(USAGE, headers=headers), await client.get(HISTORY, headers=headers)
+
+
+def _assert_same_answer(usage: httpx.Response, history: httpx.Response) -> None:
+    assert history.status_code == usage.status_code, history.text
+    if usage.status_code == 200:
+        assert history.json()["buckets"]
+    else:
+        _assert_error(history, usage.json())
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "valid-key",
+        "unknown-key",
+        "malformed-key",
+        "revoked-key",
+        "expired-key",
+        "deleted-user-key",
+        "nothing",
+        "session",
+        "tampered-session",
+        "logged-out-session",
+        "blank-key-and-session",
+        "wrong-key-and-session",
+        "key-and-garbage-cookie",
+    ],
+)
+async def test_history_takes_the_usage_reads_credentials(
+    admin: httpx.AsyncClient, account: Account, clock: FakeClock, case: str
+) -> None:
+    session = _session_cookie(await _login(admin, account.email, PASSWORD))
+    cookie = f"connect.sid={session}"
+    sends: dict[str, Any] = {
+        "valid-key": {"key": account.key},
+        "unknown-key": {"key": "flm_" + "A" * 43},
+        "malformed-key": {"key": "not a key"},
+        "nothing": {},
+        "session": {"cookie": cookie},
+        "tampered-session": {"cookie": f"connect.sid={_tamper(session, -1)}"},
+        "logged-out-session": {"cookie": cookie},
+        "blank-key-and-session": {"key": " ", "cookie": cookie},
+        "wrong-key-and-session": {"key": "flm_" + "B" * 43, "cookie": cookie},
+        "key-and-garbage-cookie": {"key": account.key, "cookie": "connect.sid=%%%"},
+    }
+    if case == "revoked-key":
+        response = await admin.post(f"/api/admin/keys/{account.key_id}/revoke")
+        assert response.status_code == 204
+        sends[case] = {"key": account.key}
+    elif case == "expired-key":
+        _, key = await _issue_key(admin, account.user_id, "2026-11-26T10:00:00+00:00")
+        clock.set(datetime(2026, 11, 27, tzinfo=UTC))
+        sends[case] = {"key": key}
+    elif case == "deleted-user-key":
+        assert (await admin.delete(f"/api/admin/users/{account.user_id}")).status_code == 204
+        sends[case] = {"key": account.key}
+    elif case == "logged-out-session":
+        await admin.post("/api/auth/logout", headers={"Cookie": cookie})
+    usage, history = await _both(admin, **sends[case])
+    _assert_same_answer(usage, history)

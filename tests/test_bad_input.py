@@ -1004,3 +1004,66 @@ async def test_random_cookie_headers_are_not_logged_in(
         response = await client.get(USAGE, headers={"Cookie": header})
         assert response.json() == {"success": False, "code": 403, "data": "not_logged_in"}
     assert await _snapshot(db, client, world) == before
+
+
+# --- the usage history's query ------------------------------------------------------------
+
+HISTORY = "/api/users/me/usage/history"
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("from=yesterday", "invalid_range"),
+        ("from=", "invalid_range"),
+        ("to=2026-02-30", "invalid_range"),
+        ("to=2026-11-30T10:00:00", "invalid_range"),  # an instant needs its offset
+        ("from=1969-12-31", "invalid_range"),
+        ("from=9001-01-01T00:00:00Z", "invalid_range"),
+        ("from=%EF%BC%92026-11-01", "invalid_range"),  # a full-width digit
+        ("from=2026-11-30&to=2026-11-01", "invalid_range"),
+        ("from=2026-11-30&to=2026-11-30", "invalid_range"),
+        ("from=2026-01-01&to=2027-01-02T00:00:01Z", "range_too_long"),
+        ("from=2026-12-01&to=2027-01-02&granularity=hour", "range_too_long"),
+        ("from=9000-01-01&to=9000-12-31T23:59:59Z&granularity=hour", "range_too_long"),
+        ("granularity=week", "invalid_granularity"),
+        ("granularity=", "invalid_granularity"),
+        ("granularity=DAY", "invalid_granularity"),
+        ("format=xml", "invalid_format"),
+        ("format=CSV", "invalid_format"),
+    ],
+)
+async def test_bad_history_query(
+    client: httpx.AsyncClient, world: World, unchanged: Unchanged, query: str, reason: str
+) -> None:
+    response = await client.get(f"{HISTORY}?{query}", headers={"X-Api-Key": world.key})
+    assert_envelope(response, 400, reason)
+    await unchanged.verify()
+
+
+async def test_history_ranges_at_their_limits_are_accepted(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    for query in (
+        "from=2028-01-01&to=2029-01-01",
+        "from=2026-11-01&to=2026-12-02",
+        "from=2026-12-01&to=2027-01-01&granularity=hour",
+        "from=9000-12-01&to=9000-12-31T23:59:59Z",
+    ):
+        response = await client.get(f"{HISTORY}?{query}", headers={"X-Api-Key": world.key})
+        assert response.status_code == 200, (query, response.text)
+
+
+@FEW
+@hypothesis.given(
+    field=st.sampled_from(["from", "to", "granularity", "format"]),
+    value=st.text(max_size=40),
+)
+async def test_random_history_query_values_answer_an_envelope_or_the_history(
+    client: httpx.AsyncClient, db: Database, world: World, field: str, value: str
+) -> None:
+    before = await _snapshot(db, client, world)
+    response = await client.get(HISTORY, params={field: value}, headers={"X-Api-Key": world.key})
+    if response.status_code != 200:
+        assert_envelope(response, 400, response.json()["data"])
+    assert await _snapshot(db, client, world) == before

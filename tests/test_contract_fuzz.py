@@ -9,7 +9,7 @@ number of examples, so the whole module stays well under CI's time limit:
 2. the seed contract with no credentials at all (its security also allows the
    ``connect.sid`` cookie, so this is a call it describes: ``403 not_logged_in``);
 3. the served ``/api-json``, customer operations (tags ``users`` and ``auth``): usage,
-   login, logout, with the API key, the admin token and a real login in reach;
+   its history, login, logout, with the API key, the admin token and a real login in reach;
 4. the served ``/api-json``, operator operations (tag ``admin``), stateful along the
    document's links (user -> keys/usage/credits/plan/delete, key -> update/revoke,
    charge -> refund by its Idempotency-Key).
@@ -132,6 +132,14 @@ parameters = { "body.email" = { dictionary = "emails", probability = 0.5 }, \
 [[operations]]
 include-operation-id = "AuthController_logout"
 checks.negative_data_rejection.enabled = false
+
+# The history's from must come before its to (each defaults to the current period's
+# end), and a range has a longest length: rules across fields and the clock that the
+# document states in words. A schema-valid range can thus be 400 invalid_range or
+# range_too_long, an answer about the values, not a rejection of their shape.
+[[operations]]
+include-operation-id = "UsersApiController_getMyUsageHistory"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "429"]
 """
 
 _ADMIN_OPERATIONS = """\
@@ -406,7 +414,7 @@ def test_served_document_customer_operations(
     )
     _assert_clean(run, record_property, authenticated=True)
     _assert_seed_statuses(run)
-    assert run.report["operations"]["tested"] == 3, run.output
+    assert run.report["operations"]["tested"] == 4, run.output
 
 
 def test_served_document_admin_operations(

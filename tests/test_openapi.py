@@ -28,6 +28,12 @@ SEED_OPERATION = ("get", "/api/users/me/usage")
 
 #: Every operation of ours, as the issue defines it: (method, path, operationId, tag).
 OUR_OPERATIONS = {
+    (
+        "get",
+        "/api/users/me/usage/history",
+        "UsersApiController_getMyUsageHistory",
+        "users",
+    ),
     ("post", "/api/auth/login", "AuthController_login", "auth"),
     ("post", "/api/auth/logout", "AuthController_logout", "auth"),
     ("post", "/api/admin/plans", "AdminController_createPlan", "admin"),
@@ -211,9 +217,9 @@ def test_our_operation_shape(method: str, path: str, operation: dict[str, Any]) 
     for parameter in in_path:
         assert parameter["required"] is True
         assert parameter["schema"]["type"] == PATH_PARAMETER_TYPES[parameter["name"]]
-    # Any other parameter is a header (the only other kind we use).
+    # Any other parameter is a header or a query field.
     for parameter in parameters:
-        assert parameter["in"] in {"path", "header"}, parameter
+        assert parameter["in"] in {"path", "header", "query"}, parameter
         assert parameter["description"]
 
     # Request bodies: JSON, closed to unknown fields, and a 400 for bad ones.
@@ -272,6 +278,12 @@ def test_documented_domain_errors() -> None:
             "409": {"idempotency_key_reused"},
             "429": {"ttp_limit_exceeded", "edit_limit_exceeded"},
         },
+        "UsersApiController_getMyUsageHistory": {
+            "400": {"invalid_range", "range_too_long", "invalid_granularity", "invalid_format"},
+            "401": {"wrong_api_key", "api_key_expired"},
+            "403": {"not_logged_in"},
+            "429": {"too_many_requests"},
+        },
         "AdminController_refundCharge": {
             "400": {"bad_request", "invalid_idempotency_key"},
             "404": {"charge_not_found"},
@@ -300,6 +312,33 @@ def test_error_envelope_schema() -> None:
     assert envelope["properties"]["code"]["type"] == "integer"
     assert envelope["properties"]["data"]["type"] == "string"
     assert envelope["properties"]["message"]["type"] == "string"
+
+
+def test_history_has_the_usage_reads_credentials_and_a_csv_face() -> None:
+    paths = openapi_document()["paths"]
+    history = paths["/api/users/me/usage/history"]["get"]
+    assert history["security"] == paths["/api/users/me/usage"]["get"]["security"]
+    assert set(history["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+    names = [parameter["name"] for parameter in history["parameters"]]
+    assert names == ["from", "to", "granularity", "format"]
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("2026-11-01", True),
+        ("2026-11-01T00:00:00+09:00", True),
+        ("2026-11-01T00:00:00.5Z", True),
+        ("2026-11-01T00:00:00", False),
+        ("2026-13-01", False),
+        ("1969-12-31", False),
+        ("", False),
+    ],
+)
+def test_history_bounds_pattern(value: str, valid: bool) -> None:
+    operation = openapi_document()["paths"]["/api/users/me/usage/history"]["get"]
+    pattern = operation["parameters"][0]["schema"]["pattern"]
+    assert (re.fullmatch(pattern, value) is not None) is valid
 
 
 def test_admin_usage_reuses_the_seed_schema() -> None:

@@ -5,14 +5,16 @@ Shared by the admin API and the CLI, so both accept exactly the same input.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flamel_usage.credits import parse_credits
 from flamel_usage.errors import BadRequest
-from flamel_usage.periods import to_micros
+from flamel_usage.periods import local_midnight, to_micros
 
 #: Largest whole number accepted for limits and ids: fits a signed 64-bit column.
 MAX_INT = 2**63 - 1
@@ -49,6 +51,27 @@ def parse_instant(text: str, field: str) -> datetime:
     if not 1970 <= instant.year <= 9000:
         raise BadRequest(f"{field} is out of range")
     return instant
+
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_day_or_instant(text: str, field: str, zone: ZoneInfo) -> int:
+    """Microseconds: a date ``YYYY-MM-DD`` is that day's first instant in the billing
+    zone ``zone`` (what a person means by "from the 1st"); anything else must be an
+    instant with an offset. Else ``BadRequest`` with the reason ``invalid_range``."""
+    if _DAY.fullmatch(text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise BadRequest(f"{field} is not a calendar date", reason="invalid_range") from None
+        if not 1970 <= day.year <= 9000:
+            raise BadRequest(f"{field} is out of range", reason="invalid_range")
+        return local_midnight(day, zone)
+    try:
+        return to_micros(parse_instant(text, field))
+    except BadRequest as error:
+        raise BadRequest(error.message, reason="invalid_range") from None
 
 
 def parse_id(text: str, field: str) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import UTC, datetime, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timezone, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -165,6 +165,21 @@ def to_micros(instant: datetime) -> int:
     _require_aware("instant", instant)
     delta = instant - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def local_instant(us: int, zone: ZoneInfo) -> datetime:
+    """The instant ``us`` as the billing zone's wall time with its offset pinned, as
+    ``Period`` holds its ends (see ``_in_zone`` for why not the ``ZoneInfo`` itself)."""
+    return _in_zone(from_micros(us), zone)
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> int:
+    """The first instant of a calendar day in ``zone``, in microseconds.
+
+    A midnight in a DST gap resolves as period starts do (``fold=0``): to the instant
+    the day really starts.
+    """
+    return to_micros(datetime.combine(day, time(), tzinfo=zone))
 
 
 def from_micros(us: int, zone: tzinfo = UTC) -> datetime:

@@ -37,6 +37,7 @@ from flamel_usage.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from flamel_usage.credits import MAX_MILLI, MILLI
 from flamel_usage.inputs import MAX_INT
 from flamel_usage.ledger.charges import IDEMPOTENCY_KEY_PATTERN
+from flamel_usage.ledger.history import GRANULARITIES, MAX_RANGE_DAYS
 
 JSON = "application/json"
 _SEED_RESOURCE = "openapi-seed.yaml"
@@ -465,6 +466,45 @@ def _schemas() -> dict[str, Any]:
             }
         ),
         "ChargeResult": _obj({"charge": _ref("Charge"), "usage": _ref("UsageInfoDto")}),
+        "UsageHistory": _obj(
+            {
+                "timezone": {
+                    "type": "string",
+                    "description": "The billing zone (IANA name) the buckets are days or hours of.",
+                    "example": "Asia/Seoul",
+                },
+                "granularity": {"type": "string", "enum": list(GRANULARITIES)},
+                "from": _instant("Start of the range, with the billing zone's offset."),
+                "to": _instant("End of the range (excluded), with the billing zone's offset."),
+                "buckets": {
+                    "type": "array",
+                    "items": _ref("UsageHistoryBucket"),
+                    "description": "One per calendar day or hour of the billing zone, in"
+                    " order, tiling [from, to): the first and last may be partial, a day"
+                    " across a DST change has 23 or 25 hours. Empty ones are there, at zero.",
+                },
+            }
+        ),
+        "UsageHistoryBucket": _obj(
+            {
+                "start": _instant("Start of the bucket, with the billing zone's offset."),
+                "end": _instant("End of the bucket (excluded)."),
+                "credit": _obj(
+                    {
+                        "plan": _credits("Plan credit spent", minimum=0),
+                        "purchased": _credits("Purchased credit spent", minimum=0),
+                        "postpaid": _credits("Accrued as postpaid usage", minimum=0),
+                    }
+                ),
+                "operations": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                    "description": "Charges per operation kind: every configured kind,"
+                    " zero included.",
+                    "example": {"ttp": 3, "edit": 1, "image": 0},
+                },
+            }
+        ),
         "ReconcileReport": _obj(
             {
                 "ok": {"type": "boolean", "description": "True when balances match the ledger."},
@@ -511,6 +551,21 @@ _REASONS: dict[str, tuple[int, str]] = {
         "Too many failed sign-ins from this client or browser, or for this account: wait"
         " for the Retry-After seconds (the right password is refused too until then).",
     ),
+    "wrong_api_key": (401, "The X-Api-Key is not a live key."),
+    "api_key_expired": (401, "The X-Api-Key has expired."),
+    "not_logged_in": (403, "Neither an X-Api-Key nor a valid session cookie was sent."),
+    "invalid_range": (
+        400,
+        "from or to is neither a date (YYYY-MM-DD) nor an instant with an offset, or from"
+        " is not before to.",
+    ),
+    "range_too_long": (
+        400,
+        f"The range spans more than {MAX_RANGE_DAYS['day']} days by day,"
+        f" or {MAX_RANGE_DAYS['hour']} days by hour.",
+    ),
+    "invalid_granularity": (400, "granularity is neither day nor hour."),
+    "invalid_format": (400, "format is neither json nor csv."),
     "payload_too_large": (413, "The request body is larger than 64 KiB."),
     "unsupported_media_type": (415, "The body was sent with a Content-Type other than JSON."),
     "request_header_fields_too_large": (
@@ -774,12 +829,94 @@ The answer's charge shows the charge's original split and its refundedAt; usage 
 the user's usage after the refund."""
 
 
+_HISTORY_DESCRIPTION = """\
+The caller's spending per calendar day or hour of the billing zone, with the same
+credentials as GET /api/users/me/usage. Each bucket holds what the charges made in it
+took from plan credit, from purchased credit and as postpaid usage, and how many
+operations of each kind; a refunded charge counts nowhere. Summed over the current
+period, the buckets agree exactly with the usage read: the operations with ttpCount and
+editCount, postpaid with postpaidUsageCount, and currentCredit is
+max(0, min(maxCredit, maxCredit - plan)). Unknown query fields are ignored."""
+
+#: ``from`` and ``to``: a date, or an instant as the server parses it.
+_DAY_OR_INSTANT_PATTERN = (
+    "^(?:(?:19[7-9][0-9]|[2-8][0-9]{3}|9000)-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    f"|{_INSTANT_PATTERN[1:-1]})$"
+)
+
+
+def _history_parameters() -> list[dict[str, Any]]:
+    def bound(name: str, which: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": f"{which} of the range: a date YYYY-MM-DD (its midnight in the"
+            " billing zone) or an instant with an offset; default: the current period's.",
+            "schema": {"type": "string", "maxLength": 64, "pattern": _DAY_OR_INSTANT_PATTERN},
+            "example": "2026-11-01" if name == "from" else "2026-11-08T00:00:00+09:00",
+        }
+
+    return [
+        bound("from", "Start"),
+        bound("to", "End (excluded)"),
+        {
+            "name": "granularity",
+            "in": "query",
+            "required": False,
+            "description": f"day (ranges up to {MAX_RANGE_DAYS['day']} days) or hour (up to"
+            f" {MAX_RANGE_DAYS['hour']} days).",
+            "schema": {"type": "string", "enum": list(GRANULARITIES), "default": "day"},
+        },
+        {
+            "name": "format",
+            "in": "query",
+            "required": False,
+            "description": "json, or csv: a header row start,end,plan,purchased,postpaid,"
+            "<kind>... and one row per bucket.",
+            "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+        },
+    ]
+
+
+def _history_ok() -> dict[str, Any]:
+    ok = _ok(200, "The buckets of the range", "UsageHistory")
+    ok["200"]["content"]["text/csv"] = {
+        "schema": {"type": "string"},
+        "example": "start,end,plan,purchased,postpaid,ttp,edit,image\r\n"
+        "2026-11-01T00:00:00+09:00,2026-11-02T00:00:00+09:00,3,0,0,3,0,0\r\n",
+    }
+    return ok
+
+
 def _operations() -> list[Operation]:
     """Our operations, in the order Swagger UI shows them."""
     user = "/api/admin/users/{userId}"
     key = "/api/admin/keys/{keyId}"
     charges = "/api/admin/charges"
     return [
+        _operation(
+            "GET",
+            "/api/users/me/usage/history",
+            "UsersApiController_getMyUsageHistory",
+            tag="users",
+            summary="Get my usage per day or hour",
+            description=_HISTORY_DESCRIPTION,
+            parameters=_history_parameters(),
+            ok=_history_ok(),
+            errors=[
+                "invalid_range",
+                "range_too_long",
+                "invalid_granularity",
+                "invalid_format",
+                "wrong_api_key",
+                "api_key_expired",
+                "not_logged_in",
+                "too_many_requests",
+            ],
+            error_headers={429: _RETRY_AFTER},
+            security=[{"connect.sid": []}, {"apiKey": []}],
+        ),
         _auth(
             "POST",
             "/api/auth/login",

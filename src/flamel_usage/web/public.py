@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qs
+
 from flamel_usage.auth import cookies
 from flamel_usage.auth import service as auth
+from flamel_usage.credits import credits_value
 from flamel_usage.db import Connection
-from flamel_usage.errors import NotLoggedIn, WrongApiKey
-from flamel_usage.inputs import JsonObject
+from flamel_usage.errors import BadRequest, NotLoggedIn, WrongApiKey
+from flamel_usage.inputs import JsonObject, parse_day_or_instant
+from flamel_usage.ledger.history import GRANULARITIES, History, read_history
 from flamel_usage.ledger.service import read_usage
 from flamel_usage.periods import from_micros
 from flamel_usage.web.http import Request, Response, empty_response, json_response
@@ -67,10 +75,117 @@ async def get_my_usage(request: Request, services: Services) -> Response:
             user_id = await authenticated_user(conn, request, services, now)
             usage = await read_usage(conn, user_id, now, services.settings.timezone)
     except WrongApiKey:
-        client = client_address(request, services)
-        await auth.count_wrong_key(services.db, client, now, services.key_budget)
+        await _count_wrong_key(request, services, now)
         raise
     return json_response(usage.to_dto())
+
+
+async def _count_wrong_key(request: Request, services: Services, now: int) -> None:
+    client = client_address(request, services)
+    await auth.count_wrong_key(services.db, client, now, services.key_budget)
+
+
+HISTORY_FORMATS: tuple[Literal["json", "csv"], ...] = ("json", "csv")
+_Choice = TypeVar("_Choice", bound=str)
+CSV_HEADERS = ((b"content-type", b"text/csv; charset=utf-8"), (b"cache-control", b"no-store"))
+
+
+async def get_my_usage_history(request: Request, services: Services) -> Response:
+    """The caller's spending per day or hour (``ledger.history``), as JSON or CSV.
+
+    Unknown query fields are ignored, as the usage read ignores its query.
+    """
+    now = services.clock()
+    zone = services.settings.timezone
+    query = parse_qs(request.query_string.decode("latin-1"), keep_blank_values=True)
+    try:
+        async with services.db.read() as conn:
+            user_id = await authenticated_user(conn, request, services, now)
+            given = {name: _query_value(query, name) for name in ("from", "to")}
+            granularity = _query_choice(query, "granularity", GRANULARITIES, "invalid_granularity")
+            shape = _query_choice(query, "format", HISTORY_FORMATS, "invalid_format")
+            history = await read_history(
+                conn,
+                user_id,
+                start=_optional_instant(given["from"], "from", services),
+                end=_optional_instant(given["to"], "to", services),
+                granularity=granularity,
+                kinds=services.settings.operation_costs,
+                now=now,
+                zone=zone,
+            )
+    except WrongApiKey:
+        await _count_wrong_key(request, services, now)
+        raise
+    if shape == "csv":
+        return Response(200, history_csv(history).encode(), list(CSV_HEADERS))
+    return json_response(history_json(history))
+
+
+def _query_value(query: dict[str, list[str]], name: str) -> str | None:
+    """The field's first value; None when absent."""
+    values = query.get(name)
+    return None if values is None else values[0]
+
+
+def _query_choice(
+    query: dict[str, list[str]], name: str, choices: Sequence[_Choice], reason: str
+) -> _Choice:
+    """One of ``choices`` (the first is the default), else ``BadRequest`` with ``reason``."""
+    value = _query_value(query, name)
+    if value is None:
+        return choices[0]
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise BadRequest(f"{name} must be one of {', '.join(choices)}", reason=reason)
+
+
+def _optional_instant(value: str | None, name: str, services: Services) -> int | None:
+    return None if value is None else parse_day_or_instant(value, name, services.settings.timezone)
+
+
+def history_json(history: History) -> dict[str, Any]:
+    """The API's JSON for a history: credits as the usage read writes them."""
+    return {
+        "timezone": history.timezone,
+        "granularity": history.granularity,
+        "from": history.start.isoformat(),
+        "to": history.end.isoformat(),
+        "buckets": [
+            {
+                "start": bucket.start.isoformat(),
+                "end": bucket.end.isoformat(),
+                "credit": {
+                    "plan": credits_value(bucket.plan),
+                    "purchased": credits_value(bucket.purchased),
+                    "postpaid": credits_value(bucket.postpaid),
+                },
+                "operations": dict(bucket.operations),
+            }
+            for bucket in history.buckets
+        ],
+    }
+
+
+def history_csv(history: History) -> str:
+    """One row per bucket under ``start,end,plan,purchased,postpaid,<kind>...``."""
+    kinds = list(history.buckets[0].operations) if history.buckets else []
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["start", "end", "plan", "purchased", "postpaid", *kinds])
+    for bucket in history.buckets:
+        writer.writerow(
+            [
+                bucket.start.isoformat(),
+                bucket.end.isoformat(),
+                credits_value(bucket.plan),
+                credits_value(bucket.purchased),
+                credits_value(bucket.postpaid),
+                *(bucket.operations[kind] for kind in kinds),
+            ]
+        )
+    return out.getvalue()
 
 
 def session_cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
@@ -133,6 +248,7 @@ async def logout(request: Request, services: Services) -> Response:
 
 ROUTES = [
     ("GET", "/api/users/me/usage", get_my_usage),
+    ("GET", "/api/users/me/usage/history", get_my_usage_history),
     ("POST", "/api/auth/login", login),
     ("POST", "/api/auth/logout", logout),
 ]

@@ -1,0 +1,186 @@
+"""``GET /api/users/me/usage/history``: buckets, their sums, DST days, CSV.
+
+The agreement with the usage read on random ledgers is in
+``test_usage_history_properties.py``; bad input in ``test_bad_input.py``; who may call
+it in ``test_auth_matrix.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import FakeClock
+from tests.factories import Factory
+
+HISTORY = "/api/users/me/usage/history"
+
+
+async def _history(client: httpx.AsyncClient, key: str, **query: str) -> dict[str, Any]:
+    response = await client.get(HISTORY, params=query, headers={"X-Api-Key": key})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _assert_tiles(body: dict[str, Any]) -> None:
+    buckets = body["buckets"]
+    assert buckets[0]["start"] == body["from"]
+    assert buckets[-1]["end"] == body["to"]
+    for before, after in pairwise(buckets):
+        assert before["end"] == after["start"]
+
+
+async def test_default_range_is_the_current_period_with_empty_days(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    user = await factory.user(anchor=datetime(2026, 11, 25, 10, tzinfo=UTC))
+    body = await _history(client, await factory.key(user))
+    assert body["timezone"] == "UTC"
+    assert body["granularity"] == "day"
+    assert body["from"] == "2026-11-25T10:00:00+00:00"
+    assert body["to"] == "2026-12-25T10:00:00+00:00"
+    _assert_tiles(body)
+    # Partial first and last days, 29 whole days between.
+    assert len(body["buckets"]) == 31
+    assert body["buckets"][0]["end"] == "2026-11-26T00:00:00+00:00"
+    assert body["buckets"][-1]["start"] == "2026-12-25T00:00:00+00:00"
+    zero = {"credit": {"plan": 0, "purchased": 0, "postpaid": 0}}
+    for bucket in body["buckets"]:
+        assert bucket["credit"] == zero["credit"]
+        assert bucket["operations"] == {"ttp": 0, "edit": 0, "image": 0}
+
+
+async def test_charges_count_in_their_bucket_and_refunded_ones_nowhere(
+    client: httpx.AsyncClient, factory: Factory, clock: FakeClock
+) -> None:
+    plan = await factory.plan(credits=2, max_ttp=None)
+    user = await factory.user(plan, anchor=datetime(2026, 11, 25, 10, tzinfo=UTC))
+    key = await factory.key(user)
+    await factory.purchase(user, 10)
+    assert (await factory.charge(user, "ttp", "a", 1.5)).status == 201
+    clock.advance(24 * 3600)
+    assert (await factory.charge(user, "image", "b", 2)).status == 201  # 0.5 plan, 1.5 bought
+    assert (await factory.charge(user, "edit", "c", 0.25)).status == 201
+    await factory.refund("c")
+
+    body = await _history(client, key, **{"from": "2026-11-25", "to": "2026-11-28"})
+    assert body["from"] == "2026-11-25T00:00:00+00:00"
+    assert [bucket["credit"] for bucket in body["buckets"]] == [
+        {"plan": 1.5, "purchased": 0, "postpaid": 0},
+        {"plan": 0.5, "purchased": 1.5, "postpaid": 0},
+        {"plan": 0, "purchased": 0, "postpaid": 0},
+    ]
+    assert [bucket["operations"] for bucket in body["buckets"]] == [
+        {"ttp": 1, "edit": 0, "image": 0},
+        {"ttp": 0, "edit": 0, "image": 1},
+        {"ttp": 0, "edit": 0, "image": 0},
+    ]
+
+
+async def test_postpaid_is_its_own_pool(
+    client: httpx.AsyncClient, factory: Factory, clock: FakeClock
+) -> None:
+    plan = await factory.plan(credits=1, postpaid=True, max_ttp=None)
+    user = await factory.user(plan)
+    assert (await factory.charge(user, "ttp", "a", 3)).status == 201
+    body = await _history(client, await factory.key(user), granularity="hour")
+    assert body["buckets"][0]["credit"] == {"plan": 1, "purchased": 0, "postpaid": 2}
+    assert sum(bucket["operations"]["ttp"] for bucket in body["buckets"]) == 1
+
+
+async def test_instants_and_hours(client: httpx.AsyncClient, factory: Factory) -> None:
+    user = await factory.user()
+    body = await _history(
+        client,
+        await factory.key(user),
+        **{
+            "from": "2026-11-25T10:30:00+09:00",
+            "to": "2026-11-25T04:00:00Z",
+            "granularity": "hour",
+        },
+    )
+    assert body["from"] == "2026-11-25T01:30:00+00:00"
+    assert body["to"] == "2026-11-25T04:00:00+00:00"
+    assert [bucket["start"][11:16] for bucket in body["buckets"]] == ["01:30", "02:00", "03:00"]
+
+
+class TestNewYork:
+    @pytest.fixture
+    def environ(self, environ: dict[str, str]) -> dict[str, str]:
+        return {**environ, "FLAMEL_TIMEZONE": "America/New_York"}
+
+    @pytest.mark.parametrize(
+        ("day", "hours"), [("2026-03-08", 23), ("2026-11-01", 25), ("2026-11-02", 24)]
+    )
+    async def test_dst_days_have_23_or_25_hours(
+        self, client: httpx.AsyncClient, factory: Factory, day: str, hours: int
+    ) -> None:
+        user = await factory.user()
+        following = (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
+        key = await factory.key(user)
+        by_day = await _history(client, key, **{"from": day, "to": following})
+        (bucket,) = by_day["buckets"]
+        start, end = (datetime.fromisoformat(bucket[edge]) for edge in ("start", "end"))
+        assert end - start == timedelta(hours=hours)
+        assert bucket["start"].startswith(f"{day}T00:00:00-0")
+        by_hour = await _history(
+            client, key, **{"from": day, "to": following, "granularity": "hour"}
+        )
+        _assert_tiles(by_hour)
+        assert len(by_hour["buckets"]) == hours
+        for hour in by_hour["buckets"]:
+            length = datetime.fromisoformat(hour["end"]) - datetime.fromisoformat(hour["start"])
+            assert length == timedelta(hours=1)
+
+    async def test_a_charge_counts_on_its_local_day(
+        self, client: httpx.AsyncClient, factory: Factory, clock: FakeClock
+    ) -> None:
+        user = await factory.user(anchor=datetime(2026, 11, 1, tzinfo=UTC))
+        clock.set(datetime(2026, 11, 26, 3, tzinfo=UTC))  # 22:00 on the 25th in New York
+        assert (await factory.charge(user, "ttp", "late")).status == 201
+        body = await _history(client, await factory.key(user), **{"from": "2026-11-25"})
+        assert body["buckets"][0]["start"] == "2026-11-25T00:00:00-05:00"
+        assert body["buckets"][0]["operations"]["ttp"] == 1
+        assert body["to"] == "2026-11-30T20:00:00-05:00"  # the period's end: 20:00, as it began
+
+
+async def test_csv_has_the_json_numbers(
+    client: httpx.AsyncClient, factory: Factory, clock: FakeClock
+) -> None:
+    user = await factory.user()
+    key = await factory.key(user)
+    assert (await factory.charge(user, "ttp", "a", 1.25)).status == 201
+    body = await _history(client, key)
+    response = await client.get(HISTORY, params={"format": "csv"}, headers={"X-Api-Key": key})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["start", "end", "plan", "purchased", "postpaid", "ttp", "edit", "image"]
+    assert rows[1] == [body["from"], "2026-11-26T00:00:00+00:00", "1.25", "0", "0", "1", "0", "0"]
+    assert len(rows) == len(body["buckets"]) + 1
+
+
+async def test_unknown_query_fields_are_ignored(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    user = await factory.user()
+    key = await factory.key(user)
+    assert await _history(client, key, colour="blue") == await _history(client, key)
+
+
+async def test_longest_ranges(client: httpx.AsyncClient, factory: Factory) -> None:
+    user = await factory.user()
+    key = await factory.key(user)
+    year = await _history(client, key, **{"from": "2028-01-01", "to": "2029-01-01"})
+    assert len(year["buckets"]) == 366
+    month = {"from": "2026-12-01", "to": "2027-01-01", "granularity": "hour"}
+    assert len((await _history(client, key, **month))["buckets"]) == 31 * 24
