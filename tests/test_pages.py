@@ -26,9 +26,11 @@ from flamel_usage.web import pages
 from flamel_usage.web.app import App
 from tests.conftest import FakeClock
 from tests.factories import Factory
+from tests.test_history_chart import buckets_of, rects, svg_of, table_rows
 
 PASSWORD = "correct horse battery staple"
 USAGE_API = "/api/users/me/usage"
+HISTORY_API = "/api/users/me/usage/history"
 KOREAN = "ko-KR,ko;q=0.9"
 _keys = itertools.count(1)
 
@@ -503,6 +505,53 @@ async def test_meters_carry_their_numbers_and_a_visible_text(
     assert "9 of 10 credits left this period" in page.text
     assert "1 of 5 used this period" in page.text
     assert "0 of 4 used this period" in page.text
+
+
+async def test_the_chart_shows_the_days_of_the_history_api(
+    admin: httpx.AsyncClient, factory: Factory
+) -> None:
+    user = await make_user(factory, credits=10, max_ttp=None, max_edit=None, postpaid=True)
+    await factory.purchase(user, 5)
+    await charge(admin, user, "image", 8)  # from the plan
+    await charge(admin, user, "image", 4.5)  # 2 from the plan, 2.5 purchased
+    await charge(admin, user, "image", 3)  # 2.5 purchased, 0.5 postpaid
+    await signed_in(admin, user)
+    response = await admin.get("/usage")
+    assert_is_page(response, 200)
+    html = response.text
+    history = (await admin.get(HISTORY_API)).json()  # the same session: the same days
+
+    svg = svg_of(html)
+    assert svg.attrib["role"] == "img"
+    groups = buckets_of(svg)
+    assert [group.attrib["data-start"] for group in groups] == [
+        bucket["start"] for bucket in history["buckets"]
+    ]
+    rows = table_rows(html)
+    assert len(rows) == len(history["buckets"]) >= 28  # every day of the month
+    for row, bucket in zip(rows, history["buckets"], strict=True):
+        credit = bucket["credit"]
+        shown = [number(cell) for cell in row[1:]]
+        expected = [Decimal(str(credit[pool])) for pool in ("plan", "purchased", "postpaid")]
+        assert shown == [*expected, sum(expected)], row[0]
+    spent = [row for row in rows if row[-1] != "0"]
+    assert [row[1:] for row in spent] == [["10", "5", "0.5", "15.5"]]
+    tallest = max(groups, key=lambda group: len(rects(group)))
+    assert set(rects(tallest)) == {"plan", "purchased", "postpaid"}
+    page = read(response)
+    assert page.styles == 0
+    assert page.handlers == []
+    assert {"href": pages.HISTORY_CSV, "download": None} in page.links
+    csv = await admin.get(pages.HISTORY_CSV)
+    assert csv.status_code == 200
+    assert csv.headers["content-type"] == "text/csv; charset=utf-8"
+    assert len(csv.text.splitlines()) == len(rows) + 1
+
+    korean = (await admin.get("/usage", headers={"Accept-Language": KOREAN})).text
+    assert "일별 사용량" in korean
+    korean_rows = table_rows(korean)
+    assert [row[1:] for row in korean_rows] == [row[1:] for row in rows]
+    assert all(row[0].endswith("일") for row in korean_rows)
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ from flamel_usage.auth.throttle import TooManyRequests
 from flamel_usage.credits import credits_value
 from flamel_usage.db import DatabaseUnavailable
 from flamel_usage.errors import ApiError, NotFound, ServiceUnavailable
-from flamel_usage.ledger.history import Bucket, History
+from flamel_usage.ledger.history import Bucket, History, read_history
 from flamel_usage.ledger.service import Usage, read_usage
 from flamel_usage.web import public, security
 from flamel_usage.web.http import Handler, Request, Response
@@ -751,7 +751,13 @@ def render_history_chart(language: Language, history: History) -> str:
 
 
 def render_usage(
-    language: Language, usage: Usage, *, email: str, logout_csrf: str, zone_name: str
+    language: Language,
+    usage: Usage,
+    *,
+    history: History,
+    email: str,
+    logout_csrf: str,
+    zone_name: str,
 ) -> str:
     t = STRINGS[language]
     start = usage.period.start
@@ -805,7 +811,8 @@ def render_usage(
         f' data-local-template="{_esc(t["zone_local"])}">'
         f"{_fill(t['zone_billing'], zone=_esc(zone))}</p>\n"
         "</section>\n"
-        f'<div class="grid">\n{chr(10).join(cards)}\n</div>'
+        f'<div class="grid">\n{chr(10).join(cards)}\n</div>\n'
+        f"{render_history_chart(language, history)}"
     )
     return _layout(language, t["usage_title"], main, "/usage")
 
@@ -891,9 +898,20 @@ async def usage_page(request: Request, services: Services) -> Response:
             return _redirect("/", headers)
         email = await conn.fetchval("SELECT email FROM users WHERE id = ?", user_id)
         usage = await read_usage(conn, user_id, now, zone)
+        history = await read_history(
+            conn,
+            user_id,
+            start=None,
+            end=None,
+            granularity="day",
+            kinds=services.settings.operation_costs,
+            now=now,
+            zone=zone,
+        )
     page = render_usage(
         language,
         usage,
+        history=history,
         email=str(email),
         logout_csrf=logout_token(found, services.session_secret.reveal()),
         zone_name=zone.key or str(zone),
