@@ -12,6 +12,7 @@ is never needed. Every wait is bounded.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -239,6 +240,28 @@ def api_usage(server: str, key: str) -> dict[str, Any]:
     return body
 
 
+def assert_chart(page: Page, name: str, spent: int) -> None:
+    """The history chart is drawn, named for assistive technology, and its table adds up
+    to what the account spent (all of it today, or yesterday too around midnight)."""
+    chart = page.get_by_role("img", name=re.compile(f"^{name}"))
+    chart.wait_for()
+    box = chart.bounding_box()
+    assert box is not None
+    assert box["width"] > 600
+    assert box["height"] > 150
+    bars = page.locator("svg.history-chart rect.pool-plan")
+    assert bars.count() >= 1
+    bar = bars.first.bounding_box()
+    assert bar is not None
+    assert bar["height"] > 10
+    totals = page.locator("#history-table tbody td:last-child").all_text_contents()
+    assert sum(int(total) for total in totals) == spent
+    assert len(totals) >= 28  # every day of the month, zeros included
+    table = page.locator(".visually-hidden:has(#history-table)").bounding_box()
+    assert table is not None
+    assert table["width"] <= 1  # for screen readers, not drawn
+
+
 def assert_readable(page: Page) -> None:
     contrasts = page.evaluate(_CONTRASTS)
     assert contrasts, "no text measured"
@@ -262,6 +285,7 @@ def test_sign_in_read_charge_switch_language_sign_out(
     assert (dto["currentCredit"], dto["additionalCredit"], dto["ttpCount"]) == (92, 12.5, 8)
     badges = page.locator(".badge").all_inner_texts()
     assert badges == ["Available", "Near the limit", "Unlimited"]
+    assert_chart(page, "Credit spent per day", 8)
 
     # the reset instant, rewritten by /static/pages.js into the browser's zone
     reset = page.locator('time[data-field="resetAt"]')
@@ -279,6 +303,12 @@ def test_sign_in_read_charge_switch_language_sign_out(
     assert stops[:2] == ["a:English", "a:한국어"]
     assert_readable(page)
     screenshot(page, "usage-en.png")
+    # the chart's numbers as CSV, downloaded with the session cookie
+    with page.expect_download() as downloading:
+        page.get_by_role("link", name="Download CSV").click()
+    csv = Path(downloading.value.path()).read_text(encoding="utf-8")
+    assert csv.startswith("start,end,plan,purchased,postpaid,")
+    assert len(csv.splitlines()) == 1 + page.locator("#history-table tbody tr").count()
 
     charged = admin.post(
         "/api/admin/charges",
@@ -299,6 +329,7 @@ def test_sign_in_read_charge_switch_language_sign_out(
     assert_numbers_match(page, after)
     badges = page.locator(".badge").all_inner_texts()
     assert badges == ["여유 있음", "한도 임박", "무제한"]
+    assert_chart(page, "\\d+월 \\d+일 ~ \\d+월 \\d+일 일별 크레딧 사용량", 9)
     assert_readable(page)
     screenshot(page, "usage-ko.png")
 

@@ -119,7 +119,7 @@ def test_the_chart_is_named_described_and_given_as_a_table() -> None:
         "3.5 credits spent in all; the most on November 1: 2.25 credits."
         " Days in the billing time zone (Asia/Seoul). The table that follows lists every day."
     )
-    assert '<table class="visually-hidden"' in html
+    assert '<div class="visually-hidden"><table id="history-table">' in html
     assert re.findall(r'<th scope="col">([^<]*)', html) == [
         "Day",
         "Plan credit",

@@ -697,9 +697,12 @@ def _history_table(t: Mapping[str, str], history: History, language: Language) -
         day = _time_element(bucket.start.date().isoformat(), _day_text(bucket.start, language))
         rows.append(f'<tr><th scope="row">{day}</th>{cells}</tr>')
     return (
-        '<table class="visually-hidden" id="history-table">\n'
+        # Hidden by its wrapper: a table grows to its content whatever width it is given.
+        '<div class="visually-hidden"><table id="history-table">\n'
         f"<caption>{_esc(t['history_heading'])} ({_esc(t['credits_unit'])})</caption>\n"
-        f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody>\n</table></div>"
     )
 
 
