@@ -18,6 +18,7 @@ from flamel_usage.terminal import (
     render_history,
     wants_colour,
 )
+from tests.conftest import FakeClock
 from tests.factories import Factory
 from tests.processes import free_port, run_cli, running_server
 
@@ -171,3 +172,38 @@ async def test_the_command_against_a_real_server(factory: Factory, environ: dict
         assert result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "wrong_api_key" in wrong.stderr
+
+
+async def test_history_against_a_real_server(
+    factory: Factory, clock: FakeClock, environ: dict[str, str]
+) -> None:
+    clock.set(datetime.now(UTC))  # the server reads the real clock: spend today
+    plan = await factory.plan(credits=10, max_ttp=None, postpaid=True)
+    user = await factory.user(plan)
+    await factory.purchase(user, 5)
+    await factory.charge(user, "image", "history-1", 8)  # from the plan
+    await factory.charge(user, "image", "history-2", 4.5)  # 2 from the plan, 2.5 purchased
+    await factory.charge(user, "image", "history-3", 3)  # 2.5 purchased, 0.5 postpaid
+    key = await factory.key(user)
+    with running_server(environ) as base_url:
+        shown = run_cli({}, "usage", "--history", "--api-key", key, "--base-url", base_url)
+        raw = httpx.get(f"{base_url}/api/users/me/usage/history", headers={"X-Api-Key": key}).json()
+        refused = run_cli(
+            {}, "usage", "--history", "--api-key", "flm_" + "x" * 43, "--base-url", base_url
+        )
+
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 1 + len(raw["buckets"]) + 2
+    assert lines[0].startswith("Spent per day  ")
+    days = lines[1:-2]
+    for line, bucket in zip(days, raw["buckets"], strict=True):
+        assert line.startswith(bucket["start"][:10] + " ")
+    # 15.5 credits today, the largest day: the full width, stacked plan, purchased, postpaid
+    assert days[0].endswith(" 15.5")
+    assert "#" * 26 + "=" * 13 + "~" + " " in days[0]
+    assert all(line.endswith(" 0") for line in days[1:])
+    assert lines[-2] == "Total 15.5 (plan 10, purchased 5, postpaid 0.5)"
+    assert "\033[" not in shown.stdout  # piped: plain
+    assert refused.returncode == EXIT_AUTH
+    assert "wrong_api_key" in refused.stderr
