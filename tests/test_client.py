@@ -8,7 +8,7 @@ would. Each answer is compared with the raw ``GET /api/users/me/usage`` JSON.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import httpx
 import pytest
@@ -24,7 +24,7 @@ from flamel_usage.client import (
     WrongApiKey,
 )
 from flamel_usage.db import Database
-from flamel_usage.periods import to_micros
+from flamel_usage.periods import from_micros, to_micros
 from tests.factories import Factory
 from tests.processes import free_port, running_server
 
@@ -201,3 +201,33 @@ async def test_async_client_on_a_closed_port() -> None:
         with pytest.raises(TransportError) as caught:
             await client.usage()
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+async def test_client_history_is_the_raw_answer_bucket_by_bucket(
+    db: Database, factory: Factory, environ: dict[str, str]
+) -> None:
+    _, key = await prepaid_account(factory)
+    start = factory.clock()  # when the account spent
+    with running_server(environ) as base_url:
+        with Client(key, base_url=base_url) as client:
+            period = client.history()
+            hours = client.history(
+                from_=from_micros(start, UTC), to=date(2026, 11, 26), granularity="hour"
+            )
+        async with AsyncClient(key, base_url=base_url) as aclient:
+            again = await aclient.history()
+        raw = httpx.get(
+            f"{base_url}/api/users/me/usage/history", headers={"X-Api-Key": key}, timeout=10
+        ).json()
+    assert again == period
+    assert (period.timezone, period.granularity) == (raw["timezone"], raw["granularity"])
+    assert (period.start.isoformat(), period.end.isoformat()) == (raw["from"], raw["to"])
+    assert len(period.buckets) == len(raw["buckets"])
+    for bucket, sent in zip(period.buckets, raw["buckets"], strict=True):
+        assert (bucket.start.isoformat(), bucket.end.isoformat()) == (sent["start"], sent["end"])
+        assert [bucket.plan, bucket.purchased, bucket.postpaid] == list(sent["credit"].values())
+        assert dict(bucket.operations) == sent["operations"]
+    assert sum(bucket.spent for bucket in period.buckets) == 1.25  # a TTP and a 0.25 edit
+    assert hours.granularity == "hour"
+    assert hours.start == from_micros(start, UTC)
+    assert sum(bucket.operations["ttp"] for bucket in hours.buckets) == 1
