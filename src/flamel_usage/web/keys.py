@@ -34,7 +34,7 @@ class SessionRequired(Forbidden):
 async def session_user(request: Request, services: Services) -> int:
     """The signed-in user, refusing any request that carries an API key."""
     if request.headers.get("x-api-key", "").strip(" \t"):
-        raise SessionRequired("keys are managed with a browser session, not with a key")
+        raise SessionRequired()
     found = public.session_id(request, services)
     if found is not None:
         async with services.db.read() as conn:
