@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     key = keys.add_parser("create", parents=[common])
     key.add_argument("email")
     key.add_argument("--expires", help="ISO 8601 expiry")
+    key.add_argument("--name", help="what the key is for (1-64 characters), shown with it")
     revoke = keys.add_parser("revoke", parents=[common])
     revoke.add_argument("key_id")
 
@@ -238,7 +239,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             async def create_key(db: Database) -> auth.IssuedKey:
                 async with db.transaction() as conn:
                     user_id = await accounts.user_id_by_email(conn, args.email)
-                    return await auth.issue_key(conn, user_id, expires_at=expires, now=now)
+                    return await auth.issue_key(
+                        conn, user_id, expires_at=expires, name=args.name, now=now
+                    )
 
             print((await _with_database(settings, create_key)).key)
         case ("keys", "revoke"):
