@@ -144,12 +144,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _with_database(
-    settings: Settings, work: Callable[[Database], Awaitable[T]], *, reads_only: bool = False
+    settings: Settings,
+    work: Callable[[Database], Awaitable[T]],
+    *,
+    reads_only: bool = False,
+    migrates_itself: bool = False,
 ) -> T:
     """``work`` on the configured store.
 
     Work that writes creates and migrates the store on first use, as a new operator
-    expects. Work that only reads refuses a store missing or not migrated
+    expects (``migrates_itself``: the work is the migration, so that it can tell what
+    it applied). Work that only reads refuses a store missing or not migrated
     (``DatabaseNotReady``): one made for it would be empty and consistent, and would
     report a mistyped URL as "all clear".
     """
@@ -159,7 +164,7 @@ async def _with_database(
     else:
         await db.open()
     try:
-        if not reads_only:
+        if not reads_only and not migrates_itself:
             await db.migrate()
         return await work(db)
     finally:
@@ -182,7 +187,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     zone = settings.timezone
     match (args.command, getattr(args, "action", None)):
         case ("migrate", _):
-            applied = await _with_database(settings, Database.migrate)
+            applied = await _with_database(settings, Database.migrate, migrates_itself=True)
             print(f"applied: {applied or 'nothing'}")
         case ("plans", "create"):
 
