@@ -245,6 +245,7 @@ async def test_create_key_is_shown_once(
         "userId": user["id"],
         "key": key,
         "prefix": key[:12],
+        "name": None,
         "createdAt": NOW,
         "expiresAt": None,
     }
@@ -260,6 +261,8 @@ async def test_create_key_is_shown_once(
             {
                 "id": created["id"],
                 "prefix": created["prefix"],
+                "name": None,
+                "state": "active",
                 "createdAt": NOW,
                 "expiresAt": None,
                 "revokedAt": None,
@@ -272,6 +275,47 @@ async def test_create_key_is_shown_once(
     [listed] = (await admin.get(f"/api/admin/users/{user['id']}/keys")).json()["keys"]
     assert listed["lastUsedAt"] == NOW
     assert key not in str(listed)
+
+
+async def test_key_names_set_listed_changed_and_removed(admin: httpx.AsyncClient) -> None:
+    await make_plan(admin)
+    user = await make_user(admin)
+    created = await make_key(admin, user["id"], name="  CI pipeline ")
+    assert created["name"] == "CI pipeline"  # trimmed
+    listed_url = f"/api/admin/users/{user['id']}/keys"
+    [listed] = (await admin.get(listed_url)).json()["keys"]
+    assert listed["name"] == "CI pipeline"
+
+    patched = await admin.patch(f"/api/admin/keys/{created['id']}", json={"name": "버킷 동기화"})
+    assert patched.status_code == 204, patched.text
+    [listed] = (await admin.get(listed_url)).json()["keys"]
+    assert (listed["name"], listed["expiresAt"]) == ("버킷 동기화", None)  # expiry untouched
+
+    patched = await admin.patch(f"/api/admin/keys/{created['id']}", json={"name": None})
+    assert patched.status_code == 204, patched.text
+    [listed] = (await admin.get(listed_url)).json()["keys"]
+    assert listed["name"] is None
+
+
+async def test_bad_key_names_are_refused_and_change_nothing(admin: httpx.AsyncClient) -> None:
+    await make_plan(admin)
+    user = await make_user(admin)
+    created = await make_key(admin, user["id"], name="kept")
+    for bad in ("", "   ", "x" * 65, "a\u200bb", "evil\u202etxt.exe", "tab\there", 5):
+        response = await admin.post(f"/api/admin/users/{user['id']}/keys", json={"name": bad})
+        error(response, 400, "bad_request")
+        response = await admin.patch(f"/api/admin/keys/{created['id']}", json={"name": bad})
+        error(response, 400, "bad_request")
+    listed = (await admin.get(f"/api/admin/users/{user['id']}/keys")).json()["keys"]
+    assert [key["name"] for key in listed] == ["kept"]
+    assert (await make_key(admin, user["id"], name="x" * 64))["name"] == "x" * 64
+
+
+async def test_the_operator_is_not_held_to_the_live_key_limit(admin: httpx.AsyncClient) -> None:
+    await make_plan(admin)
+    user = await make_user(admin)
+    for _ in range(21):
+        await make_key(admin, user["id"])
 
 
 async def test_keys_are_distinct(admin: httpx.AsyncClient) -> None:

@@ -678,3 +678,32 @@ async def test_history_takes_the_usage_reads_credentials(
         await admin.post("/api/auth/logout", headers={"Cookie": cookie})
     usage, history = await _both(admin, **sends[case])
     _assert_same_answer(usage, history)
+
+
+# --- self-service keys: the session only ------------------------------------------------------
+
+SESSION_REQUIRED = {"success": False, "code": 403, "data": "session_required"}
+MY_KEYS_ROUTES = [
+    ("GET", "/api/users/me/keys"),
+    ("POST", "/api/users/me/keys"),
+    ("DELETE", "/api/users/me/keys/{key_id}"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), MY_KEYS_ROUTES)
+async def test_my_keys_take_the_session_and_never_a_key(
+    admin: httpx.AsyncClient, account: Account, method: str, path: str
+) -> None:
+    """A valid, wrong, revoked or expired key is refused with session_required, with or
+    without a session beside it; no credential is not_logged_in; the session alone works."""
+    cookie = f"connect.sid={_session_cookie(await _login(admin, account.email, PASSWORD))}"
+    url = path.format(key_id=account.key_id)
+    expired = await _expired_key(admin, account.user_id)
+    for key in (account.key, _tamper(account.key, 20), expired, "garbage"):
+        for with_cookie in (True, False):
+            headers = {"X-Api-Key": key, **({"Cookie": cookie} if with_cookie else {})}
+            response = await admin.request(method, url, json={}, headers=headers)
+            _assert_error(response, SESSION_REQUIRED)
+    _assert_error(await admin.request(method, url, json={}), NOT_LOGGED_IN)
+    response = await admin.request(method, url, json={}, headers={"Cookie": cookie})
+    assert response.status_code in (200, 201, 204), response.text

@@ -407,3 +407,40 @@ def test_everything_works_without_javascript(
         page.get_by_role("heading", name="로그인").wait_for()
     finally:
         context.close()
+
+
+def test_create_use_and_revoke_a_key_on_the_keys_page(
+    page: Page, server: str, account: dict[str, Any]
+) -> None:
+    page.goto("/")
+    sign_in_with_keyboard(page, PASSWORD)
+    page.wait_for_url("**/usage")
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_role("heading", name="API keys", exact=True).wait_for()
+
+    page.locator("#key-name").fill("CI pipeline")
+    page.get_by_role("button", name="Create key").click()
+    page.get_by_role("heading", name="Your new key").wait_for()
+    assert page.get_by_role("button", name="Copy").is_visible()  # shown by pages.js
+    new_key = page.locator("#new-key").inner_text()
+    assert new_key.startswith("flm_")
+    assert api_usage(server, new_key)["ttpCount"] == 8
+    assert_readable(page)
+    screenshot(page, "keys-en.png")
+
+    page.get_by_role("link", name="한국어").click()
+    page.get_by_role("heading", name="API 키", exact=True).wait_for()
+    assert new_key not in page.content()  # shown once only
+    assert_readable(page)
+    screenshot(page, "keys-ko.png")
+    page.get_by_role("link", name="English").click()
+
+    row = page.locator("tr", has_text="CI pipeline")
+    row.get_by_role("link", name="Revoke").click()
+    page.get_by_role("heading", name="Revoke this key?").wait_for()
+    page.get_by_role("button", name="Revoke key").click()
+    page.wait_for_url("**/keys")
+    assert page.locator("tr", has_text="CI pipeline").locator(".badge").inner_text() == "Revoked"
+    response = httpx.get(f"{server}/api/users/me/usage", headers={"X-Api-Key": new_key}, timeout=10)
+    assert response.status_code == 401
+    assert response.json()["data"] == "wrong_api_key"

@@ -403,7 +403,7 @@ async def test_pages_answer_a_503_page_in_their_language_the_api_its_envelope(
     session_id = cookies.new_session_id()
     cookie = cookies.session_cookie_value(session_id, SESSION_SECRET)
     signed_in = {"Cookie": f"connect.sid={cookie}"}
-    logout_form = {"csrf": pages.logout_token(session_id, SESSION_SECRET)}
+    logout_form = {"csrf": pages.session_form_token(session_id, SESSION_SECRET)}
     try:
         app = App(Settings.from_environ(_environ(tmp_path, url)), database)
         transport = httpx.ASGITransport(app=app)

@@ -36,6 +36,9 @@ OUR_OPERATIONS = {
     ),
     ("post", "/api/auth/login", "AuthController_login", "auth"),
     ("post", "/api/auth/logout", "AuthController_logout", "auth"),
+    ("get", "/api/users/me/keys", "KeysController_listMyKeys", "keys"),
+    ("post", "/api/users/me/keys", "KeysController_createMyKey", "keys"),
+    ("delete", "/api/users/me/keys/{keyId}", "KeysController_revokeMyKey", "keys"),
     ("post", "/api/admin/plans", "AdminController_createPlan", "admin"),
     ("get", "/api/admin/plans", "AdminController_listPlans", "admin"),
     ("post", "/api/admin/users", "AdminController_createUser", "admin"),
@@ -269,6 +272,15 @@ def test_documented_domain_errors() -> None:
         "AdminController_createKey": {"404": {"user_not_found"}},
         "AdminController_listKeys": {"404": {"user_not_found"}},
         "AdminController_updateKey": {"404": {"key_not_found"}},
+        "KeysController_listMyKeys": {"403": {"session_required", "not_logged_in"}},
+        "KeysController_createMyKey": {
+            "403": {"session_required", "not_logged_in", "origin_not_allowed"},
+            "409": {"too_many_keys"},
+        },
+        "KeysController_revokeMyKey": {
+            "403": {"session_required", "not_logged_in", "origin_not_allowed"},
+            "404": {"key_not_found"},
+        },
         "AdminController_revokeKey": {"404": {"key_not_found"}},
         "AdminController_buyCredits": {"404": {"user_not_found"}},
         "AdminController_createCharge": {
@@ -303,6 +315,14 @@ def test_login_sets_and_logout_clears_the_session_cookie() -> None:
     logout = paths["/api/auth/logout"]["post"]
     assert logout["security"] == [{"connect.sid": []}]
     assert "Set-Cookie" in logout["responses"]["204"]["headers"]
+
+
+def test_self_service_key_operations_take_the_session_cookie_only() -> None:
+    keys = [op for _, _, op in _our_operations() if op["tags"] == ["keys"]]
+    assert len(keys) == 3
+    for operation in keys:
+        assert operation["security"] == [{"connect.sid": []}]
+        assert "session_required" in _reasons(operation, "403")
 
 
 def test_error_envelope_schema() -> None:
@@ -491,6 +511,7 @@ def test_refund_description_states_what_is_not_restored() -> None:
 
 UNDOCUMENTED_PAGES = {
     *("/api", "/api-json", "/", "/usage", "/login", "/logout", "/static/{name}"),
+    *("/keys", "/keys/{keyId}/revoke"),
     # Operational endpoints, for probes and scrapers rather than API clients.
     *("/healthz", "/readyz", "/metrics"),
 }

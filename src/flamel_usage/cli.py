@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     key = keys.add_parser("create", parents=[common])
     key.add_argument("email")
     key.add_argument("--expires", help="ISO 8601 expiry")
+    key.add_argument("--name", help="what the key is for (1-64 characters), shown with it")
     revoke = keys.add_parser("revoke", parents=[common])
     revoke.add_argument("key_id")
 
@@ -147,12 +148,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _with_database(
-    settings: Settings, work: Callable[[Database], Awaitable[T]], *, reads_only: bool = False
+    settings: Settings,
+    work: Callable[[Database], Awaitable[T]],
+    *,
+    reads_only: bool = False,
+    migrates_itself: bool = False,
 ) -> T:
     """``work`` on the configured store.
 
     Work that writes creates and migrates the store on first use, as a new operator
-    expects. Work that only reads refuses a store missing or not migrated
+    expects (``migrates_itself``: the work is the migration, so that it can tell what
+    it applied). Work that only reads refuses a store missing or not migrated
     (``DatabaseNotReady``): one made for it would be empty and consistent, and would
     report a mistyped URL as "all clear".
     """
@@ -162,7 +168,7 @@ async def _with_database(
     else:
         await db.open()
     try:
-        if not reads_only:
+        if not reads_only and not migrates_itself:
             await db.migrate()
         return await work(db)
     finally:
@@ -185,7 +191,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     zone = settings.timezone
     match (args.command, getattr(args, "action", None)):
         case ("migrate", _):
-            applied = await _with_database(settings, Database.migrate)
+            applied = await _with_database(settings, Database.migrate, migrates_itself=True)
             print(f"applied: {applied or 'nothing'}")
         case ("plans", "create"):
 
@@ -242,7 +248,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             async def create_key(db: Database) -> auth.IssuedKey:
                 async with db.transaction() as conn:
                     user_id = await accounts.user_id_by_email(conn, args.email)
-                    return await auth.issue_key(conn, user_id, expires_at=expires, now=now)
+                    return await auth.issue_key(
+                        conn, user_id, expires_at=expires, name=args.name, now=now
+                    )
 
             print((await _with_database(settings, create_key)).key)
         case ("keys", "revoke"):

@@ -12,17 +12,53 @@ import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from flamel_usage.accounts.service import live_user_id, normalise_email
 from flamel_usage.auth import cookies, keys, throttle
 from flamel_usage.auth.passwords import verify_password, verify_password_dummy
 from flamel_usage.db import Connection, Database
-from flamel_usage.errors import ApiError, ApiKeyExpired, BadRequest, NotFound, WrongApiKey
+from flamel_usage.errors import (
+    ApiError,
+    ApiKeyExpired,
+    BadRequest,
+    Conflict,
+    NotFound,
+    WrongApiKey,
+)
+from flamel_usage.inputs import refuse_invisible
 
 
 class InvalidCredentials(ApiError):
     status, reason = 401, "invalid_credentials"
+
+
+#: Live keys (neither revoked nor expired) a user may hold when making one themselves;
+#: the operator is not held to it.
+MAX_LIVE_KEYS = 20
+#: Longest key name, in characters, once trimmed.
+MAX_KEY_NAME = 64
+
+KeyState = Literal["active", "expired", "revoked"]
+
+
+class TooManyKeys(Conflict):
+    reason = "too_many_keys"
+
+
+def key_name(text: str | None) -> str | None:
+    """The name as stored: trimmed, 1-64 characters, nothing invisible; None for none.
+
+    A name is shown to people next to the key's prefix, so it is held to what can be read:
+    no control, zero-width or bidirectional character (``refuse_invisible``).
+    """
+    if text is None:
+        return None
+    name = text.strip()
+    refuse_invisible(name, "name")
+    if not 1 <= len(name) <= MAX_KEY_NAME:
+        raise BadRequest(f"name must be 1-{MAX_KEY_NAME} characters once trimmed")
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,32 +67,53 @@ class IssuedKey:
     user_id: int
     key: str
     prefix: str
+    name: str | None
     created_at: int
     expires_at: int | None
 
 
 async def issue_key(
-    conn: Connection, user_id: int, *, expires_at: int | None, now: int
+    conn: Connection,
+    user_id: int,
+    *,
+    expires_at: int | None,
+    now: int,
+    name: str | None = None,
+    max_live: int | None = None,
 ) -> IssuedKey:
     """A new key, shown this once.
 
     An expiry at or before now is refused, as for purchased credit: the key would never
-    work. An existing key is expired at once with ``set_key_expiry``.
+    work. An existing key is expired at once with ``set_key_expiry``. With ``max_live``,
+    a user who holds that many live keys already gets ``too_many_keys``; the count and
+    the insert are serialised per user, so two requests at once cannot both pass it.
     """
+    name = key_name(name)
     if expires_at is not None and expires_at <= now:
         raise BadRequest("expiresAt is not in the future: the key would never work")
     await live_user_id(conn, user_id)
+    if max_live is not None:
+        await conn.lock_name(f"api_keys.user.{user_id}")
+        live = await conn.fetchval(
+            "SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL"
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            user_id,
+            now,
+        )
+        if live >= max_live:
+            raise TooManyKeys(f"at most {max_live} live keys: revoke one first")
     key = keys.new_api_key()
     key_id = await conn.fetchval(
-        "INSERT INTO api_keys (user_id, prefix, key_hash, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO api_keys (user_id, prefix, key_hash, name, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         user_id,
         keys.key_prefix(key),
         keys.key_hash(key),
+        name,
         now,
         expires_at,
     )
-    return IssuedKey(key_id, user_id, key, keys.key_prefix(key), now, expires_at)
+    return IssuedKey(key_id, user_id, key, keys.key_prefix(key), name, now, expires_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +122,34 @@ class KeyInfo:
 
     id: int
     prefix: str
+    name: str | None
     created_at: int
     expires_at: int | None
     revoked_at: int | None
     last_used_at: int | None
 
+    def state(self, now: int) -> KeyState:
+        """``revoked`` before ``expired``: a revoked key never comes back, an expired one
+        can (the operator may move its expiry)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
 
 async def list_keys(conn: Connection, user_id: int) -> list[KeyInfo]:
     await live_user_id(conn, user_id)
     rows = await conn.fetchall(
-        "SELECT id, prefix, created_at, expires_at, revoked_at, last_used_at FROM api_keys"
-        " WHERE user_id = ? ORDER BY id",
+        "SELECT id, prefix, name, created_at, expires_at, revoked_at, last_used_at"
+        " FROM api_keys WHERE user_id = ? ORDER BY id",
         user_id,
     )
     return [
         KeyInfo(
             row["id"],
             row["prefix"],
+            row["name"],
             row["created_at"],
             row["expires_at"],
             row["revoked_at"],
@@ -91,10 +159,18 @@ async def list_keys(conn: Connection, user_id: int) -> list[KeyInfo]:
     ]
 
 
-async def revoke_key(conn: Connection, key_id: int, now: int) -> None:
-    changed = await conn.execute(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", now, key_id
-    )
+async def revoke_key(conn: Connection, key_id: int, now: int, *, owner: int | None = None) -> None:
+    """Revoke the key; revoking it again changes nothing (its first revocation time stays).
+
+    With ``owner``, only that user's key: another user's key id is ``key_not_found``,
+    exactly as an id that does not exist, so that ids of others leak nothing.
+    """
+    sql = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?"
+    args: list[object] = [now, key_id]
+    if owner is not None:
+        sql += " AND user_id = ?"
+        args.append(owner)
+    changed = await conn.execute(sql, *args)
     if not changed:
         raise NotFound("no such key", reason="key_not_found")
 
@@ -102,6 +178,15 @@ async def revoke_key(conn: Connection, key_id: int, now: int) -> None:
 async def set_key_expiry(conn: Connection, key_id: int, expires_at: int | None) -> None:
     changed = await conn.execute(
         "UPDATE api_keys SET expires_at = ? WHERE id = ?", expires_at, key_id
+    )
+    if not changed:
+        raise NotFound("no such key", reason="key_not_found")
+
+
+async def rename_key(conn: Connection, key_id: int, name: str | None) -> None:
+    """Give the key ``name`` (``key_name``'s rules), or take its name away with None."""
+    changed = await conn.execute(
+        "UPDATE api_keys SET name = ? WHERE id = ?", key_name(name), key_id
     )
     if not changed:
         raise NotFound("no such key", reason="key_not_found")

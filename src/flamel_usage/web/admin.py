@@ -128,58 +128,70 @@ async def user_usage(request: Request, services: Services) -> Response:
     return json_response(usage.to_dto())
 
 
+def created_key_json(issued: auth.IssuedKey) -> dict[str, object]:
+    """A new key, with its secret: the one answer that ever shows it."""
+    return {
+        "id": issued.id,
+        "userId": issued.user_id,
+        "key": issued.key,
+        "prefix": issued.prefix,
+        "name": issued.name,
+        "createdAt": _instant(issued.created_at),
+        "expiresAt": _instant(issued.expires_at),
+    }
+
+
+def key_json(key: auth.KeyInfo, now: int) -> dict[str, object]:
+    """A key in a listing, the operator's and its owner's alike: never the secret."""
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "state": key.state(now),
+        "createdAt": _instant(key.created_at),
+        "expiresAt": _instant(key.expires_at),
+        "revokedAt": _instant(key.revoked_at),
+        "lastUsedAt": _instant(key.last_used_at),
+    }
+
+
 async def create_key(request: Request, services: Services) -> Response:
     require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
-    body = JsonObject(await request.json(), {"expiresAt"})
+    body = JsonObject(await request.json(), {"expiresAt", "name"})
     expires_at = body.instant("expiresAt")
+    name = body.string("name", required=False, max_length=auth.MAX_KEY_NAME * 4)
     async with services.db.transaction() as conn:
-        issued = await auth.issue_key(conn, user_id, expires_at=expires_at, now=services.clock())
-    return json_response(
-        {
-            "id": issued.id,
-            "userId": issued.user_id,
-            "key": issued.key,
-            "prefix": issued.prefix,
-            "createdAt": _instant(issued.created_at),
-            "expiresAt": _instant(issued.expires_at),
-        },
-        201,
-    )
+        issued = await auth.issue_key(
+            conn, user_id, expires_at=expires_at, name=name, now=services.clock()
+        )
+    return json_response(created_key_json(issued), 201)
 
 
 async def list_keys(request: Request, services: Services) -> Response:
     require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     await services.last_used.flush(services.db)
+    now = services.clock()
     async with services.db.read() as conn:
         found = await auth.list_keys(conn, user_id)
-    return json_response(
-        {
-            "keys": [
-                {
-                    "id": key.id,
-                    "prefix": key.prefix,
-                    "createdAt": _instant(key.created_at),
-                    "expiresAt": _instant(key.expires_at),
-                    "revokedAt": _instant(key.revoked_at),
-                    "lastUsedAt": _instant(key.last_used_at),
-                }
-                for key in found
-            ]
-        }
-    )
+    return json_response({"keys": [key_json(key, now) for key in found]})
 
 
 async def update_key(request: Request, services: Services) -> Response:
+    """Change the expiry, the name or both; a field left out stays as it is."""
     require_admin(request, services)
     key_id = parse_id(request.params["keyId"], "keyId")
-    body = JsonObject(await request.json(), {"expiresAt"})
-    if not body.has("expiresAt"):
-        raise ApiError("expiresAt is required (null removes the expiry)")
+    body = JsonObject(await request.json(), {"expiresAt", "name"})
+    if not body.has("expiresAt") and not body.has("name"):
+        raise ApiError("expiresAt or name is required (null removes the expiry, the name)")
     expires_at = body.instant("expiresAt")
+    name = body.string("name", required=False, max_length=auth.MAX_KEY_NAME * 4)
     async with services.db.transaction() as conn:
-        await auth.set_key_expiry(conn, key_id, expires_at)
+        if body.has("expiresAt"):
+            await auth.set_key_expiry(conn, key_id, expires_at)
+        if body.has("name"):
+            await auth.rename_key(conn, key_id, name)
     return empty_response()
 
 

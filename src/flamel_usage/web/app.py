@@ -17,7 +17,7 @@ from flamel_usage.config import Settings
 from flamel_usage.db import Database, DatabaseUnavailable
 from flamel_usage.errors import ApiError, ServiceUnavailable
 from flamel_usage.logs import ACCESS_LOGGER, REQUEST_ID
-from flamel_usage.web import admin, charges, cors, docs, operations, pages, public
+from flamel_usage.web import admin, charges, cors, docs, keys, operations, pages, public
 from flamel_usage.web.http import (
     InternalError,
     Receive,
@@ -37,6 +37,7 @@ access_logger = logging.getLogger(ACCESS_LOGGER)
 
 _HANDLERS = [
     *public.ROUTES,
+    *keys.ROUTES,
     *docs.ROUTES,
     *admin.ROUTES,
     *charges.ROUTES,

@@ -103,6 +103,16 @@ _ADDRESS_CHAR = "[^@\\x00-\\x20\\x7f" + _UNICODE_SPACE + _INVISIBLE + "]"
 _EMAIL_PATTERN = f"^{_SPACE}*{_ADDRESS_CHAR}{{1,64}}@{_ADDRESS_CHAR}{{1,189}}{_SPACE}*$"
 
 
+#: A key name the server takes (``auth.key_name``): at most 64 characters between
+#: optional surrounding spaces, the first and last of them not a space, none of them a
+#: control or invisible character.
+_NAME_CHAR = "[^\\x00-\\x1f\\x7f" + _INVISIBLE + "]"
+_NAME_EDGE = "[^\\x00-\\x20\\x7f" + _UNICODE_SPACE + _INVISIBLE + "]"
+_KEY_NAME_PATTERN = (
+    f"^{_SPACE}*(?:{_NAME_EDGE}|{_NAME_EDGE}{_NAME_CHAR}{{0,62}}{_NAME_EDGE}){_SPACE}*$"
+)
+
+
 def _text(max_length: int, **constraints: Any) -> dict[str, Any]:
     """A string request field: at most ``max_length`` characters, no NUL character."""
     return {"type": "string", "maxLength": max_length, "pattern": _NO_NUL, **constraints}
@@ -232,6 +242,21 @@ def _schemas() -> dict[str, Any]:
     plan_ref = _text(64, description="Name of an existing plan.")
     key_id = {"type": "integer", "description": "Key id (not the secret)."}
     key_prefix = {"type": "string", "description": "Recognisable start of the key."}
+    new_key_name = {
+        **_text(256),
+        "pattern": _KEY_NAME_PATTERN,
+        "nullable": True,
+        "description": "What the key is for, shown with it: 1-64 characters once trimmed,"
+        " no control or invisible (format) character, such as a zero-width space or a"
+        " bidirectional control; null or absent = no name.",
+        "example": "CI pipeline",
+    }
+    key_name = {"type": "string", "nullable": True, "description": "The key's name; null = none."}
+    key_state = {
+        "type": "string",
+        "enum": ["active", "expired", "revoked"],
+        "description": "revoked: never works again; expired: past expiresAt; else active.",
+    }
     return {
         "ErrorEnvelope": {
             "type": "object",
@@ -324,12 +349,13 @@ def _schemas() -> dict[str, Any]:
         ),
         "CreateKeyRequest": _obj(
             {
+                "name": new_key_name,
                 "expiresAt": _instant(
                     "Expiry, in the future; null or absent = never.",
                     nullable=True,
                     request=True,
                     example=_EXPIRY_EXAMPLE,
-                )
+                ),
             },
             required=[],
             request=True,
@@ -343,6 +369,7 @@ def _schemas() -> dict[str, Any]:
                     "description": "The secret for X-Api-Key. Shown only in this response.",
                 },
                 "prefix": key_prefix,
+                "name": key_name,
                 "createdAt": _instant("Creation time."),
                 "expiresAt": _instant("Expiry; null = never.", nullable=True),
             }
@@ -351,6 +378,8 @@ def _schemas() -> dict[str, Any]:
             {
                 "id": key_id,
                 "prefix": key_prefix,
+                "name": key_name,
+                "state": key_state,
                 "createdAt": _instant("Creation time."),
                 "expiresAt": _instant("Expiry; null = never.", nullable=True),
                 "revokedAt": _instant("Revocation time; null = live.", nullable=True),
@@ -361,17 +390,26 @@ def _schemas() -> dict[str, Any]:
             }
         ),
         "KeyList": _obj({"keys": {"type": "array", "items": _ref("KeyInfo")}}),
-        "UpdateKeyRequest": _obj(
-            {
-                "expiresAt": _instant(
-                    "New expiry; null = never.",
-                    nullable=True,
-                    request=True,
-                    example=_EXPIRY_EXAMPLE,
-                )
-            },
-            request=True,
-        ),
+        "UpdateKeyRequest": {
+            **_obj(
+                {
+                    "expiresAt": _instant(
+                        "New expiry; null = never; absent = unchanged.",
+                        nullable=True,
+                        request=True,
+                        example=_EXPIRY_EXAMPLE,
+                    ),
+                    "name": {
+                        **new_key_name,
+                        "description": "New name; null = none;"
+                        " absent = unchanged. " + new_key_name["description"],
+                    },
+                },
+                required=[],
+                request=True,
+            ),
+            "minProperties": 1,
+        },
         "BuyCreditsRequest": _obj(
             {
                 "amount": _credits("Credit bought", request=True, minimum=0, exclusiveMinimum=True),
@@ -529,6 +567,17 @@ _REASONS: dict[str, tuple[int, str]] = {
     "plan_not_found": (404, "No plan has that name."),
     "user_not_found": (404, "No user has that id."),
     "key_not_found": (404, "No key has that id."),
+    "not_logged_in": (
+        403,
+        "No live session cookie, nor an X-Api-Key where one is taken: sign in first"
+        " (POST /api/auth/login).",
+    ),
+    "session_required": (
+        403,
+        "An X-Api-Key was sent: keys are managed with the session cookie only, never with a key.",
+    ),
+    "origin_not_allowed": (403, "The request's Origin is another site than this server."),
+    "too_many_keys": (409, "The user holds 20 live keys already: revoke one first."),
     "plan_exists": (409, "A plan with that name exists."),
     "user_exists": (409, "A user with that email exists."),
     "unknown_kind": (400, "kind is not an operation kind the server is configured with."),
@@ -553,7 +602,6 @@ _REASONS: dict[str, tuple[int, str]] = {
     ),
     "wrong_api_key": (401, "The X-Api-Key is not a live key."),
     "api_key_expired": (401, "The X-Api-Key has expired."),
-    "not_logged_in": (403, "Neither an X-Api-Key nor a valid session cookie was sent."),
     "invalid_range": (
         400,
         "from or to is neither a date (YYYY-MM-DD) nor an instant with an offset, or from"
@@ -797,6 +845,33 @@ def _admin(method: str, path: str, name: str, summary: str, **kwargs: Any) -> Op
     )
 
 
+def _my_keys(method: str, path: str, name: str, summary: str, **kwargs: Any) -> Operation:
+    """A self-service key operation: the session cookie only, never an API key."""
+    errors = ["session_required", "not_logged_in", *kwargs.pop("errors", ())]
+    return _operation(
+        method,
+        path,
+        f"KeysController_{name}",
+        tag="keys",
+        summary=summary,
+        errors=errors,
+        security=[{"connect.sid": []}],
+        **kwargs,
+    )
+
+
+_MY_KEYS_DESCRIPTION = """\
+With the session cookie only: a request that sends X-Api-Key (valid or not; a blank one
+counts as absent) is refused with 403 session_required, so that a key never mints or
+revokes keys."""
+
+_MY_KEYS_WRITE_DESCRIPTION = (
+    _MY_KEYS_DESCRIPTION
+    + """ A request whose Origin names another site is refused with 403
+origin_not_allowed."""
+)
+
+
 def _auth(method: str, path: str, name: str, summary: str, **kwargs: Any) -> Operation:
     return _operation(method, path, f"AuthController_{name}", tag="auth", summary=summary, **kwargs)
 
@@ -894,6 +969,7 @@ def _operations() -> list[Operation]:
     user = "/api/admin/users/{userId}"
     key = "/api/admin/keys/{keyId}"
     charges = "/api/admin/charges"
+    my_keys = "/api/users/me/keys"
     return [
         _operation(
             "GET",
@@ -916,6 +992,47 @@ def _operations() -> list[Operation]:
             ],
             error_headers={429: _RETRY_AFTER},
             security=[{"connect.sid": []}, {"apiKey": []}],
+        ),
+        _my_keys(
+            "GET",
+            my_keys,
+            "listMyKeys",
+            "List your API keys (without secrets)",
+            description=_MY_KEYS_DESCRIPTION,
+            ok=_ok(200, "Your keys, oldest first, revoked and expired ones too", "KeyList"),
+        ),
+        _my_keys(
+            "POST",
+            my_keys,
+            "createMyKey",
+            "Create an API key for yourself",
+            description=_MY_KEYS_WRITE_DESCRIPTION
+            + " The secret is in this response only. At most 20 live (neither revoked nor"
+            " expired) keys per user.",
+            body="CreateKeyRequest",
+            ok=_ok(
+                201,
+                "Created",
+                "CreatedKey",
+                links={
+                    "revokeMyKey": _link(
+                        "KeysController_revokeMyKey", "Revoke this key.", keyId=_BODY_ID
+                    ),
+                },
+            ),
+            errors=["origin_not_allowed", "too_many_keys"],
+        ),
+        _my_keys(
+            "DELETE",
+            my_keys + "/{keyId}",
+            "revokeMyKey",
+            "Revoke one of your API keys",
+            description=_MY_KEYS_WRITE_DESCRIPTION
+            + " Revoking a key already revoked answers 204 again and keeps its first"
+            " revocation time. Another user's key id is 404 key_not_found, as an unknown"
+            " one is.",
+            ok=_ok(204, "Revoked"),
+            errors=["bad_request", "origin_not_allowed", "key_not_found"],
         ),
         _auth(
             "POST",
@@ -1027,7 +1144,7 @@ def _operations() -> list[Operation]:
             "PATCH",
             key,
             "updateKey",
-            "Change an API key's expiry",
+            "Change an API key's expiry or name",
             body="UpdateKeyRequest",
             ok=_ok(204, "Updated"),
             errors=["key_not_found"],

@@ -1,15 +1,17 @@
-"""Server-rendered pages: sign in, see your usage, sign out; in English and Korean.
+"""Server-rendered pages: sign in, see your usage, manage your API keys, sign out; in
+English and Korean.
 
 Everything works without JavaScript: plain HTML forms posting
 ``application/x-www-form-urlencoded``, answered with ``303 See Other``. The one script,
 ``/static/pages.js``, is served from the package (never inline, so a strict
 ``Content-Security-Policy`` holds) and only rewrites the reset time from the billing time
-zone into the browser's own.
+zone into the browser's own and makes the copy button of a new API key work.
 
 Forms are guarded three ways: a POST whose ``Origin`` is present and not ours is refused;
 the sign-in form carries a double-submit token (a random value in an HttpOnly,
-SameSite=Strict ``csrf`` cookie and the same value in a hidden field); the sign-out form
-carries an HMAC of the session id under the session secret. Tokens are compared in
+SameSite=Strict ``csrf`` cookie and the same value in a hidden field); the forms of a
+signed-in page (sign out, create and revoke a key) carry an HMAC of the session id under
+the session secret. Tokens are compared in
 constant time. Every value written into HTML goes through ``html.escape``.
 """
 
@@ -22,19 +24,23 @@ import html
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from importlib import resources
 from typing import Literal
 from urllib.parse import parse_qs, unquote_plus
+from zoneinfo import ZoneInfo
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import service as auth
 from flamel_usage.auth.throttle import TooManyRequests
 from flamel_usage.credits import credits_value
 from flamel_usage.db import DatabaseUnavailable
-from flamel_usage.errors import ApiError, NotFound, ServiceUnavailable
+from flamel_usage.errors import ApiError, BadRequest, NotFound, ServiceUnavailable
+from flamel_usage.inputs import parse_id
 from flamel_usage.ledger.history import Bucket, History, read_history
 from flamel_usage.ledger.service import Usage, read_usage
+from flamel_usage.periods import from_micros, to_micros
 from flamel_usage.web import public, security
 from flamel_usage.web.http import Handler, Request, Response
 from flamel_usage.web.services import Services
@@ -113,6 +119,45 @@ EN: dict[str, str] = {
     "day": "{month} {day}",
     "months": "January February March April May June July August September October "
     "November December",
+    "account_nav": "Your account",
+    "nav_usage": "Usage",
+    "nav_keys": "API keys",
+    "keys_title": "API keys · Flamel",
+    "keys_heading": "API keys",
+    "keys_intro": "Programs send a key in the X-Api-Key header to read your usage.",
+    "new_key_heading": "Your new key",
+    "new_key_warning": "Copy it now and keep it somewhere safe: it will not be shown again.",
+    "copy": "Copy",
+    "copied": "Copied",
+    "create_heading": "Create a key",
+    "key_name": "Name",
+    "key_name_hint": "Optional: what the key is for, up to 64 characters.",
+    "key_expires": "Expires after",
+    "key_expires_hint": "Optional: the key stops working at the end of this day ({zone}).",
+    "create_submit": "Create key",
+    "list_heading": "Your keys",
+    "no_keys": "You have no keys yet.",
+    "col_name": "Name",
+    "col_prefix": "Key",
+    "col_created": "Created",
+    "col_last_used": "Last used",
+    "col_expires": "Expires",
+    "col_state": "State",
+    "col_action": "Action",
+    "never": "Never",
+    "no_name": "(no name)",
+    "state_active": "Active",
+    "state_expired": "Expired",
+    "state_revoked": "Revoked",
+    "revoke": "Revoke",
+    "revoke_title": "Revoke key · Flamel",
+    "revoke_heading": "Revoke this key?",
+    "revoke_body": "Programs that use {key} will be refused at once. This cannot be undone.",
+    "revoke_confirm": "Revoke key",
+    "cancel": "Cancel",
+    "error_name": "The name must be 1 to 64 characters, with no invisible or control characters.",
+    "error_expiry": "The expiry must be a date from today on.",
+    "error_too_many": "You have 20 live keys already. Revoke one before creating another.",
 }
 
 KO: dict[str, str] = {
@@ -178,6 +223,45 @@ KO: dict[str, str] = {
     "history_csv": "CSV 다운로드",
     "day": "{month} {day}일",
     "months": "1월 2월 3월 4월 5월 6월 7월 8월 9월 10월 11월 12월",
+    "account_nav": "내 계정",
+    "nav_usage": "사용량",
+    "nav_keys": "API 키",
+    "keys_title": "API 키 · Flamel",
+    "keys_heading": "API 키",
+    "keys_intro": "프로그램은 X-Api-Key 헤더에 키를 담아 보내 사용량을 조회합니다.",
+    "new_key_heading": "새 키",
+    "new_key_warning": "지금 복사해 안전한 곳에 보관하세요. 이 키는 다시 표시되지 않습니다.",
+    "copy": "복사",
+    "copied": "복사됨",
+    "create_heading": "키 만들기",
+    "key_name": "이름",
+    "key_name_hint": "선택 사항: 키의 용도, 최대 64자.",
+    "key_expires": "만료일",
+    "key_expires_hint": "선택 사항: 이 날이 끝나면({zone}) 키가 더 이상 작동하지 않습니다.",
+    "create_submit": "키 만들기",
+    "list_heading": "내 키",
+    "no_keys": "아직 키가 없습니다.",
+    "col_name": "이름",
+    "col_prefix": "키",
+    "col_created": "만든 날",
+    "col_last_used": "마지막 사용",
+    "col_expires": "만료",
+    "col_state": "상태",
+    "col_action": "작업",
+    "never": "없음",
+    "no_name": "(이름 없음)",
+    "state_active": "사용 중",
+    "state_expired": "만료됨",
+    "state_revoked": "폐기됨",
+    "revoke": "폐기",
+    "revoke_title": "키 폐기 · Flamel",
+    "revoke_heading": "이 키를 폐기할까요?",
+    "revoke_body": "{key} 키를 쓰는 프로그램은 즉시 거부됩니다. 되돌릴 수 없습니다.",
+    "revoke_confirm": "키 폐기",
+    "cancel": "취소",
+    "error_name": "이름은 1~64자여야 하며 보이지 않는 문자나 제어 문자를 넣을 수 없습니다.",
+    "error_expiry": "만료일은 오늘 이후의 날짜여야 합니다.",
+    "error_too_many": "사용 중인 키가 이미 20개입니다. 하나를 폐기한 뒤 새로 만드세요.",
 }
 
 STRINGS: dict[Language, dict[str, str]] = {"en": EN, "ko": KO}
@@ -275,20 +359,18 @@ def _login_csrf_ok(request: Request, form: Mapping[str, str]) -> bool:
     return hmac.compare_digest(cookie.encode("ascii"), field.encode("utf-8", "replace"))
 
 
-def logout_token(session_id: str, secret: str) -> str:
-    """The sign-out form's token: HMAC-SHA256 of the session id under the session secret."""
-    mac = hmac.new(secret.encode(), b"flamel-logout\x00" + session_id.encode(), hashlib.sha256)
-    return mac.hexdigest()
+def session_form_token(session_id: str, secret: str) -> str:
+    """The token of a signed-in page's forms: HMAC-SHA256 of the session id under the
+    session secret. A forger on another site knows neither."""
+    message = b"flamel-session-form\x00" + session_id.encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def _same_origin(request: Request) -> bool:
-    """True unless an ``Origin`` header is present and names another origin than ours."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    host = request.headers.get("host", "").strip().lower()
-    scheme = "https" if request.is_https else "http"
-    return bool(host) and origin.strip().lower() == f"{scheme}://{host}"
+def _session_form_ok(session_id: str, secret: str, form: Mapping[str, str]) -> bool:
+    expected = session_form_token(session_id, secret)
+    return hmac.compare_digest(
+        expected.encode(), form.get(CSRF_FIELD, "").encode("utf-8", "replace")
+    )
 
 
 async def _read_form(request: Request) -> dict[str, str]:
@@ -802,10 +884,7 @@ def render_usage(
         f"<h1>{_esc(t['usage_heading'])}</h1>\n"
         f'<p class="muted">{_fill(t["signed_in_as"], email=_esc(email))}</p>\n'
         "</div>\n"
-        '<form method="post" action="/logout">'
-        f'<input type="hidden" name="{CSRF_FIELD}" value="{_esc(logout_csrf)}">'
-        f'<button class="button secondary" type="submit">{_esc(t["logout"])}</button>'
-        "</form>\n</div>\n"
+        f"{_account_bar(t, 'usage', logout_csrf)}</div>\n"
         '<section class="card period" aria-labelledby="period-heading">\n'
         f'<h2 id="period-heading">{_esc(t["period_heading"])}</h2>\n'
         f"<dl>\n<dt>{_esc(t['period_label'])}</dt><dd>{period}</dd>\n"
@@ -818,6 +897,160 @@ def render_usage(
         f"{render_history_chart(language, history)}"
     )
     return _layout(language, t["usage_title"], main, "/usage")
+
+
+def _account_bar(t: Mapping[str, str], current: str, csrf: str) -> str:
+    """The signed-in pages' navigation (usage, API keys) and their sign-out form."""
+    current_mark = ' aria-current="page"'
+    links = "".join(
+        f'<li><a href="/{page}"{current_mark if page == current else ""}>'
+        f"{_esc(t['nav_' + page])}</a></li>"
+        for page in ("usage", "keys")
+    )
+    return (
+        '<div class="account-bar">'
+        f'<nav class="tabs" aria-label="{_esc(t["account_nav"])}"><ul>{links}</ul></nav>'
+        '<form method="post" action="/logout">'
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{_esc(csrf)}">'
+        f'<button class="button secondary" type="submit">{_esc(t["logout"])}</button>'
+        "</form></div>\n"
+    )
+
+
+def _key_label(key: auth.KeyInfo) -> str:
+    """How a key is named to people: its prefix, and its name when it has one."""
+    prefix = f'<code class="prefix">{_esc(key.prefix)}…</code>'
+    return prefix if key.name is None else f"{prefix} ({_esc(key.name)})"
+
+
+def _key_row(
+    t: Mapping[str, str], key: auth.KeyInfo, language: Language, now: int, zone: ZoneInfo
+) -> str:
+    def instant(us: int | None) -> str:
+        return _esc(t["never"]) if us is None else _time(from_micros(us, zone), language)
+
+    state = key.state(now)
+    action = ""
+    if state != "revoked":
+        action = (
+            f'<a class="button danger small" href="/keys/{key.id}/revoke"'
+            f' aria-label="{_esc(t["revoke"])} {_esc(key.prefix)}">{_esc(t["revoke"])}</a>'
+        )
+    name = (
+        f'<span class="muted">{_esc(t["no_name"])}</span>' if key.name is None else _esc(key.name)
+    )
+    return (
+        f'<tr data-key-id="{key.id}" data-state="{state}">'
+        f"<td>{name}</td>"
+        f'<td><code class="prefix">{_esc(key.prefix)}…</code></td>'
+        f"<td>{instant(key.created_at)}</td>"
+        f"<td>{instant(key.last_used_at)}</td>"
+        f"<td>{'—' if key.expires_at is None else instant(key.expires_at)}</td>"
+        f'<td><span class="badge key-{state}">{_esc(t["state_" + state])}</span></td>'
+        f"<td>{action}</td></tr>"
+    )
+
+
+def render_keys(
+    language: Language,
+    found: Iterable[auth.KeyInfo],
+    *,
+    now: int,
+    zone: ZoneInfo,
+    email: str,
+    csrf: str,
+    new_key: str | None = None,
+    error: str | None = None,
+    name: str = "",
+    expires: str = "",
+) -> str:
+    t = STRINGS[language]
+    shown = ""
+    if new_key is not None:
+        shown = (
+            '<section class="card new-key" aria-labelledby="new-key-heading">\n'
+            f'<h2 id="new-key-heading">{_esc(t["new_key_heading"])}</h2>\n'
+            f'<p class="warning" role="status">{_esc(t["new_key_warning"])}</p>\n'
+            '<div class="secret"><code id="new-key">'
+            f"{_esc(new_key)}</code>"
+            '<button class="button secondary" type="button" hidden data-copy="new-key"'
+            f' data-copied="{_esc(t["copied"])}">{_esc(t["copy"])}</button></div>\n'
+            "</section>\n"
+        )
+    alert = ""
+    invalid = {"error_name": "", "error_expiry": ""}
+    if error is not None:
+        alert = f'<p class="alert" role="alert" id="key-error">{_esc(t[error])}</p>\n'
+        if error in invalid:
+            invalid[error] = ' aria-invalid="true" aria-describedby="key-error"'
+    rows = [_key_row(t, key, language, now, zone) for key in found]
+    headings = "".join(
+        f'<th scope="col">{_esc(t[column])}</th>'
+        for column in (
+            "col_name",
+            "col_prefix",
+            "col_created",
+            "col_last_used",
+            "col_expires",
+            "col_state",
+            "col_action",
+        )
+    )
+    listing = (
+        f'<div class="table-wrap"><table class="keys">\n<thead><tr>{headings}</tr></thead>\n'
+        f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table></div>"
+        if rows
+        else f'<p class="muted">{_esc(t["no_keys"])}</p>'
+    )
+    main = (
+        '<div class="page-head">\n<div>\n'
+        f"<h1>{_esc(t['keys_heading'])}</h1>\n"
+        f'<p class="muted">{_fill(t["signed_in_as"], email=_esc(email))}</p>\n'
+        "</div>\n"
+        f"{_account_bar(t, 'keys', csrf)}</div>\n"
+        f'<p class="intro">{_esc(t["keys_intro"])}</p>\n'
+        f"{shown}{alert}"
+        '<section class="card create-key" aria-labelledby="create-heading">\n'
+        f'<h2 id="create-heading">{_esc(t["create_heading"])}</h2>\n'
+        '<form method="post" action="/keys" class="inline-form">\n'
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{_esc(csrf)}">\n'
+        '<div class="field">'
+        f'<label for="key-name">{_esc(t["key_name"])}</label>'
+        f'<input id="key-name" name="name" type="text" maxlength="{auth.MAX_KEY_NAME}"'
+        f' autocomplete="off" value="{_esc(name)}" aria-describedby="key-name-hint"'
+        f"{invalid['error_name']}>"
+        f'<span class="muted small" id="key-name-hint">{_esc(t["key_name_hint"])}</span>'
+        "</div>\n"
+        '<div class="field">'
+        f'<label for="key-expires">{_esc(t["key_expires"])}</label>'
+        f'<input id="key-expires" name="expires" type="date" value="{_esc(expires)}"'
+        f' aria-describedby="key-expires-hint"{invalid["error_expiry"]}>'
+        f'<span class="muted small" id="key-expires-hint">'
+        f"{_fill(t['key_expires_hint'], zone=_esc(zone.key))}</span>"
+        "</div>\n"
+        f'<button class="button" type="submit">{_esc(t["create_submit"])}</button>\n'
+        "</form>\n</section>\n"
+        '<section class="card key-list" aria-labelledby="list-heading">\n'
+        f'<h2 id="list-heading">{_esc(t["list_heading"])}</h2>\n'
+        f"{listing}\n</section>"
+    )
+    return _layout(language, t["keys_title"], main, "/keys")
+
+
+def render_revoke(language: Language, key: auth.KeyInfo, csrf: str) -> str:
+    """The confirmation step before a key is revoked: the form that does it, or cancel."""
+    t = STRINGS[language]
+    main = (
+        '<div class="problem card">\n'
+        f"<h1>{_esc(t['revoke_heading'])}</h1>\n"
+        f"<p>{_fill(t['revoke_body'], key=_key_label(key))}</p>\n"
+        f'<form method="post" action="/keys/{key.id}/revoke" class="actions">'
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{_esc(csrf)}">'
+        f'<button class="button danger" type="submit">{_esc(t["revoke_confirm"])}</button>'
+        f'<a class="button secondary" href="/keys">{_esc(t["cancel"])}</a>'
+        "</form>\n</div>"
+    )
+    return _layout(language, t["revoke_title"], main, f"/keys/{key.id}/revoke")
 
 
 # --- handlers -----------------------------------------------------------------------------
@@ -844,7 +1077,7 @@ async def login_page(request: Request, services: Services) -> Response:
 async def login_submit(request: Request, services: Services) -> Response:
     language, _ = _language(request)
     forbidden = _html(403, render_forbidden(language))
-    if not _same_origin(request):
+    if not security.same_origin(request):
         return forbidden
     form = await _read_form(request)
     if not _login_csrf_ok(request, form):
@@ -916,7 +1149,7 @@ async def usage_page(request: Request, services: Services) -> Response:
         usage,
         history=history,
         email=str(email),
-        logout_csrf=logout_token(found, services.session_secret.reveal()),
+        logout_csrf=session_form_token(found, services.session_secret.reveal()),
         zone_name=zone.key or str(zone),
     )
     return _html(200, page, headers)
@@ -925,20 +1158,163 @@ async def usage_page(request: Request, services: Services) -> Response:
 async def logout_submit(request: Request, services: Services) -> Response:
     language, _ = _language(request)
     forbidden = _html(403, render_forbidden(language))
-    if not _same_origin(request):
+    if not security.same_origin(request):
         return forbidden
     form = await _read_form(request)
     clear = public.session_cookie_header("", 0, request)
     found = public.session_id(request, services)
     if found is None:  # no session to end: nothing a forged request could do
         return _redirect("/", [clear])
-    expected = logout_token(found, services.session_secret.reveal())
-    given = form.get(CSRF_FIELD, "")
-    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
+    if not _session_form_ok(found, services.session_secret.reveal(), form):
         return forbidden
     async with services.db.transaction() as conn:
         await auth.logout(conn, found)
     return _redirect("/", [clear])
+
+
+@dataclass(frozen=True, slots=True)
+class _KeysVisit:
+    """A signed-in visit to the keys pages: the language, the session and its user."""
+
+    language: Language
+    headers: list[tuple[bytes, bytes]]
+    session_id: str
+    user_id: int
+    email: str
+
+
+async def _keys_visit(request: Request, services: Services) -> _KeysVisit | None:
+    """The visit, or None when no live session signs it in."""
+    found = public.session_id(request, services)
+    if found is None:
+        return None
+    async with services.db.read() as conn:
+        user_id = await auth.user_for_session(conn, found, services.clock())
+        if user_id is None:
+            return None
+        email = await conn.fetchval("SELECT email FROM users WHERE id = ?", user_id)
+    language, headers = _language(request)
+    return _KeysVisit(language, headers, found, user_id, str(email))
+
+
+async def _keys_answer(
+    visit: _KeysVisit,
+    services: Services,
+    status: int = 200,
+    *,
+    new_key: str | None = None,
+    error: str | None = None,
+    form: Mapping[str, str] | None = None,
+) -> Response:
+    """The keys page for ``visit``: the list as it is now, with the new key or the
+    error, and the form's values kept."""
+    await services.last_used.flush(services.db)
+    async with services.db.read() as conn:
+        found = await auth.list_keys(conn, visit.user_id)
+    kept = form or {}
+    page = render_keys(
+        visit.language,
+        found,
+        now=services.clock(),
+        zone=services.settings.timezone,
+        email=visit.email,
+        csrf=session_form_token(visit.session_id, services.session_secret.reveal()),
+        new_key=new_key,
+        error=error,
+        name=kept.get("name", ""),
+        expires=kept.get("expires", ""),
+    )
+    return _html(status, page, visit.headers)
+
+
+async def keys_page(request: Request, services: Services) -> Response:
+    visit = await _keys_visit(request, services)
+    if visit is None:
+        return _redirect("/", _language(request)[1])
+    return await _keys_answer(visit, services)
+
+
+def _end_of_day(text: str, zone: ZoneInfo) -> int | None:
+    """The end of the day ``YYYY-MM-DD`` in the billing zone, or None for no day; a 400
+    for anything else. The key then works through the whole day the person picked."""
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise BadRequest("expires must be a date, YYYY-MM-DD") from None
+    if not 1970 <= day.year <= 9000:
+        raise BadRequest("expires is out of range")
+    return to_micros(datetime.combine(day + timedelta(days=1), time(), zone))
+
+
+async def keys_create(request: Request, services: Services) -> Response:
+    """Make a key and show it, once, on the answer itself: never in a redirect's URL,
+    and the page is ``no-store``, so that neither history nor a cache keeps it."""
+    language, _ = _language(request)
+    visit = await _keys_visit(request, services)
+    if visit is None or not security.same_origin(request):
+        return _html(403, render_forbidden(language))
+    form = await _read_form(request)
+    if not _session_form_ok(visit.session_id, services.session_secret.reveal(), form):
+        return _html(403, render_forbidden(language))
+    name = form.get("name", "")
+    try:
+        key_name = auth.key_name(name if name.strip() else None)
+    except BadRequest:
+        return await _keys_answer(visit, services, 400, error="error_name", form=form)
+    try:
+        async with services.db.transaction() as conn:
+            issued = await auth.issue_key(
+                conn,
+                visit.user_id,
+                name=key_name,
+                expires_at=_end_of_day(form.get("expires", ""), services.settings.timezone),
+                now=services.clock(),
+                max_live=auth.MAX_LIVE_KEYS,
+            )
+    except auth.TooManyKeys:
+        return await _keys_answer(visit, services, 409, error="error_too_many", form=form)
+    except BadRequest:  # what is left to refuse is the expiry
+        return await _keys_answer(visit, services, 400, error="error_expiry", form=form)
+    return await _keys_answer(visit, services, 200, new_key=issued.key)
+
+
+async def _own_key(visit: _KeysVisit, services: Services, raw_id: str) -> auth.KeyInfo | None:
+    """The visitor's key of that id that can still be revoked, else None."""
+    try:
+        key_id = parse_id(raw_id, "keyId")
+    except BadRequest:
+        return None
+    async with services.db.read() as conn:
+        found = await auth.list_keys(conn, visit.user_id)
+    return next((key for key in found if key.id == key_id and key.revoked_at is None), None)
+
+
+async def revoke_confirm_page(request: Request, services: Services) -> Response:
+    visit = await _keys_visit(request, services)
+    if visit is None:
+        return _redirect("/", _language(request)[1])
+    key = await _own_key(visit, services, request.params["keyId"])
+    if key is None:  # gone, revoked, or someone else's: the list says what there is
+        return _redirect("/keys", visit.headers)
+    csrf = session_form_token(visit.session_id, services.session_secret.reveal())
+    return _html(200, render_revoke(visit.language, key, csrf), visit.headers)
+
+
+async def revoke_submit(request: Request, services: Services) -> Response:
+    language, _ = _language(request)
+    visit = await _keys_visit(request, services)
+    if visit is None or not security.same_origin(request):
+        return _html(403, render_forbidden(language))
+    form = await _read_form(request)
+    if not _session_form_ok(visit.session_id, services.session_secret.reveal(), form):
+        return _html(403, render_forbidden(language))
+    key = await _own_key(visit, services, request.params["keyId"])
+    if key is not None:
+        async with services.db.transaction() as conn:
+            await auth.revoke_key(conn, key.id, services.clock(), owner=visit.user_id)
+    return _redirect("/keys")
 
 
 def _outage_as_page(handler: Handler) -> Handler:
@@ -962,5 +1338,9 @@ ROUTES = [
     ("POST", "/login", _outage_as_page(login_submit)),
     ("GET", "/usage", _outage_as_page(usage_page)),
     ("POST", "/logout", _outage_as_page(logout_submit)),
+    ("GET", "/keys", _outage_as_page(keys_page)),
+    ("POST", "/keys", _outage_as_page(keys_create)),
+    ("GET", "/keys/{keyId}/revoke", _outage_as_page(revoke_confirm_page)),
+    ("POST", "/keys/{keyId}/revoke", _outage_as_page(revoke_submit)),
     ("GET", "/static/{name}", static_file),
 ]

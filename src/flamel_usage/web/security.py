@@ -8,6 +8,8 @@ off other sites.
 
 from __future__ import annotations
 
+from flamel_usage.web.http import Request
+
 Header = tuple[bytes, bytes]
 
 NOSNIFF: Header = (b"x-content-type-options", b"nosniff")
@@ -34,3 +36,17 @@ def html_headers(policy: str) -> tuple[Header, ...]:
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"same-origin"),
     )
+
+
+def same_origin(request: Request) -> bool:
+    """True unless an ``Origin`` header is present and names another origin than ours.
+
+    The guard every state-changing request of a signed-in browser passes (pages and API):
+    a browser always sends ``Origin`` on a cross-site POST or DELETE.
+    """
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = request.headers.get("host", "").strip().lower()
+    scheme = "https" if request.is_https else "http"
+    return bool(host) and origin.strip().lower() == f"{scheme}://{host}"

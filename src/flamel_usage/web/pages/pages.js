@@ -9,6 +9,20 @@
 (function () {
   "use strict";
 
+  // The new API key's copy button: the text of the element it names, to the clipboard.
+  Array.prototype.forEach.call(document.querySelectorAll("button[data-copy]"), function (button) {
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) {
+      return;
+    }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      navigator.clipboard.writeText(source.textContent).then(function () {
+        button.textContent = button.getAttribute("data-copied");
+      });
+    });
+  });
+
   var lang = document.documentElement.lang || undefined;
   var zone;
   var format;
