@@ -7,6 +7,7 @@ envelope and that every row of every table and the user's usage are what they we
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from tests.factories import Factory
 from tests.store import table_rows
 
 USAGE = "/api/users/me/usage"
+MY_KEYS = "/api/users/me/keys"
 PASSWORD = "correct horse battery staple"
 ENVELOPE_KEYS = {"success", "code", "data", "message"}
 CORE_TABLES = {
@@ -240,16 +242,31 @@ async def test_session_cookie_on_a_second_cookie_line_is_read(
 # --- request bodies ------------------------------------------------------------------------------
 
 
+def _credentials(world: World, path: str) -> dict[str, str]:
+    """What ``path`` takes: the session cookie for the caller's own keys (which refuse an
+    API key and ignore the admin token), the admin token everywhere else."""
+    if path.startswith(MY_KEYS):
+        return {"Cookie": f"connect.sid={world.cookie}"}
+    return _admin_headers()
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str
     valid: dict[str, Any]
+    headers: dict[str, str] = dataclasses.field(default_factory=_admin_headers)
 
 
 def _endpoints(world: World) -> dict[str, Endpoint]:
     """Every operation that reads a JSON body, with a body it accepts."""
     return {
+        "create-my-key": Endpoint(
+            "POST",
+            MY_KEYS,
+            {"name": "laptop", "expiresAt": "2027-01-01T00:00:00+00:00"},
+            _credentials(world, MY_KEYS),
+        ),
         "create-plan": Endpoint(
             "POST", "/api/admin/plans", {"name": "new-plan", "periodUnit": "month", "maxCredit": 10}
         ),
@@ -267,7 +284,15 @@ def _endpoints(world: World) -> dict[str, Endpoint]:
     }
 
 
-ENDPOINTS = ["create-plan", "create-user", "create-key", "update-key", "buy-credits", "login"]
+ENDPOINTS = [
+    "create-plan",
+    "create-user",
+    "create-key",
+    "update-key",
+    "buy-credits",
+    "login",
+    "create-my-key",
+]
 
 
 async def _send(
@@ -276,7 +301,7 @@ async def _send(
     content: bytes,
     content_type: str | None = "application/json",
 ) -> httpx.Response:
-    headers = _admin_headers()
+    headers = dict(endpoint.headers)
     if content_type is not None:
         headers["Content-Type"] = content_type
     response = await client.request(
@@ -458,6 +483,42 @@ BAD_VALUES: list[tuple[str, str, Any, str]] = [
     ("update-key", "expiresAt", "soon", "bad_request"),
     ("update-key", "expiresAt", 1, "bad_request"),
     ("update-key", "expiresAt", [], "bad_request"),
+    *[
+        (endpoint, "name", value, "bad_request")
+        for endpoint in ("create-key", "update-key", "create-my-key")
+        for value in (
+            5,
+            True,
+            ["laptop"],
+            {"name": "laptop"},
+            "",
+            "   ",
+            "\t\n",
+            "x" * 65,
+            " " + "x" * 65 + " ",
+            "x" * 257,
+            "lap\u202etop",  # RIGHT-TO-LEFT OVERRIDE: shows the rest backwards
+            "lap\u200btop",  # ZERO WIDTH SPACE
+            "\u2066laptop\u2069",  # an isolate, a bidirectional control too
+            "lap\x00top",
+            "lap\ntop",
+        )
+    ],
+    ("create-my-key", "expiresAt", 0, "bad_request"),
+    ("create-my-key", "expiresAt", 1_800_000_000, "bad_request"),
+    ("create-my-key", "expiresAt", True, "bad_request"),
+    ("create-my-key", "expiresAt", ["2027-01-01T00:00:00+00:00"], "bad_request"),
+    ("create-my-key", "expiresAt", {"at": "2027-01-01T00:00:00+00:00"}, "bad_request"),
+    ("create-my-key", "expiresAt", "2027-01-01T00:00:00", "bad_request"),  # no offset
+    ("create-my-key", "expiresAt", "2027-01-01", "bad_request"),
+    ("create-my-key", "expiresAt", "next week", "bad_request"),
+    ("create-my-key", "expiresAt", "2027-02-30T00:00:00+00:00", "bad_request"),
+    ("create-my-key", "expiresAt", "2027-01-01T00:00:00+24:00", "bad_request"),
+    ("create-my-key", "expiresAt", "9999-12-31T23:59:59+00:00", "bad_request"),
+    ("create-my-key", "expiresAt", "x" * 100, "bad_request"),
+    ("create-my-key", "expiresAt", "2020-01-01T00:00:00+00:00", "bad_request"),  # the past
+    ("create-my-key", "expiresAt", "2026-11-25T10:00:00+00:00", "bad_request"),  # now
+    ("create-my-key", "expiresAt", "2026-11-25T19:00:00+09:00", "bad_request"),  # now, in Seoul
     ("buy-credits", "amount", 0, "bad_request"),
     ("buy-credits", "amount", 0.0, "bad_request"),
     ("buy-credits", "amount", -5, "bad_request"),
@@ -511,6 +572,17 @@ async def test_wrong_value(
     body = assert_envelope(response, STATUS[reason], reason)
     if reason == "bad_request":
         assert field.lower() in body.get("message", "").lower(), body
+    await unchanged.verify()
+
+
+async def test_a_bad_name_leaves_a_valid_expiry_unset_too(
+    client: httpx.AsyncClient, world: World, unchanged: Unchanged
+) -> None:
+    """One PATCH is one change: the expiry it would set is not kept when its name is refused."""
+    endpoint = _endpoints(world)["update-key"]
+    body = {"expiresAt": "2030-01-01T00:00:00+00:00", "name": "lap\u202etop"}
+    response = await _send(client, endpoint, orjson.dumps(body))
+    assert "U+202E" in assert_envelope(response, 400, "bad_request")["message"]
     await unchanged.verify()
 
 
@@ -663,6 +735,12 @@ WRONG_METHODS = [
     ("PUT", "/api/admin/keys/1"),
     ("GET", "/api/admin/keys/1/revoke"),
     ("POST", "/api/admin/reconcile"),
+    ("PUT", MY_KEYS),
+    ("PATCH", MY_KEYS),
+    ("DELETE", MY_KEYS),
+    ("GET", MY_KEYS + "/1"),
+    ("POST", MY_KEYS + "/1"),
+    ("PATCH", MY_KEYS + "/1"),
 ]
 
 
@@ -687,6 +765,7 @@ ID_ROUTES = [
     ("PATCH", "/api/admin/keys/{}", {"expiresAt": None}),
     ("POST", "/api/admin/keys/{}/revoke", None),
     ("POST", "/api/admin/users/{}/credits", {"amount": 1}),
+    ("DELETE", MY_KEYS + "/{}", None),
 ]
 BAD_IDS = [
     "abc",
@@ -711,13 +790,16 @@ BAD_IDS = [
 
 
 async def _id_call(
-    client: httpx.AsyncClient, method: str, template: str, body: Any, user_id: str
+    client: httpx.AsyncClient, world: World, method: str, template: str, body: Any, path_id: str
 ) -> httpx.Response:
+    headers = _credentials(world, template)
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     return await client.request(
         method,
-        template.format(user_id),
+        template.format(path_id),
         content=None if body is None else orjson.dumps(body),
-        headers=_admin_headers(**({} if body is None else {"Content-Type": "application/json"})),
+        headers=headers,
     )
 
 
@@ -732,7 +814,7 @@ async def test_bad_path_ids(
 ) -> None:
     for bad_id in BAD_IDS:
         with case(bad_id):
-            response = await _id_call(client, method, template, body, bad_id)
+            response = await _id_call(client, world, method, template, body, bad_id)
             assert_envelope(response, 400, "bad_request")
     await unchanged.verify()
 
@@ -749,7 +831,7 @@ async def test_well_formed_unknown_path_ids(
     reason = "key_not_found" if "/keys/" in template else "user_not_found"
     for missing_id in ("0", "999999", "999999999999999999", "0001000"):
         with case(missing_id):
-            response = await _id_call(client, method, template, body, missing_id)
+            response = await _id_call(client, world, method, template, body, missing_id)
             assert_envelope(response, 404, reason)
     await unchanged.verify()
 

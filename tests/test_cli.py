@@ -21,6 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import httpx
 import pytest
 
 from flamel_usage import cli
@@ -40,6 +41,8 @@ ANN = "ann@example.com"
 #: The exit code of a command that only reads, given a store missing or not migrated
 #: (README and ``--help``); 2 is bad input, bad settings or a store that does not answer.
 NOT_READY_EXIT = 5
+#: The exit code of bad arguments or input (``--help``), a bad key name among them.
+BAD_INPUT_EXIT = 2
 
 
 @pytest.fixture
@@ -176,6 +179,47 @@ def test_operator_commands_do_what_they_print(
     assert all(re.search(rf"\buser {ann_id}\b", line) for line in problems), problems
     assert any("plan_credit" in line for line in problems), problems
     assert not any(re.search(rf"\buser {bob_id}\b", line) for line in problems), problems
+
+
+async def test_keys_create_names_the_key_in_the_admin_listing(
+    clean_environ: dict[str, str], admin: httpx.AsyncClient
+) -> None:
+    env = clean_environ
+    _printed_id(env, *shlex.split("plans create Basic --credits 1 --period month"))
+    ann_id = _printed_id(env, "users", "create", ANN, "--plan", "Basic")
+    named = single_line(_ok(env, "keys", "create", ANN, "--name", "  CI deploy 한  "))
+    unnamed = single_line(_ok(env, "keys", "create", ANN))
+    assert KEY_SHAPE.fullmatch(named), named
+
+    response = await admin.get(f"/api/admin/users/{ann_id}/keys")
+    assert response.status_code == 200, response.text
+    listed = {key["prefix"]: key["name"] for key in response.json()["keys"]}
+    # Trimmed, as the API stores it; the secret itself is never listed.
+    assert listed == {named[:12]: "CI deploy 한", unnamed[:12]: None}
+    assert named not in response.text
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("   ", id="blank"),
+        pytest.param("x" * 65, id="too-long"),
+        pytest.param("lap\u202etop", id="right-to-left-override"),
+        pytest.param("lap\u200btop", id="zero-width-space"),
+        pytest.param("lap\ttop", id="tab"),
+    ],
+)
+def test_keys_create_refuses_a_bad_name_and_creates_nothing(
+    clean_environ: dict[str, str], database_url: str, name: str
+) -> None:
+    _seed(database_url)
+    before = snapshot(database_url)
+    done = run_cli(clean_environ, "keys", "create", ANN, "--name", name)
+    _assert_refused(done)
+    assert done.returncode == BAD_INPUT_EXIT, done.stderr
+    assert single_line(done.stderr).startswith("flamel-usage: bad_request: name "), done.stderr
+    assert snapshot(database_url) == before
 
 
 def test_database_url_option_overrides_the_environment(

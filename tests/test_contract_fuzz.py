@@ -12,11 +12,16 @@ number of examples, so the whole module stays well under CI's time limit:
    its history, login, logout, with the API key, the admin token and a real login in reach;
 4. the served ``/api-json``, operator operations (tag ``admin``), stateful along the
    document's links (user -> keys/usage/credits/plan/delete, key -> update/revoke,
-   charge -> refund by its Idempotency-Key).
+   charge -> refund by its Idempotency-Key);
+5. the served ``/api-json``, self-service keys (tag ``keys``), with nothing but the
+   ``connect.sid`` cookie of a user signed in for it (``POST /api/auth/login``): these
+   operations refuse any ``X-Api-Key``, so the credentials of runs 3 and 4 would only
+   ever be answered 403 session_required. Stateful along the link create -> revoke.
 
-Runs 3 and 4 together cover every operation of the document. They are separate so that
-the operator run, which deletes users at random, cannot take away the user whose key and
-password the customer run relies on.
+Runs 3, 4 and 5 together cover every operation of the document. They are separate so
+that the operator run, which deletes users at random, cannot take away the user whose
+key and password the customer run relies on, and each run sends the credentials its
+operations take.
 
 A failure shows Schemathesis' own report (which check, the response, a curl line to
 reproduce it). Every server error it finds becomes a regression test below.
@@ -187,6 +192,25 @@ parameters = { "path.userId" = { dictionary = "doomed_user_ids", probability = 0
 [[operations]]
 include-operation-id = "AdminController_changePlan"
 checks.ensure_resource_availability.enabled = false
+"""
+
+
+_MY_KEYS_OPERATIONS = """\
+# A new key must expire in the future: as for AdminController_createKey above.
+[[operations]]
+include-operation-id = "KeysController_createMyKey"
+parameters = { "body.expiresAt" = { dictionary = "future_instants" } }
+phases.coverage.checks.positive_data_acceptance.enabled = false
+"""
+
+
+def _session_auth(cookie: str) -> str:
+    """The session cookie as the value of the document's ``connect.sid`` scheme, so that
+    Schemathesis knows what the credential is (and leaves it out where it tests that an
+    operation refuses a request without it)."""
+    return f"""\
+[auth.openapi."connect.sid"]
+api_key = {json.dumps(cookie)}
 """
 
 
@@ -431,6 +455,51 @@ def test_served_document_admin_operations(
     )
     _assert_clean(run, record_property, authenticated=True)
     assert run.report["operations"]["tested"] == 14, run.output
+
+
+MY_KEYS_EMAIL = "fuzz-keys@example.com"
+
+
+def _signed_in(server: Seeded) -> str:
+    """A user made for the keys run, signed in: the value of their ``connect.sid``."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=server.base_url, timeout=10.0) as http:
+        user = http.post(
+            "/api/admin/users",
+            json={"email": MY_KEYS_EMAIL, "plan": PLAN, "password": PASSWORD},
+            headers=admin,
+        )
+        user.raise_for_status()
+        login = http.post("/api/auth/login", json={"email": MY_KEYS_EMAIL, "password": PASSWORD})
+        login.raise_for_status()
+        cookie = login.cookies["connect.sid"]
+        http.cookies.clear()
+        listed = http.get("/api/users/me/keys", headers={"Cookie": f"connect.sid={cookie}"})
+        assert listed.json() == {"keys": []}, listed.text
+    return cookie
+
+
+def test_served_document_my_keys_operations(
+    server: Seeded, tmp_path: Path, record_property: Any
+) -> None:
+    run = _schemathesis(
+        tmp_path,
+        f"{server.base_url}/api-json",
+        server.base_url,
+        {},
+        "--include-tag",
+        "keys",
+        config=_BASE_CONFIG
+        + _session_auth(_signed_in(server))
+        + _dictionaries(server)
+        + _MY_KEYS_OPERATIONS,
+    )
+    _assert_clean(run, record_property, authenticated=True)
+    assert run.report["operations"]["tested"] == 3, run.output
+    # The cookie alone was sent: never an API key, which these operations refuse.
+    sent = [{h["name"].lower() for h in e["request"]["headers"]} for e in run.exchanges]
+    assert sent, run.output
+    assert not any("x-api-key" in headers for headers in sent), run.output
 
 
 # --- regression tests for what the fuzzing found -------------------------------------------
