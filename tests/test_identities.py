@@ -83,7 +83,7 @@ async def test_invisible_and_control_characters_in_emails_are_refused(
 
 def test_one_address_is_one_throttle_bucket_however_it_is_spelt() -> None:
     """Otherwise each spelling of an address would get its own budget of guesses."""
-    buckets = {throttle.login_buckets("203.0.113.7", spelling)[1] for spelling in (
+    buckets = {throttle.login_buckets("203.0.113.7", spelling, None)[1] for spelling in (
         COMPOSED, DECOMPOSED, COMPOSED.upper(), f" {DECOMPOSED} "
     )}  # fmt: skip
     assert len(buckets) == 1
