@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 import orjson
 
@@ -145,6 +145,19 @@ class Request:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+    def query_value(self, name: str) -> str | None:
+        """The first value of ``name`` in the query string, if it is there.
+
+        Read field by field, never parsed whole into a dict: any query string, of any
+        length and any number of fields, gets an answer (a cap on the number of fields
+        made 17 of them an error).
+        """
+        for pair in self.query_string.split(b"&"):
+            key, _, value = pair.partition(b"=")
+            if unquote_plus(key.decode("latin-1")) == name:
+                return unquote_plus(value.decode("latin-1"))
+        return None
 
     @property
     def is_https(self) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from importlib import resources
 from typing import Literal
-from urllib.parse import parse_qs, unquote_plus
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from flamel_usage.auth import cookies
@@ -300,23 +300,9 @@ def _accept_language(header: str) -> Language:
     return best
 
 
-def _query_value(request: Request, name: str) -> str | None:
-    """The first value of ``name`` in the query string, if it is there.
-
-    Read field by field, never parsed whole into a dict: any query string, of any
-    length and any number of fields, gets the page (a cap on the number of fields made
-    17 of them an error).
-    """
-    for field in request.query_string.split(b"&"):
-        key, _, value = field.partition(b"=")
-        if unquote_plus(key.decode("latin-1")) == name:
-            return unquote_plus(value.decode("latin-1"))
-    return None
-
-
 def _language(request: Request) -> tuple[Language, list[tuple[bytes, bytes]]]:
     """The page language and, when ``?lang=`` chose it, the cookie that keeps the choice."""
-    chosen = _query_value(request, "lang")
+    chosen = request.query_value("lang")
     for language in LANGUAGES:
         if chosen == language:
             one_year = 365 * 24 * 3600
@@ -432,7 +418,7 @@ async def static_file(request: Request, services: Services) -> Response:
     if name not in _ASSETS:  # only ever a key of the allowlist, never a path
         raise NotFound("no such file")
     content, version = _asset(name)
-    versioned = _query_value(request, "v") == version
+    versioned = request.query_value("v") == version
     cache = b"public, max-age=31536000, immutable" if versioned else b"no-cache"
     return Response(
         200,

@@ -6,7 +6,6 @@ import csv
 import io
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qs
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import service as auth
@@ -97,13 +96,14 @@ async def get_my_usage_history(request: Request, services: Services) -> Response
     """
     now = services.clock()
     zone = services.settings.timezone
-    query = parse_qs(request.query_string.decode("latin-1"), keep_blank_values=True)
     try:
         async with services.db.read() as conn:
             user_id = await authenticated_user(conn, request, services, now)
-            given = {name: _query_value(query, name) for name in ("from", "to")}
-            granularity = _query_choice(query, "granularity", GRANULARITIES, "invalid_granularity")
-            shape = _query_choice(query, "format", HISTORY_FORMATS, "invalid_format")
+            given = {name: request.query_value(name) for name in ("from", "to")}
+            granularity = _query_choice(
+                request, "granularity", GRANULARITIES, "invalid_granularity"
+            )
+            shape = _query_choice(request, "format", HISTORY_FORMATS, "invalid_format")
             history = await read_history(
                 conn,
                 user_id,
@@ -122,17 +122,9 @@ async def get_my_usage_history(request: Request, services: Services) -> Response
     return json_response(history_json(history))
 
 
-def _query_value(query: dict[str, list[str]], name: str) -> str | None:
-    """The field's first value; None when absent."""
-    values = query.get(name)
-    return None if values is None else values[0]
-
-
-def _query_choice(
-    query: dict[str, list[str]], name: str, choices: Sequence[_Choice], reason: str
-) -> _Choice:
+def _query_choice(request: Request, name: str, choices: Sequence[_Choice], reason: str) -> _Choice:
     """One of ``choices`` (the first is the default), else ``BadRequest`` with ``reason``."""
-    value = _query_value(query, name)
+    value = request.query_value(name)
     if value is None:
         return choices[0]
     for choice in choices:
