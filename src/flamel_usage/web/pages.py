@@ -1234,9 +1234,11 @@ def _end_of_day(text: str, zone: ZoneInfo) -> int | None:
     return to_micros(datetime.combine(day + timedelta(days=1), time(), zone))
 
 
-async def keys_create(request: Request, services: Services) -> Response:
-    """Make a key and show it, once, on the answer itself: never in a redirect's URL,
-    and the page is ``no-store``, so that neither history nor a cache keeps it."""
+async def _keys_form(
+    request: Request, services: Services
+) -> tuple[_KeysVisit, dict[str, str]] | Response:
+    """The visit and form of a keys page POST, signed in, from this site and carrying the
+    session's form token; else the 403 page to answer."""
     language, _ = _language(request)
     visit = await _keys_visit(request, services)
     if visit is None or not security.same_origin(request):
@@ -1244,6 +1246,16 @@ async def keys_create(request: Request, services: Services) -> Response:
     form = await _read_form(request)
     if not _session_form_ok(visit.session_id, services.session_secret.reveal(), form):
         return _html(403, render_forbidden(language))
+    return visit, form
+
+
+async def keys_create(request: Request, services: Services) -> Response:
+    """Make a key and show it, once, on the answer itself: never in a redirect's URL,
+    and the page is ``no-store``, so that neither history nor a cache keeps it."""
+    checked = await _keys_form(request, services)
+    if isinstance(checked, Response):
+        return checked
+    visit, form = checked
     name = form.get("name", "")
     try:
         key_name = auth.key_name(name if name.strip() else None)
@@ -1289,13 +1301,10 @@ async def revoke_confirm_page(request: Request, services: Services) -> Response:
 
 
 async def revoke_submit(request: Request, services: Services) -> Response:
-    language, _ = _language(request)
-    visit = await _keys_visit(request, services)
-    if visit is None or not security.same_origin(request):
-        return _html(403, render_forbidden(language))
-    form = await _read_form(request)
-    if not _session_form_ok(visit.session_id, services.session_secret.reveal(), form):
-        return _html(403, render_forbidden(language))
+    checked = await _keys_form(request, services)
+    if isinstance(checked, Response):
+        return checked
+    visit, form = checked
     key = await _own_key(visit, services, request.params["keyId"])
     if key is not None:
         async with services.db.transaction() as conn:
