@@ -303,6 +303,9 @@ class _Generator:
                 period_start,
                 at,
                 refunded_at,
+                from_plan,
+                0,
+                owed,
             )
         )
         parts = []
