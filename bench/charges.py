@@ -50,7 +50,8 @@ LIVE_PURCHASES = (
 )
 RECORD = (
     "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
-    " period_start, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+    " from_plan, from_purchased, postpaid, period_start, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
 APPLY = (
     "UPDATE accounts SET plan_credit = plan_credit - ?, postpaid_used = postpaid_used + ?,"
@@ -113,9 +114,26 @@ async def charge_once(
     period = account["period_start"]
     if status != 201:
         body = orjson.dumps({"success": False, "code": status, "data": "refused"}).decode()
-        await one(RECORD, key, fingerprint, user_id, kind, COST, status, body, period, now)
+        await one(RECORD, key, fingerprint, user_id, kind, COST, status, body, 0, 0, 0, period, now)
         return status
-    charge_id = (await one(RECORD, key, fingerprint, user_id, kind, COST, 201, "", period, now))[0]
+    purchased = COST - from_plan - owed
+    charge_id = (
+        await one(
+            RECORD,
+            key,
+            fingerprint,
+            user_id,
+            kind,
+            COST,
+            201,
+            "",
+            from_plan,
+            purchased,
+            owed,
+            period,
+            now,
+        )
+    )[0]
     ttp, edit = int(kind == "ttp"), int(kind == "edit")
     await run(APPLY, from_plan, owed, ttp, edit, user_id)
     entries: list[tuple[str, int, int | None]] = [("plan", -from_plan, None)]

@@ -1,6 +1,7 @@
 """One benchmark run of flamel-usage against Prism and a bare-ASGI ceiling, and charges/s.
 
-    scripts/bench [--quick] [--seconds 8] [--rounds 3] [--workers 2] [--parts read,flat,charges]
+    scripts/bench [--quick] [--seconds 8] [--rounds 3] [--workers 2]
+                  [--parts read,flat,charges,history]
 
 (``scripts/bench`` installs wrk and the pinned Prism CLI first, then runs this file with
 the project's venv.) Everything listens on and is called at 127.0.0.1.
@@ -29,6 +30,10 @@ flat: ours-sqlite at the first connection level on --flat-users users vs --users
 charges: ``POST /api/admin/charges`` (``bench/charges.lua``) on each store next to a raw
   single-process loop of the same statements (``bench/charges.py``), alternating; then
   ``reconcile`` must be clean on both stores.
+history: ``GET /api/users/me/usage/history`` (by day, then by hour: the current period)
+  with the key of the seed's user with 10,000 charges in its current period
+  (``seed.HISTORY_USER``), ``bench/usage.lua`` with ``BENCH_PATH``, at --history-connections,
+  on each store (ours-sqlite, ours-pg), alternating; ``--parts history`` runs it alone.
 
 Workers: 2 by default, one per core of the 2-core machine this runs on (``flamel-usage
 serve`` itself defaults to 1). Results: a table on stdout, everything in
@@ -77,6 +82,10 @@ from benchlib import (
 PRISM = HERE / ".tools" / "node_modules" / ".bin" / "prism"
 SPEC = ROOT / "src" / "flamel_usage" / "web" / "openapi-seed.yaml"
 USAGE_PATH = "/api/users/me/usage"
+HISTORY_PATH = "/api/users/me/usage/history"
+GRANULARITIES = ("day", "hour")
+#: The issue's target for the history read on SQLite at 16 connections.
+HISTORY_P99_MS = 20.0
 CONTENDERS = ("ours-sqlite", "ceiling-sqlite", "ours-pg", "ceiling-pg", "prism", "prism-quiet")
 TOKEN = secrets.token_urlsafe(24)
 
@@ -169,14 +178,20 @@ class Run:
     # --- one read measurement --------------------------------------------------------
 
     def measure_read(
-        self, contender: str, store: Store | None, keys: Path, connections: int, seed_no: int
+        self,
+        contender: str,
+        store: Store | None,
+        keys: Path,
+        connections: int,
+        seed_no: int,
+        path: str = USAGE_PATH,
     ) -> dict[str, Any]:
         self.check_time()
         if store is not None:
             self.reset_keys(store)
         self.quiet()
         server = self.server(contender, store)
-        env = {"BENCH_KEYS": str(keys), "BENCH_SEED": str(seed_no)}
+        env = {"BENCH_KEYS": str(keys), "BENCH_SEED": str(seed_no), "BENCH_PATH": path}
         url = f"http://{HOST}:{server.port}"
         try:
             if self.args.warmup > 0:
@@ -419,6 +434,51 @@ def part_charges(run: Run, stores: dict[str, Store], users: int) -> dict[str, An
     }
 
 
+def part_history(run: Run, stores: dict[str, Store]) -> dict[str, Any]:
+    """The usage history of the seed's user with 10,000 charges, on each store."""
+    args = run.args
+    keys = run.workdir / "history-key.txt"
+    keys.write_text(seed.api_key(seed.HISTORY_USER) + "\n")
+    connections = args.history_connections
+    measurements = []
+    for round_no in range(args.rounds):
+        for granularity in GRANULARITIES:
+            log(f"history by {granularity}: {connections} connections, round {round_no + 1}")
+            names = list(stores) if round_no % 2 == 0 else list(stores)[::-1]
+            for name in names:
+                row = run.measure_read(
+                    f"ours-{name}",
+                    stores[name],
+                    keys,
+                    connections,
+                    9000 + round_no,
+                    f"{HISTORY_PATH}?granularity={granularity}",
+                )
+                measurements.append({**row, "granularity": granularity, "round": round_no + 1})
+    summary = [
+        {
+            "contender": f"ours-{name}",
+            "granularity": granularity,
+            "connections": connections,
+            **summarise(
+                [
+                    m
+                    for m in measurements
+                    if m["contender"] == f"ours-{name}" and m["granularity"] == granularity
+                ]
+            ),
+        }
+        for name in stores
+        for granularity in GRANULARITIES
+    ]
+    return {
+        "user_id": seed.HISTORY_USER,
+        "charges": seed.HISTORY_CHARGES,
+        "measurements": measurements,
+        "summary": summary,
+    }
+
+
 # --- targets and the table ---------------------------------------------------------------
 
 
@@ -480,9 +540,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f" {flat['large']['users']:,} users {flat['large']['per_second']:.0f} req/s"
             f" ({ratio - 1:+.1%})",
         )
+    for entry in results.get("history", {}).get("summary", []):
+        if entry["contender"] == "ours-sqlite" and entry["connections"] == 16:
+            target(
+                f"history by {entry['granularity']} on SQLite p99 < {HISTORY_P99_MS:.0f} ms"
+                " at 16 connections",
+                entry["p99_ms"] < HISTORY_P99_MS and entry["errors"] == 0,
+                f"{entry['p99_ms']:.2f} ms, {entry['errors']} errors",
+            )
     peaks = [
         m["peak_rss_mb_per_worker"]
-        for part in ("read", "flat")
+        for part in ("read", "flat", "history")
         for m in results.get(part, {}).get("measurements", [])
         if m["contender"].startswith("ours")
     ] + [m["peak_rss_mb_per_worker"] for m in results.get("charges", {}).get("measurements", [])]
@@ -496,7 +564,7 @@ def _noise(results: dict[str, Any]) -> dict[str, Any] | None:
     """How much CPU other processes took during the measurements (the machine may be shared)."""
     found = [
         m["other_cores"]
-        for part in ("read", "flat")
+        for part in ("read", "flat", "history")
         for m in results.get(part, {}).get("measurements", [])
     ]
     for m in results.get("charges", {}).get("measurements", []):
@@ -575,6 +643,23 @@ def table(results: dict[str, Any]) -> str:
                 f"{r['ratio']:>7.2f}  "
                 + ("clean" if not r["reconcile_problems"] else f"{r['reconcile_problems']} diffs")
             )
+    history = results.get("history")
+    if history:
+        lines.append("")
+        lines.append(
+            f"GET /api/users/me/usage/history (the current period) of user {history['user_id']}"
+            f" with {history['charges']:,} charges in it; median of {args['rounds']} round(s)"
+        )
+        lines.append(
+            f"{'conns':>5}  {'contender':<15}{'by':<6}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>9}"
+            f"{'errors':>8}{'RSS/worker MB':>15}"
+        )
+        for r in history["summary"]:
+            lines.append(
+                f"{r['connections']:>5}  {r['contender']:<15}{r['granularity']:<6}"
+                f"{r['per_second']:>9.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
+                f"{r['peak_rss_mb_per_worker']:>11.1f} x{r['workers']:<2}"
+            )
     noise = results.get("other_cores")
     if noise:
         lines.append("")
@@ -609,7 +694,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="server workers (default 2)")
     parser.add_argument("--connections", default="16,64", help="read levels (default 16,64)")
     parser.add_argument("--charge-connections", type=int, default=16)
-    parser.add_argument("--parts", default="read,flat,charges")
+    parser.add_argument("--history-connections", type=int, default=16)
+    parser.add_argument(
+        "--parts", default="read,flat,charges,history", help="default read,flat,charges,history"
+    )
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--max-minutes", type=float, default=60, help="give up after (default 60)")
     parser.add_argument(
@@ -642,7 +730,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     args.parts = [p for p in args.parts.split(",") if p]
     args.contenders = [c for c in args.contenders.split(",") if c]
     unknown = set(args.contenders) - set(CONTENDERS)
-    if unknown or not set(args.parts) <= {"read", "flat", "charges"}:
+    if unknown or not set(args.parts) <= {"read", "flat", "charges", "history"}:
         parser.error(f"unknown contenders or parts: {sorted(unknown)} {args.parts}")
     return args
 
@@ -686,7 +774,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True)
     pg_name = f"flamel_bench_{stamp.lower()}_{os.getpid()}"
     pg_created = False
-    needs_pg = "charges" in args.parts or any(c.endswith("-pg") for c in args.contenders)
+    needs_pg = (
+        "charges" in args.parts
+        or "history" in args.parts
+        or any(c.endswith("-pg") for c in args.contenders)
+    )
     started = time.monotonic()
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -734,6 +826,8 @@ def main(argv: list[str] | None = None) -> int:
             results["flat"] = part_flat(run, small, small_store, main_seed, stores["sqlite"])
         if "charges" in args.parts:
             results["charges"] = part_charges(run, stores, args.users)
+        if "history" in args.parts:
+            results["history"] = part_history(run, read_stores)
         ok = True
     except KeyboardInterrupt:
         log("interrupted")

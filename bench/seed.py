@@ -69,6 +69,9 @@ TABLES = (
     "ledger_entries",
 )
 KINDS = ("ttp", "edit", "image")
+#: The user whose usage history the benchmark reads, and its charges in the current period.
+HISTORY_USER = 1
+HISTORY_CHARGES = 10_000
 COUNTED = {"ttp": ("ttp_count", 4), "edit": ("edit_count", 5)}  # account field, plan index
 
 
@@ -104,6 +107,7 @@ class _Generator:
         self.next_purchase = 1
         self.next_charge = 1
         self.keys: list[str] = []
+        self.anchors: dict[int, int] = {}
 
     def entry(
         self,
@@ -123,10 +127,11 @@ class _Generator:
 
     def run(self) -> None:
         weights = [plan[7] for plan in PLANS]
-        per_user, extra = divmod(self.entries, self.users)
-        for user_id in range(1, self.users + 1):
+        left = self.entries - self.history_user()
+        per_user, extra = divmod(left, self.users - 1)
+        for user_id in range(HISTORY_USER + 1, self.users + 1):
             plan = self.rng.choices(PLANS, weights)[0]
-            self.user(user_id, plan, per_user + (1 if user_id <= extra else 0))
+            self.user(user_id, plan, per_user + (1 if user_id - HISTORY_USER <= extra else 0))
         self.ledger.sort(key=lambda row: row[1])
         self.rows["ledger_entries"] = [
             (number, *row) for number, row in enumerate(self.ledger, start=1)
@@ -149,6 +154,39 @@ class _Generator:
             found.append(period_containing(anchor, unit, before, ZONE))
         return to_micros(anchor), found[::-1]
 
+    def history_user(self) -> int:
+        """User ``HISTORY_USER``: ``HISTORY_CHARGES`` charges of every kind spread over its
+        current period so far (postpaid, some refunded); the ledger entries written."""
+        account, (current,) = self.subscriber(HISTORY_USER, PLANS[3], past=0)
+        start = to_micros(current.start)
+        rolled = start + SECOND
+        self.entry(HISTORY_USER, rolled, "period_start", "plan", account.plan[3], start)
+        account.plan_credit = account.plan[3]
+        written = 1
+        instants = sorted(
+            self.rng.randint(rolled, self.now - SECOND) for _ in range(HISTORY_CHARGES)
+        )
+        for at in instants:
+            written += self.charge(account, at, start, room=6, refundable=True)
+        self.account_row(account, current)
+        return written
+
+    def subscriber(
+        self, user_id: int, plan: tuple[Any, ...], past: int
+    ) -> tuple[_Account, list[Period]]:
+        """The user, its key and an empty account; its current period and ``past`` before."""
+        anchor, periods = self.periods(plan[2], past)
+        self.rows["users"].append(
+            (user_id, f"user{user_id}@bench.flamel.local", None, anchor, None)
+        )
+        key = api_key(user_id)
+        self.keys.append(key)
+        self.rows["api_keys"].append(
+            (user_id, user_id, key[:12], key_hash(key), anchor + SECOND, None, None, None)
+        )
+        self.anchors[user_id] = anchor
+        return _Account(user_id, plan), periods
+
     def user(self, user_id: int, plan: tuple[Any, ...], budget: int) -> None:
         rng = self.rng
         unit = plan[2]
@@ -160,16 +198,7 @@ class _Generator:
         past = 0
         if estimate >= 2:
             past = max(1, min(36 if unit == "month" else 3, estimate // 12))
-        anchor, periods = self.periods(unit, past)
-        self.rows["users"].append(
-            (user_id, f"user{user_id}@bench.flamel.local", None, anchor, None)
-        )
-        key = api_key(user_id)
-        self.keys.append(key)
-        self.rows["api_keys"].append(
-            (user_id, user_id, key[:12], key_hash(key), anchor + SECOND, None, None, None)
-        )
-        account = _Account(user_id, plan)
+        account, periods = self.subscriber(user_id, plan, past)
         current = periods[-1]
         filler = max(0, budget - self.current_period(account, current, current_charges, buys))
         history = _Account(user_id, plan)
@@ -177,6 +206,10 @@ class _Generator:
             shares = [filler // past + (1 if i < filler % past else 0) for i in range(past)]
             for period, share in zip(periods[:-1], shares, strict=True):
                 self.past_period(history, period, share, expired_purchase=rng.random() < 0.1)
+        self.account_row(account, current)
+
+    def account_row(self, account: _Account, current: Period) -> None:
+        user_id, plan, anchor = account.user_id, account.plan, self.anchors[account.user_id]
         self.rows["accounts"].append(
             (
                 user_id,
@@ -303,6 +336,9 @@ class _Generator:
                 period_start,
                 at,
                 refunded_at,
+                from_plan,
+                0,
+                owed,
             )
         )
         parts = []

@@ -1,9 +1,11 @@
 -- wrk script: GET /api/users/me/usage with a random valid API key per request.
 -- BENCH_KEYS names a file of keys, one a line (loaded once per thread, in init);
+-- BENCH_PATH, when set, is the path to get instead (the usage history, with its query);
 -- BENCH_SEED varies the random sequence between runs. Status counts and the p50/p99
 -- latency (microseconds) are written at the end for bench/run.py to read.
 local keys = {}
 local threads = {}
+local path = os.getenv("BENCH_PATH") or "/api/users/me/usage"
 
 function setup(thread)
   thread:set("thread_id", #threads + 1)
@@ -21,7 +23,7 @@ function init(args)
 end
 
 function request()
-  return wrk.format("GET", "/api/users/me/usage", { ["X-Api-Key"] = keys[math.random(#keys)] })
+  return wrk.format("GET", path, { ["X-Api-Key"] = keys[math.random(#keys)] })
 end
 
 function response(status, headers, body)

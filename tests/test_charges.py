@@ -870,6 +870,63 @@ async def test_reconcile_detects_a_tampered_charge(
     assert "was refused but has ledger entries" in problems[0]
 
 
+async def test_reconcile_checks_each_charges_split_against_its_entries(
+    db: Database, admin: httpx.AsyncClient, factory: Factory
+) -> None:
+    """The usage history sums the split on the charges row: it must be the entries'."""
+    user = await factory.user(await factory.plan(credits=1, max_ttp=None))
+    await factory.purchase(user, 3)
+    assert (await post_charge(admin, "split", user.id, "image", 2)).status_code == 201
+    split = "SELECT from_plan, from_purchased, postpaid FROM charges WHERE idempotency_key = ?"
+    async with db.read() as conn:
+        row = await conn.fetchone(split, "split")
+    assert row is not None
+    assert (row["from_plan"], row["from_purchased"], row["postpaid"]) == (1000, 1000, 0)
+    assert await factory.reconcile() == []
+
+    await execute(
+        db,
+        "UPDATE charges SET from_plan = from_plan - 1, postpaid = postpaid + 1"
+        " WHERE idempotency_key = ?",
+        "split",
+    )
+    (problem,) = await factory.reconcile()
+    assert problem.endswith(
+        "records plan/purchased/postpaid (999, 1000, 1), its entries say (1000, 1000, 0)"
+    )
+
+
+async def test_the_split_migration_fills_in_charges_made_before_it(
+    db: Database, factory: Factory
+) -> None:
+    """A store charged before migration 0007: each charge's split, from its entries."""
+    prepaid = await factory.user(await factory.plan(credits=1, max_ttp=None))
+    await factory.purchase(prepaid, 3)
+    postpaid = await factory.user(await factory.plan(credits=1, max_ttp=None, postpaid=True))
+    for user, key, cost in ((prepaid, "both", 2), (prepaid, "refused", 9), (postpaid, "owed", 3)):
+        await factory.charge(user, "image", key, cost)
+    async with db.transaction() as conn:
+        await conn.execute("DROP INDEX charges_user_spent")
+        for column in ("from_plan", "from_purchased", "postpaid"):
+            await conn.execute(f"ALTER TABLE charges DROP COLUMN {column}")
+        await conn.execute("CREATE INDEX charges_user ON charges (user_id, created_at)")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 7")
+
+    assert await db.migrate() == [7]
+
+    async with db.read() as conn:
+        rows = await conn.fetchall(
+            "SELECT idempotency_key, status, from_plan, from_purchased, postpaid FROM charges"
+            " ORDER BY id"
+        )
+    assert [tuple(row) for row in rows] == [
+        ("both", 201, 1000, 1000, 0),
+        ("refused", 402, 0, 0, 0),
+        ("owed", 201, 1000, 0, 2000),
+    ]
+    assert await factory.reconcile() == []
+
+
 # --- bad input over HTTP --------------------------------------------------------------
 
 _DROP = object()

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from flamel_usage.db import Database
+from flamel_usage.ledger.history import Granularity, read_history
+from flamel_usage.periods import to_micros
 from tests.conftest import FakeClock
 from tests.factories import Factory
 
@@ -184,3 +188,62 @@ async def test_longest_ranges(client: httpx.AsyncClient, factory: Factory) -> No
     assert len(year["buckets"]) == 366
     month = {"from": "2026-12-01", "to": "2027-01-01", "granularity": "hour"}
     assert len((await _history(client, key, **month))["buckets"]) == 31 * 24
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [
+        ("Asia/Kathmandu", "2026-11-25"),  # +05:45 all year
+        ("Australia/Lord_Howe", "2026-10-04"),  # +10:30 to +11 that night: a 30-minute shift
+        ("America/St_Johns", "2026-11-01"),  # -02:30 to -03:30 that night
+        ("America/New_York", "2026-11-01"),  # a whole hour back
+    ],
+)
+@pytest.mark.parametrize("granularity", ["day", "hour"])
+async def test_each_charge_counts_in_the_bucket_of_its_instant(
+    db: Database, clock: FakeClock, zone: str, day: str, granularity: Granularity
+) -> None:
+    """Charges a microsecond either side of every local quarter hour, over two days
+    around a change of offset, from a start at an odd microsecond: each in its bucket.
+
+    The store sums per slice of time (``_granules``); this proves no slice straddles a
+    bucket boundary, whatever the zone's offsets.
+    """
+    billing_zone = ZoneInfo(zone)
+    factory = Factory(db, clock, billing_zone)
+    begin = datetime.fromisoformat(day).replace(tzinfo=billing_zone) - timedelta(hours=12)
+    clock.set(begin - timedelta(days=3))
+    user = await factory.user(await factory.plan(credits=1000, max_ttp=None, postpaid=True))
+    instants = []
+    quarter = begin.astimezone(UTC)
+    while quarter < begin + timedelta(days=2):
+        instants += [quarter - timedelta(microseconds=1), quarter]
+        quarter += timedelta(minutes=15)
+    for number, instant in enumerate(instants):
+        clock.set(instant)
+        assert (await factory.charge(user, "ttp", f"q{number}")).status == 201
+    start = to_micros(begin) + 1_234_567
+    async with db.read() as conn:
+        history = await read_history(
+            conn,
+            user.id,
+            start=start,
+            end=to_micros(begin + timedelta(days=2)),
+            granularity=granularity,
+            kinds=["ttp"],
+            now=clock(),
+            zone=billing_zone,
+        )
+    for bucket in history.buckets:
+        inside = [instant for instant in instants if bucket.start <= instant < bucket.end]
+        assert bucket.operations["ttp"] == len(inside), bucket
+        if bucket.start != history.start:
+            # A local hour (midnight), or where the clock jumps over it (to 2:30 there).
+            local = bucket.start.astimezone(billing_zone).replace(tzinfo=None)
+            before = (bucket.start - timedelta(microseconds=1)).astimezone(billing_zone)
+            jumped = before.replace(tzinfo=None) + timedelta(microseconds=1) != local
+            whole = local.time() == time(local.hour) and (granularity == "hour" or local.hour == 0)
+            assert whole or jumped, bucket
+    assert sum(bucket.operations["ttp"] for bucket in history.buckets) == sum(
+        1 for instant in instants if to_micros(instant) >= start
+    )

@@ -122,6 +122,10 @@ class _Spend:
         return sum(amount for _, amount in self.from_purchases)
 
 
+#: What a refused charge took: nothing.
+_NOTHING = _Spend(0, [], 0)
+
+
 async def charge(
     conn: Connection,
     request: ChargeRequest,
@@ -150,10 +154,12 @@ async def charge(
         spend = await _plan_spend(conn, account, request.kind, cost, now)
     except (InsufficientCredit, LimitExceeded) as refusal:
         body = error_body(refusal.status, refusal.reason, refusal.message)
-        await _record(conn, idempotency_key, request, cost, refusal.status, body, account, now)
+        await _record(
+            conn, idempotency_key, request, cost, refusal.status, body, _NOTHING, account, now
+        )
         return Outcome(refusal.status, body)
 
-    charge_id = await _record(conn, idempotency_key, request, cost, 201, b"", account, now)
+    charge_id = await _record(conn, idempotency_key, request, cost, 201, b"", spend, account, now)
     await _apply(conn, account, request.kind, spend, charge_id, now)
     usage = await read_usage(conn, request.user_id, now, zone)
     body = orjson.dumps(
@@ -244,12 +250,14 @@ async def _record(
     cost: int,
     status: int,
     body: bytes,
+    spend: _Spend,
     account: Row,
     now: int,
 ) -> int:
     charge_id = await conn.fetchval(
         "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
-        " period_start, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " from_plan, from_purchased, postpaid, period_start, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         idempotency_key,
         request.fingerprint(),
         request.user_id,
@@ -257,6 +265,9 @@ async def _record(
         cost,
         status,
         body.decode(),
+        spend.from_plan,
+        spend.from_purchased,
+        spend.postpaid,
         account["period_start"],
         now,
     )

@@ -437,27 +437,40 @@ async def _charge_problems(conn: Connection) -> list[str]:
     """Charges whose ledger entries do not match their idempotency record.
 
     A successful charge's entries cover its cost exactly (plan and purchased credit
-    taken, plus postpaid accrued); a refused one has none; a refund exists exactly when
-    the record says it was refunded.
+    taken, plus postpaid accrued), as its row's split says (the usage history sums the
+    split); a refused one has none and a split of zero; a refund exists exactly when the
+    record says it was refunded.
     """
     rows = await conn.fetchall(
         "SELECT c.id, c.user_id, c.status, c.cost, c.refunded_at,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool IN ('plan', 'purchase')"
-        " THEN -e.amount WHEN e.entry_type = 'charge' AND e.pool = 'postpaid' THEN e.amount END),"
-        " 0) AS BIGINT) AS covered,"
+        " c.from_plan, c.from_purchased, c.postpaid,"
+        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'plan'"
+        " THEN -e.amount END), 0) AS BIGINT) AS plan_entries,"
+        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'purchase'"
+        " THEN -e.amount END), 0) AS BIGINT) AS purchase_entries,"
+        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'postpaid'"
+        " THEN e.amount END), 0) AS BIGINT) AS postpaid_entries,"
         " COUNT(CASE WHEN e.entry_type = 'charge' THEN 1 END) AS charge_entries,"
         " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
         " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
-        " GROUP BY c.id, c.user_id, c.status, c.cost, c.refunded_at ORDER BY c.id"
+        " GROUP BY c.id, c.user_id, c.status, c.cost, c.refunded_at,"
+        " c.from_plan, c.from_purchased, c.postpaid ORDER BY c.id"
     )
     problems = []
     for row in rows:
         where = f"user {row['user_id']}: charge {row['id']}"
+        split = (row["from_plan"], row["from_purchased"], row["postpaid"])
+        entries = (row["plan_entries"], row["purchase_entries"], row["postpaid_entries"])
+        covered = sum(entries)
         if row["status"] != 201:
             if row["charge_entries"] or row["refund_entries"]:
                 problems.append(f"{where} was refused but has ledger entries")
-        elif row["covered"] != row["cost"]:
-            problems.append(f"{where} costs {row['cost']}, its entries cover {row['covered']}")
+        elif covered != row["cost"]:
+            problems.append(f"{where} costs {row['cost']}, its entries cover {covered}")
         elif (row["refunded_at"] is None) != (row["refund_entries"] == 0):
             problems.append(f"{where}: refund record and refund entries disagree")
+        if split != entries:
+            problems.append(
+                f"{where} records plan/purchased/postpaid {split}, its entries say {entries}"
+            )
     return problems

@@ -1304,7 +1304,7 @@ async def revoke_submit(request: Request, services: Services) -> Response:
     checked = await _keys_form(request, services)
     if isinstance(checked, Response):
         return checked
-    visit, form = checked
+    visit, _ = checked
     key = await _own_key(visit, services, request.params["keyId"])
     if key is not None:
         async with services.db.transaction() as conn:
