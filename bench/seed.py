@@ -182,7 +182,7 @@ class _Generator:
         key = api_key(user_id)
         self.keys.append(key)
         self.rows["api_keys"].append(
-            (user_id, user_id, key[:12], key_hash(key), anchor + SECOND, None, None, None)
+            (user_id, user_id, key[:12], key_hash(key), anchor + SECOND, None, None, None, None)
         )
         self.anchors[user_id] = anchor
         return _Account(user_id, plan), periods
