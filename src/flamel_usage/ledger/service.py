@@ -326,14 +326,12 @@ async def plan_credit_due(conn: Connection, account: Row, max_credit: int) -> in
     after it gives back what the downgrade held back.
     """
     standing: int = await conn.fetchval(
-        "SELECT CAST(COALESCE(SUM(e.amount), 0) AS BIGINT) FROM ledger_entries e"
-        " JOIN charges c ON c.id = e.charge_id"
-        " WHERE e.user_id = ? AND e.period_start = ? AND e.pool = 'plan'"
-        " AND e.entry_type = 'charge' AND c.refunded_at IS NULL",
+        "SELECT CAST(COALESCE(SUM(from_plan), 0) AS BIGINT) FROM charges"
+        " WHERE user_id = ? AND period_start = ? AND status = 201 AND refunded_at IS NULL",
         account["user_id"],
         account["period_start"],
     )
-    return max(0, min(max_credit, max_credit + standing))
+    return max(0, min(max_credit, max_credit - standing))
 
 
 async def change_plan(
