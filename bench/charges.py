@@ -3,7 +3,7 @@
 Used by ``bench/run.py`` (``--parts charges`` runs this part alone). Over HTTP,
 ``bench/charges.lua`` drives ``POST /api/admin/charges`` with a fresh Idempotency-Key
 per request, a random seeded user and a random kind. The raw loop runs the statements
-that ``flamel_usage.ledger.charges.charge`` runs for the same mix of requests, with the
+that ``flamel_usage.metering.charges.charge`` runs for the same mix of requests, with the
 same driver and connection settings as the service, in one process without HTTP or the
 service's code: one transaction after the other on SQLite (it has one writer at a time
 anyway), ``--charge-connections`` concurrent transactions on one asyncpg pool on

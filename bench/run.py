@@ -17,7 +17,7 @@ read: ``GET /api/users/me/usage`` with a random valid key per request
   (``flamel-usage serve --workers N``), ceiling-sqlite and ceiling-pg
   (``bench/ceiling.py``: the same statements as a bare ASGI callable under the same
   uvicorn options and worker count), prism (``prism mock`` of the packaged seed spec
-  ``src/flamel_usage/web/openapi-seed.yaml``, one process, as its CLI runs by default:
+  ``src/flamel_usage/http/openapi/openapi-seed.yaml``, one process, as its CLI runs by default:
   a log line per request, as the issue measured it) and prism-quiet (the same with
   ``-v warn``; printed as ``ours/quiet``, not judged). Each
   measurement starts its server, warms up for --warmup s, measures for --seconds s,
@@ -80,7 +80,7 @@ from benchlib import (
 )
 
 PRISM = HERE / ".tools" / "node_modules" / ".bin" / "prism"
-SPEC = ROOT / "src" / "flamel_usage" / "web" / "openapi-seed.yaml"
+SPEC = ROOT / "src" / "flamel_usage" / "http" / "openapi" / "openapi-seed.yaml"
 USAGE_PATH = "/api/users/me/usage"
 HISTORY_PATH = "/api/users/me/usage/history"
 GRANULARITIES = ("day", "hour")

@@ -41,9 +41,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from flamel_usage.db import Database
-from flamel_usage.ledger import service as ledger
-from flamel_usage.periods import Period, from_micros, period_containing, to_micros
+from flamel_usage.core.periods import Period, from_micros, period_containing, to_micros
+from flamel_usage.db.gateway import Database
+from flamel_usage.ledger import balances as ledger
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -372,7 +372,9 @@ class _Generator:
 
 def _migrations_digest() -> str:
     digest = hashlib.sha256()
-    for entry in sorted(resources.files("flamel_usage.migrations").iterdir(), key=lambda e: e.name):
+    for entry in sorted(
+        resources.files("flamel_usage.db.migrations").iterdir(), key=lambda e: e.name
+    ):
         if entry.name.endswith(".sql"):
             digest.update(entry.name.encode() + entry.read_bytes())
     return digest.hexdigest()

@@ -19,10 +19,10 @@ import asyncpg
 import httpx
 import pytest
 
-from flamel_usage.config import Settings
-from flamel_usage.db import Database
-from flamel_usage.periods import to_micros
-from flamel_usage.web.app import App
+from flamel_usage.core.config import Settings
+from flamel_usage.core.periods import to_micros
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
 from tests.factories import Factory
 from tests.store import truncate_all
 

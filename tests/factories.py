@@ -7,12 +7,12 @@ from datetime import datetime
 from itertools import count
 from zoneinfo import ZoneInfo
 
-from flamel_usage.accounts import service as accounts
-from flamel_usage.auth import service as auth
+from flamel_usage.accounts import users as accounts
+from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_password
-from flamel_usage.db import Database
-from flamel_usage.ledger import charges as metering
-from flamel_usage.ledger import service as ledger
+from flamel_usage.db.gateway import Database
+from flamel_usage.ledger import balances as ledger
+from flamel_usage.metering import charges as metering
 
 _serial = count(1)
 

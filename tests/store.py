@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from flamel_usage.db import Connection, Database
+from flamel_usage.db.gateway import Connection, Database
 
 _TABLE_NAMES = {
     "postgresql": (

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from flamel_usage.db import Database
+from flamel_usage.db.gateway import Database
 from tests.conftest import FakeClock
 
 NOW = "2026-11-25T10:00:00+00:00"  # the clock fixture's start

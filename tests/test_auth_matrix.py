@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from flamel_usage.auth.cookies import session_cookie_value, sign
-from flamel_usage.config import Settings
-from flamel_usage.db import Database
-from flamel_usage.web.app import App
+from flamel_usage.core.config import Settings
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
 from tests.conftest import SESSION_SECRET, FakeClock
 
 USAGE = "/api/users/me/usage"

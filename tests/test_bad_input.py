@@ -19,9 +19,9 @@ import orjson
 import pytest
 from hypothesis import strategies as st
 
-from flamel_usage.config import Settings
-from flamel_usage.db import Database
-from flamel_usage.web.app import App
+from flamel_usage.core.config import Settings
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
 from tests.conftest import ADMIN_TOKEN, FakeClock
 from tests.factories import Factory
 from tests.store import table_rows

@@ -21,11 +21,11 @@ import httpx
 import orjson
 import pytest
 
-from flamel_usage.accounts import service as accounts
-from flamel_usage.accounts.service import User
-from flamel_usage.db import Database
-from flamel_usage.ledger import service as ledger
-from flamel_usage.periods import to_micros
+from flamel_usage.accounts import users as accounts
+from flamel_usage.accounts.users import User
+from flamel_usage.core.periods import to_micros
+from flamel_usage.db.gateway import Database
+from flamel_usage.ledger import balances as ledger
 from tests.conftest import FakeClock
 from tests.factories import Factory
 from tests.store import table_rows

@@ -25,13 +25,13 @@ import httpx
 import pytest
 
 from flamel_usage import cli
-from flamel_usage.accounts import service as accounts
-from flamel_usage.auth import service as auth
+from flamel_usage.accounts import users as accounts
+from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import verify_password
-from flamel_usage.db import Database
-from flamel_usage.ledger import service as ledger
-from flamel_usage.periods import to_micros
-from flamel_usage.web.services import system_clock
+from flamel_usage.core.periods import to_micros
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.context import system_clock
+from flamel_usage.ledger import balances as ledger
 from tests.conftest import POSTGRES_URL
 from tests.processes import run_cli, single_line
 from tests.store import reset_database, snapshot, sql

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 import httpx
 import pytest
 
-from flamel_usage.accounts.service import User
+from flamel_usage.accounts.users import User
 from flamel_usage.client import (
     ApiKeyExpired,
     AsyncClient,
@@ -23,8 +23,8 @@ from flamel_usage.client import (
     UsageInfo,
     WrongApiKey,
 )
-from flamel_usage.db import Database
-from flamel_usage.periods import from_micros, to_micros
+from flamel_usage.core.periods import from_micros, to_micros
+from flamel_usage.db.gateway import Database
 from tests.factories import Factory
 from tests.processes import free_port, running_server
 

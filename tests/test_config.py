@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flamel_usage.config import ConfigError, Settings
-from flamel_usage.db import Database
+from flamel_usage.core.config import ConfigError, Settings
+from flamel_usage.db.gateway import Database
 from tests.processes import ServerProcess
 
 SECRETS = {

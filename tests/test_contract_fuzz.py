@@ -53,11 +53,11 @@ from typing import Any
 import httpx
 import pytest
 
-import flamel_usage.web
+import flamel_usage.http.openapi
 from tests.conftest import ADMIN_TOKEN
 from tests.processes import child_env, running_server
 
-SEED_SPEC = Path(flamel_usage.web.__file__).with_name("openapi-seed.yaml")
+SEED_SPEC = Path(flamel_usage.http.openapi.__file__).with_name("openapi-seed.yaml")
 SEED_PATH = "/api/users/me/usage"
 #: The statuses the seed lists for its operation.
 SEED_STATUSES = {200, 401, 403}

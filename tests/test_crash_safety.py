@@ -27,7 +27,7 @@ import httpx
 import orjson
 import pytest
 
-from flamel_usage.db import Database
+from flamel_usage.db.gateway import Database
 from tests.conftest import ADMIN_TOKEN
 from tests.processes import STOP_TIMEOUT_S, ServerProcess, server_process
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flamel_usage.credits import MAX_MILLI, credits_value, parse_credits
-from flamel_usage.errors import BadRequest
+from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.money import MAX_MILLI, credits_value, parse_credits
 
 
 @given(st.decimals(allow_nan=True, allow_infinity=True))

@@ -32,13 +32,12 @@ import asyncpg
 import httpx
 import pytest
 
-from flamel_usage import db as gateway
 from flamel_usage.auth import cookies
-from flamel_usage.config import ConfigError, Settings
-from flamel_usage.db import Database, DatabaseUnavailable
-from flamel_usage.ledger import charges as metering
-from flamel_usage.web import pages
-from flamel_usage.web.app import App
+from flamel_usage.core.config import ConfigError, Settings
+from flamel_usage.db.gateway import Database, DatabaseUnavailable, gateway
+from flamel_usage.http.app import App
+from flamel_usage.http.pages import views as pages
+from flamel_usage.metering import charges as metering
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET
 from tests.processes import free_port, http_client, server_process
 from tests.store import sql

@@ -13,8 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flamel_usage.ledger.history import Bucket, History
-from flamel_usage.web.pages import (
+from flamel_usage.http.pages.views import (
     HISTORY_CSV,
     MAX_DAY_LABELS,
     PLOT_BOTTOM,
@@ -22,6 +21,7 @@ from flamel_usage.web.pages import (
     axis_top,
     render_history_chart,
 )
+from flamel_usage.ledger.history import Bucket, History
 
 SEOUL = ZoneInfo("Asia/Seoul")
 SVG = "{http://www.w3.org/2000/svg}"

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from flamel_usage.db import Database
-from flamel_usage.web import app as app_module
-from flamel_usage.web.app import App
+from flamel_usage.db.gateway import Database
+from flamel_usage.http import app as app_module
+from flamel_usage.http.app import App
 from tests.conftest import FakeClock
 from tests.factories import Factory
 

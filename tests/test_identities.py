@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from flamel_usage.auth import throttle
-from flamel_usage.db import Database, UniqueViolation
-from flamel_usage.web.openapi import openapi_document
+from flamel_usage.db.gateway import Database, UniqueViolation
+from flamel_usage.http.openapi.document import openapi_document
 from tests.store import table_rows
 
 PASSWORD = "correct horse battery staple"

@@ -16,8 +16,8 @@ import httpx
 import hypothesis
 from hypothesis import strategies as st
 
-from flamel_usage.db import Database
-from flamel_usage.web.app import ROUTES
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import ROUTES
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import Factory
 from tests.store import table_rows

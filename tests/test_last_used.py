@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from flamel_usage.auth.last_used import LastUsed
-from flamel_usage.db import Database
+from flamel_usage.db.gateway import Database
 from tests.factories import Factory
 from tests.processes import server_process
 

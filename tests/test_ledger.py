@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flamel_usage.accounts.service import User
-from flamel_usage.db import Database
-from flamel_usage.errors import NotFound
-from flamel_usage.ledger import charges
-from flamel_usage.ledger import service as ledger
-from flamel_usage.periods import from_micros, period_containing, to_micros
+from flamel_usage.accounts.users import User
+from flamel_usage.core.errors import NotFound
+from flamel_usage.core.periods import from_micros, period_containing, to_micros
+from flamel_usage.db.gateway import Database
+from flamel_usage.ledger import balances as ledger
+from flamel_usage.metering import charges
 from tests.conftest import FakeClock
 from tests.factories import Factory
 

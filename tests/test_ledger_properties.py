@@ -41,11 +41,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from flamel_usage.accounts.service import Plan, User
-from flamel_usage.db import Database
-from flamel_usage.errors import ApiError
-from flamel_usage.ledger import charges as metering
-from flamel_usage.ledger import service as ledger
+from flamel_usage.accounts.users import Plan, User
+from flamel_usage.core.errors import ApiError
+from flamel_usage.db.gateway import Database
+from flamel_usage.ledger import balances as ledger
+from flamel_usage.metering import charges as metering
 from tests.factories import Factory
 
 T = TypeVar("T")

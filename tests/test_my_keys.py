@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flamel_usage.auth.service import MAX_LIVE_KEYS
+from flamel_usage.auth.credentials import MAX_LIVE_KEYS
 from tests.conftest import FakeClock
 from tests.factories import Factory
 

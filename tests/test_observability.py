@@ -20,13 +20,13 @@ import asyncpg
 import httpx
 import pytest
 
-from flamel_usage.config import Settings
-from flamel_usage.db import Database
-from flamel_usage.logs import REQUEST_ID, JsonFormatter, TextFormatter
-from flamel_usage.web.app import App
-from flamel_usage.web.http import Request, Response
-from flamel_usage.web.metrics import BUCKETS
-from flamel_usage.web.services import Services
+from flamel_usage.core.config import Settings
+from flamel_usage.core.logs import REQUEST_ID, JsonFormatter, TextFormatter
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
+from flamel_usage.http.context import Services
+from flamel_usage.http.metrics import BUCKETS
+from flamel_usage.http.routing import Request, Response
 from tests.conftest import ADMIN_TOKEN, POSTGRES_URL, FakeClock
 from tests.factories import Factory
 from tests.processes import free_port, http_client, server_process

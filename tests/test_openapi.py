@@ -18,9 +18,9 @@ import orjson
 import pytest
 import yaml
 
-from flamel_usage.errors import BadRequest
-from flamel_usage.ledger.charges import IDEMPOTENCY_KEY_PATTERN, idempotency_key
-from flamel_usage.web.openapi import docs_asset, docs_page, openapi_document, openapi_json
+from flamel_usage.core.errors import BadRequest
+from flamel_usage.http.openapi.document import docs_asset, docs_page, openapi_document, openapi_json
+from flamel_usage.metering.charges import IDEMPOTENCY_KEY_PATTERN, idempotency_key
 
 SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "openapi-usage.yaml"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -65,7 +65,7 @@ PATH_PARAMETER_TYPES = {"userId": "integer", "keyId": "integer", "idempotencyKey
 
 
 def _packaged_seed_bytes() -> bytes:
-    return resources.files("flamel_usage.web").joinpath("openapi-seed.yaml").read_bytes()
+    return resources.files("flamel_usage.http.openapi").joinpath("openapi-seed.yaml").read_bytes()
 
 
 def _shared_seed_bytes() -> bytes:
@@ -518,7 +518,7 @@ UNDOCUMENTED_PAGES = {
 
 
 def test_every_route_is_documented_and_vice_versa() -> None:
-    from flamel_usage.web.app import ROUTES
+    from flamel_usage.http.app import ROUTES
 
     served = {
         (method.upper(), path)

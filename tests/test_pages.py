@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from flamel_usage.accounts.service import User
-from flamel_usage.config import Settings
-from flamel_usage.db import Database
-from flamel_usage.web import pages
-from flamel_usage.web.app import App
+from flamel_usage.accounts.users import User
+from flamel_usage.core.config import Settings
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
+from flamel_usage.http.pages import views as pages
 from tests.conftest import FakeClock
 from tests.factories import Factory
 from tests.test_history_chart import buckets_of, rects, svg_of, table_rows

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flamel_usage import periods
-from flamel_usage.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
+from flamel_usage.core import periods
+from flamel_usage.core.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
 
 UTC_ZONE = ZoneInfo("UTC")
 SEOUL = ZoneInfo("Asia/Seoul")

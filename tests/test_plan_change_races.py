@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 
-from flamel_usage.db import Database
-from flamel_usage.errors import ApiError
-from flamel_usage.ledger import service as ledger
+from flamel_usage.core.errors import ApiError
+from flamel_usage.db.gateway import Database
+from flamel_usage.ledger import balances as ledger
 from tests.conftest import FakeClock
 from tests.factories import Factory
 

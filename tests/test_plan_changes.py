@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from flamel_usage.db import Database
+from flamel_usage.db.gateway import Database
 from tests.conftest import FakeClock
 from tests.factories import Factory
 

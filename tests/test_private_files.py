@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from flamel_usage import cli
-from flamel_usage.config import Settings
-from flamel_usage.db import Database
+from flamel_usage.core.config import Settings
+from flamel_usage.db.gateway import Database
 from tests.processes import run_cli
 
 NAME = "flamel-usage.sqlite3"

@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from flamel_usage.db import Database
-from flamel_usage.errors import ApiError
-from flamel_usage.ledger import service as ledger
+from flamel_usage.core.errors import ApiError
+from flamel_usage.db.gateway import Database
+from flamel_usage.ledger import balances as ledger
 from tests.factories import Factory
 from tests.store import truncate_all
 

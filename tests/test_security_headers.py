@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flamel_usage.config import ConfigError, Settings
-from flamel_usage.db import Database
-from flamel_usage.web.app import App
+from flamel_usage.core.config import ConfigError, Settings
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
 from tests.conftest import FakeClock
 from tests.factories import Factory
 from tests.processes import running_server

@@ -9,8 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from flamel_usage.client import UsageHistory, UsageInfo
-from flamel_usage.terminal import (
+from flamel_usage.cli.terminal import (
     EXIT_AUTH,
     EXIT_UNREACHABLE,
     HISTORY_BAR_WIDTH,
@@ -18,6 +17,7 @@ from flamel_usage.terminal import (
     render_history,
     wants_colour,
 )
+from flamel_usage.client import UsageHistory, UsageInfo
 from tests.conftest import FakeClock
 from tests.factories import Factory
 from tests.processes import free_port, run_cli, running_server

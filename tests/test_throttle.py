@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flamel_usage.config import Settings
-from flamel_usage.db import Database
-from flamel_usage.web.app import App
+from flamel_usage.core.config import Settings
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET, FakeClock
 from tests.factories import Factory
 from tests.processes import running_server

@@ -19,10 +19,10 @@ import jsonschema
 import pytest
 import yaml
 
-from flamel_usage.accounts.service import User
-from flamel_usage.config import Settings
-from flamel_usage.db import Database
-from flamel_usage.web.app import App
+from flamel_usage.accounts.users import User
+from flamel_usage.core.config import Settings
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
 from tests.conftest import FakeClock
 from tests.factories import Factory
 
@@ -64,7 +64,11 @@ def _nullable_to_union(node: Any) -> Any:
 
 
 def _usage_schema() -> dict[str, Any]:
-    text = resources.files("flamel_usage.web").joinpath("openapi-seed.yaml").read_text("utf-8")
+    text = (
+        resources.files("flamel_usage.http.openapi")
+        .joinpath("openapi-seed.yaml")
+        .read_text("utf-8")
+    )
     seed = yaml.safe_load(text)
     schema = _nullable_to_union(copy.deepcopy(seed["components"]["schemas"]["UsageInfoDto"]))
     schema["additionalProperties"] = False

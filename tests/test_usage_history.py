@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from flamel_usage.db import Database
+from flamel_usage.core.periods import to_micros
+from flamel_usage.db.gateway import Database
 from flamel_usage.ledger.history import Granularity, read_history
-from flamel_usage.periods import to_micros
 from tests.conftest import FakeClock
 from tests.factories import Factory
 

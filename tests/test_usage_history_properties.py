@@ -27,10 +27,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flamel_usage.config import Settings
-from flamel_usage.db import Database
-from flamel_usage.ledger import service as ledger
-from flamel_usage.web.app import App
+from flamel_usage.core.config import Settings
+from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
+from flamel_usage.ledger import balances as ledger
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET, FakeClock
 from tests.factories import Factory
 from tests.store import truncate_all

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import orjson
 
-from flamel_usage.db import Database, Dialect
+from flamel_usage.db.gateway import Database, Dialect
 
 FLUSH_INTERVAL_SECONDS = 60.0
 

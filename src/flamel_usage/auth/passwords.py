@@ -15,7 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from flamel_usage.errors import BadRequest
+from flamel_usage.core.errors import BadRequest
 
 _SCHEME = "scrypt"
 _SALT_BYTES = 16

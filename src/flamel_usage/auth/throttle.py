@@ -33,9 +33,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from flamel_usage.accounts.service import email_key
-from flamel_usage.db import Connection, Database
-from flamel_usage.errors import ApiError
+from flamel_usage.accounts.users import email_key
+from flamel_usage.core.errors import ApiError
+from flamel_usage.db.gateway import Connection, Database
 
 MICROS = 1_000_000
 

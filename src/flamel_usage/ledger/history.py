@@ -37,10 +37,10 @@ from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from flamel_usage.db import Connection
-from flamel_usage.errors import BadRequest
-from flamel_usage.ledger.service import read_usage
-from flamel_usage.periods import from_micros, local_instant, local_midnight, to_micros
+from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.periods import from_micros, local_instant, local_midnight, to_micros
+from flamel_usage.db.gateway import Connection
+from flamel_usage.ledger.balances import read_usage
 
 Granularity = Literal["day", "hour"]
 GRANULARITIES: tuple[Granularity, ...] = ("day", "hour")

@@ -1,0 +1,233 @@
+"""Creating and looking up plans and users.
+
+A user is created together with its subscription and the first period's ledger entry,
+in one transaction, so that no user ever exists without an account to read.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from flamel_usage.core.errors import BadRequest, Conflict, NotFound
+from flamel_usage.core.inputs import MAX_INT, refuse_invisible
+from flamel_usage.core.periods import from_micros, period_containing, to_micros
+from flamel_usage.db.gateway import Connection, Row, UniqueViolation
+
+BillingMode = Literal["prepaid", "postpaid"]
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}")
+_PLAN_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    id: int
+    name: str
+    period_unit: Literal["month", "year"]
+    max_credit: int
+    max_ttp: int | None
+    max_edit: int | None
+    billing_mode: BillingMode
+
+    @classmethod
+    def from_row(cls, row: Row) -> Plan:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            period_unit=row["period_unit"],
+            max_credit=row["max_credit"],
+            max_ttp=row["max_ttp"],
+            max_edit=row["max_edit"],
+            billing_mode=row["billing_mode"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    email: str
+    plan_name: str
+    anchor: datetime
+
+
+def email_key(email: str) -> str:
+    """An address as it is stored and compared: trimmed, lower case, Unicode NFC.
+
+    So that one address is one user however it was typed: ``é`` composed or as ``e`` and
+    a combining accent, in any case. Lower case rather than ``casefold``, which turns
+    ``ß`` into ``ss``: IDNA2008 keeps those apart, so ``straße.de`` and ``strasse.de``
+    are two domains, and two mailboxes.
+    """
+    return unicodedata.normalize("NFC", email.strip().lower())
+
+
+def normalise_email(email: str) -> str:
+    """``email_key`` of a valid address, else a 400 saying what is wrong with it."""
+    address = email_key(email)
+    refuse_invisible(address, "email")
+    if not _EMAIL.fullmatch(address):
+        raise BadRequest("email is not a valid address")
+    return address
+
+
+def _plan_key(name: str) -> str:
+    """A plan name as names are compared, and kept unique by the index
+    ``plans_name_ignoring_case``: trimmed, lower case, so that ``Basic``, ``basic`` and
+    ``Basic `` are one plan."""
+    return name.strip().lower()
+
+
+async def create_plan(
+    conn: Connection,
+    *,
+    name: str,
+    period_unit: str,
+    max_credit: int,
+    max_ttp: int | None,
+    max_edit: int | None,
+    billing_mode: str,
+    now: int,
+) -> Plan:
+    refuse_invisible(name, "plan name")
+    if not _PLAN_NAME.fullmatch(name):
+        raise BadRequest(
+            "plan name: 1-64 letters, digits, spaces, '.', '_' or '-',"
+            " starting with a letter or digit and not ending with a space"
+        )
+    if period_unit not in ("month", "year"):
+        raise BadRequest("periodUnit must be 'month' or 'year'")
+    if billing_mode not in ("prepaid", "postpaid"):
+        raise BadRequest("billingMode must be 'prepaid' or 'postpaid'")
+    for field, limit in (("maxTtpCount", max_ttp), ("maxEditCount", max_edit)):
+        if limit is not None and not 0 <= limit <= MAX_INT:
+            raise BadRequest(f"{field} must be a whole number >= 0 or null")
+    try:
+        row = await conn.fetchone(
+            "INSERT INTO plans (name, period_unit, max_credit, max_ttp, max_edit, billing_mode,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            name,
+            period_unit,
+            max_credit,
+            max_ttp,
+            max_edit,
+            billing_mode,
+            now,
+        )
+    except UniqueViolation:
+        raise Conflict(
+            f"a plan named {name!r} exists, or one that differs only in case",
+            reason="plan_exists",
+        ) from None
+    assert row is not None
+    return Plan.from_row(row)
+
+
+async def list_plans(conn: Connection) -> list[Plan]:
+    return [Plan.from_row(row) for row in await conn.fetchall("SELECT * FROM plans ORDER BY id")]
+
+
+async def plan_by_name(conn: Connection, name: str) -> Plan:
+    row = await conn.fetchone("SELECT * FROM plans WHERE lower(trim(name)) = ?", _plan_key(name))
+    if row is None:
+        raise NotFound(f"no plan named {name!r}", reason="plan_not_found")
+    return Plan.from_row(row)
+
+
+async def create_user(
+    conn: Connection,
+    *,
+    email: str,
+    plan_name: str,
+    anchor: datetime | None,
+    password_hash: str | None,
+    now: int,
+    zone: ZoneInfo,
+) -> User:
+    """A user, its subscription anchored at ``anchor`` (default now) and its first period.
+
+    The password arrives hashed: hashing is slow on purpose and must not run while the
+    transaction holds its locks.
+    """
+    address = normalise_email(email)
+    plan = await plan_by_name(conn, plan_name)
+    anchor_us = to_micros(anchor) if anchor is not None else now
+    anchor_us -= anchor_us % 1_000_000
+    try:
+        user_id = await conn.fetchval(
+            "INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
+            address,
+            password_hash,
+            now,
+        )
+    except UniqueViolation:
+        raise Conflict("a user with this email exists", reason="user_exists") from None
+    period = period_containing(from_micros(anchor_us), plan.period_unit, from_micros(now), zone)
+    start, end = to_micros(period.start), to_micros(period.end)
+    await conn.execute(
+        "INSERT INTO accounts (user_id, plan_id, anchor_at, period_start, period_end, plan_credit)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        user_id,
+        plan.id,
+        anchor_us,
+        start,
+        end,
+        plan.max_credit,
+    )
+    await conn.execute(
+        "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount, period_start)"
+        " VALUES (?, ?, 'period_start', 'plan', ?, ?)",
+        user_id,
+        now,
+        plan.max_credit,
+        start,
+    )
+    return User(id=user_id, email=address, plan_name=plan.name, anchor=from_micros(anchor_us))
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    plan: str
+    pending_plan: str | None
+
+
+async def subscription(conn: Connection, user_id: int) -> Subscription:
+    """The plan a user is on, and the plan it moves to at the next period start, if any."""
+    row = await conn.fetchone(
+        "SELECT p.name AS plan, q.name AS pending FROM accounts a JOIN plans p ON p.id = a.plan_id"
+        " LEFT JOIN plans q ON q.id = a.pending_plan_id WHERE a.user_id = ?",
+        user_id,
+    )
+    if row is None:
+        raise NotFound("no such user", reason="user_not_found")
+    return Subscription(row["plan"], row["pending"])
+
+
+async def live_user_id(conn: Connection, user_id: int) -> int:
+    """``user_id`` if such a user exists and is not deleted, else ``NotFound``."""
+    found = await conn.fetchval("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL", user_id)
+    if found is None:
+        raise NotFound("no such user", reason="user_not_found")
+    return int(found)
+
+
+async def user_id_by_email(conn: Connection, email: str) -> int:
+    found = await conn.fetchval(
+        "SELECT id FROM users WHERE email = ? AND deleted_at IS NULL", normalise_email(email)
+    )
+    if found is None:
+        raise NotFound("no such user", reason="user_not_found")
+    return int(found)
+
+
+async def delete_user(conn: Connection, user_id: int, now: int) -> None:
+    """Mark the user deleted and end its sessions; its keys stop working with it.
+
+    The rows stay: the ledger of a deleted user is still the record of what it paid.
+    """
+    await live_user_id(conn, user_id)
+    await conn.execute("UPDATE users SET deleted_at = ? WHERE id = ?", now, user_id)
+    await conn.execute("DELETE FROM sessions WHERE user_id = ?", user_id)

@@ -1,0 +1,1 @@
+"""Rules every room shares: the error reasons, money, periods, settings, logs, input parsing."""

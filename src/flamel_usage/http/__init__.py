@@ -1,0 +1,1 @@
+"""The HTTP edge: the only room that knows statuses, headers and response bytes."""

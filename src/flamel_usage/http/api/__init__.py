@@ -1,0 +1,1 @@
+"""The JSON API's handlers: parse the request, call the domain, render the outcome."""

@@ -1,0 +1,1 @@
+"""What the platform's operators and services call, behind the admin token."""

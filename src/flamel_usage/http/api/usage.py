@@ -1,0 +1,246 @@
+"""What customers call: their usage, and logging in and out of a browser session."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
+
+from flamel_usage.auth import cookies
+from flamel_usage.auth import credentials as auth
+from flamel_usage.core.errors import BadRequest, NotLoggedIn, WrongApiKey
+from flamel_usage.core.inputs import JsonObject, parse_day_or_instant
+from flamel_usage.core.money import credits_value
+from flamel_usage.core.periods import from_micros
+from flamel_usage.db.gateway import Connection
+from flamel_usage.http.context import Services
+from flamel_usage.http.routing import Request, Response, empty_response, json_response
+from flamel_usage.ledger.balances import read_usage
+from flamel_usage.ledger.history import GRANULARITIES, History, read_history
+
+SESSION_COOKIE = "connect.sid"
+#: Marks a browser that has signed in to an account before (see ``auth.throttle``).
+DEVICE_COOKIE = "flamel_device"
+#: About as long as a browser keeps a cookie at all (Chrome caps at 400 days).
+DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600
+
+
+def session_id(request: Request, services: Services) -> str | None:
+    """The session id from a correctly signed ``connect.sid`` cookie, else None."""
+    raw = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(SESSION_COOKIE)
+    if raw is None:
+        return None
+    return cookies.session_id_from_cookie(raw, services.session_secret.reveal())
+
+
+def client_address(request: Request, services: Services) -> str:
+    """Who is calling, for the throttle: the peer, or what a trusted proxy says it is.
+
+    The proxy's word is the header's last address over all its lines (``Request`` joins
+    them): what comes before it is whatever the client sent.
+    """
+    header = services.settings.client_address_header
+    forwarded = request.headers.get(header) if header else None
+    if forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip()[:64] or request.peer
+    return request.peer
+
+
+async def authenticated_user(
+    conn: Connection, request: Request, services: Services, now: int
+) -> int:
+    """The caller's user id. ``X-Api-Key``, when sent, decides alone (SPEC 1); a blank one
+    (nothing but spaces and tabs, HTTP's whitespace) is as good as none, so that a
+    client's empty default does not hide its cookie."""
+    api_key = request.headers.get("x-api-key")
+    if api_key is not None and api_key.strip(" \t"):
+        owner = await auth.user_for_api_key(
+            conn, api_key, now, client=client_address(request, services), budget=services.key_budget
+        )
+        services.last_used.note(owner.key_id, now)
+        return owner.user_id
+    found = session_id(request, services)
+    user_id = None if found is None else await auth.user_for_session(conn, found, now)
+    if user_id is None:
+        raise NotLoggedIn()
+    return user_id
+
+
+async def get_my_usage(request: Request, services: Services) -> Response:
+    now = services.clock()
+    try:
+        async with services.db.read() as conn:
+            user_id = await authenticated_user(conn, request, services, now)
+            usage = await read_usage(conn, user_id, now, services.settings.timezone)
+    except WrongApiKey:
+        await _count_wrong_key(request, services, now)
+        raise
+    return json_response(usage.to_dto())
+
+
+async def _count_wrong_key(request: Request, services: Services, now: int) -> None:
+    client = client_address(request, services)
+    await auth.count_wrong_key(services.db, client, now, services.key_budget)
+
+
+HISTORY_FORMATS: tuple[Literal["json", "csv"], ...] = ("json", "csv")
+_Choice = TypeVar("_Choice", bound=str)
+CSV_HEADERS = ((b"content-type", b"text/csv; charset=utf-8"), (b"cache-control", b"no-store"))
+
+
+async def get_my_usage_history(request: Request, services: Services) -> Response:
+    """The caller's spending per day or hour (``ledger.history``), as JSON or CSV.
+
+    Unknown query fields are ignored, as the usage read ignores its query.
+    """
+    now = services.clock()
+    zone = services.settings.timezone
+    try:
+        async with services.db.read() as conn:
+            user_id = await authenticated_user(conn, request, services, now)
+            given = {name: request.query_value(name) for name in ("from", "to")}
+            granularity = _query_choice(
+                request, "granularity", GRANULARITIES, "invalid_granularity"
+            )
+            shape = _query_choice(request, "format", HISTORY_FORMATS, "invalid_format")
+            history = await read_history(
+                conn,
+                user_id,
+                start=_optional_instant(given["from"], "from", services),
+                end=_optional_instant(given["to"], "to", services),
+                granularity=granularity,
+                kinds=services.settings.operation_costs,
+                now=now,
+                zone=zone,
+            )
+    except WrongApiKey:
+        await _count_wrong_key(request, services, now)
+        raise
+    if shape == "csv":
+        return Response(200, history_csv(history).encode(), list(CSV_HEADERS))
+    return json_response(history_json(history))
+
+
+def _query_choice(request: Request, name: str, choices: Sequence[_Choice], reason: str) -> _Choice:
+    """One of ``choices`` (the first is the default), else ``BadRequest`` with ``reason``."""
+    value = request.query_value(name)
+    if value is None:
+        return choices[0]
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise BadRequest(f"{name} must be one of {', '.join(choices)}", reason=reason)
+
+
+def _optional_instant(value: str | None, name: str, services: Services) -> int | None:
+    return None if value is None else parse_day_or_instant(value, name, services.settings.timezone)
+
+
+def history_json(history: History) -> dict[str, Any]:
+    """The API's JSON for a history: credits as the usage read writes them."""
+    return {
+        "timezone": history.timezone,
+        "granularity": history.granularity,
+        "from": history.start.isoformat(),
+        "to": history.end.isoformat(),
+        "buckets": [
+            {
+                "start": bucket.start.isoformat(),
+                "end": bucket.end.isoformat(),
+                "credit": {
+                    "plan": credits_value(bucket.plan),
+                    "purchased": credits_value(bucket.purchased),
+                    "postpaid": credits_value(bucket.postpaid),
+                },
+                "operations": dict(bucket.operations),
+            }
+            for bucket in history.buckets
+        ],
+    }
+
+
+def history_csv(history: History) -> str:
+    """One row per bucket under ``start,end,plan,purchased,postpaid,<kind>...``."""
+    kinds = list(history.buckets[0].operations) if history.buckets else []
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["start", "end", "plan", "purchased", "postpaid", *kinds])
+    for bucket in history.buckets:
+        writer.writerow(
+            [
+                bucket.start.isoformat(),
+                bucket.end.isoformat(),
+                credits_value(bucket.plan),
+                credits_value(bucket.purchased),
+                credits_value(bucket.postpaid),
+                *(bucket.operations[kind] for kind in kinds),
+            ]
+        )
+    return out.getvalue()
+
+
+def session_cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
+    """``Set-Cookie`` for ``connect.sid``: the API's login and the login page set the same."""
+    return _cookie_header(SESSION_COOKIE, value, max_age, request)
+
+
+def device_cookie(request: Request) -> str | None:
+    """The raw device cookie, for ``auth.login`` to check."""
+    return cookies.parse_cookie_header(request.headers.get("cookie", "")).get(DEVICE_COOKIE)
+
+
+def device_cookie_header(value: str, request: Request) -> tuple[bytes, bytes]:
+    """``Set-Cookie`` for the device cookie, which both sign-ins set."""
+    return _cookie_header(DEVICE_COOKIE, value, DEVICE_COOKIE_MAX_AGE, request)
+
+
+def _cookie_header(name: str, value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
+    secure = "; Secure" if request.is_https else ""
+    attributes = f"Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    return (b"set-cookie", f"{name}={value}; {attributes}".encode())
+
+
+async def login(request: Request, services: Services) -> Response:
+    body = JsonObject(await request.json(), {"email", "password"})
+    email = body.required_string("email", max_length=254)
+    password = body.required_string("password")
+    now = services.clock()
+    ttl = services.settings.session_ttl_seconds
+    secret = services.session_secret.reveal()
+    signed_in = await auth.login(
+        services.db,
+        email,
+        password,
+        now=now,
+        ttl_seconds=ttl,
+        client=client_address(request, services),
+        device_cookie=device_cookie(request),
+        secret=secret,
+        budget=services.login_budget,
+    )
+    value = cookies.session_cookie_value(signed_in.session_id, secret)
+    expires = from_micros(now + ttl * 1_000_000).isoformat()
+    return json_response(
+        {"expiresAt": expires},
+        headers=[
+            session_cookie_header(value, ttl, request),
+            device_cookie_header(signed_in.device_cookie, request),
+        ],
+    )
+
+
+async def logout(request: Request, services: Services) -> Response:
+    found = session_id(request, services)
+    if found is not None:
+        async with services.db.transaction() as conn:
+            await auth.logout(conn, found)
+    return empty_response(204, headers=[session_cookie_header("", 0, request)])
+
+
+ROUTES = [
+    ("GET", "/api/users/me/usage", get_my_usage),
+    ("GET", "/api/users/me/usage/history", get_my_usage_history),
+    ("POST", "/api/auth/login", login),
+    ("POST", "/api/auth/logout", logout),
+]

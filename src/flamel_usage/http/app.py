@@ -1,0 +1,221 @@
+"""The ASGI application: its routes, its lifespan, and the one place errors become responses."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+
+from flamel_usage.auth import credentials as auth
+from flamel_usage.auth import throttle
+from flamel_usage.auth.last_used import FLUSH_INTERVAL_SECONDS
+from flamel_usage.core.config import Settings
+from flamel_usage.core.errors import ApiError, ServiceUnavailable
+from flamel_usage.core.logs import ACCESS_LOGGER, REQUEST_ID
+from flamel_usage.db.gateway import Database, DatabaseUnavailable
+from flamel_usage.http import cors
+from flamel_usage.http import health as operations
+from flamel_usage.http.api import keys
+from flamel_usage.http.api import usage as public
+from flamel_usage.http.api.admin import accounts as admin
+from flamel_usage.http.api.admin import metering as charges
+from flamel_usage.http.context import Clock, Services, system_clock
+from flamel_usage.http.metrics import UNMATCHED
+from flamel_usage.http.openapi import docs
+from flamel_usage.http.pages import views as pages
+from flamel_usage.http.routing import (
+    InternalError,
+    Receive,
+    Request,
+    Response,
+    Router,
+    Scope,
+    Send,
+    error_response,
+)
+from flamel_usage.http.security import NOSNIFF
+
+logger = logging.getLogger("flamel_usage")
+access_logger = logging.getLogger(ACCESS_LOGGER)
+
+_HANDLERS = [
+    *public.ROUTES,
+    *keys.ROUTES,
+    *docs.ROUTES,
+    *admin.ROUTES,
+    *charges.ROUTES,
+    *pages.ROUTES,
+    *operations.ROUTES,
+]
+#: Every (method, path) the service answers; the OpenAPI test checks each is documented.
+ROUTES: list[tuple[str, str]] = [(method, path) for method, path, _ in _HANDLERS]
+
+
+class App:
+    """The service as an ASGI callable.
+
+    Built without touching the database; the lifespan opens it and applies migrations
+    (under a lock, so several workers can start at once). Tests hand in an open
+    database and a clock instead.
+    """
+
+    def __init__(
+        self, settings: Settings, db: Database | None = None, clock: Clock = system_clock
+    ) -> None:
+        self._owns_db = db is None
+        db = db or Database.from_url(
+            settings.database_url, timeout=settings.database_timeout_seconds
+        )
+        self.services = Services(settings, db, clock)
+        self.router = Router(_HANDLERS)
+        self._cors_origins = settings.cors_origins
+        self._forwarded_header = settings.client_address_header
+        self._request_ids = _RequestIds()
+        if self._cors_origins:
+            self.router.add("OPTIONS", cors.ROUTE, cors.preflight)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One request: its id, its answer with the headers every answer gets, its count
+        and duration in the metrics, its access log line."""
+        started = time.perf_counter()
+        request_id = self._request_ids.for_request(scope["headers"])
+        request_id_text = request_id.decode("ascii")
+        token = REQUEST_ID.set(request_id_text)
+        try:
+            route, response = await self.handle(scope, receive)
+            extra = [(b"x-request-id", request_id), NOSNIFF]
+            if self._cors_origins and route == cors.ROUTE:
+                origin = cors.origin_of(scope["headers"])
+                extra += cors.response_headers(self._cors_origins, origin)
+            await response.send(send, extra)
+            seconds = time.perf_counter() - started
+            self.services.metrics.request(route, scope["method"], response.status, seconds)
+            if access_logger.isEnabledFor(logging.INFO):
+                _log_access(scope["method"], route, response.status, seconds, request_id_text)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[str, Response]:
+        """The route (its pattern, or ``unmatched``) and the response; never raises."""
+        route = UNMATCHED
+        try:
+            path = scope["path"]
+            raw_path = scope.get("raw_path") or path.encode()
+            route, methods, params = self.router.resolve(path, raw_path)
+            handler = self.router.handler(methods, scope["method"])
+            request = Request(scope, receive, params, self._forwarded_header)
+            return route, await handler(request, self.services)
+        except ApiError as error:
+            self.services.metrics.auth_failure(error.reason)
+            return route, error_response(error)
+        except DatabaseUnavailable:
+            unavailable = ServiceUnavailable("the database is unavailable: retry shortly")
+            return route, error_response(unavailable)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope["method"], route)
+            return route, error_response(InternalError())
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._owns_db:
+                        # Starts while PostgreSQL is down too (503 until it is back).
+                        await self.services.db.start()
+                except Exception as exc:
+                    logger.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                flusher = asyncio.create_task(self._housekeeping())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                flusher.cancel()
+                await self._record_last_used()
+                if self._owns_db:
+                    await self.services.db.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _housekeeping(self) -> None:
+        """Every minute: record keys' last use, delete ended throttle windows and
+        expired sessions."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_SECONDS)
+            await self._record_last_used()
+            try:
+                async with self.services.db.transaction() as conn:
+                    now = self.services.clock()
+                    await throttle.delete_ended(conn, now)
+                    await auth.delete_expired_sessions(conn, now)
+            except Exception:
+                logger.warning(
+                    "could not delete ended throttle windows and expired sessions", exc_info=True
+                )
+
+    async def _record_last_used(self) -> None:
+        try:
+            await self.services.last_used.flush(self.services.db)
+        except DatabaseUnavailable:
+            logger.warning("database unavailable: key last-use times not recorded")
+        except Exception:
+            logger.exception("could not record when API keys were last used")
+
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+
+
+class _RequestIds:
+    """The client's ``X-Request-Id`` when it is 1-128 of ``A-Za-z0-9._-``, else a new one.
+
+    A new id is 16 hex digits: 8 drawn at random when the process starts, so that
+    workers and restarts do not repeat each other's ids, then a counter; a read of the
+    OS's random source on every request cost more than the rest of the id.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count()
+
+    def for_request(self, raw_headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        for name, value in raw_headers:
+            if name.lower() == b"x-request-id":
+                if _REQUEST_ID.fullmatch(value):
+                    return value
+                break
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFF:08x}".encode()
+
+
+def _log_access(method: str, route: str, status: int, seconds: float, request_id: str) -> None:
+    """The access line: method, route pattern, status, duration; nothing the client sent."""
+    duration_ms = round(seconds * 1000, 3)
+    access_logger.info(
+        "%s %s %d %.3fms",
+        method,
+        route,
+        status,
+        duration_ms,
+        extra={
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+            "request_id": request_id,
+        },
+    )
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> App:
+    """The app configured from the environment: the factory the server workers call."""
+    return App(Settings.from_environ(environ))

@@ -1,0 +1,1 @@
+"""The OpenAPI document we serve, and its human-readable docs."""

@@ -1,0 +1,246 @@
+"""The few HTTP pieces the service needs, on bare ASGI.
+
+No framework sits on the hot path of ``GET /api/users/me/usage``: a request is one
+dict lookup to route, one handler, one response. Every failure, ours or the client's,
+leaves through ``error_response``, so each is in the contract's envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, unquote_plus
+
+import orjson
+
+from flamel_usage.core.errors import ApiError, BadRequest, NotFound, error_body
+from flamel_usage.http.context import Services
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_BODY_BYTES = 64 * 1024
+
+JSON_HEADERS = (
+    (b"content-type", b"application/json; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+)
+
+
+class PayloadTooLarge(ApiError):
+    status, reason = 413, "payload_too_large"
+
+
+class MethodNotAllowed(ApiError):
+    status, reason = 405, "method_not_allowed"
+
+    def __init__(self, method: str, allowed: Iterable[str]) -> None:
+        super().__init__(f"{method} is not allowed here")
+        self.headers = ((b"allow", ", ".join(sorted(allowed)).encode()),)
+
+
+class UnsupportedMediaType(ApiError):
+    status, reason = 415, "unsupported_media_type"
+
+
+class InternalError(ApiError):
+    status, reason = 500, "internal_error"
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    async def send(self, send: Send, extra_headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        """Send it, with ``extra_headers`` (the ones every response gets) after its own."""
+        headers = [*self.headers, *extra_headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def json_response(
+    data: object, status: int = 200, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> Response:
+    return Response(status, orjson.dumps(data), [*JSON_HEADERS, *headers])
+
+
+def empty_response(status: int = 204, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+    return Response(status, b"", [(b"cache-control", b"no-store"), *headers])
+
+
+def error_response(error: ApiError) -> Response:
+    return Response(
+        error.status,
+        error_body(error.status, error.reason, error.message),
+        [*JSON_HEADERS, *error.headers],
+    )
+
+
+class Request:
+    """One HTTP request: method, path, headers (lower-case names).
+
+    Of a header sent on several lines the first line wins, except two that are joined
+    in order: ``Cookie`` with ``"; "``, as Node does before Express reads it, so that a
+    session cookie on any line is found; and ``forwarded_header`` (the trusted proxy's
+    client address list) with ``", "``, so that its last address is the one the proxy
+    added, also when it added a line of its own.
+    """
+
+    __slots__ = (
+        "_receive",
+        "headers",
+        "method",
+        "params",
+        "path",
+        "peer",
+        "query_string",
+        "scheme",
+    )
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        params: dict[str, str],
+        forwarded_header: str | None = None,
+    ) -> None:
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query_string: bytes = scope.get("query_string", b"")
+        self.params = params
+        self.scheme: str = scope.get("scheme", "http")
+        self._receive = receive
+        client = scope.get("client")
+        self.peer: str = client[0] if client else "unknown"
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            if name not in headers:
+                headers[name] = raw_value.decode("latin-1")
+            elif name == "cookie":
+                headers[name] += "; " + raw_value.decode("latin-1")
+            elif name == forwarded_header:
+                headers[name] += ", " + raw_value.decode("latin-1")
+        self.headers = headers
+
+    async def body(self) -> bytes:
+        declared = self.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def query_value(self, name: str) -> str | None:
+        """The first value of ``name`` in the query string, if it is there.
+
+        Read field by field, never parsed whole into a dict: any query string, of any
+        length and any number of fields, gets an answer (a cap on the number of fields
+        made 17 of them an error).
+        """
+        for pair in self.query_string.split(b"&"):
+            key, _, value = pair.partition(b"=")
+            if unquote_plus(key.decode("latin-1")) == name:
+                return unquote_plus(value.decode("latin-1"))
+        return None
+
+    @property
+    def is_https(self) -> bool:
+        """Served over HTTPS: directly, or behind a proxy that says so in X-Forwarded-Proto."""
+        forwarded = self.headers.get("x-forwarded-proto", "").split(",", 1)[0].strip().lower()
+        return self.scheme == "https" or forwarded == "https"
+
+    async def json(self) -> object:
+        content_type = self.headers.get("content-type", "application/json")
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            raise UnsupportedMediaType("send the body as application/json")
+        raw = await self.body()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise BadRequest("the body is not valid JSON") from None
+
+
+Handler = Callable[[Request, Services], Awaitable[Response]]
+
+
+class Router:
+    """Exact paths in a dict, patterned paths (``/users/{userId}/keys``) by segments."""
+
+    def __init__(self, routes: Iterable[tuple[str, str, Handler]] = ()) -> None:
+        self._exact: dict[str, dict[str, Handler]] = {}
+        self._patterns: list[tuple[tuple[str, ...], str, dict[str, Handler]]] = []
+        self.routes: list[tuple[str, str]] = []
+        for method, path, handler in routes:
+            self.add(method, path, handler)
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        self.routes.append((method, path))
+        if "{" not in path:
+            self._exact.setdefault(path, {})[method] = handler
+            return
+        segments = tuple(path.strip("/").split("/"))
+        for known, _, methods in self._patterns:
+            if known == segments:
+                methods[method] = handler
+                return
+        self._patterns.append((segments, path, {method: handler}))
+
+    def match(self, method: str, path: str, raw_path: bytes) -> tuple[Handler, dict[str, str]]:
+        """The handler and path parameters; parameters are decoded per segment, so a
+        parameter may contain an encoded ``/`` (an idempotency key, say)."""
+        _, methods, params = self.resolve(path, raw_path)
+        return self.handler(methods, method), params
+
+    def resolve(self, path: str, raw_path: bytes) -> tuple[str, dict[str, Handler], dict[str, str]]:
+        """The route (its pattern, e.g. ``/users/{userId}/keys``), its handlers by method
+        and the path parameters; ``NotFound`` when no route has this path."""
+        methods = self._exact.get(path)
+        if methods is not None:
+            return path, methods, {}
+        return self._match_pattern(raw_path.decode("latin-1"))
+
+    @staticmethod
+    def handler(methods: dict[str, Handler], method: str) -> Handler:
+        """The route's handler for ``method`` (``HEAD`` falls back to ``GET``)."""
+        handler = methods.get(method)
+        if handler is None:
+            if method == "HEAD" and "GET" in methods:
+                return methods["GET"]
+            raise MethodNotAllowed(method, {*methods, *(["HEAD"] if "GET" in methods else [])})
+        return handler
+
+    def _match_pattern(self, path: str) -> tuple[str, dict[str, Handler], dict[str, str]]:
+        segments = path.strip("/").split("/")
+        for pattern, route, methods in self._patterns:
+            if len(pattern) != len(segments):
+                continue
+            params: dict[str, str] = {}
+            for expected, actual in zip(pattern, segments, strict=True):
+                if expected.startswith("{"):
+                    if not actual:
+                        break
+                    try:
+                        params[expected[1:-1]] = unquote(actual, errors="strict")
+                    except UnicodeDecodeError:
+                        raise BadRequest("the path is not valid UTF-8") from None
+                elif expected != actual:
+                    break
+            else:
+                return route, methods, params
+        raise NotFound("no such route")

@@ -1,0 +1,474 @@
+"""Reading and changing balances, always together with their ledger entries.
+
+Two rules keep the numbers exact:
+
+* A read never writes. Periods only move forward: the stored period stands until its
+  end (also when it has not started yet, for a subscription anchored in the future).
+  When the stored period has ended, the read shows the period that contains "now"
+  with a fresh allowance, which is exactly what the roll-over will write; so a read at
+  a boundary is right even if nothing happened for months.
+* A write first rolls the account over (``locked_account``) inside its transaction,
+  recording the end of the old period and the start of the new one in the ledger, and
+  only then changes a balance, with the ledger entry for that change in the same
+  transaction. ``reconcile`` proves it by recomputing every balance from the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from flamel_usage.accounts.users import live_user_id, plan_by_name
+from flamel_usage.core.errors import BadRequest, NotFound
+from flamel_usage.core.money import credits_value
+from flamel_usage.core.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
+from flamel_usage.db.gateway import Connection, Row
+
+
+class Usage(NamedTuple):
+    """One account's numbers at one instant; credit amounts in millicredits.
+
+    A named tuple rather than a frozen dataclass: as immutable, and built in less than
+    half the time (0.6 against 1.45 µs), which shows on the usage read.
+    """
+
+    current_credit: int
+    additional_credit: int
+    max_credit: int
+    period: Period
+    ttp_count: int
+    max_ttp: int | None
+    edit_count: int
+    max_edit: int | None
+    postpaid_used: int | None
+
+    def to_dto(self) -> dict[str, Any]:
+        """The contract's ``UsageInfoDto``."""
+        return {
+            "currentCredit": credits_value(self.current_credit),
+            "additionalCredit": credits_value(self.additional_credit),
+            "maxCredit": credits_value(self.max_credit),
+            "period": self.period.iso_interval(),
+            "ttpCount": self.ttp_count,
+            "maxTtpCount": self.max_ttp,
+            "editCount": self.edit_count,
+            "maxEditCount": self.max_edit,
+            "postpaidUsageCount": (
+                None if self.postpaid_used is None else credits_value(self.postpaid_used)
+            ),
+        }
+
+
+_ACCOUNT_COLUMNS = (
+    "a.user_id, a.plan_id, a.pending_plan_id, a.anchor_at, a.period_start, a.period_end,"
+    " a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used, p.period_unit, p.max_credit,"
+    " p.max_ttp, p.max_edit, p.billing_mode"
+)
+_ACCOUNT = (
+    f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id"  # noqa: S608
+    " WHERE a.user_id = ?"
+)
+_LOCK_ACCOUNT = "SELECT user_id FROM accounts WHERE user_id = ?"
+_LIVE_PURCHASED = (
+    "SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT) FROM credit_purchases c"
+    " WHERE c.user_id = ? AND c.remaining > 0 AND (c.expires_at IS NULL OR c.expires_at > ?)"
+)
+
+#: The account, its plan and its live purchased credit, in one statement.
+_USAGE = (
+    f"SELECT {_ACCOUNT_COLUMNS}, ({_LIVE_PURCHASED}) AS purchased"  # noqa: S608
+    " FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """The plan and anchor that the periods after the stored one follow."""
+
+    plan_id: int
+    anchor_at: int
+    period_unit: PeriodUnit
+    max_credit: int
+    max_ttp: int | None
+    max_edit: int | None
+    billing_mode: str
+
+
+async def _next_terms(conn: Connection, row: Row) -> _Terms:
+    """Terms from the end of the stored period: a pending plan change takes effect there.
+
+    A change of period unit re-anchors the subscription at that boundary, so the first
+    period of the new plan starts exactly where the last one of the old plan ended.
+    """
+    plan: Row = row
+    plan_id = row["plan_id"]
+    anchor = row["anchor_at"]
+    if row["pending_plan_id"] is not None:
+        plan_id = row["pending_plan_id"]
+        pending = await conn.fetchone("SELECT * FROM plans WHERE id = ?", plan_id)
+        assert pending is not None
+        if pending["period_unit"] != row["period_unit"]:
+            anchor = row["period_end"]
+        plan = pending
+    return _Terms(
+        plan_id,
+        anchor,
+        plan["period_unit"],
+        plan["max_credit"],
+        plan["max_ttp"],
+        plan["max_edit"],
+        plan["billing_mode"],
+    )
+
+
+def _stored_usage(row: Row, purchased: int, zone: ZoneInfo) -> Usage:
+    return Usage(
+        current_credit=row["plan_credit"],
+        additional_credit=purchased,
+        max_credit=row["max_credit"],
+        period=Period(from_micros(row["period_start"], zone), from_micros(row["period_end"], zone)),
+        ttp_count=row["ttp_count"],
+        max_ttp=row["max_ttp"],
+        edit_count=row["edit_count"],
+        max_edit=row["max_edit"],
+        postpaid_used=row["postpaid_used"] if row["billing_mode"] == "postpaid" else None,
+    )
+
+
+def _fresh_usage(terms: _Terms, purchased: int, now: int, zone: ZoneInfo) -> Usage:
+    """The numbers of a period that has just started: what the roll-over will write."""
+    return Usage(
+        current_credit=terms.max_credit,
+        additional_credit=purchased,
+        max_credit=terms.max_credit,
+        period=_period_at(terms, now, zone),
+        ttp_count=0,
+        max_ttp=terms.max_ttp,
+        edit_count=0,
+        max_edit=terms.max_edit,
+        postpaid_used=0 if terms.billing_mode == "postpaid" else None,
+    )
+
+
+def _period_at(terms: _Terms, now: int, zone: ZoneInfo) -> Period:
+    return period_containing(
+        from_micros(terms.anchor_at), terms.period_unit, from_micros(now), zone
+    )
+
+
+async def read_usage(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Usage:
+    row = await conn.fetchone(_USAGE, user_id, now, user_id)
+    if row is None:
+        raise NotFound("no such user", reason="user_not_found")
+    if now < row["period_end"]:
+        return _stored_usage(row, row["purchased"], zone)
+    return _fresh_usage(await _next_terms(conn, row), row["purchased"], now, zone)
+
+
+async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Row:
+    """The account row, locked for this transaction and rolled over to ``now``.
+
+    Rolling over writes what the read side only shows: the unused plan credit of the
+    ended period expires, the new period starts with the full allowance and zero
+    counts, and purchases past their expiry are closed, each with its ledger entry.
+    """
+    row = await conn.fetchone(_ACCOUNT + conn.for_update("a"), user_id)
+    if row is None:
+        # PostgreSQL (READ COMMITTED) re-checks a row it waited to lock against the
+        # statement's old snapshot of the joined plan: when the holder changed the plan,
+        # the join fails and the account looks missing. Lock the account row alone; a
+        # statement after that sees the account and its plan as they are.
+        locked = await conn.fetchone(_LOCK_ACCOUNT + conn.for_update("accounts"), user_id)
+        row = None if locked is None else await conn.fetchone(_ACCOUNT, user_id)
+    if row is None:
+        raise NotFound("no such user", reason="user_not_found")
+    if now >= row["period_end"]:
+        await _start_period(conn, row, now, zone)
+        row = await conn.fetchone(_ACCOUNT, user_id)
+        assert row is not None
+    await _expire_purchases(conn, user_id, now, row["period_start"])
+    return row
+
+
+async def _start_period(conn: Connection, row: Row, now: int, zone: ZoneInfo) -> None:
+    user_id, old_start = row["user_id"], row["period_start"]
+    terms = await _next_terms(conn, row)
+    period = _period_at(terms, now, zone)
+    start, end = to_micros(period.start), to_micros(period.end)
+    if row["plan_credit"]:
+        await append_entry(
+            conn,
+            user_id,
+            now,
+            "expiry",
+            "plan",
+            -row["plan_credit"],
+            old_start,
+            note="plan credit unused at the end of its period",
+        )
+    await append_entry(conn, user_id, now, "period_start", "plan", terms.max_credit, start)
+    await conn.execute(
+        "UPDATE accounts SET plan_id = ?, pending_plan_id = NULL, anchor_at = ?,"
+        " period_start = ?, period_end = ?, plan_credit = ?, ttp_count = 0, edit_count = 0,"
+        " postpaid_used = 0 WHERE user_id = ?",
+        terms.plan_id,
+        terms.anchor_at,
+        start,
+        end,
+        terms.max_credit,
+        user_id,
+    )
+
+
+async def _expire_purchases(conn: Connection, user_id: int, now: int, period_start: int) -> None:
+    expired = await conn.fetchall(
+        "SELECT id, remaining FROM credit_purchases"
+        " WHERE user_id = ? AND remaining > 0 AND expires_at <= ?",
+        user_id,
+        now,
+    )
+    for purchase in expired:
+        await append_entry(
+            conn,
+            user_id,
+            now,
+            "expiry",
+            "purchase",
+            -purchase["remaining"],
+            period_start,
+            purchase_id=purchase["id"],
+        )
+        await conn.execute("UPDATE credit_purchases SET remaining = 0 WHERE id = ?", purchase["id"])
+
+
+async def append_entry(
+    conn: Connection,
+    user_id: int,
+    now: int,
+    entry_type: str,
+    pool: str,
+    amount: int,
+    period_start: int,
+    *,
+    purchase_id: int | None = None,
+    charge_id: int | None = None,
+    note: str | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount, period_start,"
+        " purchase_id, charge_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        user_id,
+        now,
+        entry_type,
+        pool,
+        amount,
+        period_start,
+        purchase_id,
+        charge_id,
+        note,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    id: int
+    user_id: int
+    amount: int
+    expires_at: int | None
+    created_at: int
+
+
+async def buy_credits(
+    conn: Connection,
+    user_id: int,
+    amount: int,
+    *,
+    expires_at: int | None,
+    now: int,
+    zone: ZoneInfo,
+) -> Purchase:
+    """Add purchased credit that survives period ends until ``expires_at`` (if any)."""
+    if expires_at is not None and expires_at <= now:
+        raise BadRequest("expiresAt is not in the future: the credit would never count")
+    await live_user_id(conn, user_id)
+    account = await locked_account(conn, user_id, now, zone)
+    purchase_id = await conn.fetchval(
+        "INSERT INTO credit_purchases (user_id, amount, remaining, expires_at, created_at)"
+        " VALUES (?, ?, ?, ?, ?) RETURNING id",
+        user_id,
+        amount,
+        amount,
+        expires_at,
+        now,
+    )
+    await append_entry(
+        conn,
+        user_id,
+        now,
+        "purchase",
+        "purchase",
+        amount,
+        account["period_start"],
+        purchase_id=purchase_id,
+    )
+    return Purchase(purchase_id, user_id, amount, expires_at, now)
+
+
+async def plan_credit_due(conn: Connection, account: Row, max_credit: int) -> int:
+    """The plan credit an account should hold in its current period.
+
+    That is the allowance less what plan credit paid for the charges of the period that
+    stand (not refunded), kept within [0, allowance]. One rule for plan changes and
+    refunds, computed from what stands rather than from the balance's history, so the
+    credit never depends on the order in which plan changes and refunds came: a refund
+    after a downgrade never lifts the credit above the new allowance, and an upgrade
+    after it gives back what the downgrade held back.
+    """
+    standing: int = await conn.fetchval(
+        "SELECT CAST(COALESCE(SUM(from_plan), 0) AS BIGINT) FROM charges"
+        " WHERE user_id = ? AND period_start = ? AND status = 201 AND refunded_at IS NULL",
+        account["user_id"],
+        account["period_start"],
+    )
+    return max(0, min(max_credit, max_credit - standing))
+
+
+async def change_plan(
+    conn: Connection,
+    user_id: int,
+    plan_name: str,
+    *,
+    at_next_period: bool,
+    now: int,
+    zone: ZoneInfo,
+) -> None:
+    """Move a subscription to another plan, now or from the next period start.
+
+    Now: the current period stays, its counts are kept, and the plan credit becomes the
+    new allowance less what plan credit already paid for in this period (a ``grant``
+    entry records the difference, which may be negative). A change of period unit takes
+    the new unit from the end of the current period. At the next period start: the
+    change waits in ``pending_plan_id`` for the roll-over; asking again replaces it.
+    """
+    await live_user_id(conn, user_id)
+    plan = await plan_by_name(conn, plan_name)
+    account = await locked_account(conn, user_id, now, zone)
+    if at_next_period:
+        pending = None if plan.id == account["plan_id"] else plan.id
+        await conn.execute(
+            "UPDATE accounts SET pending_plan_id = ? WHERE user_id = ?", pending, user_id
+        )
+        return
+    plan_credit = await plan_credit_due(conn, account, plan.max_credit)
+    if plan_credit != account["plan_credit"]:
+        await append_entry(
+            conn,
+            user_id,
+            now,
+            "grant",
+            "plan",
+            plan_credit - account["plan_credit"],
+            account["period_start"],
+            note=f"plan changed to {plan.name}",
+        )
+    anchor = account["anchor_at"]
+    if plan.period_unit != account["period_unit"]:
+        anchor = account["period_end"]
+    await conn.execute(
+        "UPDATE accounts SET plan_id = ?, pending_plan_id = NULL, anchor_at = ?, plan_credit = ?"
+        " WHERE user_id = ?",
+        plan.id,
+        anchor,
+        plan_credit,
+        user_id,
+    )
+
+
+async def reconcile(conn: Connection) -> list[str]:
+    """Every difference between a stored balance and the sum of its ledger entries.
+
+    Empty means the books agree. Checked: plan credit, counts and postpaid usage of each
+    account's stored period, and the remaining amount of every purchase.
+    """
+    problems: list[str] = []
+    period_sums = await conn.fetchall(
+        "SELECT a.user_id, a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used,"
+        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'plan' THEN e.amount END), 0) AS BIGINT) AS plan,"
+        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'ttp' THEN e.amount END), 0) AS BIGINT) AS ttp,"
+        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'edit' THEN e.amount END), 0) AS BIGINT) AS edit,"
+        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'postpaid' THEN e.amount END), 0) AS BIGINT)"
+        " AS postpaid"
+        " FROM accounts a LEFT JOIN ledger_entries e"
+        " ON e.user_id = a.user_id AND e.period_start = a.period_start"
+        " GROUP BY a.user_id, a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used"
+        " ORDER BY a.user_id"
+    )
+    for row in period_sums:
+        for stored, summed in (
+            ("plan_credit", "plan"),
+            ("ttp_count", "ttp"),
+            ("edit_count", "edit"),
+            ("postpaid_used", "postpaid"),
+        ):
+            if row[stored] != row[summed]:
+                problems.append(
+                    f"user {row['user_id']}: {stored} is {row[stored]}, ledger says {row[summed]}"
+                )
+    purchase_sums = await conn.fetchall(
+        "SELECT c.id, c.user_id, c.remaining,"
+        " CAST(COALESCE(SUM(e.amount), 0) AS BIGINT) AS summed"
+        " FROM credit_purchases c LEFT JOIN ledger_entries e ON e.purchase_id = c.id"
+        " GROUP BY c.id, c.user_id, c.remaining HAVING c.remaining <> COALESCE(SUM(e.amount), 0)"
+        " ORDER BY c.id"
+    )
+    problems.extend(
+        f"user {row['user_id']}: purchase {row['id']} has {row['remaining']} left,"
+        f" ledger says {row['summed']}"
+        for row in purchase_sums
+    )
+    problems.extend(await _charge_problems(conn))
+    return problems
+
+
+async def _charge_problems(conn: Connection) -> list[str]:
+    """Charges whose ledger entries do not match their idempotency record.
+
+    A successful charge's entries cover its cost exactly (plan and purchased credit
+    taken, plus postpaid accrued), as its row's split says (the usage history sums the
+    split); a refused one has none and a split of zero; a refund exists exactly when the
+    record says it was refunded.
+    """
+    rows = await conn.fetchall(
+        "SELECT c.id, c.user_id, c.status, c.cost, c.refunded_at,"
+        " c.from_plan, c.from_purchased, c.postpaid,"
+        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'plan'"
+        " THEN -e.amount END), 0) AS BIGINT) AS plan_entries,"
+        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'purchase'"
+        " THEN -e.amount END), 0) AS BIGINT) AS purchase_entries,"
+        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'postpaid'"
+        " THEN e.amount END), 0) AS BIGINT) AS postpaid_entries,"
+        " COUNT(CASE WHEN e.entry_type = 'charge' THEN 1 END) AS charge_entries,"
+        " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
+        " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
+        " GROUP BY c.id, c.user_id, c.status, c.cost, c.refunded_at,"
+        " c.from_plan, c.from_purchased, c.postpaid ORDER BY c.id"
+    )
+    problems = []
+    for row in rows:
+        where = f"user {row['user_id']}: charge {row['id']}"
+        split = (row["from_plan"], row["from_purchased"], row["postpaid"])
+        entries = (row["plan_entries"], row["purchase_entries"], row["postpaid_entries"])
+        covered = sum(entries)
+        if row["status"] != 201:
+            if row["charge_entries"] or row["refund_entries"]:
+                problems.append(f"{where} was refused but has ledger entries")
+        elif covered != row["cost"]:
+            problems.append(f"{where} costs {row['cost']}, its entries cover {covered}")
+        elif (row["refunded_at"] is None) != (row["refund_entries"] == 0):
+            problems.append(f"{where}: refund record and refund entries disagree")
+        if split != entries:
+            problems.append(
+                f"{where} records plan/purchased/postpaid {split}, its entries say {entries}"
+            )
+    return problems

@@ -1,0 +1,1 @@
+"""Charging and refunding operations, exactly once per idempotency key."""
