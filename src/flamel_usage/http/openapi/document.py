@@ -14,7 +14,7 @@ from the installed ``swagger_ui_bundle`` package. The page has no inline script,
 strict Content-Security-Policy (``script-src 'self'``) can be put in front of it.
 
 To document a new operation, add a schema to ``_schemas()`` if it needs one, its error
-reasons to ``_REASONS``, and one ``_admin(...)`` or ``_auth(...)`` call to
+reasons to ``core.errors.REASONS``, and one ``_admin(...)`` or ``_auth(...)`` call to
 ``_operations()``; path parameters are filled in from ``_PATH_PARAMETERS``, and other
 parameters (headers) are passed as ``parameters=``.
 """
@@ -34,6 +34,7 @@ import yaml
 from swagger_ui_bundle import swagger_ui_path
 
 from flamel_usage.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from flamel_usage.core.errors import REASONS
 from flamel_usage.core.inputs import MAX_INT
 from flamel_usage.core.money import MAX_MILLI, MILLI
 from flamel_usage.ledger.history import GRANULARITIES, MAX_RANGE_DAYS
@@ -558,76 +559,6 @@ def _schemas() -> dict[str, Any]:
 
 # --- operations ---------------------------------------------------------------------------
 
-#: Every error reason we document: its status and what it means.
-_REASONS: dict[str, tuple[int, str]] = {
-    "bad_request": (400, "Malformed JSON, a missing or unknown field, or a value out of range."),
-    "invalid_credentials": (401, "Unknown email or wrong password."),
-    "admin_unauthorized": (401, "Missing or wrong admin bearer token."),
-    "admin_disabled": (403, "The server has no admin token configured."),
-    "plan_not_found": (404, "No plan has that name."),
-    "user_not_found": (404, "No user has that id."),
-    "key_not_found": (404, "No key has that id."),
-    "not_logged_in": (
-        403,
-        "No live session cookie, nor an X-Api-Key where one is taken: sign in first"
-        " (POST /api/auth/login).",
-    ),
-    "session_required": (
-        403,
-        "An X-Api-Key was sent: keys are managed with the session cookie only, never with a key.",
-    ),
-    "origin_not_allowed": (403, "The request's Origin is another site than this server."),
-    "too_many_keys": (409, "The user holds 20 live keys already: revoke one first."),
-    "plan_exists": (409, "A plan with that name exists."),
-    "user_exists": (409, "A user with that email exists."),
-    "unknown_kind": (400, "kind is not an operation kind the server is configured with."),
-    "invalid_idempotency_key": (
-        400,
-        "The idempotency key is missing or not 1-255 printable ASCII characters.",
-    ),
-    "insufficient_credit": (
-        402,
-        "The prepaid charge does not fit the user's credit; nothing changed.",
-    ),
-    "ttp_limit_exceeded": (429, "The plan's TTP limit for this period is reached."),
-    "edit_limit_exceeded": (429, "The plan's edit limit for this period is reached."),
-    "charge_not_found": (404, "No charge was made with that idempotency key."),
-    "idempotency_key_reused": (409, "The Idempotency-Key was used for a different charge."),
-    "already_refunded": (409, "The charge was refunded already."),
-    "not_refundable": (409, "The charge was refused (402 or 429): nothing to refund."),
-    "too_many_requests": (
-        429,
-        "Too many failed sign-ins from this client or browser, or for this account: wait"
-        " for the Retry-After seconds (the right password is refused too until then).",
-    ),
-    "wrong_api_key": (401, "The X-Api-Key is not a live key."),
-    "api_key_expired": (401, "The X-Api-Key has expired."),
-    "invalid_range": (
-        400,
-        "from or to is neither a date (YYYY-MM-DD) nor an instant with an offset, or from"
-        " is not before to.",
-    ),
-    "range_too_long": (
-        400,
-        f"The range spans more than {MAX_RANGE_DAYS['day']} days by day,"
-        f" or {MAX_RANGE_DAYS['hour']} days by hour.",
-    ),
-    "invalid_granularity": (400, "granularity is neither day nor hour."),
-    "invalid_format": (400, "format is neither json nor csv."),
-    "payload_too_large": (413, "The request body is larger than 64 KiB."),
-    "unsupported_media_type": (415, "The body was sent with a Content-Type other than JSON."),
-    "request_header_fields_too_large": (
-        431,
-        "The request head is larger than the server takes (16 KiB or 100 header lines by"
-        " default); the connection is closed.",
-    ),
-    "service_unavailable": (
-        503,
-        "The database is unreachable or did not answer in time: retry after the"
-        " Retry-After seconds.",
-    ),
-}
-
 #: Errors any request can meet: its head (``http/protocol.py``), the database (``http/app.py``).
 _ANY_REQUEST_ERRORS = ("request_header_fields_too_large", "service_unavailable")
 _BODY_ERRORS = ("payload_too_large", "unsupported_media_type")
@@ -766,13 +697,13 @@ def _errors(
     """
     by_status: dict[int, list[str]] = {}
     for reason in reasons:
-        status, _ = _REASONS[reason]
+        status = REASONS[reason].status
         by_status.setdefault(status, []).append(reason)
     responses: dict[str, Any] = {}
     for status, names in sorted(by_status.items()):
         examples = {
             name: {
-                "summary": _REASONS[name][1],
+                "summary": REASONS[name].description,
                 "value": {"success": False, "code": status, "data": name},
             }
             for name in names
