@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flamel_usage.core.errors import Forbidden
+from flamel_usage.http import guards
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import MethodNotAllowed, Request, Response, empty_response
 
@@ -46,8 +47,7 @@ def response_headers(allowed: frozenset[str], origin: bytes | None) -> list[tupl
     ]
 
 
-async def preflight(request: Request, services: Services) -> Response:
-    """``OPTIONS`` of ``ROUTE``, registered only while CORS is on."""
+async def _preflight(request: Request, services: Services) -> Response:
     origin = request.headers.get("origin")
     if origin is None or "access-control-request-method" not in request.headers:
         raise MethodNotAllowed("OPTIONS", {"GET", "HEAD", "OPTIONS"})  # not a CORS preflight
@@ -61,3 +61,7 @@ async def preflight(request: Request, services: Services) -> Response:
             (b"access-control-max-age", PREFLIGHT_MAX_AGE),
         ],
     )
+
+
+#: ``OPTIONS`` of ``ROUTE``, added to the app's routes only while CORS is on.
+PREFLIGHT = guards.public("OPTIONS", ROUTE, _preflight)

@@ -9,7 +9,7 @@ answers and every migration this version ships is applied: send it traffic only 
 from __future__ import annotations
 
 from flamel_usage.core.errors import ServiceUnavailable
-from flamel_usage.http import metrics
+from flamel_usage.http import guards, metrics
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, json_response
 
@@ -35,7 +35,7 @@ async def metrics_page(request: Request, services: Services) -> Response:
 
 
 ROUTES = [
-    ("GET", "/healthz", healthz),
-    ("GET", "/readyz", readyz),
-    ("GET", "/metrics", metrics_page),
+    guards.public("GET", "/healthz", healthz),
+    guards.public("GET", "/readyz", readyz),
+    guards.public("GET", "/metrics", metrics_page),
 ]

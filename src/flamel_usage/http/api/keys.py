@@ -1,9 +1,8 @@
 """Self-service API keys: a signed-in user lists, makes and revokes their own keys.
 
-The browser session (``connect.sid``) is the only credential here. A key cannot manage
-keys: a stolen key must not mint itself successors or revoke its owner's other keys, so
-a request that sends ``X-Api-Key`` (valid or not) is refused with ``session_required``;
-a blank one counts as absent, as on ``GET /api/users/me/usage``.
+The browser session (``connect.sid``) is the only credential here: the routes are
+``session`` routes (``http/guards.py``), so a request that sends ``X-Api-Key`` is refused
+with ``session_required`` before a handler runs.
 
 Cross-site request forgery, as for the session's other writes (``/api/auth/login``,
 ``logout``): the cookie is ``SameSite=Lax``, so a browser sends it on no cross-site
@@ -16,80 +15,58 @@ for these routes; and a request whose ``Origin`` names another site is refused w
 from __future__ import annotations
 
 from flamel_usage.auth import credentials as auth
-from flamel_usage.core.errors import Forbidden, NotLoggedIn
 from flamel_usage.core.inputs import JsonObject, parse_id
-from flamel_usage.http import security
-from flamel_usage.http.api import usage as public
+from flamel_usage.http import guards, security
 from flamel_usage.http.api.admin.accounts import created_key_json, key_json
 from flamel_usage.http.context import Services
 from flamel_usage.http.cors import OriginNotAllowed
+from flamel_usage.http.guards import Caller
 from flamel_usage.http.routing import Request, Response, empty_response, json_response
 
 ROUTE = "/api/users/me/keys"
 
 
-class SessionRequired(Forbidden):
-    reason = "session_required"
-
-
-async def session_user(request: Request, services: Services) -> int:
-    """The signed-in user, refusing any request that carries an API key."""
-    if request.headers.get("x-api-key", "").strip(" \t"):
-        raise SessionRequired()
-    found = public.session_id(request, services)
-    if found is not None:
-        async with services.db.read() as conn:
-            user_id = await auth.user_for_session(conn, found, services.clock())
-        if user_id is not None:
-            return user_id
-    raise NotLoggedIn()
-
-
-async def _writer(request: Request, services: Services) -> int:
-    """``session_user`` for a request that changes something: from our own origin only."""
-    user_id = await session_user(request, services)
+def _require_same_origin(request: Request) -> None:
+    """A request that changes something comes from our own origin only."""
     if not security.same_origin(request):
         raise OriginNotAllowed("keys can be changed from this site only")
-    return user_id
 
 
-async def list_my_keys(request: Request, services: Services) -> Response:
-    user_id = await session_user(request, services)
+async def list_my_keys(request: Request, services: Services, caller: Caller) -> Response:
     await services.last_used.flush(services.db)
-    now = services.clock()
     async with services.db.read() as conn:
-        found = await auth.list_keys(conn, user_id)
-    return json_response({"keys": [key_json(key, now) for key in found]})
+        found = await auth.list_keys(conn, caller.user_id)
+    return json_response({"keys": [key_json(key, caller.now) for key in found]})
 
 
-async def create_my_key(request: Request, services: Services) -> Response:
-    user_id = await _writer(request, services)
+async def create_my_key(request: Request, services: Services, caller: Caller) -> Response:
+    _require_same_origin(request)
     body = JsonObject(await request.json(), {"name", "expiresAt"})
     name = body.string("name", required=False, max_length=auth.MAX_KEY_NAME * 4)
     expires_at = body.instant("expiresAt")
     async with services.db.transaction() as conn:
         issued = await auth.issue_key(
             conn,
-            user_id,
+            caller.user_id,
             name=name,
             expires_at=expires_at,
-            now=services.clock(),
+            now=caller.now,
             max_live=auth.MAX_LIVE_KEYS,
         )
     return json_response(created_key_json(issued), 201)
 
 
-async def revoke_my_key(request: Request, services: Services) -> Response:
+async def revoke_my_key(request: Request, services: Services, caller: Caller) -> Response:
     """Revoke one of the caller's keys; 204 again for a key already revoked."""
-    user_id = await _writer(request, services)
+    _require_same_origin(request)
     key_id = parse_id(request.params["keyId"], "keyId")
     async with services.db.transaction() as conn:
-        await auth.revoke_key(conn, key_id, services.clock(), owner=user_id)
+        await auth.revoke_key(conn, key_id, caller.now, owner=caller.user_id)
     return empty_response()
 
 
 ROUTES = [
-    ("GET", ROUTE, list_my_keys),
-    ("POST", ROUTE, create_my_key),
-    ("DELETE", ROUTE + "/{keyId}", revoke_my_key),
+    guards.session("GET", ROUTE, list_my_keys),
+    guards.session("POST", ROUTE, create_my_key),
+    guards.session("DELETE", ROUTE + "/{keyId}", revoke_my_key),
 ]

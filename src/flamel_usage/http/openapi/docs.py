@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flamel_usage.core.errors import NotFound
-from flamel_usage.http import security
+from flamel_usage.http import guards, security
 from flamel_usage.http.context import Services
 from flamel_usage.http.openapi import document as openapi
 from flamel_usage.http.routing import Request, Response
@@ -35,7 +35,7 @@ async def api_static(request: Request, services: Services) -> Response:
 
 
 ROUTES = [
-    ("GET", "/api-json", api_json),
-    ("GET", "/api", api_docs),
-    ("GET", "/api/static/{name}", api_static),
+    guards.public("GET", "/api-json", api_json),
+    guards.public("GET", "/api", api_docs),
+    guards.public("GET", "/api/static/{name}", api_static),
 ]

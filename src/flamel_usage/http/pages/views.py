@@ -39,7 +39,7 @@ from flamel_usage.core.inputs import parse_id
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros, to_micros
 from flamel_usage.db.gateway import DatabaseUnavailable
-from flamel_usage.http import security
+from flamel_usage.http import guards, security
 from flamel_usage.http.api import usage as public
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Handler, Request, Response
@@ -1047,7 +1047,7 @@ def render_revoke(language: Language, key: auth.KeyInfo, csrf: str) -> str:
 
 async def _signed_in(request: Request, services: Services) -> tuple[str, int] | None:
     """``(session id, user id)`` of a live session from the ``connect.sid`` cookie."""
-    found = public.session_id(request, services)
+    found = guards.session_id(request, services)
     if found is None:
         return None
     async with services.db.read() as conn:
@@ -1086,7 +1086,7 @@ async def login_submit(request: Request, services: Services) -> Response:
             password,
             now=now,
             ttl_seconds=ttl,
-            client=public.client_address(request, services),
+            client=guards.client_address(request, services),
             device_cookie=public.device_cookie(request),
             secret=secret,
             budget=services.login_budget,
@@ -1112,7 +1112,7 @@ async def login_submit(request: Request, services: Services) -> Response:
 
 async def usage_page(request: Request, services: Services) -> Response:
     language, headers = _language(request)
-    found = public.session_id(request, services)
+    found = guards.session_id(request, services)
     if found is None:
         return _redirect("/", headers)
     now = services.clock()
@@ -1151,7 +1151,7 @@ async def logout_submit(request: Request, services: Services) -> Response:
         return forbidden
     form = await _read_form(request)
     clear = public.session_cookie_header("", 0, request)
-    found = public.session_id(request, services)
+    found = guards.session_id(request, services)
     if found is None:  # no session to end: nothing a forged request could do
         return _redirect("/", [clear])
     if not _session_form_ok(found, services.session_secret.reveal(), form):
@@ -1174,7 +1174,7 @@ class _KeysVisit:
 
 async def _keys_visit(request: Request, services: Services) -> _KeysVisit | None:
     """The visit, or None when no live session signs it in."""
-    found = public.session_id(request, services)
+    found = guards.session_id(request, services)
     if found is None:
         return None
     async with services.db.read() as conn:
@@ -1331,14 +1331,16 @@ def _outage_as_page(handler: Handler) -> Handler:
     return page
 
 
+#: Public to the router: a page checks the session itself, for its answer to a visitor
+#: not signed in is a redirect to the sign-in page or the 403 page, not the API's envelope.
 ROUTES = [
-    ("GET", "/", _outage_as_page(login_page)),
-    ("POST", "/login", _outage_as_page(login_submit)),
-    ("GET", "/usage", _outage_as_page(usage_page)),
-    ("POST", "/logout", _outage_as_page(logout_submit)),
-    ("GET", "/keys", _outage_as_page(keys_page)),
-    ("POST", "/keys", _outage_as_page(keys_create)),
-    ("GET", "/keys/{keyId}/revoke", _outage_as_page(revoke_confirm_page)),
-    ("POST", "/keys/{keyId}/revoke", _outage_as_page(revoke_submit)),
-    ("GET", "/static/{name}", static_file),
+    guards.public("GET", "/", _outage_as_page(login_page)),
+    guards.public("POST", "/login", _outage_as_page(login_submit)),
+    guards.public("GET", "/usage", _outage_as_page(usage_page)),
+    guards.public("POST", "/logout", _outage_as_page(logout_submit)),
+    guards.public("GET", "/keys", _outage_as_page(keys_page)),
+    guards.public("POST", "/keys", _outage_as_page(keys_create)),
+    guards.public("GET", "/keys/{keyId}/revoke", _outage_as_page(revoke_confirm_page)),
+    guards.public("POST", "/keys/{keyId}/revoke", _outage_as_page(revoke_submit)),
+    guards.public("GET", "/static/{name}", static_file),
 ]

@@ -1,12 +1,10 @@
 """The operator API under ``/api/admin/``: plans, users, keys, purchased credit, reconcile.
 
-Guarded by one bearer token. With no token configured every call is refused, so a
-service started without thinking about it never exposes the books.
+Every route is an ``admin`` route (``http/guards.py``): the router checks the bearer
+token before a handler runs.
 """
 
 from __future__ import annotations
-
-import hmac
 
 from flamel_usage.accounts import users as accounts
 from flamel_usage.accounts.users import Plan
@@ -16,27 +14,10 @@ from flamel_usage.core.errors import ApiError
 from flamel_usage.core.inputs import JsonObject, parse_id
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros
+from flamel_usage.http import guards
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, empty_response, json_response
 from flamel_usage.ledger import balances as ledger
-
-
-class AdminUnauthorized(ApiError):
-    status, reason = 401, "admin_unauthorized"
-
-
-class AdminDisabled(ApiError):
-    status, reason = 403, "admin_disabled"
-
-
-def require_admin(request: Request, services: Services) -> None:
-    token = services.settings.admin_token
-    if token is None:
-        raise AdminDisabled("no admin token is configured on this server")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    expected = token.reveal().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        raise AdminUnauthorized("send Authorization: Bearer <admin token>")
 
 
 def _instant(us: int | None) -> str | None:
@@ -56,7 +37,6 @@ def plan_json(plan: Plan) -> dict[str, object]:
 
 
 async def create_plan(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     body = JsonObject(
         await request.json(),
         {"name", "periodUnit", "maxCredit", "maxTtpCount", "maxEditCount", "billingMode"},
@@ -75,14 +55,12 @@ async def create_plan(request: Request, services: Services) -> Response:
 
 
 async def list_plans(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     async with services.db.read() as conn:
         plans = await accounts.list_plans(conn)
     return json_response({"plans": [plan_json(plan) for plan in plans]})
 
 
 async def create_user(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     body = JsonObject(await request.json(), {"email", "plan", "anchor", "password"})
     email = body.required_string("email", max_length=254)
     plan = body.required_string("plan", max_length=64)
@@ -111,7 +89,6 @@ async def create_user(request: Request, services: Services) -> Response:
 
 
 async def delete_user(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     async with services.db.transaction() as conn:
         await accounts.delete_user(conn, user_id, services.clock())
@@ -119,7 +96,6 @@ async def delete_user(request: Request, services: Services) -> Response:
 
 
 async def user_usage(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     now = services.clock()
     async with services.db.read() as conn:
@@ -156,7 +132,6 @@ def key_json(key: auth.KeyInfo, now: int) -> dict[str, object]:
 
 
 async def create_key(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     body = JsonObject(await request.json(), {"expiresAt", "name"})
     expires_at = body.instant("expiresAt")
@@ -169,7 +144,6 @@ async def create_key(request: Request, services: Services) -> Response:
 
 
 async def list_keys(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     await services.last_used.flush(services.db)
     now = services.clock()
@@ -180,7 +154,6 @@ async def list_keys(request: Request, services: Services) -> Response:
 
 async def update_key(request: Request, services: Services) -> Response:
     """Change the expiry, the name or both; a field left out stays as it is."""
-    require_admin(request, services)
     key_id = parse_id(request.params["keyId"], "keyId")
     body = JsonObject(await request.json(), {"expiresAt", "name"})
     if not body.has("expiresAt") and not body.has("name"):
@@ -196,7 +169,6 @@ async def update_key(request: Request, services: Services) -> Response:
 
 
 async def revoke_key(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     key_id = parse_id(request.params["keyId"], "keyId")
     async with services.db.transaction() as conn:
         await auth.revoke_key(conn, key_id, services.clock())
@@ -204,7 +176,6 @@ async def revoke_key(request: Request, services: Services) -> Response:
 
 
 async def buy_credits(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     body = JsonObject(await request.json(), {"amount", "expiresAt"})
     amount = body.credits("amount")
@@ -231,7 +202,6 @@ async def buy_credits(request: Request, services: Services) -> Response:
 
 
 async def change_plan(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     body = JsonObject(await request.json(), {"plan", "effective"})
     plan = body.required_string("plan", max_length=64)
@@ -256,23 +226,22 @@ async def change_plan(request: Request, services: Services) -> Response:
 
 
 async def reconcile(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     async with services.db.read() as conn:
         problems = await ledger.reconcile(conn)
     return json_response({"ok": not problems, "problems": problems})
 
 
 ROUTES = [
-    ("POST", "/api/admin/plans", create_plan),
-    ("GET", "/api/admin/plans", list_plans),
-    ("POST", "/api/admin/users", create_user),
-    ("DELETE", "/api/admin/users/{userId}", delete_user),
-    ("GET", "/api/admin/users/{userId}/usage", user_usage),
-    ("POST", "/api/admin/users/{userId}/keys", create_key),
-    ("GET", "/api/admin/users/{userId}/keys", list_keys),
-    ("PATCH", "/api/admin/keys/{keyId}", update_key),
-    ("POST", "/api/admin/keys/{keyId}/revoke", revoke_key),
-    ("POST", "/api/admin/users/{userId}/credits", buy_credits),
-    ("PUT", "/api/admin/users/{userId}/plan", change_plan),
-    ("GET", "/api/admin/reconcile", reconcile),
+    guards.admin("POST", "/api/admin/plans", create_plan),
+    guards.admin("GET", "/api/admin/plans", list_plans),
+    guards.admin("POST", "/api/admin/users", create_user),
+    guards.admin("DELETE", "/api/admin/users/{userId}", delete_user),
+    guards.admin("GET", "/api/admin/users/{userId}/usage", user_usage),
+    guards.admin("POST", "/api/admin/users/{userId}/keys", create_key),
+    guards.admin("GET", "/api/admin/users/{userId}/keys", list_keys),
+    guards.admin("PATCH", "/api/admin/keys/{keyId}", update_key),
+    guards.admin("POST", "/api/admin/keys/{keyId}/revoke", revoke_key),
+    guards.admin("POST", "/api/admin/users/{userId}/credits", buy_credits),
+    guards.admin("PUT", "/api/admin/users/{userId}/plan", change_plan),
+    guards.admin("GET", "/api/admin/reconcile", reconcile),
 ]

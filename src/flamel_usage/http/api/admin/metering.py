@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flamel_usage.core.inputs import JsonObject
-from flamel_usage.http.api.admin.accounts import require_admin
+from flamel_usage.http import guards
 from flamel_usage.http.context import Services
 from flamel_usage.http.metrics import charge_outcome
 from flamel_usage.http.routing import JSON_HEADERS, Request, Response
@@ -11,7 +11,6 @@ from flamel_usage.metering import charges
 
 
 async def create_charge(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     key = charges.idempotency_key(request.headers.get("idempotency-key"))
     body = JsonObject(await request.json(), {"userId", "kind", "cost"})
     charge_request = charges.ChargeRequest(
@@ -34,7 +33,6 @@ async def create_charge(request: Request, services: Services) -> Response:
 
 
 async def refund_charge(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     key = charges.idempotency_key(request.params["idempotencyKey"])
     async with services.db.transaction() as conn:
         body = await charges.refund(
@@ -44,6 +42,6 @@ async def refund_charge(request: Request, services: Services) -> Response:
 
 
 ROUTES = [
-    ("POST", "/api/admin/charges", create_charge),
-    ("POST", "/api/admin/charges/{idempotencyKey}/refund", refund_charge),
+    guards.admin("POST", "/api/admin/charges", create_charge),
+    guards.admin("POST", "/api/admin/charges/{idempotencyKey}/refund", refund_charge),
 ]
