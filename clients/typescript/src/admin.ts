@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { type ClientOptions, Transport } from "./transport.js";
+import { type Answer, type Call, type ClientOptions, Transport } from "./transport.js";
 import type {
   BuyCreditsInput,
   BuyCreditsResult,
@@ -46,45 +46,38 @@ export class AdminClient {
 
   /** `POST /api/admin/users`. */
   async createUser(input: CreateUserInput): Promise<User> {
-    return (await this.post("/api/admin/users", input, false)) as User;
+    const path = "/api/admin/users";
+    return (await this.send({ method: "POST", path, json: input, repeatable: false })).body as User;
   }
 
   /** `GET /api/admin/users/{userId}/usage`: the user's usage, as the user would read it. */
   async getUserUsage(userId: number): Promise<UsageInfo> {
-    const answer = await this.transport.call({
-      method: "GET",
-      path: `/api/admin/users/${segment(userId)}/usage`,
-      headers: this.authorization,
-      repeatable: true,
-    });
-    return answer.body as UsageInfo;
+    const path = `/api/admin/users/${segment(userId)}/usage`;
+    return (await this.send({ method: "GET", path, repeatable: true })).body as UsageInfo;
   }
 
   /** `PUT /api/admin/users/{userId}/plan`: now (the default) or from the next period. */
   async changePlan(userId: number, input: ChangePlanInput): Promise<ChangePlanResult> {
-    const answer = await this.transport.call({
-      method: "PUT",
-      path: `/api/admin/users/${segment(userId)}/plan`,
-      headers: this.authorization,
-      json: input,
-      repeatable: true,
-    });
-    return answer.body as ChangePlanResult;
+    const path = `/api/admin/users/${segment(userId)}/plan`;
+    return (await this.send({ method: "PUT", path, json: input, repeatable: true })).body as ChangePlanResult;
   }
 
   /** `POST /api/admin/users/{userId}/keys`: the answer is the only one that shows the secret. */
   async createKey(userId: number, input: CreateKeyInput = {}): Promise<CreatedKey> {
-    return (await this.post(`/api/admin/users/${segment(userId)}/keys`, input, false)) as CreatedKey;
+    const path = `/api/admin/users/${segment(userId)}/keys`;
+    return (await this.send({ method: "POST", path, json: input, repeatable: false })).body as CreatedKey;
   }
 
   /** `POST /api/admin/keys/{keyId}/revoke`; revoking a revoked key changes nothing. */
   async revokeKey(keyId: number): Promise<void> {
-    await this.post(`/api/admin/keys/${segment(keyId)}/revoke`, undefined, true);
+    await this.send({ method: "POST", path: `/api/admin/keys/${segment(keyId)}/revoke`, repeatable: true });
   }
 
   /** `POST /api/admin/users/{userId}/credits`: purchased credit, and the usage after it. */
   async buyCredits(userId: number, input: BuyCreditsInput): Promise<BuyCreditsResult> {
-    return (await this.post(`/api/admin/users/${segment(userId)}/credits`, input, false)) as BuyCreditsResult;
+    const path = `/api/admin/users/${segment(userId)}/credits`;
+    return (await this.send({ method: "POST", path, json: input, repeatable: false }))
+      .body as BuyCreditsResult;
   }
 
   /**
@@ -96,12 +89,12 @@ export class AdminClient {
    * named another charge.
    */
   async charge(input: ChargeInput): Promise<ChargeOutcome> {
-    const { idempotencyKey = randomUUID(), ...body } = input;
-    const answer = await this.transport.call({
+    const { idempotencyKey = randomUUID(), ...json } = input;
+    const answer = await this.send({
       method: "POST",
       path: "/api/admin/charges",
-      headers: { ...this.authorization, "idempotency-key": idempotencyKey },
-      json: body,
+      headers: { "idempotency-key": idempotencyKey },
+      json,
       repeatable: true,
     });
     const replayed = answer.headers.get("idempotent-replayed") === "true";
@@ -114,21 +107,12 @@ export class AdminClient {
    * charge is refunded either way, once.
    */
   async refund(idempotencyKey: string): Promise<ChargeResult> {
-    return (await this.post(
-      `/api/admin/charges/${segment(idempotencyKey)}/refund`,
-      undefined,
-      true,
-    )) as ChargeResult;
+    const path = `/api/admin/charges/${segment(idempotencyKey)}/refund`;
+    return (await this.send({ method: "POST", path, repeatable: true })).body as ChargeResult;
   }
 
-  private async post(path: string, json: unknown, repeatable: boolean): Promise<unknown> {
-    const answer = await this.transport.call({
-      method: "POST",
-      path,
-      headers: this.authorization,
-      json,
-      repeatable,
-    });
-    return answer.body;
+  /** `call`, with the admin token. */
+  private send(call: Call): Promise<Answer> {
+    return this.transport.call({ ...call, headers: { ...call.headers, ...this.authorization } });
   }
 }
