@@ -51,8 +51,12 @@ CREATED_KEY: dict[str, Any] = {
     "expiresAt": None,
 }
 PURCHASE: dict[str, Any] = {
-    "purchase": {"id": 2, "amount": 2.5, "expiresAt": "2027-01-01T00:00:00+00:00"}
-    | {"createdAt": CREATED},
+    "purchase": {
+        "id": 2,
+        "amount": 2.5,
+        "expiresAt": "2027-01-01T00:00:00+00:00",
+        "createdAt": CREATED,
+    },
     "usage": DTO,
 }
 PLAN_CHANGE: dict[str, Any] = {"plan": "Pro", "pendingPlan": "Max", "usage": DTO}
