@@ -112,9 +112,8 @@ async def _apply_one(transaction: Transactions, migration: Migration) -> bool:
     """Apply ``migration`` with its record; False when another process was first."""
     async with transaction() as conn:
         await conn.lock_name(_LOCK)
-        if await conn.fetchone(
-            "SELECT 1 FROM schema_migrations WHERE version = ?", migration.version
-        ):
+        done = "SELECT 1 FROM schema_migrations WHERE version = ?"
+        if await conn.fetchone(done, migration.version) is not None:
             return False
         await conn.run_script(migration.sql)
         await conn.execute(
