@@ -34,7 +34,8 @@ import pytest
 
 from flamel_usage.auth import cookies
 from flamel_usage.core.config import ConfigError, Settings
-from flamel_usage.db.gateway import Database, DatabaseUnavailable, gateway
+from flamel_usage.db import gateway
+from flamel_usage.db.gateway import Database, DatabaseUnavailable
 from flamel_usage.http.app import App
 from flamel_usage.http.pages.forms import session_form_token
 from flamel_usage.http.pages.strings import STRINGS
