@@ -37,7 +37,8 @@ from flamel_usage.core.config import ConfigError, Settings
 from flamel_usage.db import migrate
 from flamel_usage.db.gateway import Connection, Database, DatabaseUnavailable
 from flamel_usage.http.app import App
-from flamel_usage.http.pages import views as pages
+from flamel_usage.http.pages.forms import session_form_token
+from flamel_usage.http.pages.strings import STRINGS
 from flamel_usage.metering import charges as metering
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET
 from tests.processes import free_port, http_client, server_process
@@ -403,7 +404,7 @@ async def test_pages_answer_a_503_page_in_their_language_the_api_its_envelope(
     session_id = cookies.new_session_id()
     cookie = cookies.session_cookie_value(session_id, SESSION_SECRET)
     signed_in = {"Cookie": f"connect.sid={cookie}"}
-    logout_form = {"csrf": pages.session_form_token(session_id, SESSION_SECRET)}
+    logout_form = {"csrf": session_form_token(session_id, SESSION_SECRET)}
     try:
         app = App(Settings.from_environ(_environ(tmp_path, url)), database)
         transport = httpx.ASGITransport(app=app)
@@ -431,7 +432,7 @@ async def test_pages_answer_a_503_page_in_their_language_the_api_its_envelope(
                     assert response.headers["retry-after"] == "1"
                     assert response.headers["cache-control"] == "no-store"
                     assert f'<html lang="{language}">' in response.text, name
-                    heading = html.escape(pages.STRINGS[language]["unavailable_heading"])
+                    heading = html.escape(STRINGS[language]["unavailable_heading"])
                     assert heading in response.text, name
             chosen = await http.get("/usage?lang=ko", headers=signed_in)
             assert chosen.status_code == 503
