@@ -223,6 +223,14 @@ async def user_id_by_email(conn: Connection, email: str) -> int:
     return int(found)
 
 
+async def email_of(conn: Connection, user_id: int) -> str:
+    """The user's email as stored (normalised): what a signed-in page greets them with."""
+    found = await conn.fetchval("SELECT email FROM users WHERE id = ?", user_id)
+    if found is None:
+        raise NotFound("no such user", reason="user_not_found")
+    return str(found)
+
+
 async def delete_user(conn: Connection, user_id: int, now: int) -> None:
     """Mark the user deleted and end its sessions; its keys stop working with it.
 

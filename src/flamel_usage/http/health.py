@@ -9,6 +9,7 @@ answers and every migration this version ships is applied: send it traffic only 
 from __future__ import annotations
 
 from flamel_usage.core.errors import ServiceUnavailable
+from flamel_usage.db.migrate import MigrationEdited
 from flamel_usage.http import guards, metrics
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, json_response
@@ -20,7 +21,10 @@ async def healthz(request: Request, services: Services) -> Response:
 
 async def readyz(request: Request, services: Services) -> Response:
     # DatabaseUnavailable (also for a store that is not open) becomes the 503 in the app.
-    pending = await services.db.pending_migrations()
+    try:
+        pending = await services.db.pending_migrations()
+    except MigrationEdited as error:
+        raise ServiceUnavailable(str(error)) from error
     if pending:
         raise ServiceUnavailable(f"migrations not applied yet: {', '.join(map(str, pending))}")
     return json_response({"status": "ready"})
