@@ -125,6 +125,27 @@ class _Spend:
 #: What a refused charge took: nothing.
 _NOTHING = _Spend(0, [], 0)
 
+# The statements of a charge, by name: ``bench/charges.py`` runs them too, without the
+# rest of the service, as the raw loop the service's charges are measured against.
+FIRST_ANSWER = "SELECT fingerprint, status, response FROM charges WHERE idempotency_key = ?"
+#: Oldest-expiring first, never-expiring last.
+LIVE_PURCHASES = (
+    "SELECT id, remaining FROM credit_purchases"
+    " WHERE user_id = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?)"
+    " ORDER BY expires_at IS NULL, expires_at, id"
+)
+SPEND_FROM_ACCOUNT = (
+    "UPDATE accounts SET plan_credit = plan_credit - ?, postpaid_used = postpaid_used + ?,"
+    " ttp_count = ttp_count + ?, edit_count = edit_count + ? WHERE user_id = ?"
+)
+SPEND_FROM_PURCHASE = "UPDATE credit_purchases SET remaining = remaining - ? WHERE id = ?"
+RECORD_CHARGE = (
+    "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
+    " from_plan, from_purchased, postpaid, period_start, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+RECORD_ANSWER = "UPDATE charges SET response = ? WHERE id = ?"
+
 
 async def charge(
     conn: Connection,
@@ -138,10 +159,7 @@ async def charge(
     if request.kind not in costs:
         raise UnknownKind(f"unknown operation kind; known: {', '.join(sorted(costs))}")
     await conn.lock_name(f"charge:{idempotency_key}")
-    first = await conn.fetchone(
-        "SELECT fingerprint, status, response FROM charges WHERE idempotency_key = ?",
-        idempotency_key,
-    )
+    first = await conn.fetchone(FIRST_ANSWER, idempotency_key)
     if first is not None:
         if first["fingerprint"] != request.fingerprint():
             raise IdempotencyKeyReused("this Idempotency-Key was used for a different charge")
@@ -170,7 +188,7 @@ async def charge(
             "usage": usage.to_dto(),
         }
     )
-    await conn.execute("UPDATE charges SET response = ? WHERE id = ?", body.decode(), charge_id)
+    await conn.execute(RECORD_ANSWER, body.decode(), charge_id)
     return Outcome(201, body)
 
 
@@ -187,13 +205,7 @@ async def _plan_spend(conn: Connection, account: Row, kind: str, cost: int, now:
     owed = cost - from_plan
     taken: list[tuple[int, int]] = []
     if owed:
-        live = await conn.fetchall(
-            "SELECT id, remaining FROM credit_purchases"
-            " WHERE user_id = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?)"
-            " ORDER BY expires_at IS NULL, expires_at, id",
-            account["user_id"],
-            now,
-        )
+        live = await conn.fetchall(LIVE_PURCHASES, account["user_id"], now)
         for purchase in live:
             part = min(purchase["remaining"], owed)
             taken.append((purchase["id"], part))
@@ -211,8 +223,7 @@ async def _apply(
     user_id, period = account["user_id"], account["period_start"]
     counted = 1 if kind in _COUNTED else 0
     await conn.execute(
-        "UPDATE accounts SET plan_credit = plan_credit - ?, postpaid_used = postpaid_used + ?,"
-        " ttp_count = ttp_count + ?, edit_count = edit_count + ? WHERE user_id = ?",
+        SPEND_FROM_ACCOUNT,
         spend.from_plan,
         spend.postpaid,
         counted if kind == "ttp" else 0,
@@ -225,9 +236,7 @@ async def _apply(
     if counted:
         entries.append((kind, 1, None))
     for taken_from, part in spend.from_purchases:
-        await conn.execute(
-            "UPDATE credit_purchases SET remaining = remaining - ? WHERE id = ?", part, taken_from
-        )
+        await conn.execute(SPEND_FROM_PURCHASE, part, taken_from)
     for pool, amount, purchase_id in entries:
         if amount or pool in _COUNTED:
             await append_entry(
@@ -255,9 +264,7 @@ async def _record(
     now: int,
 ) -> int:
     charge_id = await conn.fetchval(
-        "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
-        " from_plan, from_purchased, postpaid, period_start, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        RECORD_CHARGE,
         idempotency_key,
         request.fingerprint(),
         request.user_id,
