@@ -19,7 +19,8 @@ from flamel_usage.core.logs import ACCESS_LOGGER, REQUEST_ID
 from flamel_usage.db.gateway import Database, DatabaseUnavailable
 from flamel_usage.http import cors, health
 from flamel_usage.http.api import keys, usage
-from flamel_usage.http.api.admin import accounts, metering
+from flamel_usage.http.api.admin import accounts as admin_accounts
+from flamel_usage.http.api.admin import metering as admin_metering
 from flamel_usage.http.context import Clock, Services, system_clock
 from flamel_usage.http.metrics import UNMATCHED
 from flamel_usage.http.openapi import docs
@@ -40,15 +41,15 @@ from flamel_usage.http.security import NOSNIFF
 logger = logging.getLogger("flamel_usage")
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
-#: Every route the service answers, each with its guard (``http/guards.py``), but the
-#: CORS preflight, which is added while CORS is on. ``tests/test_route_guards.py`` walks
-#: it; the OpenAPI test checks each is documented.
+#: Every route the service answers, each with its guard (``http/guards.py``), except the
+#: CORS preflight, added while CORS is on. ``tests/test_route_guards.py`` walks it; the
+#: OpenAPI test checks each is documented.
 ROUTES: list[Route] = [
     *usage.ROUTES,
     *keys.ROUTES,
     *docs.ROUTES,
-    *accounts.ROUTES,
-    *metering.ROUTES,
+    *admin_accounts.ROUTES,
+    *admin_metering.ROUTES,
     *pages.ROUTES,
     *health.ROUTES,
 ]
@@ -110,9 +111,9 @@ class App:
             path = scope["path"]
             raw_path = scope.get("raw_path") or path.encode()
             route, methods, params = self.router.resolve(path, raw_path)
-            endpoint = self.router.endpoint(methods, scope["method"])
+            handler = self.router.handler(methods, scope["method"])
             request = Request(scope, receive, params, self._forwarded_header)
-            return route, await endpoint(request, self.services)
+            return route, await handler(request, self.services)
         except ApiError as error:
             self.services.metrics.auth_failure(error.reason)
             return route, error_response(error)

@@ -47,7 +47,8 @@ def response_headers(allowed: frozenset[str], origin: bytes | None) -> list[tupl
     ]
 
 
-async def _preflight(request: Request, services: Services) -> Response:
+async def preflight(request: Request, services: Services) -> Response:
+    """``OPTIONS`` of ``ROUTE``, registered only while CORS is on."""
     origin = request.headers.get("origin")
     if origin is None or "access-control-request-method" not in request.headers:
         raise MethodNotAllowed("OPTIONS", {"GET", "HEAD", "OPTIONS"})  # not a CORS preflight
@@ -63,5 +64,6 @@ async def _preflight(request: Request, services: Services) -> Response:
     )
 
 
-#: ``OPTIONS`` of ``ROUTE``, added to the app's routes only while CORS is on.
-PREFLIGHT = guards.public("OPTIONS", ROUTE, _preflight)
+#: ``OPTIONS`` of ``ROUTE``, added to the app's routes only while CORS is on; public, for
+#: a browser sends no credential with a preflight.
+PREFLIGHT = guards.public("OPTIONS", ROUTE, preflight)

@@ -1,14 +1,14 @@
-"""The few HTTP pieces the service needs, on bare ASGI, the router among them.
+"""The few HTTP pieces the service needs, on bare ASGI.
 
-Hand-written on purpose: measured against a framework's router and request objects,
-this is faster on the hot path of ``GET /api/users/me/usage`` (``scripts/bench``
-compares the service with a bare ASGI ceiling): a request is one dict lookup to
-route, its guard, one handler, one response. Every failure, ours or the client's,
-leaves through ``error_response``, so each is in the contract's envelope.
-
-A route is declared with its guard (``Route``, made by the constructors of
-``http/guards.py``); the router only ever holds the guarded endpoint, so no handler
+The router is hand-written on purpose: measured against a framework's router and
+request objects, it is the faster on the usage read's hot path (``scripts/bench``
+compares the service with a bare ASGI ceiling). A route is declared with its guard (``Route``, made
+by ``http/guards.py``), and the router holds only the guarded endpoint, so no handler
 can be reached without its guard.
+
+No framework sits on the hot path of ``GET /api/users/me/usage``: a request is one
+dict lookup to route, one handler, one response. Every failure, ours or the client's,
+leaves through ``error_response``, so each is in the contract's envelope.
 """
 
 from __future__ import annotations
@@ -239,14 +239,15 @@ class Router:
         return self._match_pattern(raw_path.decode("latin-1"))
 
     @staticmethod
-    def endpoint(methods: dict[str, Handler], method: str) -> Handler:
-        """The route's endpoint for ``method`` (``HEAD`` falls back to ``GET``)."""
-        endpoint = methods.get(method)
-        if endpoint is None:
+    def handler(methods: dict[str, Handler], method: str) -> Handler:
+        """The route's endpoint (guard and handler) for ``method`` (``HEAD`` falls back
+        to ``GET``)."""
+        handler = methods.get(method)
+        if handler is None:
             if method == "HEAD" and "GET" in methods:
                 return methods["GET"]
             raise MethodNotAllowed(method, {*methods, *(["HEAD"] if "GET" in methods else [])})
-        return endpoint
+        return handler
 
     def _match_pattern(self, path: str) -> tuple[str, dict[str, Handler], dict[str, str]]:
         segments = path.strip("/").split("/")
