@@ -21,6 +21,7 @@ from msgspec import Meta
 from flamel_usage.core.inputs import INSTANT_PATTERN, MAX_INSTANT_LENGTH, MAX_INT, to_instant
 from flamel_usage.core.money import DECIMALS, MAX_CREDITS, MILLI, to_millicredits
 from flamel_usage.core.periods import to_micros
+from flamel_usage.metering.charges import IDEMPOTENCY_KEY_PATTERN
 
 #: What every free-text request field refuses: a NUL character.
 NO_NUL = "^[^\\x00]*$"
@@ -106,3 +107,15 @@ def credits(description: str, **constraints: Any) -> Meta:
 
 #: A whole number of operations per period; the type's ``None`` means no limit.
 CountLimit = Annotated[int, Meta(ge=0, le=MAX_INT)]
+
+#: An idempotency key, as ``charges.idempotency_key`` checks it (the header, the refund's
+#: path, the charge's answer).
+IdempotencyKey = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=255,
+        pattern=f"^{IDEMPOTENCY_KEY_PATTERN}$",
+        examples=["job-8d1f2c/ttp"],
+    ),
+]

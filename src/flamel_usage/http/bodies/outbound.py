@@ -20,11 +20,10 @@ from flamel_usage.auth import credentials as auth
 from flamel_usage.core.inputs import MAX_INT
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import PeriodUnit, from_micros
-from flamel_usage.http.bodies.fields import credits, shown_instant
+from flamel_usage.http.bodies.fields import IdempotencyKey, credits, shown_instant
 from flamel_usage.http.routing import JSON_HEADERS, Response
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.history import Granularity, History
-from flamel_usage.metering.charges import IDEMPOTENCY_KEY_PATTERN
 
 #: Where the seed's schema of the usage read is; answers that include a user's usage
 #: show it in exactly that form.
@@ -242,14 +241,7 @@ class Charge(ResponseBody):
 
     id: int
     idempotency_key: Annotated[
-        str,
-        Meta(
-            min_length=1,
-            max_length=255,
-            pattern=f"^{IDEMPOTENCY_KEY_PATTERN}$",
-            description="The Idempotency-Key the charge was made with.",
-            examples=["job-8d1f2c/ttp"],
-        ),
+        IdempotencyKey, Meta(description="The Idempotency-Key the charge was made with.")
     ]
     user_id: int
     kind: Annotated[str, Meta(examples=["ttp"])]

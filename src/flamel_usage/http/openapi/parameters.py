@@ -1,8 +1,8 @@
 """The parameters of our operations that are not bodies: path ids, headers, query fields.
 
 Each states the rule of the code that reads it, from that code's own constants:
-``inputs.parse_id``, ``charges.idempotency_key``, ``inputs.parse_day_or_instant`` and
-the history's granularities.
+``inputs.parse_id``, ``inputs.parse_day_or_instant`` and the history's granularities;
+the idempotency key is the field type the charge's answer declares.
 """
 
 from __future__ import annotations
@@ -11,17 +11,11 @@ from typing import Any
 
 from flamel_usage.core.inputs import DAY_OR_INSTANT_PATTERN, MAX_ID_DIGITS, MAX_INSTANT_LENGTH
 from flamel_usage.http.api.usage import HISTORY_FORMATS
+from flamel_usage.http.bodies.fields import IdempotencyKey
+from flamel_usage.http.openapi.schemas import schema_of
 from flamel_usage.ledger.history import GRANULARITIES, MAX_RANGE_DAYS
-from flamel_usage.metering.charges import IDEMPOTENCY_KEY_PATTERN
 
-#: An idempotency key, as the server checks it.
-IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 255,
-    "pattern": f"^{IDEMPOTENCY_KEY_PATTERN}$",
-    "example": "job-8d1f2c/ttp",
-}
+_IDEMPOTENCY_KEY_SCHEMA = schema_of(IdempotencyKey)
 
 #: An id in a path: the server reads up to ``MAX_ID_DIGITS`` digits (0 is no one's id: 404).
 _ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 10**MAX_ID_DIGITS - 1}
@@ -48,7 +42,7 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "required": True,
         "description": "The Idempotency-Key the charge was made with, URL-encoded"
         " (a '/' in it becomes %2F).",
-        "schema": IDEMPOTENCY_KEY_SCHEMA,
+        "schema": _IDEMPOTENCY_KEY_SCHEMA,
     },
 }
 
@@ -58,7 +52,7 @@ IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
     "required": True,
     "description": "Names this charge: a retry with the same key and body is applied once"
     " and answered with the first answer. Also the key to refund it by.",
-    "schema": IDEMPOTENCY_KEY_SCHEMA,
+    "schema": _IDEMPOTENCY_KEY_SCHEMA,
 }
 
 

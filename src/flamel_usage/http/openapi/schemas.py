@@ -36,6 +36,12 @@ def component_schemas(bodies: Iterable[type[msgspec.Struct]]) -> dict[str, Any]:
     }
 
 
+def schema_of(annotation: Any) -> dict[str, Any]:
+    """The schema of one field type of ``http/bodies`` (a parameter's, say)."""
+    schema: dict[str, Any] = _openapi_3_0(msgspec.json.schema(annotation, schema_hook=value_schema))
+    return schema
+
+
 def _openapi_3_0(schema: Any) -> Any:
     """``schema``, and every schema in it, in OpenAPI 3.0's words."""
     if isinstance(schema, list):
