@@ -1,7 +1,7 @@
 """The bodies of our operations, each declared once as a msgspec ``Struct``.
 
 One declaration does three jobs: ``reading.read_body`` decodes and validates a request
-body with it, ``answers.body_response`` encodes a response body with it, and
+body with it, ``outbound.body_response`` encodes a response body with it, and
 ``http/openapi`` generates the document's schema from it
 (``msgspec.json.schema_components``). So the document cannot say one thing while the
 server does another.

@@ -6,9 +6,9 @@ name's pattern, an email's, a key name's), are stated here from the domain's own
 constant (``extra_json_schema``) and checked by the domain, so that every way in gives
 the same answer.
 
-Three values are decoded into domain values on the way in, by ``decode_value``: credit
-amounts into millicredits (exactly, refusing a fourth decimal rather than rounding) and
-instants into microseconds. Their checks raise ``ValueError`` with a predicate ("must
+Two kinds of value are decoded into domain values on the way in, by ``decode_value``:
+credit amounts into millicredits (exactly, refusing a fourth decimal rather than
+rounding) and instants into microseconds. Their checks raise ``ValueError`` with a predicate ("must
 be positive"), which ``reading`` puts after the field's name.
 """
 
@@ -30,11 +30,6 @@ INSTANT_EXAMPLE = "2026-11-25T10:00:00+00:00"
 #: An expiry a client would send: in the future (a purchase or a new key that expired
 #: already is refused).
 EXPIRY_EXAMPLE = "2099-12-31T23:59:59+00:00"
-
-
-def in_credits(description: str) -> str:
-    """A credit amount's description, with the unit and the precision it is sent in."""
-    return f"{description} (credits, at most {DECIMALS} decimals)"
 
 
 class CreditAmount(int):
@@ -102,7 +97,7 @@ def shown_instant(description: str) -> Meta:
 def credits(description: str, **constraints: Any) -> Meta:
     """The ``Meta`` of a credit amount: sent as ``CreditAmount`` or ``CreditAllowance``,
     shown as a ``float`` (an integer when whole: ``money.credits_value``)."""
-    return Meta(description=in_credits(description), **constraints)
+    return Meta(description=f"{description} (credits, at most {DECIMALS} decimals)", **constraints)
 
 
 #: A whole number of operations per period; the type's ``None`` means no limit.

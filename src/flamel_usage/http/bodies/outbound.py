@@ -52,6 +52,8 @@ class ResponseBody(msgspec.Struct, rename="camel"):
 def body_response(
     body: ResponseBody, status: int = 200, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> Response:
+    """The answer with ``body``. (The usage read's DTO, a dict, goes out through
+    ``routing.json_response`` instead: orjson writes a dict faster, on the hot path.)"""
     return Response(status, msgspec.json.encode(body), [*JSON_HEADERS, *headers])
 
 
