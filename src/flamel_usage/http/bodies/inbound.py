@@ -72,6 +72,14 @@ class LoginRequest(RequestBody):
     password: Annotated[str, Meta(max_length=MAX_PASSWORD_LENGTH, pattern=NO_NUL), _PASSWORD]
 
 
+_TtpLimit = Annotated[
+    CountLimit, Meta(description="TTP charges per period; null or absent = unlimited.")
+]
+_EditLimit = Annotated[
+    CountLimit, Meta(description="Edit charges per period; null or absent = unlimited.")
+]
+
+
 class CreatePlanRequest(RequestBody):
     name: Annotated[
         str,
@@ -86,18 +94,8 @@ class CreatePlanRequest(RequestBody):
     ]
     period_unit: PeriodUnit
     max_credit: Annotated[CreditAllowance, credits("Plan credit per period")]
-    max_ttp_count: (
-        Annotated[
-            CountLimit, Meta(description="TTP charges per period; null or absent = unlimited.")
-        ]
-        | None
-    ) = None
-    max_edit_count: (
-        Annotated[
-            CountLimit, Meta(description="Edit charges per period; null or absent = unlimited.")
-        ]
-        | None
-    ) = None
+    max_ttp_count: _TtpLimit | None = None
+    max_edit_count: _EditLimit | None = None
     billing_mode: Annotated[
         BillingMode | None,
         Meta(
@@ -105,6 +103,21 @@ class CreatePlanRequest(RequestBody):
             " null or absent = prepaid."
         ),
     ] = "prepaid"
+
+
+_Anchor = Annotated[
+    Instant, sent_instant("Subscription start that periods are anchored at; null or absent = now.")
+]
+_NewPassword = Annotated[
+    str,
+    Meta(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        pattern=NO_NUL,
+        description="Lets the user log in; without it (null or absent) the user has only API keys.",
+    ),
+    _PASSWORD,
+]
 
 
 class CreateUserRequest(RequestBody):
@@ -120,37 +133,18 @@ class CreateUserRequest(RequestBody):
         ),
     ]
     plan: _PlanRef
-    anchor: (
-        Annotated[
-            Instant,
-            sent_instant("Subscription start that periods are anchored at; null or absent = now."),
-        ]
-        | None
-    ) = None
-    password: (
-        Annotated[
-            str,
-            Meta(
-                min_length=MIN_PASSWORD_LENGTH,
-                max_length=MAX_PASSWORD_LENGTH,
-                pattern=NO_NUL,
-                description="Lets the user log in; without it (null or absent) the user has only"
-                " API keys.",
-                extra_json_schema={"format": "password"},
-            ),
-        ]
-        | None
-    ) = None
+    anchor: _Anchor | None = None
+    password: _NewPassword | None = None
+
+
+_KeyExpiry = Annotated[
+    Instant, sent_instant("Expiry, in the future; null or absent = never.", EXPIRY_EXAMPLE)
+]
 
 
 class CreateKeyRequest(RequestBody):
     name: _KeyName | None = None
-    expires_at: (
-        Annotated[
-            Instant, sent_instant("Expiry, in the future; null or absent = never.", EXPIRY_EXAMPLE)
-        ]
-        | None
-    ) = None
+    expires_at: _KeyExpiry | None = None
 
 
 _NewExpiry = Annotated[
@@ -174,15 +168,14 @@ class UpdateKeyRequest(RequestBody):
             raise ValueError("expiresAt or name is required (null removes the expiry, the name)")
 
 
+_PurchaseExpiry = Annotated[
+    Instant, sent_instant("Expiry of this purchase, in the future; null = never.", EXPIRY_EXAMPLE)
+]
+
+
 class BuyCreditsRequest(RequestBody):
     amount: Annotated[CreditAmount, credits("Credit bought")]
-    expires_at: (
-        Annotated[
-            Instant,
-            sent_instant("Expiry of this purchase, in the future; null = never.", EXPIRY_EXAMPLE),
-        ]
-        | None
-    ) = None
+    expires_at: _PurchaseExpiry | None = None
 
 
 class ChangePlanRequest(RequestBody):
@@ -194,6 +187,11 @@ class ChangePlanRequest(RequestBody):
             " next_period: from the next period start."
         ),
     ] = "now"
+
+
+_Cost = Annotated[
+    CreditAmount, credits("What this operation costs; default: the kind's configured cost")
+]
 
 
 class CreateChargeRequest(RequestBody):
@@ -208,9 +206,4 @@ class CreateChargeRequest(RequestBody):
             examples=["ttp"],
         ),
     ]
-    cost: (
-        Annotated[
-            CreditAmount, credits("What this operation costs; default: the kind's configured cost")
-        ]
-        | UnsetType
-    ) = UNSET
+    cost: _Cost | UnsetType = UNSET
