@@ -30,7 +30,7 @@ from flamel_usage.core.errors import (
     NotFound,
     WrongApiKey,
 )
-from flamel_usage.core.inputs import refuse_invisible
+from flamel_usage.core.inputs import INVISIBLE, SPACE, UNICODE_SPACE, refuse_invisible
 from flamel_usage.db.gateway import Connection, Database, Row
 
 
@@ -43,6 +43,15 @@ class InvalidCredentials(ApiError):
 MAX_LIVE_KEYS = 20
 #: Longest key name, in characters, once trimmed.
 MAX_KEY_NAME = 64
+_NAME_CHAR = "[^\\x00-\\x1f\\x7f" + INVISIBLE + "]"
+_NAME_EDGE = "[^\\x00-\\x20\\x7f" + UNICODE_SPACE + INVISIBLE + "]"
+#: What ``key_name`` takes, as the API's document states it: at most ``MAX_KEY_NAME``
+#: characters between optional surrounding spaces, the first and last of them not a
+#: space, none of them a control or invisible character.
+KEY_NAME_PATTERN = (
+    f"^{SPACE}*(?:{_NAME_EDGE}|{_NAME_EDGE}{_NAME_CHAR}{{0,{MAX_KEY_NAME - 2}}}{_NAME_EDGE})"
+    f"{SPACE}*$"
+)
 
 KeyState = Literal["active", "expired", "revoked"]
 

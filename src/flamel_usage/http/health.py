@@ -11,12 +11,13 @@ from __future__ import annotations
 from flamel_usage.core.errors import ServiceUnavailable
 from flamel_usage.db.migrate import MigrationEdited
 from flamel_usage.http import guards, metrics
+from flamel_usage.http.bodies.outbound import HealthStatus, body_response
 from flamel_usage.http.context import Services
-from flamel_usage.http.routing import Request, Response, json_response
+from flamel_usage.http.routing import Request, Response
 
 
 async def healthz(request: Request, services: Services) -> Response:
-    return json_response({"status": "ok"})
+    return body_response(HealthStatus("ok"))
 
 
 async def readyz(request: Request, services: Services) -> Response:
@@ -27,7 +28,7 @@ async def readyz(request: Request, services: Services) -> Response:
         raise ServiceUnavailable(str(error)) from error
     if pending:
         raise ServiceUnavailable(f"migrations not applied yet: {', '.join(map(str, pending))}")
-    return json_response({"status": "ready"})
+    return body_response(HealthStatus("ready"))
 
 
 async def metrics_page(request: Request, services: Services) -> Response:
