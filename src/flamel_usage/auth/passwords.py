@@ -15,7 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 
 _SCHEME = "scrypt"
 _SALT_BYTES = 16
@@ -121,7 +121,8 @@ async def hash_new_password(password: str) -> str:
     Hashed in a thread, before any transaction opens, so no lock waits on scrypt.
     """
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise BadRequest(
-            f"password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"
+        raise Refusal(
+            "bad_request",
+            f"password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
         )
     return await asyncio.to_thread(hash_password, password)

@@ -17,15 +17,11 @@ import httpx
 
 from .. import __version__
 from ._exceptions import (
-    ApiKeyExpired,
-    AuthenticationError,
     FlamelError,
     InvalidResponse,
-    NotLoggedIn,
     RateLimited,
-    ServerError,
     TransportError,
-    WrongApiKey,
+    exception_class,
 )
 from ._models import UsageHistory, UsageInfo
 
@@ -152,24 +148,16 @@ def _error(response: httpx.Response) -> FlamelError:
     if message:
         text += f": {message}"
     common: dict[str, Any] = {"status": status, "reason": reason, "response": response}
-    if status == 401:
-        kind = {"wrong_api_key": WrongApiKey, "api_key_expired": ApiKeyExpired}.get(
-            reason or "", AuthenticationError
-        )
-        return kind(text, **common)
-    if status == 403 and reason == "not_logged_in":
-        return NotLoggedIn(text, **common)
-    if status == 429:
+    kind = exception_class(status, reason)
+    if kind is RateLimited:
         return RateLimited(text, retry_after=_retry_after(response), **common)
-    if status >= 500:
-        return ServerError(text, **common)
-    if reason is None:
+    if kind is InvalidResponse:
         return InvalidResponse(
             f"{where}: unexpected {status} without the error envelope",
             body=_text(response),
             **common,
         )
-    return FlamelError(text, **common)
+    return kind(text, **common)
 
 
 _Record = TypeVar("_Record", UsageInfo, UsageHistory)

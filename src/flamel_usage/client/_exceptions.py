@@ -20,6 +20,7 @@ which.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -128,3 +129,29 @@ class InvalidResponse(FlamelError):
 class TransportError(FlamelError):
     """No answer: the connection was refused or reset, a timeout passed, the name did
     not resolve... The ``httpx`` exception is kept as ``__cause__``."""
+
+
+#: The exception of each (status, reason) that has a class of its own. Every pair is the
+#: server's (its table ``flamel_usage.core.errors.REASONS``, which a test checks this
+#: against); the SDK reads none of the server's code.
+_BY_REASON: Mapping[tuple[int, str], type[FlamelError]] = {
+    (401, "wrong_api_key"): WrongApiKey,
+    (401, "api_key_expired"): ApiKeyExpired,
+    (403, "not_logged_in"): NotLoggedIn,
+}
+#: The exception of any other reason of these statuses.
+_BY_STATUS: Mapping[int, type[FlamelError]] = {401: AuthenticationError, 429: RateLimited}
+
+
+def exception_class(status: int, reason: str | None) -> type[FlamelError]:
+    """The exception for an answer of ``status`` whose envelope says ``reason`` (None
+    without a valid envelope): the reason's own class, else the status's, else
+    ``ServerError`` for 5xx, else ``FlamelError``, or ``InvalidResponse`` when a status
+    the SDK has no class for came without the envelope."""
+    if reason is not None and (status, reason) in _BY_REASON:
+        return _BY_REASON[status, reason]
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return ServerError
+    return FlamelError if reason is not None else InvalidResponse

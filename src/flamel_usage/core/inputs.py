@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import local_midnight, to_micros
 
@@ -35,8 +35,9 @@ def refuse_invisible(text: str, field: str) -> None:
     """
     for char in text:
         if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
-            raise BadRequest(
-                f"{field} contains an invisible or control character (U+{ord(char):04X})"
+            raise Refusal(
+                "bad_request",
+                f"{field} contains an invisible or control character (U+{ord(char):04X})",
             )
 
 
@@ -45,11 +46,11 @@ def parse_instant(text: str, field: str) -> datetime:
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest(f"{field} must be an ISO 8601 date-time") from None
+        raise Refusal("bad_request", f"{field} must be an ISO 8601 date-time") from None
     if instant.tzinfo is None:
-        raise BadRequest(f"{field} needs a UTC offset, e.g. 2026-11-25T10:00:00+00:00")
+        raise Refusal("bad_request", f"{field} needs a UTC offset, e.g. 2026-11-25T10:00:00+00:00")
     if not 1970 <= instant.year <= 9000:
-        raise BadRequest(f"{field} is out of range")
+        raise Refusal("bad_request", f"{field} is out of range")
     return instant
 
 
@@ -59,24 +60,24 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 def parse_day_or_instant(text: str, field: str, zone: ZoneInfo) -> int:
     """Microseconds: a date ``YYYY-MM-DD`` is that day's first instant in the billing
     zone ``zone`` (what a person means by "from the 1st"); anything else must be an
-    instant with an offset. Else ``BadRequest`` with the reason ``invalid_range``."""
+    instant with an offset. Else ``invalid_range``."""
     if _DAY.fullmatch(text):
         try:
             day = date.fromisoformat(text)
         except ValueError:
-            raise BadRequest(f"{field} is not a calendar date", reason="invalid_range") from None
+            raise Refusal("invalid_range", f"{field} is not a calendar date") from None
         if not 1970 <= day.year <= 9000:
-            raise BadRequest(f"{field} is out of range", reason="invalid_range")
+            raise Refusal("invalid_range", f"{field} is out of range")
         return local_midnight(day, zone)
     try:
         return to_micros(parse_instant(text, field))
-    except BadRequest as error:
-        raise BadRequest(error.message, reason="invalid_range") from None
+    except Refusal as error:
+        raise Refusal("invalid_range", error.message) from None
 
 
 def parse_id(text: str, field: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise BadRequest(f"{field} must be a positive whole number")
+        raise Refusal("bad_request", f"{field} must be a positive whole number")
     return int(text)
 
 
@@ -89,10 +90,10 @@ class JsonObject:
 
     def __init__(self, data: object, allowed: set[str]) -> None:
         if not isinstance(data, Mapping):
-            raise BadRequest("the body must be a JSON object")
+            raise Refusal("bad_request", "the body must be a JSON object")
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise BadRequest(f"unknown field {unknown[0]!r}")
+            raise Refusal("bad_request", f"unknown field {unknown[0]!r}")
         self._data: Mapping[str, Any] = data
 
     def has(self, name: str) -> bool:
@@ -102,14 +103,14 @@ class JsonObject:
         value = self._data.get(name)
         if value is None:
             if required:
-                raise BadRequest(f"{name} is required")
+                raise Refusal("bad_request", f"{name} is required")
             return None
         if not isinstance(value, str):
-            raise BadRequest(f"{name} must be a string")
+            raise Refusal("bad_request", f"{name} must be a string")
         if "\x00" in value:
-            raise BadRequest(f"{name} must not contain NUL characters")
+            raise Refusal("bad_request", f"{name} must not contain NUL characters")
         if len(value) > max_length:
-            raise BadRequest(f"{name} is longer than {max_length} characters")
+            raise Refusal("bad_request", f"{name} is longer than {max_length} characters")
         return value
 
     def required_string(self, name: str, *, max_length: int = 1024) -> str:
@@ -120,7 +121,7 @@ class JsonObject:
     def positive_int(self, name: str) -> int:
         value = self._data.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_INT:
-            raise BadRequest(f"{name} must be a positive whole number")
+            raise Refusal("bad_request", f"{name} must be a positive whole number")
         return value
 
     def count_limit(self, name: str) -> int | None:
@@ -129,16 +130,16 @@ class JsonObject:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadRequest(f"{name} must be a whole number >= 0 or null")
+            raise Refusal("bad_request", f"{name} must be a whole number >= 0 or null")
         return value
 
     def credits(self, name: str, *, allow_zero: bool = False) -> int:
         """An amount sent as a JSON number; a string is refused, as the contract says."""
         if name not in self._data:
-            raise BadRequest(f"{name} is required")
+            raise Refusal("bad_request", f"{name} is required")
         value = self._data[name]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise BadRequest(f"{name} must be a number")
+            raise Refusal("bad_request", f"{name} must be a number")
         return parse_credits(value, name, allow_zero=allow_zero)
 
     def instant(self, name: str) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 
 MILLI = 1000  # 10**3: _exact_milli shifts by three decimal places
 #: Largest amount accepted anywhere (a trillion credits): far above any real balance,
@@ -19,23 +19,25 @@ MAX_MILLI = 10**12 * MILLI
 
 
 def parse_credits(value: object, field: str, *, allow_zero: bool = False) -> int:
-    """Millicredits from a JSON number or a decimal string (CLI), or ``BadRequest``.
+    """Millicredits from a JSON number or a decimal string (CLI), or ``bad_request``.
 
     The range is checked on the decimal before any conversion to ``int``, so an absurd
     exponent costs nothing.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadRequest(f"{field} must be a number")
+        raise Refusal("bad_request", f"{field} must be a number")
     try:
         credits = Decimal(str(value).strip())
     except InvalidOperation:
-        raise BadRequest(f"{field} must be a number") from None
+        raise Refusal("bad_request", f"{field} must be a number") from None
     if not credits.is_finite():
-        raise BadRequest(f"{field} must be a finite number")
+        raise Refusal("bad_request", f"{field} must be a finite number")
     if credits < 0 or (credits == 0 and not allow_zero):
-        raise BadRequest(f"{field} must be {'zero or more' if allow_zero else 'positive'}")
+        raise Refusal(
+            "bad_request", f"{field} must be {'zero or more' if allow_zero else 'positive'}"
+        )
     if credits > MAX_MILLI // MILLI:
-        raise BadRequest(f"{field} is too large")
+        raise Refusal("bad_request", f"{field} is too large")
     if credits == 0:
         return 0
     return _exact_milli(credits, field)
@@ -49,7 +51,7 @@ def _exact_milli(credits: Decimal, field: str) -> int:
     trailing_zeros = len(text) - len(text.rstrip("0"))
     dropped = max(0, min(trailing_zeros, -3 - exponent))
     if exponent + dropped < -3:
-        raise BadRequest(f"{field} has more than 3 decimal places")
+        raise Refusal("bad_request", f"{field} has more than 3 decimal places")
     significant = int(text[: len(text) - dropped] or "0")
     shift: int = exponent + dropped + 3
     return significant * int(10**shift)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flamel_usage.core.errors import NotFound
+from flamel_usage.core.errors import Refusal
 from flamel_usage.http import security
 from flamel_usage.http.context import Services
 from flamel_usage.http.openapi import document as openapi
@@ -25,7 +25,7 @@ async def api_docs(request: Request, services: Services) -> Response:
 async def api_static(request: Request, services: Services) -> Response:
     asset = openapi.docs_asset(request.params["name"])
     if asset is None:
-        raise NotFound("no such file")
+        raise Refusal("not_found", "no such file")
     content, content_type = asset
     return Response(
         200,

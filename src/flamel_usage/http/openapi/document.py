@@ -38,7 +38,7 @@ from flamel_usage.core.errors import REASONS
 from flamel_usage.core.inputs import MAX_INT
 from flamel_usage.core.money import MAX_MILLI, MILLI
 from flamel_usage.ledger.history import GRANULARITIES, MAX_RANGE_DAYS
-from flamel_usage.metering.charges import IDEMPOTENCY_KEY_PATTERN
+from flamel_usage.metering.idempotency import IDEMPOTENCY_KEY_PATTERN
 
 JSON = "application/json"
 _SEED_RESOURCE = "openapi-seed.yaml"

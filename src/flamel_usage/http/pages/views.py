@@ -33,8 +33,7 @@ from zoneinfo import ZoneInfo
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
-from flamel_usage.auth.throttle import TooManyRequests
-from flamel_usage.core.errors import ApiError, BadRequest, NotFound, ServiceUnavailable
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros, to_micros
@@ -42,6 +41,7 @@ from flamel_usage.db.gateway import DatabaseUnavailable
 from flamel_usage.http import security
 from flamel_usage.http.api import usage as public
 from flamel_usage.http.context import Services
+from flamel_usage.http.render import refusal_headers
 from flamel_usage.http.routing import Handler, Request, Response
 from flamel_usage.ledger.balances import Usage, read_usage
 from flamel_usage.ledger.history import Bucket, History, read_history
@@ -368,7 +368,7 @@ async def _read_form(request: Request) -> dict[str, str]:
     try:
         raw = (await request.body()).decode("utf-8")
         parsed = parse_qs(raw, keep_blank_values=True, max_num_fields=16, errors="strict")
-    except (ApiError, ValueError):
+    except (Refusal, ValueError):
         return {}
     return {name: values[0] for name, values in parsed.items()}
 
@@ -419,7 +419,7 @@ def asset_url(name: str) -> str:
 async def static_file(request: Request, services: Services) -> Response:
     name = request.params["name"]
     if name not in _ASSETS:  # only ever a key of the allowlist, never a path
-        raise NotFound("no such file")
+        raise Refusal("not_found", "no such file")
     content, version = _asset(name)
     versioned = request.query_value("v") == version
     cache = b"public, max-age=31536000, immutable" if versioned else b"no-cache"
@@ -1091,13 +1091,14 @@ async def login_submit(request: Request, services: Services) -> Response:
             secret=secret,
             budget=services.login_budget,
         )
-    except auth.InvalidCredentials as refused:
-        services.metrics.auth_failure(refused.reason)
-        return _html(401, render_login(language, token, email=email, error="error_credentials"))
-    except TooManyRequests as refusal:
+    except Refusal as refusal:
         services.metrics.auth_failure(refusal.reason)
+        if refusal.reason == "invalid_credentials":
+            return _html(401, render_login(language, token, email=email, error="error_credentials"))
+        if refusal.reason != "too_many_requests":
+            raise
         page = _html(429, render_login(language, token, email=email, error="error_throttled"))
-        page.headers.extend(refusal.headers)
+        page.headers.extend(refusal_headers(refusal))
         return page
     value = cookies.session_cookie_value(signed_in.session_id, secret)
     return _redirect(
@@ -1231,9 +1232,9 @@ def _end_of_day(text: str, zone: ZoneInfo) -> int | None:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise BadRequest("expires must be a date, YYYY-MM-DD") from None
+        raise Refusal("bad_request", "expires must be a date, YYYY-MM-DD") from None
     if not 1970 <= day.year <= 9000:
-        raise BadRequest("expires is out of range")
+        raise Refusal("bad_request", "expires is out of range")
     return to_micros(datetime.combine(day + timedelta(days=1), time(), zone))
 
 
@@ -1262,7 +1263,7 @@ async def keys_create(request: Request, services: Services) -> Response:
     name = form.get("name", "")
     try:
         key_name = auth.key_name(name if name.strip() else None)
-    except BadRequest:
+    except Refusal:
         return await _keys_answer(visit, services, 400, error="error_name", form=form)
     try:
         async with services.db.transaction() as conn:
@@ -1274,10 +1275,12 @@ async def keys_create(request: Request, services: Services) -> Response:
                 now=services.clock(),
                 max_live=auth.MAX_LIVE_KEYS,
             )
-    except auth.TooManyKeys:
-        return await _keys_answer(visit, services, 409, error="error_too_many", form=form)
-    except BadRequest:  # what is left to refuse is the expiry
-        return await _keys_answer(visit, services, 400, error="error_expiry", form=form)
+    except Refusal as refusal:
+        if refusal.reason == "too_many_keys":
+            return await _keys_answer(visit, services, 409, error="error_too_many", form=form)
+        if refusal.reason == "bad_request":  # what is left to refuse is the expiry
+            return await _keys_answer(visit, services, 400, error="error_expiry", form=form)
+        raise
     return await _keys_answer(visit, services, 200, new_key=issued.key)
 
 
@@ -1285,7 +1288,7 @@ async def _own_key(visit: _KeysVisit, services: Services, raw_id: str) -> auth.K
     """The visitor's key of that id that can still be revoked, else None."""
     try:
         key_id = parse_id(raw_id, "keyId")
-    except BadRequest:
+    except Refusal:
         return None
     async with services.db.read() as conn:
         found = await auth.list_keys(conn, visit.user_id)
@@ -1326,7 +1329,8 @@ def _outage_as_page(handler: Handler) -> Handler:
             return await handler(request, services)
         except DatabaseUnavailable:
             language, _ = _language(request)
-            return _html(503, render_unavailable(language), ServiceUnavailable.headers)
+            unavailable = Refusal("service_unavailable")
+            return _html(503, render_unavailable(language), refusal_headers(unavailable))
 
     return page
 

@@ -12,31 +12,24 @@ from flamel_usage.accounts import users as accounts
 from flamel_usage.accounts.users import Plan
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_new_password
-from flamel_usage.core.errors import ApiError
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import JsonObject, parse_id
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, empty_response, json_response
 from flamel_usage.ledger import balances as ledger
-
-
-class AdminUnauthorized(ApiError):
-    status, reason = 401, "admin_unauthorized"
-
-
-class AdminDisabled(ApiError):
-    status, reason = 403, "admin_disabled"
+from flamel_usage.ledger.reconcile import reconcile as reconcile_books
 
 
 def require_admin(request: Request, services: Services) -> None:
     token = services.settings.admin_token
     if token is None:
-        raise AdminDisabled("no admin token is configured on this server")
+        raise Refusal("admin_disabled", "no admin token is configured on this server")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     expected = token.reveal().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        raise AdminUnauthorized("send Authorization: Bearer <admin token>")
+        raise Refusal("admin_unauthorized", "send Authorization: Bearer <admin token>")
 
 
 def _instant(us: int | None) -> str | None:
@@ -184,7 +177,9 @@ async def update_key(request: Request, services: Services) -> Response:
     key_id = parse_id(request.params["keyId"], "keyId")
     body = JsonObject(await request.json(), {"expiresAt", "name"})
     if not body.has("expiresAt") and not body.has("name"):
-        raise ApiError("expiresAt or name is required (null removes the expiry, the name)")
+        raise Refusal(
+            "bad_request", "expiresAt or name is required (null removes the expiry, the name)"
+        )
     expires_at = body.instant("expiresAt")
     name = body.string("name", required=False, max_length=auth.MAX_KEY_NAME * 4)
     async with services.db.transaction() as conn:
@@ -237,7 +232,7 @@ async def change_plan(request: Request, services: Services) -> Response:
     plan = body.required_string("plan", max_length=64)
     effective = body.string("effective", required=False, max_length=16) or "now"
     if effective not in ("now", "next_period"):
-        raise ApiError("effective must be 'now' or 'next_period'")
+        raise Refusal("bad_request", "effective must be 'now' or 'next_period'")
     now = services.clock()
     zone = services.settings.timezone
     async with services.db.transaction() as conn:
@@ -258,7 +253,7 @@ async def change_plan(request: Request, services: Services) -> Response:
 async def reconcile(request: Request, services: Services) -> Response:
     require_admin(request, services)
     async with services.db.read() as conn:
-        problems = await ledger.reconcile(conn)
+        problems = await reconcile_books(conn)
     return json_response({"ok": not problems, "problems": problems})
 
 
