@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from flamel_usage.core.errors import Refusal
-from flamel_usage.http.openapi.document import docs_asset, docs_page, openapi_document, openapi_json
+from flamel_usage.http.openapi.docs import docs_asset, docs_page
+from flamel_usage.http.openapi.document import openapi_document, openapi_json
 from flamel_usage.metering.idempotency import IDEMPOTENCY_KEY_PATTERN, idempotency_key
 
 SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "openapi-usage.yaml"

@@ -425,134 +425,68 @@ export interface components {
             /** @description Optional human-readable detail. */
             message?: string;
         };
-        LoginRequest: {
-            /** @example user@example.com */
-            email: string;
-            /** Format: password */
-            password: string;
-        };
-        LoginResponse: {
+        UsageHistory: {
             /**
-             * Format: date-time
-             * @description When the session expires.
-             * @example 2026-11-25T10:00:00+00:00
+             * @description The billing zone (IANA name) the buckets are days or hours of.
+             * @example Asia/Seoul
              */
-            expiresAt: string;
-        };
-        CreatePlanRequest: {
-            /**
-             * @description Plan name, unique ignoring case: letters, digits, space, '.', '_' or '-', starting with a letter or digit and not ending with a space.
-             * @example Pro Monthly
-             */
-            name: string;
+            timezone: string;
             /** @enum {string} */
-            periodUnit: "month" | "year";
-            /** @description Plan credit per period (credits, at most 3 decimals) */
-            maxCredit: number;
-            /** @description TTP charges per period; null or absent = unlimited. */
-            maxTtpCount?: number | null;
-            /** @description Edit charges per period; null or absent = unlimited. */
-            maxEditCount?: number | null;
-            /**
-             * @description prepaid refuses charges beyond the credit; postpaid accrues them. null or absent = prepaid.
-             * @default prepaid
-             * @enum {string|null}
-             */
-            billingMode?: "prepaid" | "postpaid" | null;
-        };
-        Plan: {
-            id: number;
-            /**
-             * @description As created. Plans made before names were unique ignoring case may have a name outside today's rules (a later namesake got ' #<id>' appended).
-             * @example Pro Monthly
-             */
-            name: string;
-            /** @enum {string} */
-            periodUnit: "month" | "year";
-            /** @description Plan credit per period (credits, at most 3 decimals) */
-            maxCredit: number;
-            /** @description TTP charges per period; null = unlimited. */
-            maxTtpCount: number | null;
-            /** @description Edit charges per period; null = unlimited. */
-            maxEditCount: number | null;
-            /**
-             * @description prepaid refuses charges beyond the credit; postpaid accrues them.
-             * @enum {string}
-             */
-            billingMode: "prepaid" | "postpaid";
-        };
-        PlanList: {
-            plans: components["schemas"]["Plan"][];
-        };
-        CreateUserRequest: {
-            /**
-             * @description Stored trimmed, lower-cased and in Unicode NFC; must be unique (so compared that way). No control or invisible (format) character, such as a zero-width space or a bidirectional control.
-             * @example user@example.com
-             */
-            email: string;
-            /** @description Name of an existing plan. */
-            plan: string;
+            granularity: "day" | "hour";
             /**
              * Format: date-time
-             * @description Subscription start that periods are anchored at; null or absent = now. RFC 3339 with an offset (or Z), year 1970 to 9000.
+             * @description Start of the range, with the billing zone's offset.
              * @example 2026-11-25T10:00:00+00:00
              */
-            anchor?: string | null;
-            /**
-             * Format: password
-             * @description Lets the user log in; without it (null or absent) the user has only API keys.
-             */
-            password?: string | null;
-        };
-        User: {
-            id: number;
-            /** @example user@example.com */
-            email: string;
-            /** @description Plan name. */
-            plan: string;
+            from: string;
             /**
              * Format: date-time
-             * @description Subscription anchor.
+             * @description End of the range (excluded), with the billing zone's offset.
              * @example 2026-11-25T10:00:00+00:00
              */
-            anchor: string;
+            to: string;
+            /** @description One per calendar day or hour of the billing zone, in order, tiling [from, to): the first and last may be partial, a day across a DST change has 23 or 25 hours. Empty ones are there, at zero. */
+            buckets: components["schemas"]["UsageHistoryBucket"][];
         };
-        CreateKeyRequest: {
-            /**
-             * @description What the key is for, shown with it: 1-64 characters once trimmed, no control or invisible (format) character, such as a zero-width space or a bidirectional control; null or absent = no name.
-             * @example CI pipeline
-             */
-            name?: string | null;
+        UsageHistoryBucket: {
             /**
              * Format: date-time
-             * @description Expiry, in the future; null or absent = never. RFC 3339 with an offset (or Z), year 1970 to 9000.
-             * @example 2099-12-31T23:59:59+00:00
-             */
-            expiresAt?: string | null;
-        };
-        CreatedKey: {
-            /** @description Key id (not the secret). */
-            id: number;
-            userId: number;
-            /** @description The secret for X-Api-Key. Shown only in this response. */
-            key: string;
-            /** @description Recognisable start of the key. */
-            prefix: string;
-            /** @description The key's name; null = none. */
-            name: string | null;
-            /**
-             * Format: date-time
-             * @description Creation time.
+             * @description Start of the bucket, with the billing zone's offset.
              * @example 2026-11-25T10:00:00+00:00
              */
-            createdAt: string;
+            start: string;
             /**
              * Format: date-time
-             * @description Expiry; null = never.
+             * @description End of the bucket (excluded).
              * @example 2026-11-25T10:00:00+00:00
              */
-            expiresAt: string | null;
+            end: string;
+            credit: components["schemas"]["HistoryCredit"];
+            /**
+             * @description Charges per operation kind: every configured kind, zero included.
+             * @example {
+             *       "ttp": 3,
+             *       "edit": 1,
+             *       "image": 0
+             *     }
+             */
+            operations: {
+                [key: string]: number;
+            };
         };
+        /** @description The credit a bucket's charges took, per pool. */
+        HistoryCredit: {
+            /** @description Plan credit spent (credits, at most 3 decimals) */
+            plan: number;
+            /** @description Purchased credit spent (credits, at most 3 decimals) */
+            purchased: number;
+            /** @description Accrued as postpaid usage (credits, at most 3 decimals) */
+            postpaid: number;
+        };
+        KeyList: {
+            keys: components["schemas"]["KeyInfo"][];
+        };
+        /** @description A key in a listing, the operator's and its owner's alike: never the secret. */
         KeyInfo: {
             /** @description Key id (not the secret). */
             id: number;
@@ -590,9 +524,136 @@ export interface components {
              */
             lastUsedAt: string | null;
         };
-        KeyList: {
-            keys: components["schemas"]["KeyInfo"][];
+        CreateKeyRequest: {
+            /**
+             * @description What the key is for, shown with it: 1-64 characters once trimmed, no control or invisible (format) character, such as a zero-width space or a bidirectional control; null or absent = no name.
+             * @example CI pipeline
+             */
+            name?: string | null;
+            /**
+             * Format: date-time
+             * @description Expiry, in the future; null or absent = never. RFC 3339 with an offset (or Z), year 1970 to 9000.
+             * @example 2099-12-31T23:59:59+00:00
+             */
+            expiresAt?: string | null;
         };
+        /** @description A new key, with its secret: the one answer that ever shows it. */
+        CreatedKey: {
+            /** @description Key id (not the secret). */
+            id: number;
+            userId: number;
+            /** @description The secret for X-Api-Key. Shown only in this response. */
+            key: string;
+            /** @description Recognisable start of the key. */
+            prefix: string;
+            /** @description The key's name; null = none. */
+            name: string | null;
+            /**
+             * Format: date-time
+             * @description Creation time.
+             * @example 2026-11-25T10:00:00+00:00
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @description Expiry; null = never.
+             * @example 2026-11-25T10:00:00+00:00
+             */
+            expiresAt: string | null;
+        };
+        LoginRequest: {
+            /** @example user@example.com */
+            email: string;
+            /** Format: password */
+            password: string;
+        };
+        LoginResponse: {
+            /**
+             * Format: date-time
+             * @description When the session expires.
+             * @example 2026-11-25T10:00:00+00:00
+             */
+            expiresAt: string;
+        };
+        CreatePlanRequest: {
+            /**
+             * @description Plan name, unique ignoring case: letters, digits, space, '.', '_' or '-', starting with a letter or digit and not ending with a space.
+             * @example Pro Monthly
+             */
+            name: string;
+            /** @enum {string} */
+            periodUnit: "month" | "year";
+            /** @description Plan credit per period (credits, at most 3 decimals) */
+            maxCredit: number;
+            /** @description TTP charges per period; null or absent = unlimited. */
+            maxTtpCount?: number | null;
+            /** @description Edit charges per period; null or absent = unlimited. */
+            maxEditCount?: number | null;
+            /**
+             * @description prepaid refuses charges beyond the credit; postpaid accrues them. null or absent = prepaid.
+             * @default prepaid
+             * @enum {string|null}
+             */
+            billingMode?: "postpaid" | "prepaid" | null;
+        };
+        Plan: {
+            id: number;
+            /**
+             * @description As created. Plans made before names were unique ignoring case may have a name outside today's rules (a later namesake got ' #<id>' appended).
+             * @example Pro Monthly
+             */
+            name: string;
+            /** @enum {string} */
+            periodUnit: "month" | "year";
+            /** @description Plan credit per period (credits, at most 3 decimals) */
+            maxCredit: number;
+            /** @description TTP charges per period; null = unlimited. */
+            maxTtpCount: number | null;
+            /** @description Edit charges per period; null = unlimited. */
+            maxEditCount: number | null;
+            /**
+             * @description prepaid refuses charges beyond the credit; postpaid accrues them.
+             * @enum {string}
+             */
+            billingMode: "postpaid" | "prepaid";
+        };
+        PlanList: {
+            plans: components["schemas"]["Plan"][];
+        };
+        CreateUserRequest: {
+            /**
+             * @description Stored trimmed, lower-cased and in Unicode NFC; must be unique (so compared that way). No control or invisible (format) character, such as a zero-width space or a bidirectional control.
+             * @example user@example.com
+             */
+            email: string;
+            /** @description Name of an existing plan. */
+            plan: string;
+            /**
+             * Format: date-time
+             * @description Subscription start that periods are anchored at; null or absent = now. RFC 3339 with an offset (or Z), year 1970 to 9000.
+             * @example 2026-11-25T10:00:00+00:00
+             */
+            anchor?: string | null;
+            /**
+             * Format: password
+             * @description Lets the user log in; without it (null or absent) the user has only API keys.
+             */
+            password?: string | null;
+        };
+        User: {
+            id: number;
+            /** @example user@example.com */
+            email: string;
+            /** @description Plan name. */
+            plan: string;
+            /**
+             * Format: date-time
+             * @description Subscription anchor.
+             * @example 2026-11-25T10:00:00+00:00
+             */
+            anchor: string;
+        };
+        /** @description A field left out stays as it is; null removes the expiry, the name. */
         UpdateKeyRequest: {
             /**
              * Format: date-time
@@ -601,7 +662,7 @@ export interface components {
              */
             expiresAt?: string | null;
             /**
-             * @description New name; null = none; absent = unchanged. What the key is for, shown with it: 1-64 characters once trimmed, no control or invisible (format) character, such as a zero-width space or a bidirectional control; null or absent = no name.
+             * @description New name; null = none; absent = unchanged. 1-64 characters once trimmed, no control or invisible (format) character, such as a zero-width space or a bidirectional control.
              * @example CI pipeline
              */
             name?: string | null;
@@ -615,6 +676,10 @@ export interface components {
              * @example 2099-12-31T23:59:59+00:00
              */
             expiresAt?: string | null;
+        };
+        BuyCreditsResponse: {
+            purchase: components["schemas"]["CreditPurchase"];
+            usage: components["schemas"]["UsageInfoDto"];
         };
         CreditPurchase: {
             id: number;
@@ -633,10 +698,6 @@ export interface components {
              */
             createdAt: string;
         };
-        BuyCreditsResponse: {
-            purchase: components["schemas"]["CreditPurchase"];
-            usage: components["schemas"]["UsageInfoDto"];
-        };
         ChangePlanRequest: {
             /** @description Name of the plan to move to. */
             plan: string;
@@ -645,7 +706,7 @@ export interface components {
              * @default now
              * @enum {string|null}
              */
-            effective?: "now" | "next_period" | null;
+            effective?: "next_period" | "now" | null;
         };
         ChangePlanResponse: {
             /** @description The plan in force now. */
@@ -653,6 +714,12 @@ export interface components {
             /** @description The plan that takes over at the next period start. */
             pendingPlan: string | null;
             usage: components["schemas"]["UsageInfoDto"];
+        };
+        ReconcileReport: {
+            /** @description True when balances match the ledger. */
+            ok: boolean;
+            /** @description One line per account whose stored balance disagrees. */
+            problems: string[];
         };
         CreateChargeRequest: {
             /** @description The user to charge. */
@@ -665,6 +732,11 @@ export interface components {
             /** @description What this operation costs; default: the kind's configured cost (credits, at most 3 decimals) */
             cost?: number;
         };
+        ChargeResult: {
+            charge: components["schemas"]["Charge"];
+            usage: components["schemas"]["UsageInfoDto"];
+        };
+        /** @description One charge: what it cost and which pools paid for it. */
         Charge: {
             id: number;
             /**
@@ -695,72 +767,6 @@ export interface components {
              * @example 2026-11-25T10:00:00+00:00
              */
             refundedAt: string | null;
-        };
-        ChargeResult: {
-            charge: components["schemas"]["Charge"];
-            usage: components["schemas"]["UsageInfoDto"];
-        };
-        UsageHistory: {
-            /**
-             * @description The billing zone (IANA name) the buckets are days or hours of.
-             * @example Asia/Seoul
-             */
-            timezone: string;
-            /** @enum {string} */
-            granularity: "day" | "hour";
-            /**
-             * Format: date-time
-             * @description Start of the range, with the billing zone's offset.
-             * @example 2026-11-25T10:00:00+00:00
-             */
-            from: string;
-            /**
-             * Format: date-time
-             * @description End of the range (excluded), with the billing zone's offset.
-             * @example 2026-11-25T10:00:00+00:00
-             */
-            to: string;
-            /** @description One per calendar day or hour of the billing zone, in order, tiling [from, to): the first and last may be partial, a day across a DST change has 23 or 25 hours. Empty ones are there, at zero. */
-            buckets: components["schemas"]["UsageHistoryBucket"][];
-        };
-        UsageHistoryBucket: {
-            /**
-             * Format: date-time
-             * @description Start of the bucket, with the billing zone's offset.
-             * @example 2026-11-25T10:00:00+00:00
-             */
-            start: string;
-            /**
-             * Format: date-time
-             * @description End of the bucket (excluded).
-             * @example 2026-11-25T10:00:00+00:00
-             */
-            end: string;
-            credit: {
-                /** @description Plan credit spent (credits, at most 3 decimals) */
-                plan: number;
-                /** @description Purchased credit spent (credits, at most 3 decimals) */
-                purchased: number;
-                /** @description Accrued as postpaid usage (credits, at most 3 decimals) */
-                postpaid: number;
-            };
-            /**
-             * @description Charges per operation kind: every configured kind, zero included.
-             * @example {
-             *       "ttp": 3,
-             *       "edit": 1,
-             *       "image": 0
-             *     }
-             */
-            operations: {
-                [key: string]: number;
-            };
-        };
-        ReconcileReport: {
-            /** @description True when balances match the ledger. */
-            ok: boolean;
-            /** @description One line per account whose stored balance disagrees. */
-            problems: string[];
         };
     };
     responses: never;

@@ -10,24 +10,41 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
 from flamel_usage.core.errors import Refusal
-from flamel_usage.core.inputs import MAX_INT, refuse_invisible
-from flamel_usage.core.periods import from_micros, period_containing, to_micros
+from flamel_usage.core.inputs import INVISIBLE, MAX_INT, SPACE, UNICODE_SPACE, refuse_invisible
+from flamel_usage.core.periods import PeriodUnit, from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Connection, Row, UniqueViolation
 
 BillingMode = Literal["prepaid", "postpaid"]
-_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}")
-_PLAN_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?")
+
+#: A character of an address: not "@", whitespace, a control or an invisible character.
+_ADDRESS_CHAR = "[^@\\x00-\\x20\\x7f" + UNICODE_SPACE + INVISIBLE + "]"
+_LOCAL_PART, _DOMAIN = 64, 189
+#: Longest email taken, in characters: RFC 5321's 256 for a path, less its brackets.
+MAX_EMAIL_LENGTH = _LOCAL_PART + 1 + _DOMAIN
+#: An email as it may be sent: at most 64 characters before the one "@" and 189 after
+#: it, between spaces that are trimmed. The API's document states this pattern, and
+#: ``normalise_email`` holds the trimmed address to it.
+EMAIL_PATTERN = (
+    f"^{SPACE}*{_ADDRESS_CHAR}{{1,{_LOCAL_PART}}}@{_ADDRESS_CHAR}{{1,{_DOMAIN}}}{SPACE}*$"
+)
+_EMAIL = re.compile(EMAIL_PATTERN)
+#: Longest plan name, in characters.
+MAX_PLAN_NAME = 64
+#: A new plan's name: letters, digits, space, '.', '_' or '-', starting with a letter or
+#: digit and not ending with a space (stated in the document, checked by ``create_plan``).
+PLAN_NAME_PATTERN = f"^[A-Za-z0-9](?:[A-Za-z0-9 ._-]{{0,{MAX_PLAN_NAME - 2}}}[A-Za-z0-9._-])?$"
+_PLAN_NAME = re.compile(PLAN_NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     id: int
     name: str
-    period_unit: Literal["month", "year"]
+    period_unit: PeriodUnit
     max_credit: int
     max_ttp: int | None
     max_edit: int | None
@@ -96,12 +113,12 @@ async def create_plan(
     if not _PLAN_NAME.fullmatch(name):
         raise Refusal(
             "bad_request",
-            "plan name: 1-64 letters, digits, spaces, '.', '_' or '-',"
+            f"plan name: 1-{MAX_PLAN_NAME} letters, digits, spaces, '.', '_' or '-',"
             " starting with a letter or digit and not ending with a space",
         )
-    if period_unit not in ("month", "year"):
+    if period_unit not in get_args(PeriodUnit):
         raise Refusal("bad_request", "periodUnit must be 'month' or 'year'")
-    if billing_mode not in ("prepaid", "postpaid"):
+    if billing_mode not in get_args(BillingMode):
         raise Refusal("bad_request", "billingMode must be 'prepaid' or 'postpaid'")
     for field, limit in (("maxTtpCount", max_ttp), ("maxEditCount", max_edit)):
         if limit is not None and not 0 <= limit <= MAX_INT:
@@ -221,6 +238,14 @@ async def user_id_by_email(conn: Connection, email: str) -> int:
     if found is None:
         raise Refusal("user_not_found", "no such user")
     return int(found)
+
+
+async def email_of(conn: Connection, user_id: int) -> str:
+    """The user's email as stored (normalised): what a signed-in page greets them with."""
+    found = await conn.fetchval("SELECT email FROM users WHERE id = ?", user_id)
+    if found is None:
+        raise Refusal("user_not_found", "no such user")
+    return str(found)
 
 
 async def delete_user(conn: Connection, user_id: int, now: int) -> None:

@@ -31,6 +31,7 @@ from flamel_usage.core.inputs import parse_id, parse_instant
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import from_micros, to_micros
 from flamel_usage.db.gateway import Database, DatabaseNotReady
+from flamel_usage.db.migrate import MigrationEdited
 from flamel_usage.http import metrics
 from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
 from flamel_usage.http.context import system_clock
@@ -438,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_DATABASE_NOT_READY
-    except (Refusal, ConfigError, ValueError) as error:
+    except (Refusal, ConfigError, MigrationEdited, ValueError) as error:
         reason = getattr(error, "reason", "invalid")
         print(f"flamel-usage: {reason}: {error}", file=sys.stderr)
         return 2

@@ -3,28 +3,33 @@
 ``/healthz`` answers as long as the process serves HTTP, without touching the database:
 restart the process when it fails. ``/readyz`` answers ``200`` only when the database
 answers and every migration this version ships is applied: send it traffic only then.
-``/metrics`` is the server's counters, summed over its workers (``http/metrics.py``).
+``/metrics`` is this worker's counters (``http/metrics.py``).
 """
 
 from __future__ import annotations
 
 from flamel_usage.core.errors import Refusal
+from flamel_usage.db.migrate import MigrationEdited
 from flamel_usage.http import metrics
+from flamel_usage.http.bodies.outbound import HealthStatus, body_response
 from flamel_usage.http.context import Services
-from flamel_usage.http.routing import Request, Response, json_response
+from flamel_usage.http.routing import Request, Response
 
 
 async def healthz(request: Request, services: Services) -> Response:
-    return json_response({"status": "ok"})
+    return body_response(HealthStatus("ok"))
 
 
 async def readyz(request: Request, services: Services) -> Response:
     # DatabaseUnavailable (also for a store that is not open) becomes the 503 in the app.
-    pending = await services.db.pending_migrations()
+    try:
+        pending = await services.db.pending_migrations()
+    except MigrationEdited as error:
+        raise Refusal("service_unavailable", str(error)) from error
     if pending:
         message = f"migrations not applied yet: {', '.join(map(str, pending))}"
         raise Refusal("service_unavailable", message)
-    return json_response({"status": "ready"})
+    return body_response(HealthStatus("ready"))
 
 
 async def metrics_page(request: Request, services: Services) -> Response:

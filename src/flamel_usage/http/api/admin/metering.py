@@ -7,19 +7,21 @@ rendered like the first, so a replay answers byte for byte what the first reques
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
+from msgspec import UNSET
 
 from flamel_usage.core.errors import Refusal
-from flamel_usage.core.inputs import JsonObject
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros
 from flamel_usage.http.api.admin.accounts import require_admin
+from flamel_usage.http.bodies import outbound
+from flamel_usage.http.bodies.inbound import CreateChargeRequest
+from flamel_usage.http.bodies.outbound import body_response, usage_dto
+from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
 from flamel_usage.http.metrics import charge_outcome
 from flamel_usage.http.render import error_response
-from flamel_usage.http.routing import JSON_HEADERS, Request, Response
+from flamel_usage.http.routing import Request, Response
+from flamel_usage.ledger.balances import Usage
 from flamel_usage.metering import charges, idempotency, refunds
 from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refunded
 
@@ -29,11 +31,9 @@ _REPLAYED = (b"idempotent-replayed", b"true")
 async def create_charge(request: Request, services: Services) -> Response:
     require_admin(request, services)
     key = idempotency.idempotency_key(request.headers.get("idempotency-key"))
-    body = JsonObject(await request.json(), {"userId", "kind", "cost"})
+    body = await read_body(request, CreateChargeRequest)
     charge_request = charges.ChargeRequest(
-        user_id=body.positive_int("userId"),
-        kind=body.required_string("kind", max_length=32),
-        cost=body.credits("cost") if body.has("cost") else None,
+        user_id=body.user_id, kind=body.kind, cost=None if body.cost is UNSET else body.cost
     )
     async with services.db.transaction() as conn:
         outcome = await charges.charge(
@@ -62,8 +62,7 @@ def charge_answer(outcome: ChargeOutcome) -> Response:
     """``201`` with the charge and the usage after it, or the refusal's error answer;
     ``Idempotent-Replayed: true`` when the outcome is the key's recorded one."""
     if isinstance(outcome, Charged):
-        body = _charge_body(outcome.charge, outcome.usage.to_dto())
-        response = Response(201, body, list(JSON_HEADERS))
+        response = body_response(_result(outcome.charge, outcome.usage), 201)
     else:
         response = error_response(Refusal(outcome.reason, outcome.message))
     if outcome.replayed:
@@ -72,31 +71,24 @@ def charge_answer(outcome: ChargeOutcome) -> Response:
 
 
 def refund_answer(refunded: Refunded) -> Response:
-    body = _charge_body(refunded.charge, refunded.usage.to_dto())
-    return Response(200, body, list(JSON_HEADERS))
+    return body_response(_result(refunded.charge, refunded.usage))
 
 
-def _charge_body(charge: Charge, usage: dict[str, Any]) -> bytes:
-    def instant(us: int | None) -> str | None:
-        return None if us is None else from_micros(us).isoformat()
-
-    return orjson.dumps(
-        {
-            "charge": {
-                "id": charge.id,
-                "idempotencyKey": charge.idempotency_key,
-                "userId": charge.user_id,
-                "kind": charge.kind,
-                "cost": credits_value(charge.cost),
-                "fromPlanCredit": credits_value(charge.from_plan),
-                "fromPurchasedCredit": credits_value(charge.from_purchased),
-                "postpaid": credits_value(charge.postpaid),
-                "createdAt": instant(charge.created_at),
-                "refundedAt": instant(charge.refunded_at),
-            },
-            "usage": usage,
-        }
+def _result(charge: Charge, usage: Usage) -> outbound.ChargeResult:
+    refunded_at = None if charge.refunded_at is None else from_micros(charge.refunded_at)
+    shown = outbound.Charge(
+        charge.id,
+        charge.idempotency_key,
+        charge.user_id,
+        charge.kind,
+        credits_value(charge.cost),
+        credits_value(charge.from_plan),
+        credits_value(charge.from_purchased),
+        credits_value(charge.postpaid),
+        from_micros(charge.created_at).isoformat(),
+        None if refunded_at is None else refunded_at.isoformat(),
     )
+    return outbound.ChargeResult(shown, usage_dto(usage))
 
 
 ROUTES = [
