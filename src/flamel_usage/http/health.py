@@ -3,7 +3,7 @@
 ``/healthz`` answers as long as the process serves HTTP, without touching the database:
 restart the process when it fails. ``/readyz`` answers ``200`` only when the database
 answers and every migration this version ships is applied: send it traffic only then.
-``/metrics`` is this worker's counters (``http/metrics.py``).
+``/metrics`` is the server's counters, summed over its workers (``http/metrics.py``).
 """
 
 from __future__ import annotations
