@@ -29,14 +29,12 @@ from flamel_usage.accounts.users import LIVE_USER
 from flamel_usage.core.config import OPERATION_COSTS
 from flamel_usage.ledger.balances import ACCOUNT, EXPIRED_PURCHASES, INSERT_ENTRY, USAGE
 from flamel_usage.metering.charges import (
-    FIRST_ANSWER,
     LIVE_PURCHASES,
-    RECORD_ANSWER,
-    RECORD_CHARGE,
     SPEND_FROM_ACCOUNT,
     SPEND_FROM_PURCHASE,
     ChargeRequest,
 )
+from flamel_usage.metering.idempotency import INSERT_RECORD, READ_RECORD, RECORD_USAGE
 
 OK = {201}
 REFUSALS = {402, 429}
@@ -62,7 +60,7 @@ async def charge_once(
     now = time.time_ns() // 1000
     if postgres:
         await one(LOCK, f"charge:{key}")
-    if await one(FIRST_ANSWER, key) is not None:
+    if await one(READ_RECORD, key) is not None:
         raise RuntimeError(f"idempotency key {key} repeated")
     await one(LIVE_USER, user_id)
     account = await one(LOCKED_ACCOUNT if postgres else ACCOUNT, user_id)
@@ -87,22 +85,23 @@ async def charge_once(
             status = 402
     period = account["period_start"]
     if status != 201:
-        body = orjson.dumps({"success": False, "code": status, "data": "refused"}).decode()
+        reason = "insufficient_credit" if status == 402 else f"{kind}_limit_exceeded"
+        body = orjson.dumps({"data": reason, "message": None}).decode()
         await one(
-            RECORD_CHARGE, key, fingerprint, user_id, kind, cost, status, body, 0, 0, 0, period, now
+            INSERT_RECORD, key, fingerprint, user_id, kind, cost, status, body, 0, 0, 0, period, now
         )
         return status
     purchased = cost - from_plan - owed
     charge_id = (
         await one(
-            RECORD_CHARGE,
+            INSERT_RECORD,
             key,
             fingerprint,
             user_id,
             kind,
             cost,
             201,
-            "",
+            "{}",
             from_plan,
             purchased,
             owed,
@@ -134,8 +133,8 @@ async def charge_once(
                 None,
             )
     usage = await one(USAGE, user_id, now, user_id)
-    body = orjson.dumps({"charge": {"id": charge_id, "key": key}, "usage": list(usage)})
-    await run(RECORD_ANSWER, body.decode(), charge_id)
+    body = orjson.dumps({"usage": list(usage)})
+    await run(RECORD_USAGE, body.decode(), charge_id)
     return 201
 
 
@@ -201,9 +200,9 @@ async def raw_postgres(
     sql = {
         text: numbered(text)
         for text in (
-            *(LOCK, FIRST_ANSWER, LIVE_USER, LOCKED_ACCOUNT, EXPIRED_PURCHASES, LIVE_PURCHASES),
-            *(RECORD_CHARGE, SPEND_FROM_ACCOUNT, SPEND_FROM_PURCHASE, INSERT_ENTRY, USAGE),
-            RECORD_ANSWER,
+            *(LOCK, READ_RECORD, LIVE_USER, LOCKED_ACCOUNT, EXPIRED_PURCHASES, LIVE_PURCHASES),
+            *(INSERT_RECORD, SPEND_FROM_ACCOUNT, SPEND_FROM_PURCHASE, INSERT_ENTRY, USAGE),
+            RECORD_USAGE,
         )
     }
     statuses: dict[int, int] = {}

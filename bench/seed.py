@@ -50,7 +50,8 @@ from flamel_usage.auth import keys
 from flamel_usage.core.periods import Period, from_micros, period_containing, to_micros
 from flamel_usage.db import migrate
 from flamel_usage.db.gateway import Database
-from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import balances
+from flamel_usage.ledger import reconcile as books
 from flamel_usage.metering.charges import ChargeRequest
 
 HERE = Path(__file__).resolve().parent
@@ -77,7 +78,7 @@ TABLES = (
     "ledger_entries",
 )
 #: The columns the seed writes in bulk, in the order of its rows; the ledger's entries
-#: go in through the service's own statement (``ledger.INSERT_ENTRY``).
+#: go in through the service's own statement (``balances.INSERT_ENTRY``).
 COLUMNS = {
     "users": ("id", "email", "created_at"),
     "accounts": (
@@ -122,7 +123,7 @@ class _Generator:
         self.users, self.entries, self.now = users, entries, now
         self.rng = random.Random(f"flamel-bench-{users}-{entries}")
         self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in COLUMNS}
-        #: Rows of ``ledger.INSERT_ENTRY``; ids follow from their order, by instant.
+        #: Rows of ``balances.INSERT_ENTRY``; ids follow from their order, by instant.
         self.ledger: list[tuple[Any, ...]] = []
         self.next_purchase = 1
         self.next_charge = 1
@@ -433,7 +434,7 @@ async def reconcile(url: str) -> list[str]:
     await db.open()
     try:
         async with db.read() as conn:
-            return await ledger.reconcile(conn)
+            return await books.reconcile(conn)
     finally:
         await db.close()
 
@@ -470,7 +471,7 @@ def _write_sqlite(path: Path, generator: _Generator) -> None:
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
                 generator.rows[table],
             )
-        conn.executemany(ledger.INSERT_ENTRY, generator.ledger)
+        conn.executemany(balances.INSERT_ENTRY, generator.ledger)
         for _, sql in indexes:
             conn.execute(sql)
         conn.execute("COMMIT")

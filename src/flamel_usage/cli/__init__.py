@@ -22,7 +22,7 @@ from flamel_usage.cli.parser import EXIT_DATABASE_NOT_READY, build_parser
 from flamel_usage.cli.serve import serve
 from flamel_usage.cli.terminal import show_usage
 from flamel_usage.core.config import ConfigError, Settings
-from flamel_usage.core.errors import ApiError
+from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import DatabaseNotReady
 from flamel_usage.db.migrate import MigrationEdited
 
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_DATABASE_NOT_READY
-    except (ApiError, ConfigError, MigrationEdited, ValueError) as error:
+    except (Refusal, ConfigError, MigrationEdited, ValueError) as error:
         reason = getattr(error, "reason", "invalid")
         print(f"flamel-usage: {reason}: {error}", file=sys.stderr)
         return 2

@@ -19,9 +19,12 @@ from flamel_usage.core.inputs import parse_id, parse_instant
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
+from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
 from flamel_usage.http.context import system_clock
 from flamel_usage.ledger import balances as ledger
-from flamel_usage.metering import charges
+from flamel_usage.ledger.reconcile import reconcile as reconcile_books
+from flamel_usage.metering import charges, idempotency, refunds
+from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Refunded
 
 T = TypeVar("T")
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
@@ -169,10 +172,10 @@ async def buy_credits(args: argparse.Namespace, settings: Settings) -> int:
 
 async def charge(args: argparse.Namespace, settings: Settings) -> int:
     now, zone = system_clock(), settings.timezone
-    key = charges.idempotency_key(args.idempotency_key)
+    key = idempotency.idempotency_key(args.idempotency_key)
     cost = None if args.cost is None else parse_credits(args.cost, "--cost")
 
-    async def charge_one(db: Database) -> charges.Outcome:
+    async def charge_one(db: Database) -> ChargeOutcome:
         async with db.transaction() as conn:
             user_id = await accounts.user_id_by_email(conn, args.email)
             return await charges.charge(
@@ -185,26 +188,26 @@ async def charge(args: argparse.Namespace, settings: Settings) -> int:
             )
 
     outcome = await with_database(settings, charge_one)
-    print(outcome.body.decode())
-    return 0 if outcome.status == 201 else 1
+    print(charge_answer(outcome).body.decode())
+    return 0 if isinstance(outcome, Charged) else 1
 
 
 async def refund(args: argparse.Namespace, settings: Settings) -> int:
     now, zone = system_clock(), settings.timezone
-    key = charges.idempotency_key(args.idempotency_key)
+    key = idempotency.idempotency_key(args.idempotency_key)
 
-    async def refund_one(db: Database) -> bytes:
+    async def refund_one(db: Database) -> Refunded:
         async with db.transaction() as conn:
-            return await charges.refund(conn, key, now=now, zone=zone)
+            return await refunds.refund(conn, key, now=now, zone=zone)
 
-    print((await with_database(settings, refund_one)).decode())
+    print(refund_answer(await with_database(settings, refund_one)).body.decode())
     return 0
 
 
 async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async def check(db: Database) -> list[str]:
         async with db.read() as conn:
-            return await ledger.reconcile(conn)
+            return await reconcile_books(conn)
 
     problems = await with_database(settings, check, reads_only=True)
     for problem in problems:

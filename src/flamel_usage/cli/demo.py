@@ -11,7 +11,7 @@ from flamel_usage.accounts import users as accounts
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_new_password
 from flamel_usage.core.config import Settings
-from flamel_usage.core.errors import NotFound
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.periods import from_micros, to_micros
 from flamel_usage.db.gateway import Connection, Database
 from flamel_usage.http.context import system_clock
@@ -34,7 +34,9 @@ async def ensure_demo(db: Database, settings: Settings) -> str:
     async with db.transaction() as conn:
         try:
             user_id = await accounts.user_id_by_email(conn, DEMO_EMAIL)
-        except NotFound:
+        except Refusal as refusal:
+            if refusal.reason != "user_not_found":
+                raise
             user_id = await _create_demo_account(conn, password_hash, now, settings.timezone)
             key_file.unlink(missing_ok=True)  # a key of an earlier demo account
         if key_file.exists():

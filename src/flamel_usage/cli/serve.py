@@ -10,16 +10,11 @@ import signal
 from flamel_usage.cli.commands import with_database
 from flamel_usage.cli.demo import DEMO_EMAIL, DEMO_PASSWORD, ensure_demo
 from flamel_usage.core.config import Settings
+from flamel_usage.http import metrics
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the service under uvicorn until it is stopped; 0 on a clean stop."""
-    # Imported here, so that every other command starts without uvicorn.
-    import uvicorn
-
-    from flamel_usage.core.logs import logging_config
-    from flamel_usage.http.protocol import LimitedHttpToolsProtocol
-
     if args.database_url:
         os.environ["FLAMEL_DATABASE_URL"] = args.database_url
     os.environ["FLAMEL_DATA_DIR"] = str(settings.data_dir)
@@ -36,6 +31,18 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             f"or sign in at http://{args.host}:{args.port}/ as {DEMO_EMAIL} / {DEMO_PASSWORD}\n",
             flush=True,
         )
+    with metrics.shared_by_workers():  # /metrics sums the workers' counts
+        _run_uvicorn(args, settings)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+    # Imported here, so that every other command starts without uvicorn.
+    import uvicorn
+
+    from flamel_usage.core.logs import logging_config
+    from flamel_usage.http.protocol import LimitedHttpToolsProtocol
+
     uvicorn.run(
         "flamel_usage.http.app:create_app",
         factory=True,
@@ -54,7 +61,6 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         proxy_headers=False,
         server_header=False,
     )
-    return 0
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

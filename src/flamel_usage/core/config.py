@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.logs import LogFormat
 from flamel_usage.core.money import parse_credits
 
@@ -112,7 +112,7 @@ def _operation_costs(text: str) -> Mapping[str, int]:
             raise ConfigError(f"bad or repeated kind {kind!r}")
         try:
             costs[kind] = parse_credits(cost, kind)
-        except BadRequest as exc:
+        except Refusal as exc:
             raise ConfigError(str(exc)) from None
     return MappingProxyType(costs)
 

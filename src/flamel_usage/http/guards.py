@@ -18,24 +18,12 @@ from typing import NamedTuple
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
-from flamel_usage.core.errors import ApiError, Forbidden, NotLoggedIn, WrongApiKey
+from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import Connection
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Guard, Handler, Request, Response, Route
 
 SESSION_COOKIE = "connect.sid"
-
-
-class AdminUnauthorized(ApiError):
-    status, reason = 401, "admin_unauthorized"
-
-
-class AdminDisabled(ApiError):
-    status, reason = 403, "admin_disabled"
-
-
-class SessionRequired(Forbidden):
-    reason = "session_required"
 
 
 class Caller(NamedTuple):
@@ -77,9 +65,10 @@ def customer(method: str, path: str, handler: CustomerHandler) -> Route:
             async with services.db.read() as conn:
                 user_id = await _key_or_session_user(conn, request, services, now)
                 return await handler(request, services, Caller(user_id, now), conn)
-        except WrongApiKey:
-            client = client_address(request, services)
-            await auth.count_wrong_key(services.db, client, now, services.key_budget)
+        except Refusal as refusal:
+            if refusal.reason == "wrong_api_key":
+                client = client_address(request, services)
+                await auth.count_wrong_key(services.db, client, now, services.key_budget)
             raise
 
     return Route(method, path, Guard.CUSTOMER, endpoint)
@@ -101,11 +90,11 @@ def check_admin_token(request: Request, services: Services) -> None:
     refuse every one, so a server started without thinking never exposes the books."""
     token = services.settings.admin_token
     if token is None:
-        raise AdminDisabled("no admin token is configured on this server")
+        raise Refusal("admin_disabled", "no admin token is configured on this server")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     expected = token.reveal().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        raise AdminUnauthorized("send Authorization: Bearer <admin token>")
+        raise Refusal("admin_unauthorized", "send Authorization: Bearer <admin token>")
 
 
 def session_id(request: Request, services: Services) -> str | None:
@@ -155,13 +144,13 @@ async def _key_or_session_user(
     found = session_id(request, services)
     user_id = None if found is None else await auth.user_for_session(conn, found, now)
     if user_id is None:
-        raise NotLoggedIn()
+        raise Refusal("not_logged_in")
     return user_id
 
 
 async def _session_caller(request: Request, services: Services) -> Caller:
     if _api_key(request) is not None:
-        raise SessionRequired()
+        raise Refusal("session_required")
     found = session_id(request, services)
     if found is not None:
         now = services.clock()
@@ -169,4 +158,4 @@ async def _session_caller(request: Request, services: Services) -> Caller:
             user_id = await auth.user_for_session(conn, found, now)
         if user_id is not None:
             return Caller(user_id, now)
-    raise NotLoggedIn()
+    raise Refusal("not_logged_in")

@@ -15,13 +15,13 @@ for these routes; and a request whose ``Origin`` names another site is refused w
 from __future__ import annotations
 
 from flamel_usage.auth import credentials as auth
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id
 from flamel_usage.http import guards, security
 from flamel_usage.http.bodies.inbound import CreateKeyRequest
 from flamel_usage.http.bodies.outbound import CreatedKey, KeyList, body_response
 from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
-from flamel_usage.http.cors import OriginNotAllowed
 from flamel_usage.http.guards import Caller
 from flamel_usage.http.routing import Request, Response, empty_response
 
@@ -31,7 +31,7 @@ ROUTE = "/api/users/me/keys"
 def _require_same_origin(request: Request) -> None:
     """A request that changes something comes from our own origin only."""
     if not security.same_origin(request):
-        raise OriginNotAllowed("keys can be changed from this site only")
+        raise Refusal("origin_not_allowed", "keys can be changed from this site only")
 
 
 async def list_my_keys(request: Request, services: Services, caller: Caller) -> Response:

@@ -9,7 +9,7 @@ from typing import Literal, TypeVar
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_day_or_instant
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros
@@ -68,14 +68,14 @@ async def get_my_usage_history(
 
 
 def _query_choice(request: Request, name: str, choices: Sequence[_Choice], reason: str) -> _Choice:
-    """One of ``choices`` (the first is the default), else ``BadRequest`` with ``reason``."""
+    """One of ``choices`` (the first is the default), else a refusal for ``reason``."""
     value = request.query_value(name)
     if value is None:
         return choices[0]
     for choice in choices:
         if value == choice:
             return choice
-    raise BadRequest(f"{name} must be one of {', '.join(choices)}", reason=reason)
+    raise Refusal(reason, f"{name} must be one of {', '.join(choices)}")
 
 
 def _optional_instant(value: str | None, name: str, services: Services) -> int | None:

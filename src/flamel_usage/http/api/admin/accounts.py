@@ -20,6 +20,7 @@ from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, empty_response, json_response
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger.reconcile import reconcile as reconcile_books
 
 
 async def create_plan(request: Request, services: Services) -> Response:
@@ -149,7 +150,7 @@ async def change_plan(request: Request, services: Services) -> Response:
 
 async def reconcile(request: Request, services: Services) -> Response:
     async with services.db.read() as conn:
-        problems = await ledger.reconcile(conn)
+        problems = await reconcile_books(conn)
     return body_response(outbound.ReconcileReport(not problems, problems))
 
 
