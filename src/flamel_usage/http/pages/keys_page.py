@@ -18,8 +18,7 @@ from flamel_usage.auth import credentials as auth
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id
 from flamel_usage.core.periods import to_micros
-from flamel_usage.http import security
-from flamel_usage.http.api import usage as public
+from flamel_usage.http import guards, security
 from flamel_usage.http.context import Services
 from flamel_usage.http.pages import forms, responses
 from flamel_usage.http.pages.language import page_language
@@ -45,7 +44,7 @@ class _Visit:
 
 async def _visit(request: Request, services: Services) -> _Visit | None:
     """The visit, or None when no live session signs it in."""
-    found = public.session_id(request, services)
+    found = guards.session_id(request, services)
     if found is None:
         return None
     async with services.db.read() as conn:
