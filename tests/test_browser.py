@@ -324,7 +324,7 @@ def test_sign_in_read_charge_switch_language_sign_out(
     assert page.locator('meter[aria-labelledby="ttp-label"]').get_attribute("value") == "9"
 
     page.get_by_role("link", name="한국어").click()
-    page.wait_for_function("document.documentElement.lang === 'ko'")
+    page.wait_for_function("document.documentElement?.lang === 'ko'")
     page.get_by_role("heading", name="내 사용량").wait_for()
     assert_numbers_match(page, after)
     badges = page.locator(".badge").all_inner_texts()
