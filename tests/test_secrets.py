@@ -29,9 +29,9 @@ import pytest
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth_service
+from flamel_usage.core.config import DEFAULT_SESSION_COOKIE_NAME as SESSION_COOKIE
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.api.admin import accounts as admin_api
-from flamel_usage.http.api.usage import SESSION_COOKIE
 from flamel_usage.http.pages.views import CSRF_COOKIE, CSRF_FIELD
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET
 from tests.processes import server_process

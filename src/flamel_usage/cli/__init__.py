@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--plan", required=True)
     user.add_argument("--anchor", help="ISO 8601 start of the first period (default now)")
     user.add_argument("--password-stdin", action="store_true", help="read a login password")
+    user.add_argument(
+        "--external-id", help="the platform's id of this user, which its sessions carry"
+    )
 
     change = users.add_parser("change-plan", parents=[common])
     change.add_argument("email")
@@ -213,6 +216,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
             password_hash = None if password is None else await hash_new_password(password)
             anchor = None if args.anchor is None else parse_instant(args.anchor, "--anchor")
+            external_id = accounts.external_id_value(args.external_id)
 
             async def create_user(db: Database) -> accounts.User:
                 async with db.transaction() as conn:
@@ -224,6 +228,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                         password_hash=password_hash,
                         now=now,
                         zone=zone,
+                        external_id=external_id,
                     )
 
             print((await _with_database(settings, create_user)).id)

@@ -17,6 +17,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flamel_usage.core.errors import BadRequest
@@ -81,7 +82,9 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "FLAMEL_SESSION_SECRET",
         "(generated once into the data dir)",
-        "Secret that signs `connect.sid`, shared with an Express front end; at least 32 bytes.",
+        "Secret that signs the session cookie, shared with an Express front end; at least 32"
+        " bytes. A comma-separated list rotates it, as express-session's array does: the"
+        " first signs, any of them is accepted.",
     ),
     SettingDoc("FLAMEL_TIMEZONE", "UTC", "IANA zone in which billing periods start and end."),
     SettingDoc("FLAMEL_SESSION_TTL_SECONDS", "1209600", "Lifetime of a login session (14 days)."),
@@ -154,6 +157,42 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "Comma-separated browser origins (`https://app.example.com`) allowed to read"
         " `GET /api/users/me/usage` cross-origin with an `X-Api-Key`; never with cookies.",
     ),
+    # --- the platform's sessions (SPEC 7) ---
+    SettingDoc(
+        "FLAMEL_SESSION_STORE",
+        "local",
+        "Where sessions live: `local` (our own sign-in), `redis://host:port/db` (the"
+        " platform's connect-redis store) or `postgresql://...` (its connect-pg-simple"
+        " table). An external store is only read, never written.",
+    ),
+    SettingDoc(
+        "FLAMEL_SESSION_STORE_PREFIX",
+        "sess:",
+        "connect-redis's key prefix (set but empty: no prefix).",
+    ),
+    SettingDoc(
+        "FLAMEL_SESSION_STORE_SCHEMA",
+        "(none: the search path)",
+        "connect-pg-simple's `schemaName`.",
+    ),
+    SettingDoc("FLAMEL_SESSION_STORE_TABLE", "session", "connect-pg-simple's `tableName`."),
+    SettingDoc(
+        "FLAMEL_SESSION_USER_FIELD",
+        "passport.user",
+        "Dotted path to the platform's user id (a string or a whole number) in the session"
+        " JSON; it names the user whose `externalId` it is.",
+    ),
+    SettingDoc(
+        "FLAMEL_SESSION_COOKIE_NAME",
+        "connect.sid",
+        "Name of the session cookie (express-session's `name`).",
+    ),
+    SettingDoc(
+        "FLAMEL_LOGIN_URL",
+        "(none; required with an external store)",
+        "Where the pages send a signed-out visitor when sessions are the platform's: its"
+        " sign-in page (`https://...` or a path on this host).",
+    ),
 )
 
 #: The shortest session secret accepted: a key shorter than HMAC-SHA256's 32-byte output
@@ -161,11 +200,17 @@ SETTINGS: tuple[SettingDoc, ...] = (
 MIN_SESSION_SECRET_BYTES = 32
 DEFAULT_OPERATION_COSTS = "ttp=1,edit=1,image=1"
 DEFAULT_DATABASE_TIMEOUT_SECONDS = 3.0
+#: express-session's own default name for its cookie.
+DEFAULT_SESSION_COOKIE_NAME = "connect.sid"
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _ORIGIN = re.compile(
     r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?"
 )
 _SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+_SESSION_STORE_SCHEMES = ("redis", "rediss", "postgresql", "postgres")
+#: RFC 6265's cookie-name token: visible ASCII but separators.
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
+_LOGIN_URL = re.compile(r"(?:https?://[^\s/?#]+)?/[^\s\x00-\x1f\x7f]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +235,14 @@ class Settings:
     log_format: LogFormat = "text"
     access_log: bool = False
     cors_origins: frozenset[str] = frozenset()
+    # The platform's sessions (SPEC 7); ``session_store`` None is our own ("local").
+    session_store: Secret | None = None
+    session_store_prefix: str = "sess:"
+    session_store_schema: str | None = None
+    session_store_table: str = "session"
+    session_user_field: tuple[str, ...] = ("passport", "user")
+    session_cookie_name: str = DEFAULT_SESSION_COOKIE_NAME
+    login_url: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -219,16 +272,24 @@ class Settings:
             log_format=_log_format(env.get("FLAMEL_LOG_FORMAT") or "text"),
             access_log=_switch(env, "FLAMEL_ACCESS_LOG", default=False),
             cors_origins=_cors_origins(env.get("FLAMEL_CORS_ORIGINS") or ""),
+            **_platform_sessions(env),
         )
 
     def resolved_session_secret(self) -> Secret:
-        """The configured secret, or one generated once and kept in the data dir.
+        """The secret that signs: the first of ``resolved_session_secrets``."""
+        return self.resolved_session_secrets()[0]
 
+    def resolved_session_secrets(self) -> tuple[Secret, ...]:
+        """The configured secrets, or one generated once and kept in the data dir.
+
+        Several, in the configured order, to rotate the secret as express-session does:
+        cookies are signed with the first and accepted when any of them signed them, so
+        a new secret goes first and an old one stays listed until its cookies are gone.
         Kept on disk rather than in memory so that every worker process and every
         restart signs and verifies cookies with the same key.
         """
         if self.session_secret is not None:
-            return self.session_secret
+            return tuple(map(Secret, self.session_secret.reveal().split(",")))
         path = self.data_dir / "session-secret"
         if not path.exists():
             _publish_new_secret(path)
@@ -238,7 +299,7 @@ class Settings:
                 f"{path}: the session secret must be at least {MIN_SESSION_SECRET_BYTES}"
                 " bytes: delete the file to have a new one generated"
             )
-        return Secret(secret)
+        return (Secret(secret),)
 
 
 def _publish_new_secret(path: Path) -> None:
@@ -267,12 +328,71 @@ def _optional_secret(value: str | None) -> Secret | None:
 
 
 def _session_secret(value: str | None) -> Secret | None:
-    if value and len(value.encode()) < MIN_SESSION_SECRET_BYTES:
-        raise ConfigError(
-            f"FLAMEL_SESSION_SECRET: must be at least {MIN_SESSION_SECRET_BYTES} bytes,"
-            f" got {len(value.encode())}"
-        )
+    """The secret, or comma-separated secrets, each taken exactly as written."""
+    parts = value.split(",") if value else []
+    for place, part in enumerate(parts, 1):
+        if len(part.encode()) < MIN_SESSION_SECRET_BYTES:
+            which = f"secret {place} of {len(parts)}" if len(parts) > 1 else "must be"
+            raise ConfigError(
+                f"FLAMEL_SESSION_SECRET: {which} at least {MIN_SESSION_SECRET_BYTES} bytes,"
+                f" got {len(part.encode())}"
+            )
     return _optional_secret(value)
+
+
+class _PlatformSessionFields(TypedDict):
+    session_store: Secret | None
+    session_store_prefix: str
+    session_store_schema: str | None
+    session_store_table: str
+    session_user_field: tuple[str, ...]
+    session_cookie_name: str
+    login_url: str | None
+
+
+def _platform_sessions(env: Mapping[str, str]) -> _PlatformSessionFields:
+    """The settings of the platform's session store, checked together (SPEC 7).
+
+    An external store needs ``FLAMEL_LOGIN_URL``: this service has no sign-in of its own
+    then, and a signed-out visitor of the pages must be sent somewhere to sign in.
+    """
+    store = env.get("FLAMEL_SESSION_STORE") or "local"
+    scheme = store.partition("://")[0].lower() if "://" in store else store
+    if store != "local" and scheme not in _SESSION_STORE_SCHEMES:
+        raise ConfigError(
+            "FLAMEL_SESSION_STORE: 'local', redis://host:port/db or postgresql://..., got"
+            f" a value of scheme {scheme[:16]!r}"
+        )
+    login_url = env.get("FLAMEL_LOGIN_URL") or None
+    if login_url is not None and not _LOGIN_URL.fullmatch(login_url):
+        raise ConfigError(
+            "FLAMEL_LOGIN_URL: an http(s) URL or a path starting with '/', without spaces"
+        )
+    if store != "local" and login_url is None:
+        raise ConfigError(
+            "FLAMEL_LOGIN_URL: required with an external FLAMEL_SESSION_STORE: the platform's"
+            " sign-in page, where the pages send a signed-out visitor"
+        )
+    cookie_name = env.get("FLAMEL_SESSION_COOKIE_NAME") or DEFAULT_SESSION_COOKIE_NAME
+    if not _COOKIE_NAME.fullmatch(cookie_name):
+        raise ConfigError(
+            f"FLAMEL_SESSION_COOKIE_NAME: not a cookie name (1-64 of RFC 6265's token"
+            f" characters): {cookie_name[:64]!r}"
+        )
+    field_path = env.get("FLAMEL_SESSION_USER_FIELD") or "passport.user"
+    if not all(field_path.split(".")):
+        raise ConfigError(
+            f"FLAMEL_SESSION_USER_FIELD: a dotted path such as passport.user, got {field_path!r}"
+        )
+    return {
+        "session_store": None if store == "local" else Secret(store),
+        "session_store_prefix": env.get("FLAMEL_SESSION_STORE_PREFIX", "sess:"),
+        "session_store_schema": env.get("FLAMEL_SESSION_STORE_SCHEMA") or None,
+        "session_store_table": env.get("FLAMEL_SESSION_STORE_TABLE") or "session",
+        "session_user_field": tuple(field_path.split(".")),
+        "session_cookie_name": cookie_name,
+        "login_url": login_url,
+    }
 
 
 def _zone(name: str) -> ZoneInfo:

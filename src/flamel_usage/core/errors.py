@@ -55,6 +55,7 @@ REASONS: Mapping[str, Reason] = {
         Reason("too_many_keys", 409, "The user holds 20 live keys already: revoke one first."),
         Reason("plan_exists", 409, "A plan with that name exists."),
         Reason("user_exists", 409, "A user with that email exists."),
+        Reason("external_id_exists", 409, "Another live user has that externalId."),
         Reason("unknown_kind", 400, "kind is not an operation kind the server is configured with."),
         Reason(
             "invalid_idempotency_key",
@@ -109,8 +110,8 @@ REASONS: Mapping[str, Reason] = {
         Reason(
             "service_unavailable",
             503,
-            "The database is unreachable or did not answer in time: retry after the Retry-"
-            "After seconds.",
+            "The database or the platform's session store is unreachable or did not answer"
+            " in time: retry after the Retry-After seconds.",
         ),
         Reason("unauthorized", 401, "Credentials are missing or wrong."),
         Reason("forbidden", 403, "The credentials do not allow this."),

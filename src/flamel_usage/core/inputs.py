@@ -98,6 +98,10 @@ class JsonObject:
     def has(self, name: str) -> bool:
         return name in self._data
 
+    def value(self, name: str) -> object:
+        """The field as sent (None when absent or null), for a domain function to check."""
+        return self._data.get(name)
+
     def string(self, name: str, *, required: bool = True, max_length: int = 1024) -> str | None:
         value = self._data.get(name)
         if value is None:

@@ -134,6 +134,7 @@ class App:
                     if self._owns_db:
                         # Starts while PostgreSQL is down too (503 until it is back).
                         await self.services.db.start()
+                    await self.services.sessions.open()  # connects on demand, as the db
                 except Exception as exc:
                     logger.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -143,6 +144,7 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 flusher.cancel()
                 await self._record_last_used()
+                await self.services.sessions.close()
                 if self._owns_db:
                     await self.services.db.close()
                 await send({"type": "lifespan.shutdown.complete"})

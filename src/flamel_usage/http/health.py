@@ -2,12 +2,14 @@
 
 ``/healthz`` answers as long as the process serves HTTP, without touching the database:
 restart the process when it fails. ``/readyz`` answers ``200`` only when the database
-answers and every migration this version ships is applied: send it traffic only then.
+answers, every migration this version ships is applied and, with the platform's session
+store configured, that store answers too: send it traffic only then.
 ``/metrics`` is this worker's counters (``http/metrics.py``).
 """
 
 from __future__ import annotations
 
+from flamel_usage.auth.platform_sessions import SessionStoreUnavailable
 from flamel_usage.core.errors import ServiceUnavailable
 from flamel_usage.http import metrics
 from flamel_usage.http.context import Services
@@ -23,6 +25,10 @@ async def readyz(request: Request, services: Services) -> Response:
     pending = await services.db.pending_migrations()
     if pending:
         raise ServiceUnavailable(f"migrations not applied yet: {', '.join(map(str, pending))}")
+    try:
+        await services.sessions.ping()
+    except SessionStoreUnavailable:
+        raise ServiceUnavailable("the session store does not answer") from None
     return json_response({"status": "ready"})
 
 

@@ -33,16 +33,14 @@ class SessionRequired(Forbidden):
 
 
 async def session_user(request: Request, services: Services) -> int:
-    """The signed-in user, refusing any request that carries an API key."""
+    """The signed-in user (our session or the platform's), refusing any request that
+    carries an API key."""
     if request.headers.get("x-api-key", "").strip(" \t"):
         raise SessionRequired()
-    found = public.session_id(request, services)
-    if found is not None:
-        async with services.db.read() as conn:
-            user_id = await auth.user_for_session(conn, found, services.clock())
-        if user_id is not None:
-            return user_id
-    raise NotLoggedIn()
+    signed_in = await public.signed_in_user(request, services)
+    if signed_in is None:
+        raise NotLoggedIn()
+    return signed_in[1]
 
 
 async def _writer(request: Request, services: Services) -> int:

@@ -1,4 +1,9 @@
-"""What customers call: their usage, and logging in and out of a browser session."""
+"""What customers call: their usage, and logging in and out of a browser session.
+
+The session is our own sign-in's, or the platform's when ``FLAMEL_SESSION_STORE`` names
+its store (``auth.platform_sessions``); our sign-in endpoints then answer ``404``: the
+platform signs its customers in and out.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from typing import Any, Literal, TypeVar
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
-from flamel_usage.core.errors import BadRequest, NotLoggedIn, WrongApiKey
+from flamel_usage.auth.platform_sessions import SessionClaim
+from flamel_usage.core.errors import BadRequest, NotFound, NotLoggedIn, WrongApiKey
 from flamel_usage.core.inputs import JsonObject, parse_day_or_instant
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros
@@ -19,7 +25,6 @@ from flamel_usage.http.routing import Request, Response, empty_response, json_re
 from flamel_usage.ledger.balances import read_usage
 from flamel_usage.ledger.history import GRANULARITIES, History, read_history
 
-SESSION_COOKIE = "connect.sid"
 #: Marks a browser that has signed in to an account before (see ``auth.throttle``).
 DEVICE_COOKIE = "flamel_device"
 #: About as long as a browser keeps a cookie at all (Chrome caps at 400 days).
@@ -27,11 +32,32 @@ DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600
 
 
 def session_id(request: Request, services: Services) -> str | None:
-    """The session id from a correctly signed ``connect.sid`` cookie, else None."""
-    raw = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(SESSION_COOKIE)
+    """The session id from a session cookie (``connect.sid`` unless configured) signed
+    with one of the session secrets, else None."""
+    name = services.settings.session_cookie_name
+    raw = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(name)
     if raw is None:
         return None
-    return cookies.session_id_from_cookie(raw, services.session_secret.reveal())
+    secrets = (secret.reveal() for secret in services.session_secrets)
+    return cookies.session_id_from_cookie(raw, *secrets)
+
+
+async def session_claim(request: Request, services: Services, now: int) -> SessionClaim | None:
+    """The cookie's session as its store has it. For the platform's store a round trip
+    to it: made before any database connection is taken, never while one is held."""
+    found = session_id(request, services)
+    return None if found is None else await services.sessions.claim(found, now)
+
+
+async def signed_in_user(request: Request, services: Services) -> tuple[str, int] | None:
+    """``(session id, user id)`` of the cookie's live session, else None."""
+    now = services.clock()
+    claim = await session_claim(request, services, now)
+    if claim is None:
+        return None
+    async with services.db.read() as conn:
+        user_id = await claim.user_id(conn, now)
+    return None if user_id is None else (claim.session_id, user_id)
 
 
 def client_address(request: Request, services: Services) -> str:
@@ -47,21 +73,34 @@ def client_address(request: Request, services: Services) -> str:
     return request.peer
 
 
-async def authenticated_user(
-    conn: Connection, request: Request, services: Services, now: int
-) -> int:
-    """The caller's user id. ``X-Api-Key``, when sent, decides alone (SPEC 1); a blank one
-    (nothing but spaces and tabs, HTTP's whitespace) is as good as none, so that a
-    client's empty default does not hide its cookie."""
+async def credential(request: Request, services: Services, now: int) -> str | SessionClaim | None:
+    """What the caller signs in with: the API key, else the session's claim, else None.
+
+    ``X-Api-Key``, when sent, decides alone (SPEC 1), and no session store is asked; a
+    blank one (nothing but spaces and tabs, HTTP's whitespace) is as good as none, so
+    that a client's empty default does not hide its cookie.
+    """
     api_key = request.headers.get("x-api-key")
     if api_key is not None and api_key.strip(" \t"):
+        return api_key
+    return await session_claim(request, services, now)
+
+
+async def authenticated_user(
+    conn: Connection,
+    signed: str | SessionClaim | None,
+    request: Request,
+    services: Services,
+    now: int,
+) -> int:
+    """The user id of ``signed`` (from ``credential``), else the contract's refusal."""
+    if isinstance(signed, str):
         owner = await auth.user_for_api_key(
-            conn, api_key, now, client=client_address(request, services), budget=services.key_budget
+            conn, signed, now, client=client_address(request, services), budget=services.key_budget
         )
         services.last_used.note(owner.key_id, now)
         return owner.user_id
-    found = session_id(request, services)
-    user_id = None if found is None else await auth.user_for_session(conn, found, now)
+    user_id = None if signed is None else await signed.user_id(conn, now)
     if user_id is None:
         raise NotLoggedIn()
     return user_id
@@ -70,8 +109,9 @@ async def authenticated_user(
 async def get_my_usage(request: Request, services: Services) -> Response:
     now = services.clock()
     try:
+        signed = await credential(request, services, now)
         async with services.db.read() as conn:
-            user_id = await authenticated_user(conn, request, services, now)
+            user_id = await authenticated_user(conn, signed, request, services, now)
             usage = await read_usage(conn, user_id, now, services.settings.timezone)
     except WrongApiKey:
         await _count_wrong_key(request, services, now)
@@ -97,8 +137,9 @@ async def get_my_usage_history(request: Request, services: Services) -> Response
     now = services.clock()
     zone = services.settings.timezone
     try:
+        signed = await credential(request, services, now)
         async with services.db.read() as conn:
-            user_id = await authenticated_user(conn, request, services, now)
+            user_id = await authenticated_user(conn, signed, request, services, now)
             given = {name: request.query_value(name) for name in ("from", "to")}
             granularity = _query_choice(
                 request, "granularity", GRANULARITIES, "invalid_granularity"
@@ -180,9 +221,18 @@ def history_csv(history: History) -> str:
     return out.getvalue()
 
 
-def session_cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
-    """``Set-Cookie`` for ``connect.sid``: the API's login and the login page set the same."""
-    return _cookie_header(SESSION_COOKIE, value, max_age, request)
+def session_cookie_header(
+    value: str, max_age: int, request: Request, services: Services
+) -> tuple[bytes, bytes]:
+    """``Set-Cookie`` for the session: the API's login and the login page set the same."""
+    return _cookie_header(services.settings.session_cookie_name, value, max_age, request)
+
+
+def refuse_without_own_sign_in(services: Services) -> None:
+    """``404`` for our sign-in and sign-out while sessions are the platform's: it alone
+    signs its customers in and out, and we never write its store."""
+    if services.sessions.external:
+        raise NotFound("sign-in is the platform's: this server reads its sessions")
 
 
 def device_cookie(request: Request) -> str | None:
@@ -202,6 +252,7 @@ def _cookie_header(name: str, value: str, max_age: int, request: Request) -> tup
 
 
 async def login(request: Request, services: Services) -> Response:
+    refuse_without_own_sign_in(services)
     body = JsonObject(await request.json(), {"email", "password"})
     email = body.required_string("email", max_length=254)
     password = body.required_string("password")
@@ -224,18 +275,19 @@ async def login(request: Request, services: Services) -> Response:
     return json_response(
         {"expiresAt": expires},
         headers=[
-            session_cookie_header(value, ttl, request),
+            session_cookie_header(value, ttl, request, services),
             device_cookie_header(signed_in.device_cookie, request),
         ],
     )
 
 
 async def logout(request: Request, services: Services) -> Response:
+    refuse_without_own_sign_in(services)
     found = session_id(request, services)
     if found is not None:
         async with services.db.transaction() as conn:
             await auth.logout(conn, found)
-    return empty_response(204, headers=[session_cookie_header("", 0, request)])
+    return empty_response(204, headers=[session_cookie_header("", 0, request, services)])
 
 
 ROUTES = [

@@ -112,6 +112,9 @@ _NAME_EDGE = "[^\\x00-\\x20\\x7f" + _UNICODE_SPACE + _INVISIBLE + "]"
 _KEY_NAME_PATTERN = (
     f"^{_SPACE}*(?:{_NAME_EDGE}|{_NAME_EDGE}{_NAME_CHAR}{{0,62}}{_NAME_EDGE}){_SPACE}*$"
 )
+#: An external id the server takes (``accounts.external_id_value``): kept exactly, so
+#: 1-255 characters with no space at either end, none of them a control or invisible one.
+_EXTERNAL_ID_PATTERN = f"^(?:{_NAME_EDGE}|{_NAME_EDGE}{_NAME_CHAR}{{0,253}}{_NAME_EDGE})$"
 
 
 def _text(max_length: int, **constraints: Any) -> dict[str, Any]:
@@ -203,7 +206,10 @@ _SECURITY_SCHEMES: dict[str, Any] = {
         "type": "apiKey",
         "in": "cookie",
         "name": "connect.sid",
-        "description": "Session cookie set by POST /api/auth/login (express-session format).",
+        "description": "Session cookie in express-session's format: set by POST"
+        " /api/auth/login, or by the platform's Express app when the server reads its"
+        " session store (FLAMEL_SESSION_STORE). Named connect.sid unless the server sets"
+        " FLAMEL_SESSION_COOKIE_NAME.",
     },
     "adminToken": {
         "type": "http",
@@ -253,6 +259,16 @@ def _schemas() -> dict[str, Any]:
         "example": "CI pipeline",
     }
     key_name = {"type": "string", "nullable": True, "description": "The key's name; null = none."}
+    external_id = {
+        **_text(255),
+        "pattern": _EXTERNAL_ID_PATTERN,
+        "nullable": True,
+        "description": "The platform's id of this user, which its sessions carry"
+        " (passport.user unless configured; a number there is its decimal digits here):"
+        " unique among live users, kept exactly, 1-255 characters with no space at either"
+        " end and no control or invisible (format) character; null or absent = none.",
+        "example": "64f1c2a9e8",
+    }
     key_state = {
         "type": "string",
         "enum": ["active", "expired", "revoked"],
@@ -336,6 +352,7 @@ def _schemas() -> dict[str, Any]:
                     "description": "Lets the user log in; without it (null or absent) the user"
                     " has only API keys.",
                 },
+                "externalId": external_id,
             },
             required=["email", "plan"],
             request=True,
@@ -346,7 +363,16 @@ def _schemas() -> dict[str, Any]:
                 "email": email,
                 "plan": {"type": "string", "description": "Plan name."},
                 "anchor": _instant("Subscription anchor."),
+                "externalId": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The platform's id of this user; null = none.",
+                },
             }
+        ),
+        "UpdateUserRequest": _obj(
+            {"externalId": {**external_id, "description": "New externalId; null = none."}},
+            request=True,
         ),
         "CreateKeyRequest": _obj(
             {
@@ -683,6 +709,7 @@ def _links_to_user(expression: str, whose: str) -> dict[str, Any]:
             "createKey",
             "buyCredits",
             "changePlan",
+            "updateUser",
             "deleteUser",
         )
     }
@@ -800,6 +827,13 @@ _MY_KEYS_WRITE_DESCRIPTION = (
     _MY_KEYS_DESCRIPTION
     + """ A request whose Origin names another site is refused with 403
 origin_not_allowed."""
+)
+
+
+_OWN_SIGN_IN_ONLY = (
+    "Only while sessions are the server's own: when it reads the platform's session store"
+    " (FLAMEL_SESSION_STORE), the platform signs customers in and out, and this answers 404"
+    " not_found."
 )
 
 
@@ -970,10 +1004,11 @@ def _operations() -> list[Operation]:
             "/api/auth/login",
             "login",
             "Log in with email and password",
-            description="Sets the connect.sid session cookie that GET /api/users/me/usage accepts.",
+            description="Sets the connect.sid session cookie that GET /api/users/me/usage"
+            " accepts. " + _OWN_SIGN_IN_ONLY,
             body="LoginRequest",
             ok=_ok(200, "Logged in", "LoginResponse", _SET_SESSION_COOKIE),
-            errors=["invalid_credentials", "too_many_requests"],
+            errors=["invalid_credentials", "not_found", "too_many_requests"],
             error_headers={429: _RETRY_AFTER},
             security=[],
         ),
@@ -982,8 +1017,10 @@ def _operations() -> list[Operation]:
             "/api/auth/logout",
             "logout",
             "Log out",
-            description="Deletes the session on the server and clears the cookie.",
+            description="Deletes the session on the server and clears the cookie. "
+            + _OWN_SIGN_IN_ONLY,
             ok=_ok(204, "Logged out", headers=_CLEAR_SESSION_COOKIE),
+            errors=["not_found"],
             security=[{"connect.sid": []}],
         ),
         _admin(
@@ -1005,7 +1042,18 @@ def _operations() -> list[Operation]:
             "Create a user subscribed to a plan",
             body="CreateUserRequest",
             ok=_ok(201, "Created", "User", links=_links_to_user(_BODY_ID, "this user")),
-            errors=["plan_not_found", "user_exists"],
+            errors=["plan_not_found", "user_exists", "external_id_exists"],
+        ),
+        _admin(
+            "PATCH",
+            user,
+            "updateUser",
+            "Change a user's externalId",
+            description="The platform's sessions name their user by it (SPEC 7). The"
+            " answer is the user as it is now.",
+            body="UpdateUserRequest",
+            ok=_ok(200, "Updated", "User"),
+            errors=["user_not_found", "external_id_exists"],
         ),
         _admin(
             "DELETE",

@@ -832,6 +832,7 @@ def render_usage(
     email: str,
     logout_csrf: str,
     zone_name: str,
+    sign_out: bool = True,
 ) -> str:
     t = STRINGS[language]
     start = usage.period.start
@@ -873,7 +874,7 @@ def render_usage(
         f"<h1>{_esc(t['usage_heading'])}</h1>\n"
         f'<p class="muted">{_fill(t["signed_in_as"], email=_esc(email))}</p>\n'
         "</div>\n"
-        f"{_account_bar(t, 'usage', logout_csrf)}</div>\n"
+        f"{_account_bar(t, 'usage', logout_csrf, sign_out)}</div>\n"
         '<section class="card period" aria-labelledby="period-heading">\n'
         f'<h2 id="period-heading">{_esc(t["period_heading"])}</h2>\n'
         f"<dl>\n<dt>{_esc(t['period_label'])}</dt><dd>{period}</dd>\n"
@@ -888,21 +889,25 @@ def render_usage(
     return _layout(language, t["usage_title"], main, "/usage")
 
 
-def _account_bar(t: Mapping[str, str], current: str, csrf: str) -> str:
-    """The signed-in pages' navigation (usage, API keys) and their sign-out form."""
+def _account_bar(t: Mapping[str, str], current: str, csrf: str, sign_out: bool) -> str:
+    """The signed-in pages' navigation (usage, API keys) and their sign-out form, which
+    is not there (``sign_out`` False) when sessions are the platform's to end."""
     current_mark = ' aria-current="page"'
     links = "".join(
         f'<li><a href="/{page}"{current_mark if page == current else ""}>'
         f"{_esc(t['nav_' + page])}</a></li>"
         for page in ("usage", "keys")
     )
-    return (
-        '<div class="account-bar">'
-        f'<nav class="tabs" aria-label="{_esc(t["account_nav"])}"><ul>{links}</ul></nav>'
+    form = (
         '<form method="post" action="/logout">'
         f'<input type="hidden" name="{CSRF_FIELD}" value="{_esc(csrf)}">'
         f'<button class="button secondary" type="submit">{_esc(t["logout"])}</button>'
-        "</form></div>\n"
+        "</form>"
+    )
+    return (
+        '<div class="account-bar">'
+        f'<nav class="tabs" aria-label="{_esc(t["account_nav"])}"><ul>{links}</ul></nav>'
+        f"{form if sign_out else ''}</div>\n"
     )
 
 
@@ -952,6 +957,7 @@ def render_keys(
     error: str | None = None,
     name: str = "",
     expires: str = "",
+    sign_out: bool = True,
 ) -> str:
     t = STRINGS[language]
     shown = ""
@@ -996,7 +1002,7 @@ def render_keys(
         f"<h1>{_esc(t['keys_heading'])}</h1>\n"
         f'<p class="muted">{_fill(t["signed_in_as"], email=_esc(email))}</p>\n'
         "</div>\n"
-        f"{_account_bar(t, 'keys', csrf)}</div>\n"
+        f"{_account_bar(t, 'keys', csrf, sign_out)}</div>\n"
         f'<p class="intro">{_esc(t["keys_intro"])}</p>\n'
         f"{shown}{alert}"
         '<section class="card create-key" aria-labelledby="create-heading">\n'
@@ -1045,25 +1051,26 @@ def render_revoke(language: Language, key: auth.KeyInfo, csrf: str) -> str:
 # --- handlers -----------------------------------------------------------------------------
 
 
-async def _signed_in(request: Request, services: Services) -> tuple[str, int] | None:
-    """``(session id, user id)`` of a live session from the ``connect.sid`` cookie."""
-    found = public.session_id(request, services)
-    if found is None:
-        return None
-    async with services.db.read() as conn:
-        user_id = await auth.user_for_session(conn, found, services.clock())
-    return None if user_id is None else (found, user_id)
+def _sign_in_url(services: Services) -> str:
+    """Where a signed-out visitor goes: our sign-in page, or the platform's
+    (``FLAMEL_LOGIN_URL``) when sessions are the platform's."""
+    if services.sessions.external and services.settings.login_url:
+        return services.settings.login_url
+    return "/"
 
 
 async def login_page(request: Request, services: Services) -> Response:
     language, headers = _language(request)
-    if await _signed_in(request, services) is not None:
+    if await public.signed_in_user(request, services) is not None:
         return _redirect("/usage", headers)
+    if services.sessions.external:
+        return _redirect(_sign_in_url(services), headers)
     token, csrf_headers = _login_csrf(request)
     return _html(200, render_login(language, token), [*headers, *csrf_headers])
 
 
 async def login_submit(request: Request, services: Services) -> Response:
+    public.refuse_without_own_sign_in(services)
     language, _ = _language(request)
     forbidden = _html(403, render_forbidden(language))
     if not security.same_origin(request):
@@ -1103,7 +1110,7 @@ async def login_submit(request: Request, services: Services) -> Response:
     return _redirect(
         "/usage",
         [
-            public.session_cookie_header(value, ttl, request),
+            public.session_cookie_header(value, ttl, request, services),
             public.device_cookie_header(signed_in.device_cookie, request),
             _set_cookie(request, CSRF_COOKIE, "", 0, "Strict"),  # used up: a new one next time
         ],
@@ -1112,15 +1119,15 @@ async def login_submit(request: Request, services: Services) -> Response:
 
 async def usage_page(request: Request, services: Services) -> Response:
     language, headers = _language(request)
-    found = public.session_id(request, services)
-    if found is None:
-        return _redirect("/", headers)
     now = services.clock()
+    claim = await public.session_claim(request, services, now)
+    if claim is None:
+        return _redirect(_sign_in_url(services), headers)
     zone = services.settings.timezone
     async with services.db.read() as conn:
-        user_id = await auth.user_for_session(conn, found, now)
+        user_id = await claim.user_id(conn, now)
         if user_id is None:
-            return _redirect("/", headers)
+            return _redirect(_sign_in_url(services), headers)
         email = await conn.fetchval("SELECT email FROM users WHERE id = ?", user_id)
         usage = await read_usage(conn, user_id, now, zone)
         history = await read_history(
@@ -1138,19 +1145,21 @@ async def usage_page(request: Request, services: Services) -> Response:
         usage,
         history=history,
         email=str(email),
-        logout_csrf=session_form_token(found, services.session_secret.reveal()),
+        logout_csrf=session_form_token(claim.session_id, services.session_secret.reveal()),
         zone_name=zone.key or str(zone),
+        sign_out=not services.sessions.external,
     )
     return _html(200, page, headers)
 
 
 async def logout_submit(request: Request, services: Services) -> Response:
+    public.refuse_without_own_sign_in(services)
     language, _ = _language(request)
     forbidden = _html(403, render_forbidden(language))
     if not security.same_origin(request):
         return forbidden
     form = await _read_form(request)
-    clear = public.session_cookie_header("", 0, request)
+    clear = public.session_cookie_header("", 0, request, services)
     found = public.session_id(request, services)
     if found is None:  # no session to end: nothing a forged request could do
         return _redirect("/", [clear])
@@ -1174,16 +1183,17 @@ class _KeysVisit:
 
 async def _keys_visit(request: Request, services: Services) -> _KeysVisit | None:
     """The visit, or None when no live session signs it in."""
-    found = public.session_id(request, services)
-    if found is None:
+    now = services.clock()
+    claim = await public.session_claim(request, services, now)
+    if claim is None:
         return None
     async with services.db.read() as conn:
-        user_id = await auth.user_for_session(conn, found, services.clock())
+        user_id = await claim.user_id(conn, now)
         if user_id is None:
             return None
         email = await conn.fetchval("SELECT email FROM users WHERE id = ?", user_id)
     language, headers = _language(request)
-    return _KeysVisit(language, headers, found, user_id, str(email))
+    return _KeysVisit(language, headers, claim.session_id, user_id, str(email))
 
 
 async def _keys_answer(
@@ -1212,6 +1222,7 @@ async def _keys_answer(
         error=error,
         name=kept.get("name", ""),
         expires=kept.get("expires", ""),
+        sign_out=not services.sessions.external,
     )
     return _html(status, page, visit.headers)
 
@@ -1219,7 +1230,7 @@ async def _keys_answer(
 async def keys_page(request: Request, services: Services) -> Response:
     visit = await _keys_visit(request, services)
     if visit is None:
-        return _redirect("/", _language(request)[1])
+        return _redirect(_sign_in_url(services), _language(request)[1])
     return await _keys_answer(visit, services)
 
 
@@ -1295,7 +1306,7 @@ async def _own_key(visit: _KeysVisit, services: Services, raw_id: str) -> auth.K
 async def revoke_confirm_page(request: Request, services: Services) -> Response:
     visit = await _keys_visit(request, services)
     if visit is None:
-        return _redirect("/", _language(request)[1])
+        return _redirect(_sign_in_url(services), _language(request)[1])
     key = await _own_key(visit, services, request.params["keyId"])
     if key is None:  # gone, revoked, or someone else's: the list says what there is
         return _redirect("/keys", visit.headers)

@@ -81,12 +81,23 @@ async def list_plans(request: Request, services: Services) -> Response:
     return json_response({"plans": [plan_json(plan) for plan in plans]})
 
 
+def user_json(user: accounts.User) -> dict[str, object]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "plan": user.plan_name,
+        "anchor": user.anchor.isoformat(),
+        "externalId": user.external_id,
+    }
+
+
 async def create_user(request: Request, services: Services) -> Response:
     require_admin(request, services)
-    body = JsonObject(await request.json(), {"email", "plan", "anchor", "password"})
+    body = JsonObject(await request.json(), {"email", "plan", "anchor", "password", "externalId"})
     email = body.required_string("email", max_length=254)
     plan = body.required_string("plan", max_length=64)
     anchor = body.instant("anchor")
+    external_id = accounts.external_id_value(body.value("externalId"))
     password = body.string("password", required=False)
     password_hash = None if password is None else await hash_new_password(password)
     async with services.db.transaction() as conn:
@@ -98,16 +109,23 @@ async def create_user(request: Request, services: Services) -> Response:
             password_hash=password_hash,
             now=services.clock(),
             zone=services.settings.timezone,
+            external_id=external_id,
         )
-    return json_response(
-        {
-            "id": user.id,
-            "email": user.email,
-            "plan": user.plan_name,
-            "anchor": user.anchor.isoformat(),
-        },
-        201,
-    )
+    return json_response(user_json(user), 201)
+
+
+async def update_user(request: Request, services: Services) -> Response:
+    """Change the user's externalId (null takes it away); the user as it is now."""
+    require_admin(request, services)
+    user_id = parse_id(request.params["userId"], "userId")
+    body = JsonObject(await request.json(), {"externalId"})
+    if not body.has("externalId"):
+        raise ApiError("externalId is required (null removes it)")
+    external_id = accounts.external_id_value(body.value("externalId"))
+    async with services.db.transaction() as conn:
+        await accounts.set_external_id(conn, user_id, external_id)
+        user = await accounts.user_by_id(conn, user_id)
+    return json_response(user_json(user))
 
 
 async def delete_user(request: Request, services: Services) -> Response:
@@ -266,6 +284,7 @@ ROUTES = [
     ("POST", "/api/admin/plans", create_plan),
     ("GET", "/api/admin/plans", list_plans),
     ("POST", "/api/admin/users", create_user),
+    ("PATCH", "/api/admin/users/{userId}", update_user),
     ("DELETE", "/api/admin/users/{userId}", delete_user),
     ("GET", "/api/admin/users/{userId}/usage", user_usage),
     ("POST", "/api/admin/users/{userId}/keys", create_key),
