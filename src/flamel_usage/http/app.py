@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth import throttle
 from flamel_usage.auth.last_used import FLUSH_INTERVAL_SECONDS
+from flamel_usage.auth.platform_sessions import SessionStoreUnavailable
 from flamel_usage.core.config import Settings
 from flamel_usage.core.errors import ApiError, ServiceUnavailable
 from flamel_usage.core.logs import ACCESS_LOGGER, REQUEST_ID
@@ -119,8 +120,9 @@ class App:
         except ApiError as error:
             self.services.metrics.auth_failure(error.reason)
             return route, error_response(error)
-        except DatabaseUnavailable:
-            unavailable = ServiceUnavailable("the database is unavailable: retry shortly")
+        except DatabaseUnavailable as outage:
+            store = "session store" if isinstance(outage, SessionStoreUnavailable) else "database"
+            unavailable = ServiceUnavailable(f"the {store} is unavailable: retry shortly")
             return route, error_response(unavailable)
         except Exception:
             logger.exception("unhandled error on %s %s", scope["method"], route)
