@@ -81,6 +81,11 @@ def api_key(number: int) -> str:
     return "flm_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def external_id(number: int) -> str:
+    """The platform's id of user ``number``, which its sessions carry (``sessions.py``)."""
+    return f"bench-{number}"
+
+
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("ascii")).hexdigest()
 
@@ -177,7 +182,7 @@ class _Generator:
         """The user, its key and an empty account; its current period and ``past`` before."""
         anchor, periods = self.periods(plan[2], past)
         self.rows["users"].append(
-            (user_id, f"user{user_id}@bench.flamel.local", None, anchor, None)
+            (user_id, f"user{user_id}@bench.flamel.local", None, anchor, None, external_id(user_id))
         )
         key = api_key(user_id)
         self.keys.append(key)
