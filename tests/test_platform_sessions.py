@@ -9,10 +9,11 @@ Every test runs on both stores and both of our databases.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -416,6 +417,69 @@ async def test_a_store_that_does_not_answer_is_503_not_403(
         # A key needs no session store: it is answered as ever.
         assert (await client.get(USAGE, headers={"X-Api-Key": key})).status_code == 200
         assert time.monotonic() - started < 10
+
+
+@asynccontextmanager
+async def _silent_server() -> AsyncIterator[int]:
+    """The port of a server that accepts connections, reads, and never answers."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with suppress(ConnectionError):
+            while await reader.read(4096):
+                pass
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+async def test_a_store_that_never_answers_is_503_within_the_timeout(
+    environ: dict[str, str],
+    store: str,
+    db: Database,
+    clock: FakeClock,
+    factory: Factory,
+    platform: Platform,
+) -> None:
+    await _user_known_as(factory, db, "u-ada")
+    cookie = await platform.signed_in("u-ada")
+    async with _silent_server() as port:
+        url = (
+            f"redis://127.0.0.1:{port}/0"
+            if store == "redis"
+            else f"postgresql://postgres@127.0.0.1:{port}/platform"
+        )
+        hanging = {**environ, "FLAMEL_SESSION_STORE": url}  # the timeout is 1 s
+        async with _client_of(hanging, db, clock) as client:
+            for _ in range(2):  # the first connects, the next finds a connection made
+                started = time.monotonic()
+                reads = [client.get(USAGE, headers={"Cookie": cookie}) for _ in range(5)]
+                for response in await asyncio.gather(*reads):
+                    _refused(response, 503, "service_unavailable")
+                assert time.monotonic() - started < 2.5
+
+
+async def test_reads_that_arrive_together_each_get_their_own_session(
+    client: httpx.AsyncClient, factory: Factory, db: Database, platform: Platform
+) -> None:
+    """Redis reads of one turn of the event loop go as one MGET: each request still
+    gets its own user's answer, a missing session among them its own 403."""
+    users = [await _user_known_as(factory, db, f"u-{n}") for n in range(12)]
+    for n, user in enumerate(users):
+        await factory.purchase(user, n + 1)
+    cookies = [await platform.signed_in(f"u-{n}") for n in range(12)]
+    cookies.append(f"connect.sid={session_cookie_value(new_session_id(), SESSION_SECRET)}")
+    reads = [client.get(USAGE, headers={"Cookie": cookie}) for cookie in cookies * 2]
+    answers = await asyncio.gather(*reads)
+    for n, answer in enumerate(answers):
+        if n % len(cookies) == len(users):
+            _refused(answer, 403, "not_logged_in")
+        else:
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["additionalCredit"] == n % len(cookies) + 1
 
 
 async def test_readyz_says_ready_when_the_store_answers(client: httpx.AsyncClient) -> None:

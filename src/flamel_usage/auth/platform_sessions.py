@@ -151,7 +151,7 @@ class OwnSessions:
 class StoreReader(Protocol):
     """One store of the platform's, read by session id."""
 
-    #: What the reader's client raises when the store is down, slow or refuses a read.
+    #: What the reader's client raises when the store is down or refuses a read.
     failures: tuple[type[BaseException], ...]
 
     async def open(self) -> None: ...
@@ -173,6 +173,8 @@ class PlatformSessions:
         self._reader = reader
         self._user_field = user_field
         self._timeout = timeout
+        #: The timeout's own error, and what the reader's client raises.
+        self._failures = (TimeoutError, *reader.failures)
         self._down = False
 
     async def open(self) -> None:
@@ -198,7 +200,7 @@ class PlatformSessions:
         try:
             async with asyncio.timeout(self._timeout):
                 result = await work
-        except self._reader.failures as error:
+        except self._failures as error:
             if not self._down:
                 self._down = True
                 logger.warning(
