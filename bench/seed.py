@@ -34,7 +34,6 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,6 +41,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from flamel_usage.core.periods import Period, from_micros, period_containing, to_micros
+from flamel_usage.db import migrate
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger import balances as ledger
 
@@ -377,11 +377,8 @@ class _Generator:
 
 def _migrations_digest() -> str:
     digest = hashlib.sha256()
-    for entry in sorted(
-        resources.files("flamel_usage.db.migrations").iterdir(), key=lambda e: e.name
-    ):
-        if entry.name.endswith(".sql"):
-            digest.update(entry.name.encode() + entry.read_bytes())
+    for migration in migrate.packaged("sqlite"):
+        digest.update(f"{migration.name}:{migration.checksum}".encode())
     return digest.hexdigest()
 
 

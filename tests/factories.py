@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from itertools import count
@@ -15,6 +16,13 @@ from flamel_usage.ledger import balances as ledger
 from flamel_usage.metering import charges as metering
 
 _serial = count(1)
+
+
+@functools.cache
+def _hashed(password: str) -> str:
+    """One hash per password for the whole run: each costs tens of milliseconds by
+    design, and tests make many users with the same password."""
+    return hash_password(password)
 
 
 class Factory:
@@ -60,7 +68,7 @@ class Factory:
                 email=email or f"user{next(_serial)}@example.com",
                 plan_name=plan.name,
                 anchor=anchor,
-                password_hash=hash_password(password) if password else None,
+                password_hash=_hashed(password) if password else None,
                 now=self.clock(),
                 zone=self.zone,
             )

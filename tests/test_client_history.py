@@ -21,6 +21,7 @@ from flamel_usage.client import (
     Client,
     FlamelError,
     HistoryBucket,
+    InvalidRequest,
     InvalidResponse,
     ServerError,
     UsageHistory,
@@ -170,10 +171,10 @@ async def test_wrong_arguments_are_refused_before_any_request(
     assert script.attempts == 0
 
 
-async def test_a_refused_range_is_a_flamel_error_with_its_reason(flavor: str) -> None:
+async def test_a_refused_range_is_an_invalid_request_with_its_reason(flavor: str) -> None:
     script = Script(envelope(400, "invalid_range", message="from must be before to"))
     error = await history_failure(flavor, script, retries=3)
-    assert type(error) is FlamelError
+    assert type(error) is InvalidRequest
     assert (error.status, error.reason) == (400, "invalid_range")
     assert "from must be before to" in str(error)
     assert script.attempts == 1

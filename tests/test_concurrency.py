@@ -13,7 +13,8 @@ from collections import Counter
 import httpx
 import pytest
 
-from flamel_usage.db.gateway import Database, PostgresDatabase
+from flamel_usage.db.gateway import Database
+from flamel_usage.db.postgres import PostgresDatabase
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import Factory
 from tests.processes import running_server

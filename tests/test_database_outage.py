@@ -34,9 +34,11 @@ import pytest
 
 from flamel_usage.auth import cookies
 from flamel_usage.core.config import ConfigError, Settings
-from flamel_usage.db.gateway import Database, DatabaseUnavailable, gateway
+from flamel_usage.db import migrate
+from flamel_usage.db.gateway import Connection, Database, DatabaseUnavailable
 from flamel_usage.http.app import App
-from flamel_usage.http.pages import views as pages
+from flamel_usage.http.pages.forms import session_form_token
+from flamel_usage.http.pages.strings import STRINGS
 from flamel_usage.metering import charges as metering
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET
 from tests.processes import free_port, http_client, server_process
@@ -402,7 +404,7 @@ async def test_pages_answer_a_503_page_in_their_language_the_api_its_envelope(
     session_id = cookies.new_session_id()
     cookie = cookies.session_cookie_value(session_id, SESSION_SECRET)
     signed_in = {"Cookie": f"connect.sid={cookie}"}
-    logout_form = {"csrf": pages.session_form_token(session_id, SESSION_SECRET)}
+    logout_form = {"csrf": session_form_token(session_id, SESSION_SECRET)}
     try:
         app = App(Settings.from_environ(_environ(tmp_path, url)), database)
         transport = httpx.ASGITransport(app=app)
@@ -430,7 +432,7 @@ async def test_pages_answer_a_503_page_in_their_language_the_api_its_envelope(
                     assert response.headers["retry-after"] == "1"
                     assert response.headers["cache-control"] == "no-store"
                     assert f'<html lang="{language}">' in response.text, name
-                    heading = html.escape(pages.STRINGS[language]["unavailable_heading"])
+                    heading = html.escape(STRINGS[language]["unavailable_heading"])
                     assert heading in response.text, name
             chosen = await http.get("/usage?lang=ko", headers=signed_in)
             assert chosen.status_code == 503
@@ -448,7 +450,7 @@ async def test_sqlite_write_lock_timeout_is_a_503_and_leaves_the_store_usable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The floor keeps real charges waiting 10 s for the lock; lowered here to test quickly.
-    monkeypatch.setattr(gateway, "SQLITE_MIN_BUSY_SECONDS", 0.0)
+    monkeypatch.setattr("flamel_usage.db.sqlite.SQLITE_MIN_BUSY_SECONDS", 0.0)
     path = tmp_path / "store.sqlite3"
     settings = Settings.from_environ(_environ(tmp_path, f"sqlite:///{path}"))
     database = Database.from_url(settings.database_url, timeout=0.2)
@@ -627,10 +629,43 @@ def test_a_server_started_while_the_database_is_down_serves_once_it_is_up(
         assert _usage(http, account).status_code == 200
         versions = sql(url, "SELECT version FROM schema_migrations ORDER BY version")
         assert [row[0] for row in versions] == [
-            version for version, _ in gateway._migrations("postgresql")
+            migration.version for migration in migrate.packaged("postgresql")
         ]
         http.close()
         assert DB_PASSWORD not in server.output()
+
+
+async def test_a_store_with_an_edited_migration_found_after_a_start_while_down_is_never_served(
+    postgres: PrivatePostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The migrations deferred to the first connection find an applied one edited: the
+    service answers 503 (``/readyz`` not ready) rather than serve a schema it does not
+    know, and says why once."""
+    url = await postgres.create_database_async("flamel")
+    migrated = Database.from_url(url)
+    await migrated.open()
+    try:
+        await migrated.migrate()
+        async with migrated.transaction() as conn:
+            await conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 2")
+    finally:
+        await migrated.close()
+    postgres.stop()
+    settings = Settings.from_environ(_environ(tmp_path, url))
+    database = Database.from_url(settings.database_url, timeout=TIMEOUT_S)
+    await database.start()  # no server: starts anyway, migrations wait for it
+    try:
+        postgres.start()
+        transport = httpx.ASGITransport(app=App(settings, database))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            for _ in range(3):
+                _assert_unavailable(await http.get("/readyz"), "readyz, edited migration")
+                plans = await http.get("/api/admin/plans", headers=ADMIN)
+                _assert_unavailable(plans, "list plans, edited migration")
+    finally:
+        await database.close()
+    refusals = [r for r in caplog.records if "migration 2 (0002_charges.sql)" in r.getMessage()]
+    assert len(refusals) == 1, caplog.text
 
 
 # --- COMMIT fails: the charge is not acknowledged ------------------------------------------
@@ -669,9 +704,7 @@ async def test_a_charge_whose_commit_fails_is_answered_503_and_not_recorded(
     charge_body = {"userId": user_id, "kind": "ttp"}
     original = metering.charge
 
-    async def charge_then_lose_the_connection(
-        conn: gateway.Connection, *args: Any, **kw: Any
-    ) -> Any:
+    async def charge_then_lose_the_connection(conn: Connection, *args: Any, **kw: Any) -> Any:
         """Every statement of the charge runs; then the server ends the connection, so
         the COMMIT that follows cannot succeed."""
         outcome = await original(conn, *args, **kw)

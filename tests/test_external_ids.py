@@ -50,12 +50,12 @@ async def test_an_external_id_is_one_live_users(
 ) -> None:
     ada = (await _create(admin, "ada@example.com", externalId="42")).json()
     before = await table_rows(db)
-    _error(await _create(admin, "bob@example.com", externalId="42"), 409, "external_id_exists")
+    _error(await _create(admin, "bob@example.com", externalId="42"), 409, "user_exists")
     _error(await _create(admin, "ada@example.com", externalId="43"), 409, "user_exists")
     bob = (await _create(admin, "bob@example.com")).json()
     before = await table_rows(db)
     taken = await admin.patch(f"{USERS}/{bob['id']}", json={"externalId": "42"})
-    _error(taken, 409, "external_id_exists")
+    _error(taken, 409, "user_exists")
     assert await table_rows(db) == before
     # Once its holder is deleted, the id is free again.
     assert (await admin.delete(f"{USERS}/{ada['id']}")).status_code == 204
@@ -146,7 +146,7 @@ def test_the_cli_creates_a_user_with_an_external_id(
         environ, "users", "create", "bob@example.com", "--plan", "Pro", "--external-id", "u-7"
     )
     assert clash.returncode == 2
-    assert clash.stderr.startswith("flamel-usage: external_id_exists: "), clash.stderr
+    assert clash.stderr.startswith("flamel-usage: user_exists: "), clash.stderr
     blank = run_cli(
         environ, "users", "create", "cy@example.com", "--plan", "Pro", "--external-id", " u-8"
     )

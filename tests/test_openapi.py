@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from flamel_usage.core.errors import BadRequest
-from flamel_usage.http.openapi.document import docs_asset, docs_page, openapi_document, openapi_json
+from flamel_usage.http.openapi.docs import docs_asset, docs_page
+from flamel_usage.http.openapi.document import openapi_document, openapi_json
 from flamel_usage.metering.charges import IDEMPOTENCY_KEY_PATTERN, idempotency_key
 
 SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "openapi-usage.yaml"
@@ -274,11 +275,11 @@ def test_documented_domain_errors() -> None:
         "AdminController_createPlan": {"409": {"plan_exists"}},
         "AdminController_createUser": {
             "404": {"plan_not_found"},
-            "409": {"user_exists", "external_id_exists"},
+            "409": {"user_exists"},
         },
         "AdminController_updateUser": {
             "404": {"user_not_found"},
-            "409": {"external_id_exists"},
+            "409": {"user_exists"},
         },
         "AdminController_deleteUser": {"404": {"user_not_found"}},
         "AdminController_getUserUsage": {"404": {"user_not_found"}},

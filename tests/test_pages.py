@@ -23,7 +23,9 @@ from flamel_usage.accounts.users import User
 from flamel_usage.core.config import Settings
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.app import App
-from flamel_usage.http.pages import views as pages
+from flamel_usage.http.pages.chart import HISTORY_CSV
+from flamel_usage.http.pages.strings import EN, KO
+from flamel_usage.ledger.limits import count_state, credit_state
 from tests.conftest import FakeClock
 from tests.factories import Factory
 from tests.test_history_chart import buckets_of, rects, svg_of, table_rows
@@ -541,8 +543,8 @@ async def test_the_chart_shows_the_days_of_the_history_api(
     page = read(response)
     assert page.styles == 0
     assert page.handlers == []
-    assert {"href": pages.HISTORY_CSV, "download": None} in page.links
-    csv = await admin.get(pages.HISTORY_CSV)
+    assert {"href": HISTORY_CSV, "download": None} in page.links
+    csv = await admin.get(HISTORY_CSV)
     assert csv.status_code == 200
     assert csv.headers["content-type"] == "text/csv; charset=utf-8"
     assert len(csv.text.splitlines()) == len(rows) + 1
@@ -565,7 +567,7 @@ async def test_the_chart_shows_the_days_of_the_history_api(
     ],
 )
 def test_count_states(limit: int | None, count: int, state: str) -> None:
-    assert pages.count_state(count, limit) == state
+    assert count_state(count, limit) == state
 
 
 @pytest.mark.parametrize(
@@ -574,15 +576,17 @@ def test_count_states(limit: int | None, count: int, state: str) -> None:
      (1, 100_000, "near"), (0, 100_000, "reached"), (0, 0, "reached"), (5_000, 0, "reached")],
 )  # fmt: skip
 def test_credit_states(left: int, maximum: int, state: str) -> None:
-    assert pages.credit_state(left, maximum) == state
+    assert credit_state(left, maximum) == state
 
 
 # --- languages ----------------------------------------------------------------------------
 
 
 def test_both_languages_have_every_string() -> None:
-    assert pages.EN.keys() == pages.KO.keys()
-    assert all(value.strip() for value in [*pages.EN.values(), *pages.KO.values()])
+    assert EN.keys() == KO.keys()
+    assert all(value.strip() for value in [*EN.values(), *KO.values()])
+    # Templates read ``t.name``: a key named like a dict method (``copy``) renders the method.
+    assert not set(EN) & set(dir(dict))
 
 
 async def test_korean_from_accept_language(client: httpx.AsyncClient, factory: Factory) -> None:
@@ -596,7 +600,7 @@ async def test_korean_from_accept_language(client: httpx.AsyncClient, factory: F
     assert "내 사용량" in page.text
     assert "2026년 12월 25일 10:00 (UTC+00:00)" in page.text
     assert "무제한" in page.badges
-    for key, english in pages.EN.items():
+    for key, english in EN.items():
         if key not in {"brand", "months"} and "{" not in english:
             assert english not in page.text, key
 
@@ -675,7 +679,7 @@ async def test_what_the_client_sent_is_escaped(client: httpx.AsyncClient) -> Non
     response = await sign_in(client, hostile, "x")
     assert response.status_code == 401
     assert "<script>alert" not in response.text
-    assert "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    assert "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
     assert read(response).inputs["email"]["value"] == hostile
 
 
@@ -688,6 +692,59 @@ async def test_an_unknown_language_is_ignored_not_reflected(client: httpx.AsyncC
     bad_cookie = await client.get("/", headers={"Cookie": "lang=<script>"})
     assert read(bad_cookie).lang == "en"
     assert "<script>" not in bad_cookie.text
+
+
+HOSTILE = "\"'><script>alert(1)</script>&amp;"
+
+
+def assert_shown_as_text(response: httpx.Response, *values: str) -> Page:
+    """Each value is on the page as the reader typed it, in its text or a field's value,
+    and none of it became markup."""
+    assert "<script>" not in response.text
+    assert "&lt;script&gt;" in response.text
+    page = read(response)
+    assert page.scripts == [{"src": page.scripts[0]["src"], "defer": None}]  # ours alone
+    assert page.handlers == []
+    fields = {str(attributes.get("value")) for attributes in page.inputs.values()}
+    for value in values:
+        assert value in page.text or value in fields, value
+    return page
+
+
+async def test_hostile_values_are_escaped_on_every_page(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """An email and key names that are markup, with both kinds of quote and an entity,
+    reach every page that shows them as text: the template engine escapes text and
+    attributes alike. A plan's name is never shown on a page (and is letters, digits and
+    ``._-`` only)."""
+    email = f"{HOSTILE}@example.com"  # a valid address: the API would accept it too
+    user = await factory.user(await factory.plan(), password=PASSWORD, email=email)
+    assert user.email == email
+    login = await sign_in(client, email, "wrong password")
+    assert login.status_code == 401
+    assert assert_shown_as_text(login, email).inputs["email"]["value"] == email
+
+    await signed_in(client, user)
+    assert_shown_as_text(await client.get("/usage"), email)
+    keys = await client.get("/keys")
+    assert_shown_as_text(keys, email)
+
+    name = f"{HOSTILE} & co"
+    token = str(read(keys).inputs["csrf"]["value"])
+    created = await client.post("/keys", data={"csrf": token, "name": name})
+    assert created.status_code == 200
+    assert_shown_as_text(created, email, name)
+    [key] = (await client.get("/api/users/me/keys")).json()["keys"]
+    assert key["name"] == name
+    confirm = await client.get(f"/keys/{key['id']}/revoke")
+    assert confirm.status_code == 200
+    assert_shown_as_text(confirm, name)
+
+    too_long = HOSTILE * 3  # kept in the form to be corrected, and refused
+    refused = await client.post("/keys", data={"csrf": token, "name": too_long})
+    assert refused.status_code == 400
+    assert assert_shown_as_text(refused, too_long).inputs["name"]["value"] == too_long
 
 
 # --- signing out --------------------------------------------------------------------------

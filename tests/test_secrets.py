@@ -32,7 +32,7 @@ from flamel_usage.auth import credentials as auth_service
 from flamel_usage.core.config import DEFAULT_SESSION_COOKIE_NAME as SESSION_COOKIE
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.api.admin import accounts as admin_api
-from flamel_usage.http.pages.views import CSRF_COOKIE, CSRF_FIELD
+from flamel_usage.http.pages.forms import CSRF_COOKIE, CSRF_FIELD
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET
 from tests.processes import server_process
 from tests.store import table_rows

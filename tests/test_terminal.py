@@ -18,6 +18,7 @@ from flamel_usage.cli.terminal import (
     wants_colour,
 )
 from flamel_usage.client import UsageHistory, UsageInfo
+from flamel_usage.ledger.limits import count_state
 from tests.conftest import FakeClock
 from tests.factories import Factory
 from tests.processes import free_port, run_cli, running_server
@@ -56,6 +57,14 @@ def test_colours_on_a_terminal_and_postpaid_usage() -> None:
     assert "\033[33m" in text  # 8 of 10: near the limit
     assert "█" in text
     assert text.splitlines()[-1] == "Postpaid usage   3 credits this period"
+
+
+@pytest.mark.parametrize(("used", "limit"), [(7, 10), (8, 10), (3, 4), (79, 100), (80, 100)])
+def test_the_terminal_warns_where_the_usage_page_does(used: int, limit: int) -> None:
+    """Both read the one threshold of ``ledger/limits.py``: yellow exactly when near."""
+    info = UsageInfo.from_dto({**DTO, "ttpCount": used, "maxTtpCount": limit})
+    [ttp] = [line for line in render(info, colour=True, now=NOW).splitlines() if "TTP" in line]
+    assert ("\033[33m" in ttp) == (count_state(used, limit) == "near")
 
 
 def _day(day: int, plan: float, purchased: float, postpaid: float) -> dict[str, object]:

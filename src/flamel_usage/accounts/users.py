@@ -14,26 +14,48 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
 from flamel_usage.core.errors import BadRequest, Conflict, NotFound
-from flamel_usage.core.inputs import MAX_INT, refuse_invisible
-from flamel_usage.core.periods import from_micros, period_containing, to_micros
+from flamel_usage.core.inputs import INVISIBLE, MAX_INT, SPACE, UNICODE_SPACE, refuse_invisible
+from flamel_usage.core.periods import PeriodUnit, from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Connection, Row, UniqueViolation
 
 BillingMode = Literal["prepaid", "postpaid"]
-_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}")
-_PLAN_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?")
+
+#: A character of an address: not "@", whitespace, a control or an invisible character.
+_ADDRESS_CHAR = "[^@\\x00-\\x20\\x7f" + UNICODE_SPACE + INVISIBLE + "]"
+_LOCAL_PART, _DOMAIN = 64, 189
+#: Longest email taken, in characters: RFC 5321's 256 for a path, less its brackets.
+MAX_EMAIL_LENGTH = _LOCAL_PART + 1 + _DOMAIN
+#: An email as it may be sent: at most 64 characters before the one "@" and 189 after
+#: it, between spaces that are trimmed. The API's document states this pattern, and
+#: ``normalise_email`` holds the trimmed address to it.
+EMAIL_PATTERN = (
+    f"^{SPACE}*{_ADDRESS_CHAR}{{1,{_LOCAL_PART}}}@{_ADDRESS_CHAR}{{1,{_DOMAIN}}}{SPACE}*$"
+)
+_EMAIL = re.compile(EMAIL_PATTERN)
+#: Longest plan name, in characters.
+MAX_PLAN_NAME = 64
+#: A new plan's name: letters, digits, space, '.', '_' or '-', starting with a letter or
+#: digit and not ending with a space (stated in the document, checked by ``create_plan``).
+PLAN_NAME_PATTERN = f"^[A-Za-z0-9](?:[A-Za-z0-9 ._-]{{0,{MAX_PLAN_NAME - 2}}}[A-Za-z0-9._-])?$"
+_PLAN_NAME = re.compile(PLAN_NAME_PATTERN)
 #: Longest external id, in characters: room for any id a platform mints (a UUID is 36).
 MAX_EXTERNAL_ID = 255
+_ID_CHAR = "[^\\x00-\\x1f\\x7f" + INVISIBLE + "]"
+_ID_EDGE = "[^\\x00-\\x20\\x7f" + UNICODE_SPACE + INVISIBLE + "]"
+#: What ``external_id_value`` takes, as the API's document states it: kept exactly, so
+#: 1-255 characters with no space at either end, none of them a control or invisible one.
+EXTERNAL_ID_PATTERN = f"^(?:{_ID_EDGE}|{_ID_EDGE}{_ID_CHAR}{{0,{MAX_EXTERNAL_ID - 2}}}{_ID_EDGE})$"
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     id: int
     name: str
-    period_unit: Literal["month", "year"]
+    period_unit: PeriodUnit
     max_credit: int
     max_ttp: int | None
     max_edit: int | None
@@ -61,18 +83,16 @@ class User:
     external_id: str | None = None
 
 
-def external_id_value(value: object) -> str | None:
-    """An external id as it is stored, or None for none.
+def external_id_value(value: str | None) -> str | None:
+    """An external id as it is stored (``EXTERNAL_ID_PATTERN``), or None for none.
 
     Never trimmed nor case-folded: it must equal, character for character, what the
     platform writes into its sessions (a number there is its decimal digits here). So
     a blank, spaces at either end or an invisible character, which no platform id has
-    and which would never match, is a 400, as is anything but a string.
+    and which would never match, is a 400.
     """
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise BadRequest("externalId must be a string or null")
     refuse_invisible(value, "externalId")
     if not 1 <= len(value) <= MAX_EXTERNAL_ID or value != value.strip():
         raise BadRequest(
@@ -122,12 +142,12 @@ async def create_plan(
     refuse_invisible(name, "plan name")
     if not _PLAN_NAME.fullmatch(name):
         raise BadRequest(
-            "plan name: 1-64 letters, digits, spaces, '.', '_' or '-',"
+            f"plan name: 1-{MAX_PLAN_NAME} letters, digits, spaces, '.', '_' or '-',"
             " starting with a letter or digit and not ending with a space"
         )
-    if period_unit not in ("month", "year"):
+    if period_unit not in get_args(PeriodUnit):
         raise BadRequest("periodUnit must be 'month' or 'year'")
-    if billing_mode not in ("prepaid", "postpaid"):
+    if billing_mode not in get_args(BillingMode):
         raise BadRequest("billingMode must be 'prepaid' or 'postpaid'")
     for field, limit in (("maxTtpCount", max_ttp), ("maxEditCount", max_edit)):
         if limit is not None and not 0 <= limit <= MAX_INT:
@@ -226,7 +246,9 @@ _EXTERNAL_ID_INDEX = "external_id"
 
 
 class _ExternalIdTaken(Conflict):
-    reason = "external_id_exists"
+    """``user_exists``, as for an email: a user with that identity exists already."""
+
+    reason = "user_exists"
 
     def __init__(self) -> None:
         super().__init__("another user has this externalId")
@@ -258,7 +280,7 @@ async def user_id_by_external_id(conn: Connection, external_id: str) -> int | No
 async def set_external_id(conn: Connection, user_id: int, external_id: str | None) -> None:
     """Give the user ``external_id`` (from ``external_id_value``), or take it away with None.
 
-    Another live user with that id is ``external_id_exists``: two users for one platform
+    Another live user with that id is ``user_exists``: two users for one platform
     customer would make a session's user a coin toss.
     """
     await live_user_id(conn, user_id)
@@ -301,6 +323,14 @@ async def user_id_by_email(conn: Connection, email: str) -> int:
     if found is None:
         raise NotFound("no such user", reason="user_not_found")
     return int(found)
+
+
+async def email_of(conn: Connection, user_id: int) -> str:
+    """The user's email as stored (normalised): what a signed-in page greets them with."""
+    found = await conn.fetchval("SELECT email FROM users WHERE id = ?", user_id)
+    if found is None:
+        raise NotFound("no such user", reason="user_not_found")
+    return str(found)
 
 
 async def delete_user(conn: Connection, user_id: int, now: int) -> None:

@@ -16,7 +16,12 @@ from typing import Literal, NamedTuple
 
 from flamel_usage.accounts.users import live_user_id, normalise_email
 from flamel_usage.auth import cookies, keys, throttle
-from flamel_usage.auth.passwords import verify_password, verify_password_dummy
+from flamel_usage.auth.passwords import (
+    hash_password,
+    needs_rehash,
+    verify_password,
+    verify_password_dummy,
+)
 from flamel_usage.core.errors import (
     ApiError,
     ApiKeyExpired,
@@ -25,8 +30,8 @@ from flamel_usage.core.errors import (
     NotFound,
     WrongApiKey,
 )
-from flamel_usage.core.inputs import refuse_invisible
-from flamel_usage.db.gateway import Connection, Database
+from flamel_usage.core.inputs import INVISIBLE, SPACE, UNICODE_SPACE, refuse_invisible
+from flamel_usage.db.gateway import Connection, Database, Row
 
 
 class InvalidCredentials(ApiError):
@@ -38,6 +43,15 @@ class InvalidCredentials(ApiError):
 MAX_LIVE_KEYS = 20
 #: Longest key name, in characters, once trimmed.
 MAX_KEY_NAME = 64
+_NAME_CHAR = "[^\\x00-\\x1f\\x7f" + INVISIBLE + "]"
+_NAME_EDGE = "[^\\x00-\\x20\\x7f" + UNICODE_SPACE + INVISIBLE + "]"
+#: What ``key_name`` takes, as the API's document states it: at most ``MAX_KEY_NAME``
+#: characters between optional surrounding spaces, the first and last of them not a
+#: space, none of them a control or invisible character.
+KEY_NAME_PATTERN = (
+    f"^{SPACE}*(?:{_NAME_EDGE}|{_NAME_EDGE}{_NAME_CHAR}{{0,{MAX_KEY_NAME - 2}}}{_NAME_EDGE})"
+    f"{SPACE}*$"
+)
 
 KeyState = Literal["active", "expired", "revoked"]
 
@@ -261,9 +275,10 @@ async def login(
     A browser whose device cookie shows it signed in to this account before is judged
     by its own budget only, any other client by its own and the account's (``throttle``
     says why); past one, the attempt is refused before any password is checked. The
-    check (tens of milliseconds of scrypt) runs in a thread and outside any database
+    check (tens of milliseconds of argon2id) runs in a thread and outside any database
     lock, and an unknown email costs the same check as a known one, so response time
-    does not tell which addresses have accounts.
+    does not tell which addresses have accounts. A stored hash of an older scheme or
+    cost (``needs_rehash``) is replaced in the transaction that opens the session.
     """
     try:
         address: str | None = normalise_email(email)
@@ -281,14 +296,11 @@ async def login(
             device_id = cookies.device_id_from_cookie(device_cookie, row["id"], secret)
         buckets = throttle.login_buckets(client, email, device_id)
         await throttle.check(conn, buckets, now, budget)
-    if row is None or row["password_hash"] is None:
-        await asyncio.to_thread(verify_password_dummy, password)
-        verified = False
-    else:
-        verified = await asyncio.to_thread(verify_password, password, row["password_hash"])
-    if not verified or row is None:
+    stored = await _verified_hash(password, row)
+    if stored is None or row is None:
         await throttle.record_failures(db, buckets, now, budget)
         raise InvalidCredentials()
+    rehashed = await asyncio.to_thread(hash_password, password) if needs_rehash(stored) else None
     async with db.transaction() as conn:
         session_id = cookies.new_session_id()
         await conn.execute(
@@ -298,11 +310,36 @@ async def login(
             now,
             now + ttl_seconds * 1_000_000,
         )
+        if rehashed is not None:
+            await _replace_password_hash(conn, row["id"], stored, rehashed)
         if device_id is None:
             device_id = cookies.new_session_id()
         else:  # the owner's own mistakes are forgiven, as nobody else's count there
             await throttle.forget(conn, throttle.device_bucket(device_id))
     return SignedIn(session_id, cookies.device_cookie_value(device_id, row["id"], secret))
+
+
+async def _verified_hash(password: str, row: Row | None) -> str | None:
+    """The user's stored hash when ``password`` matches it, else None. Checked in a
+    thread; with no user or no password, the same time is spent on a dummy."""
+    stored: str | None = None if row is None else row["password_hash"]
+    if stored is None:
+        await asyncio.to_thread(verify_password_dummy, password)
+        return None
+    return stored if await asyncio.to_thread(verify_password, password, stored) else None
+
+
+async def _replace_password_hash(conn: Connection, user_id: int, old: str, new: str) -> None:
+    """Upgrade a hash of an older scheme or cost, just verified, to today's.
+
+    Only while the hash is still ``old``: a password set meanwhile stays as set.
+    """
+    await conn.execute(
+        "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+        new,
+        user_id,
+        old,
+    )
 
 
 async def user_for_session(conn: Connection, session_id: str, now: int) -> int | None:

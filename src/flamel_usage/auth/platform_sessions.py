@@ -55,7 +55,7 @@ from flamel_usage.accounts.users import MAX_EXTERNAL_ID, user_id_by_external_id
 from flamel_usage.auth.credentials import user_for_session
 from flamel_usage.core.config import Secret, Settings
 from flamel_usage.core.periods import to_micros
-from flamel_usage.db.gateway import Connection, DatabaseUnavailable, PostgresDatabase
+from flamel_usage.db.gateway import Connection, Database, DatabaseUnavailable
 
 logger = logging.getLogger("flamel_usage.auth.platform_sessions")
 _T = TypeVar("_T")
@@ -174,7 +174,7 @@ class PlatformSessions:
         self._user_field = user_field
         self._timeout = timeout
         #: The timeout's own error, and what the reader's client raises.
-        self._failures = (TimeoutError, *reader.failures)
+        self._failures: tuple[type[BaseException], ...] = (TimeoutError, *reader.failures)
         self._down = False
 
     async def open(self) -> None:
@@ -343,7 +343,7 @@ class PostgresReader:
     failures: tuple[type[BaseException], ...] = (DatabaseUnavailable, asyncpg.PostgresError)
 
     def __init__(self, url: Secret, schema: str | None, table: str, timeout: float) -> None:
-        self._db = PostgresDatabase(url.reveal(), timeout=timeout)
+        self._db = Database.from_url(url, timeout=timeout)
         name = _quoted(table) if schema is None else f"{_quoted(schema)}.{_quoted(table)}"
         self._select = f"SELECT sess FROM {name} WHERE sid = ? AND expire >= to_timestamp(?)"  # noqa: S608
         self._probe = f"SELECT 1 FROM {name} WHERE false"  # noqa: S608

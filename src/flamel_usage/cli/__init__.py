@@ -31,6 +31,7 @@ from flamel_usage.core.inputs import parse_id, parse_instant
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import from_micros, to_micros
 from flamel_usage.db.gateway import Database, DatabaseNotReady
+from flamel_usage.db.migrate import MigrationEdited
 from flamel_usage.http.context import system_clock
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.metering import charges
@@ -436,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_DATABASE_NOT_READY
-    except (ApiError, ConfigError, ValueError) as error:
+    except (ApiError, ConfigError, MigrationEdited, ValueError) as error:
         reason = getattr(error, "reason", "invalid")
         print(f"flamel-usage: {reason}: {error}", file=sys.stderr)
         return 2

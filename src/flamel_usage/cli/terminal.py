@@ -26,13 +26,13 @@ from flamel_usage.client import (
     UsageHistory,
     UsageInfo,
 )
+from flamel_usage.ledger.limits import NEAR_LIMIT
 
 EXIT_AUTH = 3
 EXIT_UNREACHABLE = 4
 EXIT_OTHER = 1
 BAR_WIDTH = 24
 HISTORY_BAR_WIDTH = 40
-NEAR_LIMIT = 0.8
 
 _RESET, _GREEN, _YELLOW, _RED, _DIM, _BOLD, _CYAN, _MAGENTA = (
     "\033[0m",

@@ -1,9 +1,11 @@
-"""The Python SDK of Flamel's ``GET /api/users/me/usage`` and its history.
+"""The Python SDK of Flamel's ``GET /api/users/me/usage``, its history, and the operator
+API the platform's services charge through.
 
-It speaks the public contract only (``UsageInfoDto``, the history's JSON and the error
-envelope), so it works against any server of this API: ``flamel-usage serve`` on
-``http://127.0.0.1:4010`` (the default) or Flamel's own (``https://beta.flamel.app``).
-It needs only ``httpx``: importing it loads none of the server's code or dependencies.
+It speaks the public contract only (``UsageInfoDto``, the history's JSON, the admin
+API's JSON and the error envelope), so it works against any server of this API:
+``flamel-usage serve`` on ``http://127.0.0.1:4010`` (the default) or Flamel's own
+(``https://beta.flamel.app``). It needs only ``httpx``: importing it loads none of the
+server's code or dependencies.
 
 Example::
 
@@ -35,23 +37,28 @@ Credentials
     ``Client(os.environ["FLAMEL_API_KEY"])``. httpx's own settings from the
     environment (proxies, CA bundle) apply as in httpx.
 
-Options
+Options (every client)
     ``base_url`` (default ``http://127.0.0.1:4010``), ``timeout`` in seconds for each
     attempt (connect, read, write; default 10), ``retries`` (default 2; 0 disables),
-    ``backoff`` (default 0.2 s), ``transport`` (an ``httpx.BaseTransport``, or an
-    ``httpx.AsyncBaseTransport`` for ``AsyncClient``: e.g. ``httpx.MockTransport`` in
-    tests). Every request has ``User-Agent: flamel-usage-python/<version>``. Close a
-    client with ``close()`` / ``await aclose()`` or use it as a context manager.
+    ``backoff`` (default 0.2 s), ``deadline`` (default 60 s: no attempt and no wait goes
+    past it, counted from the start of the call), ``transport`` (an
+    ``httpx.BaseTransport``, or an ``httpx.AsyncBaseTransport`` for the async clients:
+    e.g. ``httpx.MockTransport`` in tests). Every request has
+    ``User-Agent: flamel-usage-python/<version>``. Close a client with ``close()`` /
+    ``await aclose()`` or use it as a context manager.
 
 Retries
-    ``usage()`` and ``history()`` are idempotent reads, so each is tried again, at
-    most ``retries`` times, after a connection failure, a timeout or a broken answer
-    from the network (``TransportError``), after ``502``, ``503``, ``504``
-    (``ServerError``) and after ``429`` (``RateLimited``). It waits
-    ``backoff * 2**attempt`` seconds (0.2, 0.4, ...), or the server's ``Retry-After``
-    when one is sent; a ``Retry-After`` longer than 60 s is not waited for: the error is
-    raised at once, with ``retry_after`` set.
-    Authentication errors and every other answer are never retried.
+    A call is tried again, at most ``retries`` times and within its ``deadline``, after
+    a connection failure, a timeout or a broken answer from the network
+    (``TransportError``), after ``502``, ``503``, ``504`` (``ServerError``) and after
+    ``429`` (``RateLimited``). It waits ``backoff * 2**attempt`` seconds (0.2, 0.4, ...,
+    at most 10), or the server's ``Retry-After`` when one is sent; a ``Retry-After``
+    longer than 60 s, or past the deadline, is not waited for: the error is raised at
+    once, with ``retry_after`` set. Only calls that may reach the server twice are
+    retried after the request may have arrived: the reads, and on ``AdminClient``
+    ``change_plan``, ``revoke_key``, ``charge`` (the same idempotency key each time) and
+    ``refund``. ``create_user``, ``create_key`` and ``buy_credits`` are sent again only
+    when no connection was made, or after a ``429``. Every other answer is never retried.
 
 The answer: ``UsageInfo``
     A frozen record of the contract's fields in snake_case: ``current_credit``,
@@ -80,57 +87,155 @@ The history: ``history(from_=None, to=None, granularity="day")`` -> ``UsageHisto
     (their sum) and ``operations`` (a read-only mapping of kind to count). It is parsed
     as strictly: a wrong type, a negative amount or buckets that do not follow one
     another from ``start`` to ``end`` raise ``InvalidResponse``. A range the server
-    refuses (``from`` not before ``to``, longer than it allows) is a ``FlamelError``
-    with ``status`` 400 and the server's ``reason``.
+    refuses (``from`` not before ``to``, longer than it allows) is an
+    ``InvalidRequest`` with ``status`` 400 and the server's ``reason``.
+
+The operator API: ``AdminClient(token)`` -> ``/api/admin/...``
+    For the platform's services (a generation worker, the back end), with the server's
+    ``FLAMEL_ADMIN_TOKEN`` sent as ``Authorization: Bearer``::
+
+        from flamel_usage.client import AdminClient, ChargeRefused
+
+        admin = AdminClient(os.environ["FLAMEL_ADMIN_TOKEN"], base_url=FLAMEL_URL)
+
+        def run(job):
+            key = f"render-{job.id}"  # one job is charged once, however often it is run
+            try:
+                admin.charge(job.user_id, "image", idempotency_key=key)
+            except ChargeRefused as refusal:  # InsufficientCredit or LimitExceeded
+                return job.refuse(refusal.reason)
+            try:
+                return job.render()
+            except RenderFailed:
+                admin.refund(key)  # everything the charge took goes back
+                raise
+
+    ``create_user(email, plan, external_id=, anchor=, password=)`` -> ``User``;
+    ``user_usage(user_id)`` -> ``UsageInfo``; ``change_plan(user_id, plan,
+    effective="now" | "next_period")`` -> ``PlanChange``; ``create_key(user_id, name=,
+    expires_at=)`` -> ``CreatedKey`` (its ``key`` is the secret, shown once);
+    ``revoke_key(key_id)``; ``buy_credits(user_id, amount, expires_at=)`` ->
+    ``PurchaseResult``; ``charge(user_id, kind, cost=, idempotency_key=)`` and
+    ``refund(idempotency_key)`` -> ``ChargeResult`` (``charge``, ``usage`` after it,
+    ``replayed``). ``AsyncAdminClient`` is the same with ``await``. Instants are aware
+    datetimes; amounts in credits (``int`` when whole).
+
+    A charge is applied at most once per idempotency key. Without one, ``charge()``
+    makes a UUID4 and sends that same key on every retry, so a charge whose answer was
+    lost is answered from the server's record (``replayed`` True), never charged twice.
+    Pass your own key (the job's id) to make it safe across restarts of your worker;
+    any error of ``charge()`` or ``refund()`` carries the key as ``idempotency_key``.
 
 Errors
     Every failure raises a ``FlamelError``, with ``status``, ``reason`` (the envelope's
     ``data``) and ``response`` when there was an answer::
 
         FlamelError
-        ├── AuthenticationError     401 (any reason)
+        ├── AuthenticationError     401 (any reason: admin_unauthorized...)
         │   ├── WrongApiKey         401 wrong_api_key
         │   └── ApiKeyExpired       401 api_key_expired
         ├── NotLoggedIn             403 not_logged_in
-        ├── RateLimited             429; .retry_after in seconds, or None
+        ├── PermissionDenied        403 otherwise (admin_disabled...)
+        ├── InvalidRequest          400 (bad_request, unknown_kind...), 413, 415, 431
+        ├── NotFound                404
+        │   └── UserNotFound, PlanNotFound, KeyNotFound, ChargeNotFound
+        ├── Conflict                409
+        │   └── UserExists, TooManyKeys, IdempotencyKeyReused, AlreadyRefunded,
+        │       NotRefundable
+        ├── ChargeRefused           the account cannot take the charge now
+        │   ├── InsufficientCredit  402 insufficient_credit
+        │   └── LimitExceeded       429 ttp_limit_exceeded, edit_limit_exceeded
+        ├── RateLimited             429 otherwise; .retry_after in seconds, or None
         ├── ServerError             5xx, envelope or not (a proxy's HTML page)
         ├── InvalidResponse         not the contract's answer; .body is an excerpt
         └── TransportError          no answer; the httpx exception is __cause__
 
-    Another status with the envelope (``404 not_found``...) is a plain ``FlamelError``;
-    without it (a ``418`` in plain text, an HTML ``404``) it is ``InvalidResponse``.
-    Invalid arguments to the constructors raise ``TypeError`` or ``ValueError``.
+    Another status with the envelope (``405 method_not_allowed``...) is a plain
+    ``FlamelError``; without it (a ``418`` in plain text, an HTML ``404``) it is
+    ``InvalidResponse``. Invalid arguments raise ``TypeError`` or ``ValueError`` before
+    anything is sent.
 """
 
+from ._admin import AdminClient, AsyncAdminClient
+from ._admin_models import (
+    Charge,
+    ChargeResult,
+    CreatedKey,
+    CreditPurchase,
+    PlanChange,
+    PurchaseResult,
+    User,
+)
 from ._client import DEFAULT_BASE_URL, AsyncClient, Client
 from ._exceptions import (
+    AlreadyRefunded,
     ApiKeyExpired,
     AuthenticationError,
+    ChargeNotFound,
+    ChargeRefused,
+    Conflict,
     FlamelError,
+    IdempotencyKeyReused,
+    InsufficientCredit,
+    InvalidRequest,
     InvalidResponse,
+    KeyNotFound,
+    LimitExceeded,
+    NotFound,
     NotLoggedIn,
+    NotRefundable,
+    PermissionDenied,
+    PlanNotFound,
     RateLimited,
     ServerError,
+    TooManyKeys,
     TransportError,
+    UserExists,
+    UserNotFound,
     WrongApiKey,
 )
 from ._models import HistoryBucket, UsageHistory, UsageInfo
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "AdminClient",
+    "AlreadyRefunded",
     "ApiKeyExpired",
+    "AsyncAdminClient",
     "AsyncClient",
     "AuthenticationError",
+    "Charge",
+    "ChargeNotFound",
+    "ChargeRefused",
+    "ChargeResult",
     "Client",
+    "Conflict",
+    "CreatedKey",
+    "CreditPurchase",
     "FlamelError",
     "HistoryBucket",
+    "IdempotencyKeyReused",
+    "InsufficientCredit",
+    "InvalidRequest",
     "InvalidResponse",
+    "KeyNotFound",
+    "LimitExceeded",
+    "NotFound",
     "NotLoggedIn",
+    "NotRefundable",
+    "PermissionDenied",
+    "PlanChange",
+    "PlanNotFound",
+    "PurchaseResult",
     "RateLimited",
     "ServerError",
+    "TooManyKeys",
     "TransportError",
     "UsageHistory",
     "UsageInfo",
+    "User",
+    "UserExists",
+    "UserNotFound",
     "WrongApiKey",
 ]
 

@@ -54,8 +54,7 @@ REASONS: Mapping[str, Reason] = {
         Reason("origin_not_allowed", 403, "The request's Origin is another site than this server."),
         Reason("too_many_keys", 409, "The user holds 20 live keys already: revoke one first."),
         Reason("plan_exists", 409, "A plan with that name exists."),
-        Reason("user_exists", 409, "A user with that email exists."),
-        Reason("external_id_exists", 409, "Another live user has that externalId."),
+        Reason("user_exists", 409, "A user with that email, or that externalId, exists."),
         Reason("unknown_kind", 400, "kind is not an operation kind the server is configured with."),
         Reason(
             "invalid_idempotency_key",

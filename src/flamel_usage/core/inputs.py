@@ -1,29 +1,46 @@
 """Turning what a client or operator typed into domain values, or a clear 400.
 
-Shared by the admin API and the CLI, so both accept exactly the same input.
+Shared by the API's body fields (``http/bodies``), the pages and the CLI, so all of them
+accept exactly the same input. Beside each rule stands the pattern that states it in the
+OpenAPI document, so that a change of one is made with the other in view.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from flamel_usage.core.errors import BadRequest
-from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import local_midnight, to_micros
 
 #: Largest whole number accepted for limits and ids: fits a signed 64-bit column.
 MAX_INT = 2**63 - 1
+#: Digits of an id in a path: more cannot name a row, and ``int`` of thousands of
+#: digits costs time.
+MAX_ID_DIGITS = 18
 
 
 #: Unicode categories of characters that show nothing, or not what they are: controls,
 #: format characters (zero-width spaces and joiners, bidirectional overrides and isolates,
 #: the byte order mark, tag characters) and lone surrogates.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+#: Python's whitespace (``str.strip``, ``\\s``) beyond ASCII, spelt out: ECMA-262's ``\\s``,
+#: which OpenAPI tools use, is another set (it lacks U+0085, say).
+UNICODE_SPACE = "\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+#: One character that ``str.strip`` removes, as a regular expression class.
+SPACE = "[\\t-\\r\\x1c-\\x20" + UNICODE_SPACE + "]"
+#: The characters of ``_INVISIBLE_CATEGORIES`` in the BMP beyond the C0 controls, for a
+#: regular expression class: the C1 controls and the format characters (zero-width,
+#: bidirectional controls, byte order mark). Those beyond the BMP (tag characters, say)
+#: are refused too, but cannot be written in an ECMA-262 class without the u flag, where
+#: each is two UTF-16 units: the document says so in words.
+INVISIBLE = (
+    "\\x80-\\x9f\\xad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891\\u08e2\\u180e"
+    "\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb"
+)
 
 
 def refuse_invisible(text: str, field: str) -> None:
@@ -40,17 +57,45 @@ def refuse_invisible(text: str, field: str) -> None:
             )
 
 
-def parse_instant(text: str, field: str) -> datetime:
-    """An aware datetime from ISO 8601; an instant without an offset is ambiguous, so refused."""
+#: Longest instant taken, in characters: RFC 3339 with nanoseconds is 35.
+MAX_INSTANT_LENGTH = 64
+_DATE = "(?:19[7-9][0-9]|[2-8][0-9]{3}|9000)-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = "T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
+_OFFSET = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+#: What ``to_instant`` takes, as the document states it: RFC 3339 with an upper-case
+#: ``T`` and ``Z``, seconds 00-59 (no leap second), an offset, and a year from 1970 to
+#: 9000. (``datetime.fromisoformat`` also takes other ISO 8601 forms; clients are told
+#: this one.)
+INSTANT_PATTERN = f"^{_DATE}{_TIME}{_OFFSET}$"
+#: What ``parse_day_or_instant`` takes: a date, or an instant as above.
+DAY_OR_INSTANT_PATTERN = f"^(?:{_DATE}|{_DATE}{_TIME}{_OFFSET})$"
+
+
+def to_instant(text: str) -> datetime:
+    """An aware datetime from ISO 8601, or ``ValueError`` saying what is wrong as a
+    predicate, for the caller to put after the field's name.
+
+    An instant without an offset is ambiguous, so refused.
+    """
+    if len(text) > MAX_INSTANT_LENGTH:
+        raise ValueError(f"is longer than {MAX_INSTANT_LENGTH} characters")
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest(f"{field} must be an ISO 8601 date-time") from None
+        raise ValueError("must be an ISO 8601 date-time") from None
     if instant.tzinfo is None:
-        raise BadRequest(f"{field} needs a UTC offset, e.g. 2026-11-25T10:00:00+00:00")
+        raise ValueError("needs a UTC offset, e.g. 2026-11-25T10:00:00+00:00")
     if not 1970 <= instant.year <= 9000:
-        raise BadRequest(f"{field} is out of range")
+        raise ValueError("is out of range")
     return instant
+
+
+def parse_instant(text: str, field: str) -> datetime:
+    """``to_instant``, or ``BadRequest`` naming ``field``."""
+    try:
+        return to_instant(text)
+    except ValueError as error:
+        raise BadRequest(f"{field} {error}") from None
 
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -75,77 +120,6 @@ def parse_day_or_instant(text: str, field: str, zone: ZoneInfo) -> int:
 
 
 def parse_id(text: str, field: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
+    if not text.isascii() or not text.isdigit() or len(text) > MAX_ID_DIGITS:
         raise BadRequest(f"{field} must be a positive whole number")
     return int(text)
-
-
-class JsonObject:
-    """The fields of a JSON request body, read once each, with unknown fields refused.
-
-    Refusing unknown fields catches a misspelt ``maxTtpCount`` before it silently
-    creates an unlimited plan.
-    """
-
-    def __init__(self, data: object, allowed: set[str]) -> None:
-        if not isinstance(data, Mapping):
-            raise BadRequest("the body must be a JSON object")
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise BadRequest(f"unknown field {unknown[0]!r}")
-        self._data: Mapping[str, Any] = data
-
-    def has(self, name: str) -> bool:
-        return name in self._data
-
-    def value(self, name: str) -> object:
-        """The field as sent (None when absent or null), for a domain function to check."""
-        return self._data.get(name)
-
-    def string(self, name: str, *, required: bool = True, max_length: int = 1024) -> str | None:
-        value = self._data.get(name)
-        if value is None:
-            if required:
-                raise BadRequest(f"{name} is required")
-            return None
-        if not isinstance(value, str):
-            raise BadRequest(f"{name} must be a string")
-        if "\x00" in value:
-            raise BadRequest(f"{name} must not contain NUL characters")
-        if len(value) > max_length:
-            raise BadRequest(f"{name} is longer than {max_length} characters")
-        return value
-
-    def required_string(self, name: str, *, max_length: int = 1024) -> str:
-        value = self.string(name, max_length=max_length)
-        assert value is not None
-        return value
-
-    def positive_int(self, name: str) -> int:
-        value = self._data.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_INT:
-            raise BadRequest(f"{name} must be a positive whole number")
-        return value
-
-    def count_limit(self, name: str) -> int | None:
-        """A whole number of operations, or null for no limit; the range is the domain's."""
-        value = self._data.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise BadRequest(f"{name} must be a whole number >= 0 or null")
-        return value
-
-    def credits(self, name: str, *, allow_zero: bool = False) -> int:
-        """An amount sent as a JSON number; a string is refused, as the contract says."""
-        if name not in self._data:
-            raise BadRequest(f"{name} is required")
-        value = self._data[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise BadRequest(f"{name} must be a number")
-        return parse_credits(value, name, allow_zero=allow_zero)
-
-    def instant(self, name: str) -> int | None:
-        """Microseconds since the epoch, or None when absent or null."""
-        text = self.string(name, required=False, max_length=64)
-        return None if text is None else to_micros(parse_instant(text, name))

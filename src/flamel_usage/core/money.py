@@ -12,46 +12,59 @@ from decimal import Decimal, InvalidOperation
 
 from flamel_usage.core.errors import BadRequest
 
-MILLI = 1000  # 10**3: _exact_milli shifts by three decimal places
+#: Decimal places a credit amount may have: amounts are whole millicredits.
+DECIMALS = 3
+MILLI: int = 10**DECIMALS
 #: Largest amount accepted anywhere (a trillion credits): far above any real balance,
 #: and small enough that sums of many of them stay inside a signed 64-bit column.
-MAX_MILLI = 10**12 * MILLI
+MAX_CREDITS = 10**12
+MAX_MILLI = MAX_CREDITS * MILLI
 
 
 def parse_credits(value: object, field: str, *, allow_zero: bool = False) -> int:
-    """Millicredits from a JSON number or a decimal string (CLI), or ``BadRequest``.
+    """Millicredits from a JSON number or a decimal string (CLI), or ``BadRequest``
+    naming ``field``."""
+    try:
+        return to_millicredits(value, allow_zero=allow_zero)
+    except ValueError as error:
+        raise BadRequest(f"{field} {error}") from None
+
+
+def to_millicredits(value: object, *, allow_zero: bool = False) -> int:
+    """Millicredits, or ``ValueError`` saying what is wrong as a predicate ("must be
+    positive"), for the caller to put after the field's name.
 
     The range is checked on the decimal before any conversion to ``int``, so an absurd
     exponent costs nothing.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadRequest(f"{field} must be a number")
+        raise ValueError("must be a number")
     try:
         credits = Decimal(str(value).strip())
     except InvalidOperation:
-        raise BadRequest(f"{field} must be a number") from None
+        raise ValueError("must be a number") from None
     if not credits.is_finite():
-        raise BadRequest(f"{field} must be a finite number")
+        raise ValueError("must be a finite number")
     if credits < 0 or (credits == 0 and not allow_zero):
-        raise BadRequest(f"{field} must be {'zero or more' if allow_zero else 'positive'}")
-    if credits > MAX_MILLI // MILLI:
-        raise BadRequest(f"{field} is too large")
+        raise ValueError(f"must be {'zero or more' if allow_zero else 'positive'}")
+    if credits > MAX_CREDITS:
+        raise ValueError("is too large")
     if credits == 0:
         return 0
-    return _exact_milli(credits, field)
+    return _exact_milli(credits)
 
 
-def _exact_milli(credits: Decimal, field: str) -> int:
+def _exact_milli(credits: Decimal) -> int:
     """``credits * 1000`` computed on the digits, so nothing is rounded by a context."""
     _, digits, exponent = credits.as_tuple()
     assert isinstance(exponent, int)
     text = "".join(map(str, digits))
     trailing_zeros = len(text) - len(text.rstrip("0"))
-    dropped = max(0, min(trailing_zeros, -3 - exponent))
-    if exponent + dropped < -3:
-        raise BadRequest(f"{field} has more than 3 decimal places")
+    dropped = max(0, min(trailing_zeros, -DECIMALS - exponent))
+    if exponent + dropped < -DECIMALS:
+        raise ValueError(f"has more than {DECIMALS} decimal places")
     significant = int(text[: len(text) - dropped] or "0")
-    shift: int = exponent + dropped + 3
+    shift: int = exponent + dropped + DECIMALS
     return significant * int(10**shift)
 
 

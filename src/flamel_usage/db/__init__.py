@@ -1,1 +1,2 @@
-"""The one gateway to the store: SQLite or PostgreSQL behind one connection API, and migrations."""
+"""The store: ``gateway`` (the connection API services use), ``sqlite`` and ``postgres``
+(the two stores behind it), ``migrate`` (the schema, from ``migrations/<store>/``)."""

@@ -27,7 +27,7 @@ from flamel_usage.http.api.admin import metering as charges
 from flamel_usage.http.context import Clock, Services, system_clock
 from flamel_usage.http.metrics import UNMATCHED
 from flamel_usage.http.openapi import docs
-from flamel_usage.http.pages import views as pages
+from flamel_usage.http.pages import routes as pages
 from flamel_usage.http.routing import (
     InternalError,
     Receive,

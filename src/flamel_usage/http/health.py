@@ -11,25 +11,30 @@ from __future__ import annotations
 
 from flamel_usage.auth.platform_sessions import SessionStoreUnavailable
 from flamel_usage.core.errors import ServiceUnavailable
+from flamel_usage.db.migrate import MigrationEdited
 from flamel_usage.http import metrics
+from flamel_usage.http.bodies.outbound import HealthStatus, body_response
 from flamel_usage.http.context import Services
-from flamel_usage.http.routing import Request, Response, json_response
+from flamel_usage.http.routing import Request, Response
 
 
 async def healthz(request: Request, services: Services) -> Response:
-    return json_response({"status": "ok"})
+    return body_response(HealthStatus("ok"))
 
 
 async def readyz(request: Request, services: Services) -> Response:
     # DatabaseUnavailable (also for a store that is not open) becomes the 503 in the app.
-    pending = await services.db.pending_migrations()
+    try:
+        pending = await services.db.pending_migrations()
+    except MigrationEdited as error:
+        raise ServiceUnavailable(str(error)) from error
     if pending:
         raise ServiceUnavailable(f"migrations not applied yet: {', '.join(map(str, pending))}")
     try:
         await services.sessions.ping()
     except SessionStoreUnavailable:
         raise ServiceUnavailable("the session store does not answer") from None
-    return json_response({"status": "ready"})
+    return body_response(HealthStatus("ready"))
 
 
 async def metrics_page(request: Request, services: Services) -> Response:

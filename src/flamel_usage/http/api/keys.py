@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from flamel_usage.auth import credentials as auth
 from flamel_usage.core.errors import Forbidden, NotLoggedIn
-from flamel_usage.core.inputs import JsonObject, parse_id
+from flamel_usage.core.inputs import parse_id
 from flamel_usage.http import security
 from flamel_usage.http.api import usage as public
-from flamel_usage.http.api.admin.accounts import created_key_json, key_json
+from flamel_usage.http.bodies.inbound import CreateKeyRequest
+from flamel_usage.http.bodies.outbound import CreatedKey, KeyList, body_response
+from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
 from flamel_usage.http.cors import OriginNotAllowed
-from flamel_usage.http.routing import Request, Response, empty_response, json_response
+from flamel_usage.http.routing import Request, Response, empty_response
 
 ROUTE = "/api/users/me/keys"
 
@@ -57,24 +59,22 @@ async def list_my_keys(request: Request, services: Services) -> Response:
     now = services.clock()
     async with services.db.read() as conn:
         found = await auth.list_keys(conn, user_id)
-    return json_response({"keys": [key_json(key, now) for key in found]})
+    return body_response(KeyList.of(found, now))
 
 
 async def create_my_key(request: Request, services: Services) -> Response:
     user_id = await _writer(request, services)
-    body = JsonObject(await request.json(), {"name", "expiresAt"})
-    name = body.string("name", required=False, max_length=auth.MAX_KEY_NAME * 4)
-    expires_at = body.instant("expiresAt")
+    body = await read_body(request, CreateKeyRequest)
     async with services.db.transaction() as conn:
         issued = await auth.issue_key(
             conn,
             user_id,
-            name=name,
-            expires_at=expires_at,
+            name=body.name,
+            expires_at=body.expires_at,
             now=services.clock(),
             max_live=auth.MAX_LIVE_KEYS,
         )
-    return json_response(created_key_json(issued), 201)
+    return body_response(CreatedKey.of(issued), 201)
 
 
 async def revoke_my_key(request: Request, services: Services) -> Response:

@@ -10,16 +10,19 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.platform_sessions import SessionClaim
 from flamel_usage.core.errors import BadRequest, NotFound, NotLoggedIn, WrongApiKey
-from flamel_usage.core.inputs import JsonObject, parse_day_or_instant
+from flamel_usage.core.inputs import parse_day_or_instant
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros
 from flamel_usage.db.gateway import Connection
+from flamel_usage.http.bodies.inbound import LoginRequest
+from flamel_usage.http.bodies.outbound import LoginResponse, UsageHistory, body_response
+from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, empty_response, json_response
 from flamel_usage.ledger.balances import read_usage
@@ -160,7 +163,7 @@ async def get_my_usage_history(request: Request, services: Services) -> Response
         raise
     if shape == "csv":
         return Response(200, history_csv(history).encode(), list(CSV_HEADERS))
-    return json_response(history_json(history))
+    return body_response(UsageHistory.of(history))
 
 
 def _query_choice(request: Request, name: str, choices: Sequence[_Choice], reason: str) -> _Choice:
@@ -176,29 +179,6 @@ def _query_choice(request: Request, name: str, choices: Sequence[_Choice], reaso
 
 def _optional_instant(value: str | None, name: str, services: Services) -> int | None:
     return None if value is None else parse_day_or_instant(value, name, services.settings.timezone)
-
-
-def history_json(history: History) -> dict[str, Any]:
-    """The API's JSON for a history: credits as the usage read writes them."""
-    return {
-        "timezone": history.timezone,
-        "granularity": history.granularity,
-        "from": history.start.isoformat(),
-        "to": history.end.isoformat(),
-        "buckets": [
-            {
-                "start": bucket.start.isoformat(),
-                "end": bucket.end.isoformat(),
-                "credit": {
-                    "plan": credits_value(bucket.plan),
-                    "purchased": credits_value(bucket.purchased),
-                    "postpaid": credits_value(bucket.postpaid),
-                },
-                "operations": dict(bucket.operations),
-            }
-            for bucket in history.buckets
-        ],
-    }
 
 
 def history_csv(history: History) -> str:
@@ -253,16 +233,14 @@ def _cookie_header(name: str, value: str, max_age: int, request: Request) -> tup
 
 async def login(request: Request, services: Services) -> Response:
     refuse_without_own_sign_in(services)
-    body = JsonObject(await request.json(), {"email", "password"})
-    email = body.required_string("email", max_length=254)
-    password = body.required_string("password")
+    body = await read_body(request, LoginRequest)
     now = services.clock()
     ttl = services.settings.session_ttl_seconds
     secret = services.session_secret.reveal()
     signed_in = await auth.login(
         services.db,
-        email,
-        password,
+        body.email,
+        body.password,
         now=now,
         ttl_seconds=ttl,
         client=client_address(request, services),
@@ -272,8 +250,8 @@ async def login(request: Request, services: Services) -> Response:
     )
     value = cookies.session_cookie_value(signed_in.session_id, secret)
     expires = from_micros(now + ttl * 1_000_000).isoformat()
-    return json_response(
-        {"expiresAt": expires},
+    return body_response(
+        LoginResponse(expires),
         headers=[
             session_cookie_header(value, ttl, request, services),
             device_cookie_header(signed_in.device_cookie, request),

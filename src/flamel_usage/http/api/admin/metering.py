@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from flamel_usage.core.inputs import JsonObject
+from msgspec import UNSET
+
 from flamel_usage.http.api.admin.accounts import require_admin
+from flamel_usage.http.bodies.inbound import CreateChargeRequest
+from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
 from flamel_usage.http.metrics import charge_outcome
 from flamel_usage.http.routing import JSON_HEADERS, Request, Response
@@ -13,11 +16,9 @@ from flamel_usage.metering import charges
 async def create_charge(request: Request, services: Services) -> Response:
     require_admin(request, services)
     key = charges.idempotency_key(request.headers.get("idempotency-key"))
-    body = JsonObject(await request.json(), {"userId", "kind", "cost"})
+    body = await read_body(request, CreateChargeRequest)
     charge_request = charges.ChargeRequest(
-        user_id=body.positive_int("userId"),
-        kind=body.required_string("kind", max_length=32),
-        cost=body.credits("cost") if body.has("cost") else None,
+        user_id=body.user_id, kind=body.kind, cost=None if body.cost is UNSET else body.cost
     )
     async with services.db.transaction() as conn:
         outcome = await charges.charge(

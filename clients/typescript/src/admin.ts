@@ -1,0 +1,118 @@
+import { randomUUID } from "node:crypto";
+import { type Answer, type Call, type ClientOptions, Transport } from "./transport.js";
+import type {
+  BuyCreditsInput,
+  BuyCreditsResult,
+  ChangePlanInput,
+  ChangePlanResult,
+  ChargeInput,
+  ChargeOutcome,
+  ChargeResult,
+  CreatedKey,
+  CreateKeyInput,
+  CreateUserInput,
+  UsageInfo,
+  User,
+} from "./types.js";
+
+export interface AdminClientOptions extends ClientOptions {
+  /** The server's `FLAMEL_ADMIN_TOKEN`, sent as `Authorization: Bearer <token>`. */
+  token: string;
+}
+
+/** One path segment: an id or an idempotency key, encoded (a `/` in a key becomes `%2F`). */
+function segment(value: number | string): string {
+  return encodeURIComponent(String(value));
+}
+
+/**
+ * The operator API (`/api/admin/...`) for the platform's services: users, plans of
+ * users, keys, purchased credit, and charges.
+ *
+ * Retried (transport errors, 502-504, with backoff): the calls that cannot apply twice,
+ * namely the reads, `changePlan`, `revokeKey`, `charge` (its idempotency key makes a
+ * retry a replay) and `refund` (a charge is refunded once). `createUser`, `createKey`
+ * and `buyCredits` are sent once: a lost answer is a `TransportError`, and the caller
+ * decides (a second purchase would buy twice).
+ */
+export class AdminClient {
+  private readonly transport: Transport;
+  private readonly authorization: Record<string, string>;
+
+  constructor(options: AdminClientOptions) {
+    this.transport = new Transport(options);
+    this.authorization = { authorization: `Bearer ${options.token}` };
+  }
+
+  /** `POST /api/admin/users`. */
+  async createUser(input: CreateUserInput): Promise<User> {
+    const path = "/api/admin/users";
+    return (await this.send({ method: "POST", path, json: input, repeatable: false })).body as User;
+  }
+
+  /** `GET /api/admin/users/{userId}/usage`: the user's usage, as the user would read it. */
+  async getUserUsage(userId: number): Promise<UsageInfo> {
+    const path = `/api/admin/users/${segment(userId)}/usage`;
+    return (await this.send({ method: "GET", path, repeatable: true })).body as UsageInfo;
+  }
+
+  /** `PUT /api/admin/users/{userId}/plan`: now (the default) or from the next period. */
+  async changePlan(userId: number, input: ChangePlanInput): Promise<ChangePlanResult> {
+    const path = `/api/admin/users/${segment(userId)}/plan`;
+    return (await this.send({ method: "PUT", path, json: input, repeatable: true })).body as ChangePlanResult;
+  }
+
+  /** `POST /api/admin/users/{userId}/keys`: the answer is the only one that shows the secret. */
+  async createKey(userId: number, input: CreateKeyInput = {}): Promise<CreatedKey> {
+    const path = `/api/admin/users/${segment(userId)}/keys`;
+    return (await this.send({ method: "POST", path, json: input, repeatable: false })).body as CreatedKey;
+  }
+
+  /** `POST /api/admin/keys/{keyId}/revoke`; revoking a revoked key changes nothing. */
+  async revokeKey(keyId: number): Promise<void> {
+    await this.send({ method: "POST", path: `/api/admin/keys/${segment(keyId)}/revoke`, repeatable: true });
+  }
+
+  /** `POST /api/admin/users/{userId}/credits`: purchased credit, and the usage after it. */
+  async buyCredits(userId: number, input: BuyCreditsInput): Promise<BuyCreditsResult> {
+    const path = `/api/admin/users/${segment(userId)}/credits`;
+    return (await this.send({ method: "POST", path, json: input, repeatable: false }))
+      .body as BuyCreditsResult;
+  }
+
+  /**
+   * `POST /api/admin/charges`: charge one operation, atomically and at most once per
+   * idempotency key. Without `idempotencyKey` one is made, and every retry of this call
+   * sends it again, so a retried charge whose first answer was lost is replayed (the
+   * outcome's `replayed`), never charged twice. Refusals are `InsufficientCredit`,
+   * `TtpLimitExceeded`, `EditLimitExceeded`; `IdempotencyKeyReused` for a key that
+   * named another charge.
+   */
+  async charge(input: ChargeInput): Promise<ChargeOutcome> {
+    const { idempotencyKey = randomUUID(), ...json } = input;
+    const answer = await this.send({
+      method: "POST",
+      path: "/api/admin/charges",
+      headers: { "idempotency-key": idempotencyKey },
+      json,
+      repeatable: true,
+    });
+    const replayed = answer.headers.get("idempotent-replayed") === "true";
+    return { ...(answer.body as ChargeResult), replayed };
+  }
+
+  /**
+   * `POST /api/admin/charges/{idempotencyKey}/refund`: reverse the charge made with that
+   * key. A refund retried after its answer was lost may end in `AlreadyRefunded`: the
+   * charge is refunded either way, once.
+   */
+  async refund(idempotencyKey: string): Promise<ChargeResult> {
+    const path = `/api/admin/charges/${segment(idempotencyKey)}/refund`;
+    return (await this.send({ method: "POST", path, repeatable: true })).body as ChargeResult;
+  }
+
+  /** `call`, with the admin token. */
+  private send(call: Call): Promise<Answer> {
+    return this.transport.call({ ...call, headers: { ...call.headers, ...this.authorization } });
+  }
+}

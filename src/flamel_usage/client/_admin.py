@@ -1,0 +1,361 @@
+"""``AdminClient`` and ``AsyncAdminClient``: the operator API for the platform's services.
+
+Each method builds its ``Call`` here once, for both clients: the request, the answer it
+expects and whether the request may be sent twice. That last is decided per call, by
+what a second arrival would do on the server:
+
+- sent again after any retryable failure (a transport error, ``502``-``504``, ``429``):
+  ``user_usage`` (a read), ``change_plan`` (setting the plan twice sets it once),
+  ``revoke_key`` (a revoked key stays revoked, with its first time), ``charge`` (its
+  idempotency key makes the second arrival a replay of the first answer) and ``refund``
+  (a charge is refunded once; the second arrival is ``AlreadyRefunded``);
+- sent again only when it surely never reached the server (no connection was made) or
+  the server refused it before doing anything (``429``): ``create_user``, ``create_key``
+  and ``buy_credits``. A second arrival would make a second key, a second purchase (the
+  server takes no idempotency key for these) or a ``UserExists`` that hides the first
+  answer; after a lost answer they raise ``TransportError`` and the caller checks.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Literal
+from urllib.parse import quote
+
+import httpx
+
+from ._admin_models import ChargeResult, CreatedKey, PlanChange, PurchaseResult, User
+from ._answers import json_record, no_content
+from ._models import UsageInfo
+from ._transport import DEFAULT_BASE_URL, AsyncBase, Call, SyncBase
+
+__all__ = ["AdminClient", "AsyncAdminClient"]
+
+_Effective = Literal["now", "next_period"]
+
+#: Visible ASCII: what an ``Authorization`` header carries without breaking the request.
+_BEARER = re.compile(r"[!-~]+")
+#: The server's rule: 1-255 printable ASCII characters, no space at either end.
+_IDEMPOTENCY_KEY = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
+
+
+def _check_bearer(token: object) -> str:
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, not {type(token).__name__}")
+    if not _BEARER.fullmatch(token):
+        raise ValueError("token must be non-empty visible ASCII without spaces")
+    return token
+
+
+def _check_id(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive id")
+    return value
+
+
+def _check_text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def _check_credits(value: object, name: str) -> int | float:
+    """A positive, finite amount of credits, sent as given (an int stays an int)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive finite number")
+    return value
+
+
+def _check_instant(value: object, name: str) -> str | None:
+    """An aware datetime as ISO 8601, the server's format; None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime or None, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime (with tzinfo)")
+    return value.isoformat()
+
+
+def _check_external_id(value: object) -> str:
+    """The platform's user id, a string or a whole number, sent as text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _check_text(value, "external_id")
+
+
+def _check_idempotency_key(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"idempotency_key must be a str, not {type(value).__name__}")
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValueError(
+            "idempotency_key must be 1-255 printable ASCII characters, no space at either end"
+        )
+    return value
+
+
+def _present(**fields: object) -> dict[str, object]:
+    """The body's optional fields that were given: None means "leave it out"."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _create_user(
+    email: object, plan: object, external_id: object, anchor: object, password: object
+) -> Call[User]:
+    body = {
+        "email": _check_text(email, "email"),
+        "plan": _check_text(plan, "plan"),
+        **_present(
+            externalId=None if external_id is None else _check_external_id(external_id),
+            anchor=_check_instant(anchor, "anchor"),
+            password=None if password is None else _check_text(password, "password"),
+        ),
+    }
+    return Call(
+        "POST", "/api/admin/users", json_record(User.from_json), 201, json=body, idempotent=False
+    )
+
+
+def _user_usage(user_id: object) -> Call[UsageInfo]:
+    path = f"/api/admin/users/{_check_id(user_id, 'user_id')}/usage"
+    return Call("GET", path, json_record(UsageInfo.from_dto))
+
+
+def _change_plan(user_id: object, plan: object, effective: object) -> Call[PlanChange]:
+    if effective not in ("now", "next_period"):
+        raise ValueError(f"effective must be 'now' or 'next_period', not {effective!r:.40}")
+    path = f"/api/admin/users/{_check_id(user_id, 'user_id')}/plan"
+    body = {"plan": _check_text(plan, "plan"), "effective": effective}
+    return Call("PUT", path, json_record(PlanChange.from_json), json=body)
+
+
+def _create_key(user_id: object, name: object, expires_at: object) -> Call[CreatedKey]:
+    path = f"/api/admin/users/{_check_id(user_id, 'user_id')}/keys"
+    body = _present(
+        name=None if name is None else _check_text(name, "name"),
+        expiresAt=_check_instant(expires_at, "expires_at"),
+    )
+    return Call("POST", path, json_record(CreatedKey.from_json), 201, json=body, idempotent=False)
+
+
+def _revoke_key(key_id: object) -> Call[None]:
+    path = f"/api/admin/keys/{_check_id(key_id, 'key_id')}/revoke"
+    return Call("POST", path, no_content, 204)
+
+
+def _buy_credits(user_id: object, amount: object, expires_at: object) -> Call[PurchaseResult]:
+    path = f"/api/admin/users/{_check_id(user_id, 'user_id')}/credits"
+    body = {
+        "amount": _check_credits(amount, "amount"),
+        **_present(expiresAt=_check_instant(expires_at, "expires_at")),
+    }
+    read = json_record(PurchaseResult.from_json)
+    return Call("POST", path, read, 201, json=body, idempotent=False)
+
+
+def _read_charge(response: httpx.Response) -> ChargeResult:
+    replayed = response.headers.get("idempotent-replayed") == "true"
+    return json_record(lambda data: ChargeResult.from_json(data, replayed=replayed))(response)
+
+
+def _charge(
+    user_id: object, kind: object, cost: object, idempotency_key: object
+) -> Call[ChargeResult]:
+    key = str(uuid.uuid4()) if idempotency_key is None else _check_idempotency_key(idempotency_key)
+    body = {
+        "userId": _check_id(user_id, "user_id"),
+        "kind": _check_text(kind, "kind"),
+        **_present(cost=None if cost is None else _check_credits(cost, "cost")),
+    }
+    return Call(
+        "POST",
+        "/api/admin/charges",
+        _read_charge,
+        201,
+        json=body,
+        headers={"Idempotency-Key": key},
+        idempotency_key=key,
+    )
+
+
+def _refund(idempotency_key: object) -> Call[ChargeResult]:
+    key = _check_idempotency_key(idempotency_key)
+    path = f"/api/admin/charges/{quote(key, safe='')}/refund"
+    return Call("POST", path, json_record(ChargeResult.from_json), idempotency_key=key)
+
+
+class AdminClient(SyncBase):
+    """The operator API (``/api/admin/...``) with the server's admin token: users, their
+    plans, API keys, purchased credit, charges and refunds. See the package docs."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.2,
+        deadline: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            {"Authorization": f"Bearer {_check_bearer(token)}"},
+            shown="",
+            base_url=base_url,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            deadline=deadline,
+            transport=transport,
+        )
+
+    def create_user(
+        self,
+        email: str,
+        plan: str,
+        *,
+        external_id: str | int | None = None,
+        anchor: datetime | None = None,
+        password: str | None = None,
+    ) -> User:
+        """A new user on the plan named ``plan``; ``external_id`` is the platform's id for
+        them (its sessions name the user by it), ``anchor`` when their periods start
+        (default now), ``password`` for this service's own sign-in page. Sent once:
+        ``UserExists`` if the email or external id is taken."""
+        return self._send(_create_user(email, plan, external_id, anchor, password))
+
+    def user_usage(self, user_id: int) -> UsageInfo:
+        """The user's usage, as they would read it; ``UserNotFound`` for an unknown id."""
+        return self._send(_user_usage(user_id))
+
+    def change_plan(self, user_id: int, plan: str, *, effective: _Effective = "now") -> PlanChange:
+        """Move the user to the plan named ``plan``: ``"now"`` (the period and its counts
+        stay; the plan credit becomes the new allowance less what was spent from plan
+        credit this period) or at the ``"next_period"`` start."""
+        return self._send(_change_plan(user_id, plan, effective))
+
+    def create_key(
+        self, user_id: int, *, name: str | None = None, expires_at: datetime | None = None
+    ) -> CreatedKey:
+        """A new API key for the user; its secret, ``.key``, is in this answer only. Sent once."""
+        return self._send(_create_key(user_id, name, expires_at))
+
+    def revoke_key(self, key_id: int) -> None:
+        """Revoke the key at once; revoking it again changes nothing."""
+        self._send(_revoke_key(key_id))
+
+    def buy_credits(
+        self, user_id: int, amount: float, *, expires_at: datetime | None = None
+    ) -> PurchaseResult:
+        """Add ``amount`` purchased credits, spent after the plan's, until ``expires_at``
+        (default never). Sent once: after a ``TransportError`` check ``user_usage``
+        before buying again."""
+        return self._send(_buy_credits(user_id, amount, expires_at))
+
+    def charge(
+        self,
+        user_id: int,
+        kind: str,
+        *,
+        cost: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> ChargeResult:
+        """Charge one operation of ``kind`` (``cost`` credits, default the server's price
+        for the kind), at most once per ``idempotency_key`` (default a new UUID4, sent
+        again by every retry). Refusals: ``InsufficientCredit``, ``LimitExceeded``;
+        ``IdempotencyKeyReused`` when the key named another charge. Any error carries the
+        key (``error.idempotency_key``): charging again with it is safe."""
+        return self._send(_charge(user_id, kind, cost, idempotency_key))
+
+    def refund(self, idempotency_key: str) -> ChargeResult:
+        """Reverse the charge made with ``idempotency_key``, once: what it took goes back
+        to the pools it came from. ``AlreadyRefunded`` the second time."""
+        return self._send(_refund(idempotency_key))
+
+
+class AsyncAdminClient(AsyncBase):
+    """The asyncio twin of ``AdminClient``: the same calls, awaited; ``await aclose()``."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.2,
+        deadline: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            {"Authorization": f"Bearer {_check_bearer(token)}"},
+            shown="",
+            base_url=base_url,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            deadline=deadline,
+            transport=transport,
+        )
+
+    async def create_user(
+        self,
+        email: str,
+        plan: str,
+        *,
+        external_id: str | int | None = None,
+        anchor: datetime | None = None,
+        password: str | None = None,
+    ) -> User:
+        """See ``AdminClient.create_user``."""
+        return await self._send(_create_user(email, plan, external_id, anchor, password))
+
+    async def user_usage(self, user_id: int) -> UsageInfo:
+        """See ``AdminClient.user_usage``."""
+        return await self._send(_user_usage(user_id))
+
+    async def change_plan(
+        self, user_id: int, plan: str, *, effective: _Effective = "now"
+    ) -> PlanChange:
+        """See ``AdminClient.change_plan``."""
+        return await self._send(_change_plan(user_id, plan, effective))
+
+    async def create_key(
+        self, user_id: int, *, name: str | None = None, expires_at: datetime | None = None
+    ) -> CreatedKey:
+        """See ``AdminClient.create_key``."""
+        return await self._send(_create_key(user_id, name, expires_at))
+
+    async def revoke_key(self, key_id: int) -> None:
+        """See ``AdminClient.revoke_key``."""
+        await self._send(_revoke_key(key_id))
+
+    async def buy_credits(
+        self, user_id: int, amount: float, *, expires_at: datetime | None = None
+    ) -> PurchaseResult:
+        """See ``AdminClient.buy_credits``."""
+        return await self._send(_buy_credits(user_id, amount, expires_at))
+
+    async def charge(
+        self,
+        user_id: int,
+        kind: str,
+        *,
+        cost: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> ChargeResult:
+        """See ``AdminClient.charge``."""
+        return await self._send(_charge(user_id, kind, cost, idempotency_key))
+
+    async def refund(self, idempotency_key: str) -> ChargeResult:
+        """See ``AdminClient.refund``."""
+        return await self._send(_refund(idempotency_key))

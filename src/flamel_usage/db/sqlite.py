@@ -1,0 +1,290 @@
+"""SQLite, the embedded default store.
+
+SQLite is driven synchronously on the event loop: its statements take microseconds, and
+a thread hop would cost more than the query. One connection per process is guarded by
+an ``asyncio.Lock`` so that a transaction is never interleaved with another task's
+statements. Several processes share the file: a write transaction holds SQLite's one
+write lock (``BEGIN IMMEDIATE``) from its start, and waits for it with the loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from flamel_usage.core.config import DEFAULT_DATABASE_TIMEOUT_SECONDS
+from flamel_usage.db.gateway import (
+    Connection,
+    Database,
+    DatabaseNotReady,
+    DatabaseUnavailable,
+    Dialect,
+    Row,
+    UniqueViolation,
+)
+
+logger = logging.getLogger("flamel_usage.db.sqlite")
+
+#: SQLite's wait for its single write lock never goes below this, whatever the timeout:
+#: under contention, charges queue for the lock rather than fail.
+SQLITE_MIN_BUSY_SECONDS = 10.0
+#: How often a transaction tries again for SQLite's write lock while another process
+#: holds it (about the event loop's timer resolution).
+_WRITE_LOCK_RETRY_SECONDS = 0.001
+
+
+def sqlite_path(url: str) -> Path:
+    """The file a ``sqlite:///path`` URL names."""
+    path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
+    if not path:
+        raise ValueError("a SQLite URL names a file: sqlite:///path/to/file.sqlite3")
+    return Path(path)
+
+
+def script_statements(script: str) -> list[str]:
+    """The statements of ``script``, each with the comments before it.
+
+    A statement ends at a ``;`` that SQLite's own tokenizer calls the end of one
+    (``sqlite3.complete_statement``), so a ``;`` in a comment or a string splits
+    nothing. ``executescript`` would split as well, but it commits first: a migration
+    must run in the transaction that records it.
+    """
+    statements: list[str] = []
+    start = 0
+    for end, char in enumerate(script, start=1):
+        if char == ";" and sqlite3.complete_statement(script[start:end]):
+            statements.append(script[start:end].strip())
+            start = end
+    rest = script[start:].strip()
+    if rest:  # comments, or a last statement without its ";": SQLite judges which
+        statements.append(rest)
+    return statements
+
+
+class _SQLiteConnection(Connection):
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, raw: sqlite3.Connection, *, log_outages: bool = False) -> None:
+        self._raw = raw
+        self._log_outages = log_outages
+
+    def _run(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
+        try:
+            return self._raw.execute(sql, args)
+        except sqlite3.IntegrityError as error:
+            if "UNIQUE" in str(error):
+                raise UniqueViolation(str(error)) from error
+            raise
+        except sqlite3.OperationalError as error:
+            _raise_if_sqlite_unavailable(error, log=self._log_outages)
+            raise
+
+    def begin_immediate_or_busy(self, busy_ms: int) -> bool:
+        """``BEGIN IMMEDIATE`` without waiting: False when another connection writes.
+        ``busy_ms`` is the connection's usual busy timeout, put back afterwards."""
+        self._raw.execute("PRAGMA busy_timeout=0")
+        try:
+            self._raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if str(error).lower().startswith("database is locked"):
+                return False
+            _raise_if_sqlite_unavailable(error, log=self._log_outages)
+            raise
+        finally:
+            self._raw.execute(f"PRAGMA busy_timeout={busy_ms}")
+        return True
+
+    async def fetchall(self, sql: str, *args: object) -> Sequence[Row]:
+        return self._run(sql, args).fetchall()
+
+    async def fetchone(self, sql: str, *args: object) -> Row | None:
+        row: Row | None = self._run(sql, args).fetchone()
+        return row
+
+    async def execute(self, sql: str, *args: object) -> int:
+        return self._run(sql, args).rowcount
+
+    async def run_script(self, script: str) -> None:
+        for statement in script_statements(script):
+            self._run(statement, ())
+
+
+class SQLiteDatabase(Database):
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: Path, *, timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._conn: _SQLiteConnection | None = None
+        self._lock = asyncio.Lock()
+        self._busy_ms = round(max(timeout, SQLITE_MIN_BUSY_SECONDS) * 1000)
+        self._batch: sqlite3.Connection | None = None
+        self._batch_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteDatabase({str(self.path)!r})"
+
+    async def open(self) -> None:
+        # For its owner alone, whatever the umask: it holds emails, password hashes and
+        # the ledger. SQLite gives the WAL and SHM files the database file's permissions.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path.touch(mode=0o600)
+        self._open_file()
+        # Kept in the file: every later connection, in any process, finds it in WAL mode.
+        self._connection()._raw.execute("PRAGMA journal_mode=WAL")
+
+    async def _open_existing(self) -> None:
+        if not self.path.is_file():
+            raise DatabaseNotReady(f"no SQLite database at {self.path}")
+        self._open_file()
+
+    def _open_file(self) -> None:
+        _owner_only(self.path)
+        raw = self._connect()
+        raw.row_factory = sqlite3.Row
+        self._conn = _SQLiteConnection(raw, log_outages=self.log_outages)
+
+    def _connect(self) -> sqlite3.Connection:
+        # mode=rw: SQLite never creates the file (``open`` does), so a store checked to
+        # exist is not created anew should it be deleted in the meantime.
+        raw = sqlite3.connect(
+            f"file:{quote(str(self.path))}?mode=rw",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        raw.execute("PRAGMA synchronous=NORMAL")
+        raw.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        raw.execute("PRAGMA foreign_keys=ON")
+        # PostgreSQL's normalize(text), to NFC, so that SQL using it (migration 0005) runs
+        # on both stores.
+        raw.create_function("normalize", 1, _nfc, deterministic=True)
+        return raw
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn._raw.close()
+            self._conn = None
+        with self._batch_lock:
+            if self._batch is not None:
+                self._batch.close()
+                self._batch = None
+
+    async def write_in_background(self, sql: str, *args: object) -> None:
+        self._connection()  # raises when the database is not open
+        await asyncio.to_thread(self._write_blocking, sql, args)
+
+    def _write_blocking(self, sql: str, args: tuple[object, ...]) -> None:
+        with self._batch_lock:
+            if self._batch is None:
+                self._batch = self._connect()
+            batch = self._batch
+            try:
+                batch.execute("BEGIN IMMEDIATE")
+                batch.execute(sql, args)
+                batch.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                if batch.in_transaction:
+                    batch.execute("ROLLBACK")
+                _raise_if_sqlite_unavailable(error, log=self.log_outages)
+                raise
+
+    def _connection(self) -> _SQLiteConnection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    def read(self) -> _SQLiteRead:
+        return _SQLiteRead(self)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        conn = await self._begin()
+        try:
+            yield conn
+            conn._run("COMMIT", ())
+        except BaseException:
+            if conn._raw.in_transaction:
+                conn._raw.execute("ROLLBACK")
+            raise
+        finally:
+            self._lock.release()
+
+    async def _begin(self) -> _SQLiteConnection:
+        """This process's connection, holding ``self._lock`` and SQLite's write lock.
+
+        While another process writes, this one waits with its event loop free and its
+        connection released (reads go on), trying again every millisecond: SQLite's own
+        busy handler would freeze the whole loop, sleeping up to 100 ms at a time.
+        """
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while True:
+            await self._lock.acquire()
+            try:
+                conn = self._connection()
+                if conn.begin_immediate_or_busy(self._busy_ms):
+                    return conn
+            except BaseException:
+                self._lock.release()
+                raise
+            self._lock.release()
+            if time.monotonic() >= deadline:
+                busy = sqlite3.OperationalError("database is locked")
+                _raise_if_sqlite_unavailable(busy, log=self.log_outages)
+            await asyncio.sleep(_WRITE_LOCK_RETRY_SECONDS)
+
+
+def _owner_only(path: Path) -> None:
+    """Make the database file at ``path`` and its WAL and SHM files readable by their
+    owner alone: older versions left them readable by every local user."""
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
+class _SQLiteRead:
+    """``SQLiteDatabase.read()``: this process's connection, under the lock.
+
+    A class rather than a generator-based context manager: every usage read passes
+    through here, and the generator machinery cost more than the lock itself.
+    """
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> Connection:
+        await self._db._lock.acquire()
+        try:
+            return self._db._connection()
+        except BaseException:
+            self._db._lock.release()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._db._lock.release()
+
+
+def _nfc(text: str | None) -> str | None:
+    return None if text is None else unicodedata.normalize("NFC", text)
+
+
+#: SQLite's words for a store that is busy or cannot be reached, rather than a bad query.
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error")
+
+
+def _raise_if_sqlite_unavailable(error: sqlite3.OperationalError, *, log: bool) -> None:
+    if str(error).lower().startswith(_SQLITE_UNAVAILABLE):
+        if log:
+            logger.warning("SQLite database unavailable: %s", error)
+        raise DatabaseUnavailable(f"SQLite: {error}") from error

@@ -1,0 +1,347 @@
+"""The response bodies of our operations, and the one way they are sent: ``body_response``.
+
+Each is built from the domain value it shows (``of``), with credit amounts as the usage
+read writes them (``money.credits_value``: an integer when whole) and instants as ISO
+8601 with their offset. Every field is always there, ``null`` when it has no value, in
+the order declared: clients and tests read these bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Literal
+
+import msgspec
+import orjson
+from msgspec import Meta
+
+from flamel_usage.accounts import users as accounts
+from flamel_usage.auth import credentials as auth
+from flamel_usage.core.inputs import MAX_INT
+from flamel_usage.core.money import credits_value
+from flamel_usage.core.periods import PeriodUnit, from_micros
+from flamel_usage.http.bodies.fields import IdempotencyKey, credits, shown_instant
+from flamel_usage.http.routing import JSON_HEADERS, Response
+from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger.history import Granularity, History
+
+#: Where the seed's schema of the usage read is; answers that include a user's usage
+#: show it in exactly that form.
+USAGE_SCHEMA_REF = "#/components/schemas/UsageInfoDto"
+
+#: A user's usage, the seed's ``UsageInfoDto``, as ``Usage.to_dto`` writes it.
+UsageDto = Annotated[msgspec.Raw, Meta(extra_json_schema={"$ref": USAGE_SCHEMA_REF})]
+
+
+def usage_dto(usage: ledger.Usage) -> msgspec.Raw:
+    return msgspec.Raw(orjson.dumps(usage.to_dto()))
+
+
+def _shown(us: int) -> str:
+    return from_micros(us).isoformat()
+
+
+def _shown_if_any(us: int | None) -> str | None:
+    return None if us is None else _shown(us)
+
+
+class ResponseBody(msgspec.Struct, rename="camel"):
+    """The base of every response body: camelCase in JSON, every field written."""
+
+
+def body_response(
+    body: ResponseBody, status: int = 200, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> Response:
+    """The answer with ``body``. (The usage read's DTO, a dict, goes out through
+    ``routing.json_response`` instead: orjson writes a dict faster, on the hot path.)"""
+    return Response(status, msgspec.json.encode(body), [*JSON_HEADERS, *headers])
+
+
+class ErrorEnvelope(ResponseBody):
+    """The body of every error response."""
+
+    success: Annotated[bool, Meta(extra_json_schema={"enum": [False]})]
+    code: Annotated[int, Meta(description="The HTTP status, repeated.")]
+    data: Annotated[
+        str,
+        Meta(
+            pattern="^[a-z][a-z0-9_]*$",
+            description="snake_case reason a client can branch on.",
+            examples=["bad_request"],
+        ),
+    ]
+    message: Annotated[str, Meta(description="Optional human-readable detail.")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+class LoginResponse(ResponseBody):
+    expires_at: Annotated[str, shown_instant("When the session expires.")]
+
+
+_Limit = Annotated[int, Meta(ge=0, le=MAX_INT)]
+
+
+class Plan(ResponseBody):
+    id: int
+    name: Annotated[
+        str,
+        Meta(
+            description="As created. Plans made before names were unique ignoring case may"
+            " have a name outside today's rules (a later namesake got ' #<id>' appended).",
+            examples=["Pro Monthly"],
+        ),
+    ]
+    period_unit: PeriodUnit
+    max_credit: Annotated[float, credits("Plan credit per period")]
+    max_ttp_count: Annotated[
+        _Limit | None, Meta(description="TTP charges per period; null = unlimited.")
+    ]
+    max_edit_count: Annotated[
+        _Limit | None, Meta(description="Edit charges per period; null = unlimited.")
+    ]
+    billing_mode: Annotated[
+        accounts.BillingMode,
+        Meta(description="prepaid refuses charges beyond the credit; postpaid accrues them."),
+    ]
+
+    @classmethod
+    def of(cls, plan: accounts.Plan) -> Plan:
+        return cls(
+            plan.id,
+            plan.name,
+            plan.period_unit,
+            credits_value(plan.max_credit),
+            plan.max_ttp,
+            plan.max_edit,
+            plan.billing_mode,
+        )
+
+
+class PlanList(ResponseBody):
+    plans: list[Plan]
+
+
+class User(ResponseBody):
+    id: int
+    email: Annotated[str, Meta(examples=["user@example.com"])]
+    plan: Annotated[str, Meta(description="Plan name.")]
+    anchor: Annotated[str, shown_instant("Subscription anchor.")]
+    external_id: Annotated[
+        str | None, Meta(description="The platform's id of this user; null = none.")
+    ]
+
+    @classmethod
+    def of(cls, user: accounts.User) -> User:
+        return cls(user.id, user.email, user.plan_name, user.anchor.isoformat(), user.external_id)
+
+
+_KeyId = Annotated[int, Meta(description="Key id (not the secret).")]
+_KeyPrefix = Annotated[str, Meta(description="Recognisable start of the key.")]
+_KeyName = Annotated[str | None, Meta(description="The key's name; null = none.")]
+_CreatedAt = Annotated[str, shown_instant("Creation time.")]
+_ExpiresAt = Annotated[str | None, shown_instant("Expiry; null = never.")]
+
+
+class CreatedKey(ResponseBody):
+    """A new key, with its secret: the one answer that ever shows it."""
+
+    id: _KeyId
+    user_id: int
+    key: Annotated[str, Meta(description="The secret for X-Api-Key. Shown only in this response.")]
+    prefix: _KeyPrefix
+    name: _KeyName
+    created_at: _CreatedAt
+    expires_at: _ExpiresAt
+
+    @classmethod
+    def of(cls, issued: auth.IssuedKey) -> CreatedKey:
+        return cls(
+            issued.id,
+            issued.user_id,
+            issued.key,
+            issued.prefix,
+            issued.name,
+            _shown(issued.created_at),
+            _shown_if_any(issued.expires_at),
+        )
+
+
+class KeyInfo(ResponseBody):
+    """A key in a listing, the operator's and its owner's alike: never the secret."""
+
+    id: _KeyId
+    prefix: _KeyPrefix
+    name: _KeyName
+    state: Annotated[
+        auth.KeyState,
+        Meta(description="revoked: never works again; expired: past expiresAt; else active."),
+    ]
+    created_at: _CreatedAt
+    expires_at: _ExpiresAt
+    revoked_at: Annotated[str | None, shown_instant("Revocation time; null = live.")]
+    last_used_at: Annotated[
+        str | None,
+        shown_instant("Last authenticated use (recorded within a minute); null = never."),
+    ]
+
+    @classmethod
+    def of(cls, key: auth.KeyInfo, now: int) -> KeyInfo:
+        return cls(
+            key.id,
+            key.prefix,
+            key.name,
+            key.state(now),
+            _shown(key.created_at),
+            _shown_if_any(key.expires_at),
+            _shown_if_any(key.revoked_at),
+            _shown_if_any(key.last_used_at),
+        )
+
+
+class KeyList(ResponseBody):
+    keys: list[KeyInfo]
+
+    @classmethod
+    def of(cls, keys: Iterable[auth.KeyInfo], now: int) -> KeyList:
+        return cls([KeyInfo.of(key, now) for key in keys])
+
+
+class CreditPurchase(ResponseBody):
+    id: int
+    amount: Annotated[float, credits("Credit bought")]
+    expires_at: Annotated[str | None, shown_instant("Expiry of this purchase; null = never.")]
+    created_at: Annotated[str, shown_instant("Purchase time.")]
+
+
+class BuyCreditsResponse(ResponseBody):
+    purchase: CreditPurchase
+    usage: UsageDto
+
+    @classmethod
+    def of(cls, purchase: ledger.Purchase, usage: ledger.Usage) -> BuyCreditsResponse:
+        bought = CreditPurchase(
+            purchase.id,
+            credits_value(purchase.amount),
+            _shown_if_any(purchase.expires_at),
+            _shown(purchase.created_at),
+        )
+        return cls(bought, usage_dto(usage))
+
+
+class ChangePlanResponse(ResponseBody):
+    plan: Annotated[str, Meta(description="The plan in force now.")]
+    pending_plan: Annotated[
+        str | None, Meta(description="The plan that takes over at the next period start.")
+    ]
+    usage: UsageDto
+
+    @classmethod
+    def of(cls, subscription: accounts.Subscription, usage: ledger.Usage) -> ChangePlanResponse:
+        return cls(subscription.plan, subscription.pending_plan, usage_dto(usage))
+
+
+class Charge(ResponseBody):
+    """One charge: what it cost and which pools paid for it."""
+
+    id: int
+    idempotency_key: Annotated[
+        IdempotencyKey, Meta(description="The Idempotency-Key the charge was made with.")
+    ]
+    user_id: int
+    kind: Annotated[str, Meta(examples=["ttp"])]
+    cost: Annotated[float, credits("What the operation cost")]
+    from_plan_credit: Annotated[float, credits("Part taken from the period's plan credit")]
+    from_purchased_credit: Annotated[
+        float, credits("Part taken from purchased credit, soonest-expiring first")
+    ]
+    postpaid: Annotated[float, credits("Part accrued as postpaid usage (0 on prepaid plans)")]
+    created_at: Annotated[str, shown_instant("When the charge was made.")]
+    refunded_at: Annotated[str | None, shown_instant("When it was refunded; null = not refunded.")]
+
+
+class ChargeResult(ResponseBody):
+    charge: Charge
+    usage: UsageDto
+
+
+class HistoryCredit(ResponseBody):
+    """The credit a bucket's charges took, per pool."""
+
+    plan: Annotated[float, credits("Plan credit spent", ge=0)]
+    purchased: Annotated[float, credits("Purchased credit spent", ge=0)]
+    postpaid: Annotated[float, credits("Accrued as postpaid usage", ge=0)]
+
+
+class UsageHistoryBucket(ResponseBody):
+    start: Annotated[str, shown_instant("Start of the bucket, with the billing zone's offset.")]
+    end: Annotated[str, shown_instant("End of the bucket (excluded).")]
+    credit: HistoryCredit
+    operations: Annotated[
+        dict[str, Annotated[int, Meta(ge=0)]],
+        Meta(
+            description="Charges per operation kind: every configured kind, zero included.",
+            examples=[{"ttp": 3, "edit": 1, "image": 0}],
+        ),
+    ]
+
+
+class UsageHistory(ResponseBody):
+    timezone: Annotated[
+        str,
+        Meta(
+            description="The billing zone (IANA name) the buckets are days or hours of.",
+            examples=["Asia/Seoul"],
+        ),
+    ]
+    granularity: Granularity
+    start: Annotated[str, shown_instant("Start of the range, with the billing zone's offset.")] = (
+        msgspec.field(name="from")
+    )
+    end: Annotated[
+        str, shown_instant("End of the range (excluded), with the billing zone's offset.")
+    ] = msgspec.field(name="to")
+    buckets: Annotated[
+        list[UsageHistoryBucket],
+        Meta(
+            description="One per calendar day or hour of the billing zone, in order, tiling"
+            " [from, to): the first and last may be partial, a day across a DST change has"
+            " 23 or 25 hours. Empty ones are there, at zero."
+        ),
+    ]
+
+    @classmethod
+    def of(cls, history: History) -> UsageHistory:
+        buckets = [
+            UsageHistoryBucket(
+                bucket.start.isoformat(),
+                bucket.end.isoformat(),
+                HistoryCredit(
+                    credits_value(bucket.plan),
+                    credits_value(bucket.purchased),
+                    credits_value(bucket.postpaid),
+                ),
+                dict(bucket.operations),
+            )
+            for bucket in history.buckets
+        ]
+        return cls(
+            history.timezone,
+            history.granularity,
+            history.start.isoformat(),
+            history.end.isoformat(),
+            buckets,
+        )
+
+
+class ReconcileReport(ResponseBody):
+    ok: Annotated[bool, Meta(description="True when balances match the ledger.")]
+    problems: Annotated[
+        list[str], Meta(description="One line per account whose stored balance disagrees.")
+    ]
+
+
+class HealthStatus(ResponseBody):
+    """What ``/healthz`` and ``/readyz`` answer; for probes, so not in the document."""
+
+    status: Literal["ok", "ready"]
