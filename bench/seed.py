@@ -43,7 +43,7 @@ import asyncpg
 from flamel_usage.core.periods import Period, from_micros, period_containing, to_micros
 from flamel_usage.db import migrate
 from flamel_usage.db.gateway import Database
-from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import reconcile as ledger
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"

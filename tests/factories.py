@@ -13,7 +13,9 @@ from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_password
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger import balances as ledger
-from flamel_usage.metering import charges as metering
+from flamel_usage.ledger.reconcile import reconcile
+from flamel_usage.metering import charges, refunds
+from flamel_usage.metering.outcomes import ChargeOutcome, Refunded
 
 _serial = count(1)
 
@@ -105,7 +107,7 @@ class Factory:
 
     async def reconcile(self) -> list[str]:
         async with self.db.read() as conn:
-            return await ledger.reconcile(conn)
+            return await reconcile(conn)
 
     async def charge(
         self,
@@ -115,12 +117,12 @@ class Factory:
         cost: float | None = None,
         *,
         costs: dict[str, int] | None = None,
-    ) -> metering.Outcome:
+    ) -> ChargeOutcome:
         """Charge ``kind`` (``cost`` in credits, default: the kind's cost) under ``key``."""
         milli = None if cost is None else round(cost * 1000)
-        request = metering.ChargeRequest(user.id, kind, milli)
+        request = charges.ChargeRequest(user.id, kind, milli)
         async with self.db.transaction() as conn:
-            return await metering.charge(
+            return await charges.charge(
                 conn,
                 request,
                 idempotency_key=key,
@@ -129,7 +131,7 @@ class Factory:
                 zone=self.zone,
             )
 
-    async def refund(self, key: str) -> bytes:
-        """Refund the charge made with ``key``; the answer's body."""
+    async def refund(self, key: str) -> Refunded:
+        """Refund the charge made with ``key``."""
         async with self.db.transaction() as conn:
-            return await metering.refund(conn, key, now=self.clock(), zone=self.zone)
+            return await refunds.refund(conn, key, now=self.clock(), zone=self.zone)

@@ -18,11 +18,12 @@ import orjson
 import pytest
 
 from flamel_usage.auth.credentials import KEY_NAME_PATTERN, key_name
-from flamel_usage.core.errors import REASONS, BadRequest, error_body
+from flamel_usage.core.errors import REASONS, Refusal
 from flamel_usage.http.bodies import inbound, outbound
 from flamel_usage.http.bodies.fields import decode_value
 from flamel_usage.http.openapi.document import openapi_document
 from flamel_usage.http.openapi.operations import OPERATIONS
+from flamel_usage.http.render import error_body
 from tests.factories import Factory
 
 PLAN = {"name": "pro", "periodUnit": "month", "maxCredit": 10}
@@ -173,7 +174,7 @@ async def test_charge_and_refund_answers_are_what_the_declaration_says(
 
 
 def test_the_error_envelope_is_what_the_declaration_says() -> None:
-    for body in (error_body(400, "bad_request"), error_body(404, "key_not_found", "no key")):
+    for body in (error_body("bad_request"), error_body("key_not_found", "no key")):
         envelope = msgspec.json.decode(body, type=outbound.ErrorEnvelope)
         assert msgspec.json.encode(envelope) == body
 
@@ -231,7 +232,7 @@ def test_the_documented_key_name_pattern_is_the_servers_rule(name: str) -> None:
     documented = re.fullmatch(KEY_NAME_PATTERN, name) is not None
     try:
         key_name(name)
-    except BadRequest:
+    except Refusal:
         accepted = False
     else:
         accepted = True

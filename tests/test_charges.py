@@ -12,21 +12,24 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import orjson
 import pytest
 
 from flamel_usage.accounts import users as accounts
 from flamel_usage.accounts.users import User
+from flamel_usage.core.config import Settings
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
+from flamel_usage.http.app import App
 from flamel_usage.ledger import balances as ledger
-from tests.conftest import FakeClock
+from flamel_usage.metering.outcomes import Charged, Refused
+from tests.conftest import ADMIN_TOKEN, FakeClock
 from tests.factories import Factory
 from tests.store import table_rows
 
@@ -239,15 +242,15 @@ async def test_a_purchase_is_spendable_until_its_expiry_instant(
 
     clock.set(expiry - US)
     before = await factory.charge(user, "image", "before")
-    assert before.status == 201
+    assert isinstance(before, Charged)
     assert await remaining(db, expiring.id) == 1000
     assert await remaining(db, lasting.id) == 5000
 
     clock.set(expiry)
     assert (await factory.usage(user)).additional_credit == 5000
     at = await factory.charge(user, "image", "at")
-    assert at.status == 201
-    assert orjson.loads(at.body)["charge"]["fromPurchasedCredit"] == 1
+    assert isinstance(at, Charged)
+    assert at.charge.from_purchased == 1000
     assert await remaining(db, expiring.id) == 0
     assert await remaining(db, lasting.id) == 4000
     expired = [e for e in await entries(db, user.id) if e["type"] == "expiry"]
@@ -267,8 +270,7 @@ async def test_an_expired_purchase_cannot_make_a_prepaid_charge_fit(
     expiring = await factory.purchase(user, 2, expires_at=us(expiry))
     clock.set(expiry)
     refused = await factory.charge(user, "image", "late")
-    assert refused.status == 402
-    assert orjson.loads(refused.body)["data"] == "insufficient_credit"
+    assert refused == Refused("insufficient_credit", "the charge needs 1 credits")
     assert await remaining(db, expiring.id) == 0
     assert await factory.reconcile() == []
 
@@ -611,6 +613,81 @@ async def test_replay_after_a_refund_returns_the_original_answer(
     assert (await factory.usage(user)).current_credit == 10000
 
 
+@pytest.fixture
+async def seoul(
+    environ: dict[str, str], db: Database, clock: FakeClock
+) -> AsyncIterator[tuple[httpx.AsyncClient, Factory]]:
+    """An admin client and a factory of a server that bills in Asia/Seoul (+09:00)."""
+    settings = Settings.from_environ({**environ, "FLAMEL_TIMEZONE": "Asia/Seoul"})
+    transport = httpx.ASGITransport(app=App(settings, db, clock))
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=headers
+    ) as http:
+        yield http, Factory(db, clock, settings.timezone)
+
+
+async def test_replays_answer_the_first_bytes_of_a_charge_a_refusal_and_a_refunded_charge(
+    db: Database, seoul: tuple[httpx.AsyncClient, Factory], clock: FakeClock
+) -> None:
+    """Pinned: the record keeps the outcome (the usage right after a charge, the reason
+    and message of a refusal), and a replay renders it to the first answer's bytes, with
+    fractional credits, postpaid usage and the billing zone's offset in it."""
+    admin, factory = seoul
+    postpaid = await factory.user(await factory.plan(credits=1, max_ttp=None, postpaid=True))
+    prepaid = await factory.user(await factory.plan(credits=1, max_ttp=1))
+    await factory.purchase(postpaid, 0.25)
+    assert (await post_charge(admin, "slot", prepaid.id, "ttp", 0.5)).status_code == 201
+    first = {
+        "charged": await post_charge(admin, "charged", postpaid.id, "image", 2.375),
+        "refused": await post_charge(admin, "refused", prepaid.id, "image", 1.5),
+        "limited": await post_charge(admin, "limited", prepaid.id, "ttp", 0.25),
+        "refunded": await post_charge(admin, "refunded", postpaid.id, "edit", 0.125),
+    }
+    assert [answer.status_code for answer in first.values()] == [201, 402, 429, 201]
+    assert "+09:00/" in first["charged"].json()["usage"]["period"]
+    assert first["charged"].json()["usage"]["postpaidUsageCount"] == 1.125
+    assert (await post_refund(admin, "refunded")).status_code == 200
+    for user in (prepaid, postpaid):  # usage now differs from what the first answers showed
+        await factory.purchase(user, 10)
+    clock.advance(3600)
+
+    state = await table_rows(db)
+    sent = {
+        "charged": (postpaid.id, "image", 2.375),
+        "refused": (prepaid.id, "image", 1.5),
+        "limited": (prepaid.id, "ttp", 0.25),
+        "refunded": (postpaid.id, "edit", 0.125),
+    }
+    for key, (user_id, kind, cost) in sent.items():
+        again = await post_charge(admin, key, user_id, kind, cost)
+        assert (again.status_code, again.content) == (first[key].status_code, first[key].content)
+        assert again.headers["idempotent-replayed"] == "true"
+    assert await table_rows(db) == state
+
+
+async def test_a_record_that_kept_the_whole_first_answer_replays_it(
+    db: Database, admin: httpx.AsyncClient, factory: Factory
+) -> None:
+    """Records written before outcomes were typed hold the whole answer (its envelope for
+    a refusal): they replay byte for byte too."""
+    user = await factory.user(await factory.plan(credits=1, max_ttp=None))
+    charged = await post_charge(admin, "old-charge", user.id, "ttp", 0.5)
+    refused = await post_charge(admin, "old-refusal", user.id, "image", 5)
+    assert (charged.status_code, refused.status_code) == (201, 402)
+    async with db.transaction() as conn:
+        for key, answer in (("old-charge", charged), ("old-refusal", refused)):
+            await conn.execute(
+                "UPDATE charges SET response = ? WHERE idempotency_key = ?",
+                answer.content.decode(),
+                key,
+            )
+    for key, answer, cost in (("old-charge", charged, 0.5), ("old-refusal", refused, 5)):
+        kind = "ttp" if key == "old-charge" else "image"
+        again = await post_charge(admin, key, user.id, kind, cost)
+        assert (again.status_code, again.content) == (answer.status_code, answer.content)
+
+
 async def test_keys_are_case_sensitive_and_may_be_255_printable_characters(
     admin: httpx.AsyncClient, factory: Factory
 ) -> None:
@@ -781,7 +858,7 @@ async def test_refund_after_an_immediate_downgrade_stays_within_the_new_allowanc
     big = await factory.plan(credits=10, max_ttp=None)
     small = await factory.plan(credits=5, max_ttp=None)
     user = await factory.user(big)
-    assert (await factory.charge(user, "image", "k", 8)).status == 201
+    assert isinstance(await factory.charge(user, "image", "k", 8), Charged)
     async with db.transaction() as conn:
         await ledger.change_plan(
             conn, user.id, small.name, at_next_period=False, now=factory.clock(), zone=factory.zone
@@ -827,7 +904,7 @@ async def test_refund_needs_the_admin_token(
     db: Database, client: httpx.AsyncClient, factory: Factory
 ) -> None:
     user = await factory.user(await factory.plan(credits=10, max_ttp=None))
-    assert (await factory.charge(user, "ttp", "k")).status == 201
+    assert isinstance(await factory.charge(user, "ttp", "k"), Charged)
     state = await table_rows(db)
     response = await client.post(f"{CHARGES}/k/refund")
     assert error_of(response) == envelope(401, "admin_unauthorized")
@@ -1057,7 +1134,7 @@ async def test_bad_charge_request_is_an_envelope_error_and_changes_nothing(
 ) -> None:
     user = await factory.user(await factory.plan(credits=10, max_ttp=None))
     await factory.purchase(user, 2)
-    assert (await factory.charge(user, "ttp", "earlier")).status == 201
+    assert isinstance(await factory.charge(user, "ttp", "earlier"), Charged)
     state = await table_rows(db)
     headers = {"content-type": "application/json"}
     if key is not _DROP:

@@ -28,6 +28,8 @@ import orjson
 import pytest
 
 from flamel_usage.db.gateway import Database
+from flamel_usage.http.api.admin.metering import charge_answer
+from flamel_usage.metering.idempotency import read_record
 from tests.conftest import ADMIN_TOKEN
 from tests.processes import STOP_TIMEOUT_S, ServerProcess, server_process
 
@@ -165,7 +167,8 @@ def _usage_and_reconcile(
 
 @dataclass(frozen=True)
 class Books:
-    """What the database holds: each charge's status and stored answer, and its entries."""
+    """What the database holds: each charge's status and the answer its record replays
+    (the outcome it keeps, rendered as the API does), and its entries."""
 
     charges: dict[str, tuple[int, str]]
     entries: dict[str, list[tuple[str, int]]]
@@ -173,9 +176,14 @@ class Books:
 
 async def _books(db: Database) -> Books:
     async with db.read() as conn:
-        charges = await conn.fetchall(
-            "SELECT idempotency_key, status, response FROM charges ORDER BY id"
-        )
+        rows = await conn.fetchall("SELECT idempotency_key FROM charges ORDER BY id")
+        answers = {}
+        for row in rows:
+            key = row["idempotency_key"]
+            recorded = await read_record(conn, key)
+            assert recorded is not None
+            answer = charge_answer(recorded[1])
+            answers[key] = (answer.status, answer.body.decode())
         entries = await conn.fetchall(
             "SELECT c.idempotency_key, e.pool, e.amount, e.entry_type"
             " FROM ledger_entries e JOIN charges c ON c.id = e.charge_id ORDER BY e.id"
@@ -189,10 +197,7 @@ async def _books(db: Database) -> Books:
     for row in entries:
         assert row["entry_type"] == "charge"
         by_key.setdefault(row["idempotency_key"], []).append((row["pool"], int(row["amount"])))
-    return Books(
-        {row["idempotency_key"]: (int(row["status"]), str(row["response"])) for row in charges},
-        by_key,
-    )
+    return Books(answers, by_key)
 
 
 def _check_committed(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import MAX_MILLI, credits_value, parse_credits
 
 
@@ -17,7 +17,7 @@ from flamel_usage.core.money import MAX_MILLI, credits_value, parse_credits
 def test_an_amount_is_exact_or_refused(value: Decimal) -> None:
     try:
         milli = parse_credits(str(value), "amount", allow_zero=True)
-    except BadRequest:
+    except Refusal:
         exact = Fraction(value) * 1000 if value.is_finite() else None
         assert exact is None or exact.denominator != 1 or not 0 <= exact <= MAX_MILLI
     else:
@@ -31,7 +31,7 @@ def test_absurd_exponents_answer_at_once(text: str) -> None:
     if Decimal(text) == 0:
         assert parse_credits(text, "amount", allow_zero=True) == 0
     else:
-        with pytest.raises(BadRequest):
+        with pytest.raises(Refusal):
             parse_credits(text, "amount")
 
 

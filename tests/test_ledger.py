@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from flamel_usage.accounts.users import User
-from flamel_usage.core.errors import NotFound
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.periods import from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Database
+from flamel_usage.http.metrics import charge_outcome
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.metering import charges
 from tests.conftest import FakeClock
@@ -392,8 +393,8 @@ async def test_charges_before_a_future_anchor_keep_their_counts_and_credit(
                 now=clock(),
                 zone=UTC_ZONE,
             )
-        statuses.append(outcome.status)
-    assert statuses == [201, 429]
+        statuses.append(charge_outcome(outcome))
+    assert statuses == ["charged", "ttp_limit_exceeded"]
     usage = await factory.usage(user)
     assert (usage.ttp_count, usage.current_credit) == (1, 40 * MILLI)
 
@@ -500,12 +501,12 @@ async def test_purchase_for_an_unknown_user_is_not_found(
     db: Database, factory: Factory, clock: FakeClock
 ) -> None:
     async with db.transaction() as conn:
-        with pytest.raises(NotFound) as caught:
+        with pytest.raises(Refusal) as caught:
             await ledger.buy_credits(conn, 999, 1000, expires_at=None, now=clock(), zone=UTC_ZONE)
     assert caught.value.reason == "user_not_found"
     assert await entry_count(db) == 0
     async with db.read() as conn:
-        with pytest.raises(NotFound):
+        with pytest.raises(Refusal, match="no such user"):
             await ledger.read_usage(conn, 999, clock(), UTC_ZONE)
 
 

@@ -42,10 +42,11 @@ from hypothesis.stateful import (
 )
 
 from flamel_usage.accounts.users import Plan, User
-from flamel_usage.core.errors import ApiError
+from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import Database
+from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
+from flamel_usage.http.routing import Response
 from flamel_usage.ledger import balances as ledger
-from flamel_usage.metering import charges as metering
 from tests.factories import Factory
 
 T = TypeVar("T")
@@ -58,6 +59,7 @@ HOUR = 3_600_000_000
 DAY = 24 * HOUR
 COSTS = {"ttp": 1000, "edit": 1000, "image": 1000}
 COUNTED = {"ttp", "edit"}
+REPLAYED = (b"idempotent-replayed", b"true")
 _TABLES = "ledger_entries, charges, sessions, api_keys, credit_purchases, accounts, users, plans"
 
 
@@ -228,12 +230,12 @@ class LedgerMachine(RuleBasedStateMachine):
     def _charge_and_check(self, account: ModelAccount, kind: str, cost: int | None) -> str:
         """A fresh charge, its status and answer checked against the model's."""
         key = f"key/{next(self.serial)}"
-        outcome = self._charge(account, kind, cost, key)
-        expected = self._model_charge(account, kind, cost, key, outcome.body)
+        answer = self._charge(account, kind, cost, key)
+        expected = self._model_charge(account, kind, cost, key, answer.body)
         COVERAGE.note(f"charge-{expected.status}")
-        assert outcome.status == expected.status, (outcome, expected)
-        assert not outcome.replayed
-        body = orjson.loads(outcome.body)
+        assert answer.status == expected.status, (answer, expected)
+        assert REPLAYED not in answer.headers
+        body = orjson.loads(answer.body)
         if expected.status == 201:
             charge = body["charge"]
             assert (
@@ -321,13 +323,13 @@ class LedgerMachine(RuleBasedStateMachine):
             kind, cost = first.kind, first.cost_sent
         same = (account.user.id, kind, cost) == (first.user_id, first.kind, first.cost_sent)
         try:
-            outcome = self._charge(account, kind, cost, key)
-        except ApiError as error:
+            answer = self._charge(account, kind, cost, key)
+        except Refusal as error:
             refusal: str | None = error.reason
         else:
             refusal = None
-            assert outcome.replayed
-            assert (outcome.status, outcome.body) == (first.status, first.body)
+            assert REPLAYED in answer.headers
+            assert (answer.status, answer.body) == (first.status, first.body)
         assert refusal == (None if same else "idempotency_key_reused")
         COVERAGE.note("replay" if same else "reused")
 
@@ -457,14 +459,14 @@ class LedgerMachine(RuleBasedStateMachine):
     def _account(self, user_id: int) -> ModelAccount:
         return next(account for account in self.accounts if account.user.id == user_id)
 
-    def _charge(
-        self, account: ModelAccount, kind: str, cost: int | None, key: str
-    ) -> metering.Outcome:
-        return self.run(
+    def _charge(self, account: ModelAccount, kind: str, cost: int | None, key: str) -> Response:
+        """The charge's outcome, rendered as the API answers it."""
+        outcome = self.run(
             self.factory.charge(
                 account.user, kind, key, None if cost is None else cost / 1000, costs=COSTS
             )
         )
+        return charge_answer(outcome)
 
     def _model_charge(
         self, account: ModelAccount, kind: str, cost_sent: int | None, key: str, body: bytes
@@ -520,8 +522,8 @@ class LedgerMachine(RuleBasedStateMachine):
             else None
         )
         try:
-            body = self.run(self.factory.refund(key))
-        except ApiError as error:
+            body = refund_answer(self.run(self.factory.refund(key))).body
+        except Refusal as error:
             refusal: str | None = error.reason
         else:
             refusal = None

@@ -1,15 +1,18 @@
 """Operating the service: liveness and readiness, metrics, request ids, logs.
 
 In-process through the ``client``/``admin`` fixtures (both stores), except the JSON
-logs, which are read from a real ``flamel-usage serve`` process's output.
+logs, read from a real ``flamel-usage serve`` process's output, and the metrics of
+several workers, scraped from a real server with two.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +32,7 @@ from flamel_usage.http.metrics import BUCKETS
 from flamel_usage.http.routing import Request, Response
 from tests.conftest import ADMIN_TOKEN, POSTGRES_URL, FakeClock
 from tests.factories import Factory
-from tests.processes import free_port, http_client, server_process
+from tests.processes import ServerProcess, free_port, http_client, server_process
 from tests.store import reset_database
 
 USAGE = "/api/users/me/usage"
@@ -349,6 +352,64 @@ async def test_metrics_are_per_app_and_start_at_zero(
     assert series(samples, "flamel_http_requests_total") == []
     reasons = series(samples, "flamel_auth_failures_total")
     assert all(value(samples, "flamel_auth_failures_total", **labels) == 0 for labels in reasons)
+
+
+def _scrape(base_url: str) -> Samples:
+    """One scrape on a connection of its own, so that either worker may answer it."""
+    response = httpx.get(f"{base_url}/metrics", timeout=10.0)
+    assert response.status_code == 200
+    return parse_metrics(response.text)
+
+
+def _live_workers(samples: Samples) -> set[str]:
+    return {labels["pid"] for labels in series(samples, "flamel_process_info")}
+
+
+def _wait_for_workers_started(server: ServerProcess, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while server.output().count("Application startup complete.") < count:
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+
+
+def test_metrics_of_two_workers_add_up_and_outlive_a_worker_that_dies(tmp_path: Any) -> None:
+    """Requests answered by either of two workers, each on a new connection, are counted
+    once in every scrape, whichever worker answers it; a worker killed and replaced
+    leaves its counts in the sums and its pid out of the live ones. The counts live in
+    one private directory of the server run, gone when the server stops."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    environ = {"FLAMEL_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(scratch)}
+    with server_process(environ, workers=2) as server:
+        [shared] = list(scratch.glob("flamel-metrics-*"))
+        assert shared.stat().st_mode & 0o777 == 0o700
+        answered_by: set[bytes] = set()
+        sent = 0
+        # Until both workers have answered (a new id's first 8 digits name its worker).
+        while len(answered_by) < 2 or sent < 40:
+            assert sent < 2000, "one worker answered every request"
+            response = httpx.get(f"{server.base_url}/healthz", timeout=10.0)
+            assert response.status_code == 200
+            answered_by.add(response.headers["x-request-id"][:8].encode())
+            sent += 1
+        healthz = {"route": "/healthz", "method": "GET", "status": "200"}
+        for _ in range(4):
+            samples = _scrape(server.base_url)
+            assert value(samples, "flamel_http_requests_total", **healthz) == sent
+            count = value(samples, "flamel_http_request_duration_seconds_count", route="/healthz")
+            assert count == sent
+            assert len(_live_workers(samples)) == 2
+        assert any(shared.glob("counter_*.db"))
+
+        dead = sorted(_live_workers(samples))[0]
+        os.kill(int(dead), signal.SIGKILL)
+        _wait_for_workers_started(server, 3)  # uvicorn replaced it
+        samples = _scrape(server.base_url)
+        assert dead not in _live_workers(samples)
+        assert len(_live_workers(samples)) == 2
+        assert value(samples, "flamel_http_requests_total", **healthz) == sent
+        assert server.stop() == 0
+    assert list(scratch.iterdir()) == []
 
 
 # --- request ids --------------------------------------------------------------------------

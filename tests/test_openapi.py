@@ -18,10 +18,10 @@ import orjson
 import pytest
 import yaml
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.http.openapi.docs import docs_asset, docs_page
 from flamel_usage.http.openapi.document import openapi_document, openapi_json
-from flamel_usage.metering.charges import IDEMPOTENCY_KEY_PATTERN, idempotency_key
+from flamel_usage.metering.idempotency import IDEMPOTENCY_KEY_PATTERN, idempotency_key
 
 SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "openapi-usage.yaml"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -445,7 +445,7 @@ def test_documented_key_pattern_agrees_with_the_server(key: str) -> None:
     documented = documented and schema["minLength"] <= len(key) <= schema["maxLength"]
     try:
         idempotency_key(key)
-    except BadRequest:
+    except Refusal:
         accepted = False
     else:
         accepted = True

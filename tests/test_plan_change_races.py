@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 
-from flamel_usage.core.errors import ApiError
+from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.metering.outcomes import Charged, Refused
 from tests.conftest import FakeClock
 from tests.factories import Factory
 
@@ -24,13 +25,14 @@ BOUNDARY = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 async def _outcome(write: Awaitable[object]) -> str:
-    """``ok``, a charge's status, or the reason of the refusal."""
+    """``ok``, ``charged``, or the reason of the refusal."""
     try:
         result = await write
-    except ApiError as error:
+    except Refusal as error:
         return error.reason
-    status = getattr(result, "status", None)
-    return "ok" if status is None else str(status)
+    if isinstance(result, Refused):
+        return result.reason
+    return "charged" if isinstance(result, Charged) else "ok"
 
 
 async def _change_plan(factory: Factory, user_id: int, plan: str, *, at_next: bool) -> None:
@@ -53,7 +55,7 @@ async def test_charges_at_a_boundary_with_a_scheduled_change_are_all_charged(
         *(_outcome(factory.charge(user, "image", f"boundary-{n}")) for n in range(12))
     )
 
-    assert Counter(outcomes) == {"201": 12}
+    assert Counter(outcomes) == {"charged": 12}
     usage = await factory.usage(user)
     assert (usage.current_credit, usage.max_credit) == (1000_000 - 12_000, 1000_000)
     assert await factory.reconcile() == []
@@ -84,6 +86,6 @@ async def test_plan_changes_mixed_with_every_write_answer_real_outcomes(
                 writes.append(factory.charge(user, "ttp" if n % 2 else "image", f"mixed-{n}"))
     outcomes = Counter(await asyncio.gather(*(_outcome(write) for write in writes)))
 
-    assert set(outcomes) <= {"ok", "201", "429", "already_refunded"}, outcomes
+    assert set(outcomes) <= {"ok", "charged", "ttp_limit_exceeded", "already_refunded"}, outcomes
     assert outcomes["ok"] >= 8 + 8
     assert await factory.reconcile() == []

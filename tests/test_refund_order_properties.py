@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from flamel_usage.core.errors import ApiError
+from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.metering.outcomes import Charged
 from tests.factories import Factory
 from tests.store import truncate_all
 
@@ -87,9 +87,8 @@ class _Store:
             if step == "charge":
                 key = f"r{run}-{number}"
                 outcome = await self.factory.charge(user, "image", key, cost=value)
-                if outcome.status == 201:
-                    paid = orjson.loads(outcome.body)["charge"]["fromPlanCredit"]
-                    from_plan[key] = round(paid * 1000)
+                if isinstance(outcome, Charged):
+                    from_plan[key] = outcome.charge.from_plan
                     standing.add(key)
             elif step == "refund" and from_plan:
                 key = sorted(from_plan)[value % len(from_plan)]
@@ -97,7 +96,7 @@ class _Store:
                     await self.factory.refund(key)
                     standing.discard(key)
                 else:
-                    with pytest.raises(ApiError, match="refunded already"):
+                    with pytest.raises(Refusal, match="refunded already"):
                         await self.factory.refund(key)
             elif step == "change":
                 async with self.db.transaction() as conn:

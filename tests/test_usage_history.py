@@ -20,6 +20,7 @@ import pytest
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger.history import Granularity, read_history
+from flamel_usage.metering.outcomes import Charged
 from tests.conftest import FakeClock
 from tests.factories import Factory
 
@@ -70,10 +71,10 @@ async def test_charges_count_in_their_bucket_and_refunded_ones_nowhere(
     user = await factory.user(plan, anchor=datetime(2026, 11, 25, 10, tzinfo=UTC))
     key = await factory.key(user)
     await factory.purchase(user, 10)
-    assert (await factory.charge(user, "ttp", "a", 1.5)).status == 201
+    assert isinstance(await factory.charge(user, "ttp", "a", 1.5), Charged)
     clock.advance(24 * 3600)
-    assert (await factory.charge(user, "image", "b", 2)).status == 201  # 0.5 plan, 1.5 bought
-    assert (await factory.charge(user, "edit", "c", 0.25)).status == 201
+    assert isinstance(await factory.charge(user, "image", "b", 2), Charged)  # 0.5 plan, 1.5 bought
+    assert isinstance(await factory.charge(user, "edit", "c", 0.25), Charged)
     await factory.refund("c")
 
     body = await _history(client, key, **{"from": "2026-11-25", "to": "2026-11-28"})
@@ -95,7 +96,7 @@ async def test_postpaid_is_its_own_pool(
 ) -> None:
     plan = await factory.plan(credits=1, postpaid=True, max_ttp=None)
     user = await factory.user(plan)
-    assert (await factory.charge(user, "ttp", "a", 3)).status == 201
+    assert isinstance(await factory.charge(user, "ttp", "a", 3), Charged)
     body = await _history(client, await factory.key(user), granularity="hour")
     assert body["buckets"][0]["credit"] == {"plan": 1, "purchased": 0, "postpaid": 2}
     assert sum(bucket["operations"]["ttp"] for bucket in body["buckets"]) == 1
@@ -150,7 +151,7 @@ class TestNewYork:
     ) -> None:
         user = await factory.user(anchor=datetime(2026, 11, 1, tzinfo=UTC))
         clock.set(datetime(2026, 11, 26, 3, tzinfo=UTC))  # 22:00 on the 25th in New York
-        assert (await factory.charge(user, "ttp", "late")).status == 201
+        assert isinstance(await factory.charge(user, "ttp", "late"), Charged)
         body = await _history(client, await factory.key(user), **{"from": "2026-11-25"})
         assert body["buckets"][0]["start"] == "2026-11-25T00:00:00-05:00"
         assert body["buckets"][0]["operations"]["ttp"] == 1
@@ -162,7 +163,7 @@ async def test_csv_has_the_json_numbers(
 ) -> None:
     user = await factory.user()
     key = await factory.key(user)
-    assert (await factory.charge(user, "ttp", "a", 1.25)).status == 201
+    assert isinstance(await factory.charge(user, "ttp", "a", 1.25), Charged)
     body = await _history(client, key)
     response = await client.get(HISTORY, params={"format": "csv"}, headers={"X-Api-Key": key})
     assert response.status_code == 200
@@ -221,7 +222,7 @@ async def test_each_charge_counts_in_the_bucket_of_its_instant(
         quarter += timedelta(minutes=15)
     for number, instant in enumerate(instants):
         clock.set(instant)
-        assert (await factory.charge(user, "ttp", f"q{number}")).status == 201
+        assert isinstance(await factory.charge(user, "ttp", f"q{number}"), Charged)
     start = to_micros(begin) + 1_234_567
     async with db.read() as conn:
         history = await read_history(

@@ -31,6 +31,7 @@ from flamel_usage.core.config import Settings
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.app import App
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.metering.outcomes import Charged
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET, FakeClock
 from tests.factories import Factory
 from tests.store import truncate_all
@@ -104,7 +105,7 @@ class _Store:
         for number, (step, first, second) in enumerate(sequence):
             if step == "charge":
                 name = f"h{run}-{number}"
-                if (await self.factory.charge(user, first, name, second)).status == 201:
+                if isinstance(await self.factory.charge(user, first, name, second), Charged):
                     charged.append(name)
             elif step == "refund" and charged:
                 await self.factory.refund(charged.pop(first % len(charged)))

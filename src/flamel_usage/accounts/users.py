@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
-from flamel_usage.core.errors import BadRequest, Conflict, NotFound
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import INVISIBLE, MAX_INT, SPACE, UNICODE_SPACE, refuse_invisible
 from flamel_usage.core.periods import PeriodUnit, from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Connection, Row, UniqueViolation
@@ -95,8 +95,9 @@ def external_id_value(value: str | None) -> str | None:
         return None
     refuse_invisible(value, "externalId")
     if not 1 <= len(value) <= MAX_EXTERNAL_ID or value != value.strip():
-        raise BadRequest(
-            f"externalId must be 1-{MAX_EXTERNAL_ID} characters, without spaces at either end"
+        raise Refusal(
+            "bad_request",
+            f"externalId must be 1-{MAX_EXTERNAL_ID} characters, without spaces at either end",
         )
     return value
 
@@ -117,7 +118,7 @@ def normalise_email(email: str) -> str:
     address = email_key(email)
     refuse_invisible(address, "email")
     if not _EMAIL.fullmatch(address):
-        raise BadRequest("email is not a valid address")
+        raise Refusal("bad_request", "email is not a valid address")
     return address
 
 
@@ -141,17 +142,18 @@ async def create_plan(
 ) -> Plan:
     refuse_invisible(name, "plan name")
     if not _PLAN_NAME.fullmatch(name):
-        raise BadRequest(
+        raise Refusal(
+            "bad_request",
             f"plan name: 1-{MAX_PLAN_NAME} letters, digits, spaces, '.', '_' or '-',"
-            " starting with a letter or digit and not ending with a space"
+            " starting with a letter or digit and not ending with a space",
         )
     if period_unit not in get_args(PeriodUnit):
-        raise BadRequest("periodUnit must be 'month' or 'year'")
+        raise Refusal("bad_request", "periodUnit must be 'month' or 'year'")
     if billing_mode not in get_args(BillingMode):
-        raise BadRequest("billingMode must be 'prepaid' or 'postpaid'")
+        raise Refusal("bad_request", "billingMode must be 'prepaid' or 'postpaid'")
     for field, limit in (("maxTtpCount", max_ttp), ("maxEditCount", max_edit)):
         if limit is not None and not 0 <= limit <= MAX_INT:
-            raise BadRequest(f"{field} must be a whole number >= 0 or null")
+            raise Refusal("bad_request", f"{field} must be a whole number >= 0 or null")
     try:
         row = await conn.fetchone(
             "INSERT INTO plans (name, period_unit, max_credit, max_ttp, max_edit, billing_mode,"
@@ -165,9 +167,8 @@ async def create_plan(
             now,
         )
     except UniqueViolation:
-        raise Conflict(
-            f"a plan named {name!r} exists, or one that differs only in case",
-            reason="plan_exists",
+        raise Refusal(
+            "plan_exists", f"a plan named {name!r} exists, or one that differs only in case"
         ) from None
     assert row is not None
     return Plan.from_row(row)
@@ -180,7 +181,7 @@ async def list_plans(conn: Connection) -> list[Plan]:
 async def plan_by_name(conn: Connection, name: str) -> Plan:
     row = await conn.fetchone("SELECT * FROM plans WHERE lower(trim(name)) = ?", _plan_key(name))
     if row is None:
-        raise NotFound(f"no plan named {name!r}", reason="plan_not_found")
+        raise Refusal("plan_not_found", f"no plan named {name!r}")
     return Plan.from_row(row)
 
 
@@ -215,8 +216,8 @@ async def create_user(
         )
     except UniqueViolation as clash:
         if _EXTERNAL_ID_INDEX in str(clash):
-            raise _ExternalIdTaken() from None
-        raise Conflict("a user with this email exists", reason="user_exists") from None
+            raise _external_id_taken() from None
+        raise Refusal("user_exists", "a user with this email exists") from None
     period = period_containing(from_micros(anchor_us), plan.period_unit, from_micros(now), zone)
     start, end = to_micros(period.start), to_micros(period.end)
     await conn.execute(
@@ -245,13 +246,9 @@ async def create_user(
 _EXTERNAL_ID_INDEX = "external_id"
 
 
-class _ExternalIdTaken(Conflict):
+def _external_id_taken() -> Refusal:
     """``user_exists``, as for an email: a user with that identity exists already."""
-
-    reason = "user_exists"
-
-    def __init__(self) -> None:
-        super().__init__("another user has this externalId")
+    return Refusal("user_exists", "another user has this externalId")
 
 
 async def user_by_id(conn: Connection, user_id: int) -> User:
@@ -263,7 +260,7 @@ async def user_by_id(conn: Connection, user_id: int) -> User:
         user_id,
     )
     if row is None:
-        raise NotFound("no such user", reason="user_not_found")
+        raise Refusal("user_not_found", "no such user")
     return User(
         row["id"], row["email"], row["plan"], from_micros(row["anchor_at"]), row["external_id"]
     )
@@ -287,7 +284,7 @@ async def set_external_id(conn: Connection, user_id: int, external_id: str | Non
     try:
         await conn.execute("UPDATE users SET external_id = ? WHERE id = ?", external_id, user_id)
     except UniqueViolation:
-        raise _ExternalIdTaken() from None
+        raise _external_id_taken() from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,15 +301,15 @@ async def subscription(conn: Connection, user_id: int) -> Subscription:
         user_id,
     )
     if row is None:
-        raise NotFound("no such user", reason="user_not_found")
+        raise Refusal("user_not_found", "no such user")
     return Subscription(row["plan"], row["pending"])
 
 
 async def live_user_id(conn: Connection, user_id: int) -> int:
-    """``user_id`` if such a user exists and is not deleted, else ``NotFound``."""
+    """``user_id`` if such a user exists and is not deleted, else ``user_not_found``."""
     found = await conn.fetchval("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL", user_id)
     if found is None:
-        raise NotFound("no such user", reason="user_not_found")
+        raise Refusal("user_not_found", "no such user")
     return int(found)
 
 
@@ -321,7 +318,7 @@ async def user_id_by_email(conn: Connection, email: str) -> int:
         "SELECT id FROM users WHERE email = ? AND deleted_at IS NULL", normalise_email(email)
     )
     if found is None:
-        raise NotFound("no such user", reason="user_not_found")
+        raise Refusal("user_not_found", "no such user")
     return int(found)
 
 
@@ -329,7 +326,7 @@ async def email_of(conn: Connection, user_id: int) -> str:
     """The user's email as stored (normalised): what a signed-in page greets them with."""
     found = await conn.fetchval("SELECT email FROM users WHERE id = ?", user_id)
     if found is None:
-        raise NotFound("no such user", reason="user_not_found")
+        raise Refusal("user_not_found", "no such user")
     return str(found)
 
 

@@ -22,21 +22,9 @@ from flamel_usage.auth.passwords import (
     verify_password,
     verify_password_dummy,
 )
-from flamel_usage.core.errors import (
-    ApiError,
-    ApiKeyExpired,
-    BadRequest,
-    Conflict,
-    NotFound,
-    WrongApiKey,
-)
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import INVISIBLE, SPACE, UNICODE_SPACE, refuse_invisible
 from flamel_usage.db.gateway import Connection, Database, Row
-
-
-class InvalidCredentials(ApiError):
-    status, reason = 401, "invalid_credentials"
-
 
 #: Live keys (neither revoked nor expired) a user may hold when making one themselves;
 #: the operator is not held to it.
@@ -56,10 +44,6 @@ KEY_NAME_PATTERN = (
 KeyState = Literal["active", "expired", "revoked"]
 
 
-class TooManyKeys(Conflict):
-    reason = "too_many_keys"
-
-
 def key_name(text: str | None) -> str | None:
     """The name as stored: trimmed, 1-64 characters, nothing invisible; None for none.
 
@@ -71,7 +55,7 @@ def key_name(text: str | None) -> str | None:
     name = text.strip()
     refuse_invisible(name, "name")
     if not 1 <= len(name) <= MAX_KEY_NAME:
-        raise BadRequest(f"name must be 1-{MAX_KEY_NAME} characters once trimmed")
+        raise Refusal("bad_request", f"name must be 1-{MAX_KEY_NAME} characters once trimmed")
     return name
 
 
@@ -104,7 +88,7 @@ async def issue_key(
     """
     name = key_name(name)
     if expires_at is not None and expires_at <= now:
-        raise BadRequest("expiresAt is not in the future: the key would never work")
+        raise Refusal("bad_request", "expiresAt is not in the future: the key would never work")
     await live_user_id(conn, user_id)
     if max_live is not None:
         await conn.lock_name(f"api_keys.user.{user_id}")
@@ -115,7 +99,7 @@ async def issue_key(
             now,
         )
         if live >= max_live:
-            raise TooManyKeys(f"at most {max_live} live keys: revoke one first")
+            raise Refusal("too_many_keys", f"at most {max_live} live keys: revoke one first")
     key = keys.new_api_key()
     key_id = await conn.fetchval(
         "INSERT INTO api_keys (user_id, prefix, key_hash, name, created_at, expires_at)"
@@ -186,7 +170,7 @@ async def revoke_key(conn: Connection, key_id: int, now: int, *, owner: int | No
         args.append(owner)
     changed = await conn.execute(sql, *args)
     if not changed:
-        raise NotFound("no such key", reason="key_not_found")
+        raise Refusal("key_not_found", "no such key")
 
 
 async def set_key_expiry(conn: Connection, key_id: int, expires_at: int | None) -> None:
@@ -194,7 +178,7 @@ async def set_key_expiry(conn: Connection, key_id: int, expires_at: int | None) 
         "UPDATE api_keys SET expires_at = ? WHERE id = ?", expires_at, key_id
     )
     if not changed:
-        raise NotFound("no such key", reason="key_not_found")
+        raise Refusal("key_not_found", "no such key")
 
 
 async def rename_key(conn: Connection, key_id: int, name: str | None) -> None:
@@ -203,7 +187,7 @@ async def rename_key(conn: Connection, key_id: int, name: str | None) -> None:
         "UPDATE api_keys SET name = ? WHERE id = ?", key_name(name), key_id
     )
     if not changed:
-        raise NotFound("no such key", reason="key_not_found")
+        raise Refusal("key_not_found", "no such key")
 
 
 class KeyOwner(NamedTuple):
@@ -232,10 +216,10 @@ async def user_for_api_key(
         )
         if row is not None and hmac.compare_digest(row["key_hash"], digest):
             if row["expires_at"] is not None and row["expires_at"] <= now:
-                raise ApiKeyExpired()
+                raise Refusal("api_key_expired")
             return KeyOwner(row["id"], row["user_id"])
     await throttle.check(conn, (throttle.key_bucket(client),), now, budget)
-    raise WrongApiKey()
+    raise Refusal("wrong_api_key")
 
 
 async def count_wrong_key(db: Database, client: str, now: int, budget: throttle.Budget) -> None:
@@ -282,7 +266,7 @@ async def login(
     """
     try:
         address: str | None = normalise_email(email)
-    except ApiError:
+    except Refusal:
         address = None
     async with db.read() as conn:
         row = None
@@ -299,7 +283,7 @@ async def login(
     stored = await _verified_hash(password, row)
     if stored is None or row is None:
         await throttle.record_failures(db, buckets, now, budget)
-        raise InvalidCredentials()
+        raise Refusal("invalid_credentials")
     rehashed = await asyncio.to_thread(hash_password, password) if needs_rehash(stored) else None
     async with db.transaction() as conn:
         session_id = cookies.new_session_id()

@@ -17,7 +17,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from flamel_usage.auth import legacy_scrypt
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 
 _PARAMETERS = argon2.Parameters(
     type=argon2.Type.ID,
@@ -120,7 +120,8 @@ async def hash_new_password(password: str) -> str:
     Hashed in a thread, before any transaction opens, so no lock waits on argon2.
     """
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise BadRequest(
-            f"password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"
+        raise Refusal(
+            "bad_request",
+            f"password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
         )
     return await asyncio.to_thread(hash_password, password)

@@ -34,7 +34,7 @@ import hashlib
 from dataclasses import dataclass
 
 from flamel_usage.accounts.users import email_key
-from flamel_usage.core.errors import ApiError
+from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import Connection, Database
 
 MICROS = 1_000_000
@@ -44,14 +44,6 @@ MICROS = 1_000_000
 class Budget:
     failures: int
     window_seconds: int
-
-
-class TooManyRequests(ApiError):
-    status, reason = 429, "too_many_requests"
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("too many failed attempts: wait before trying again")
-        self.headers = ((b"retry-after", str(retry_after).encode()),)
 
 
 def key_bucket(client: str) -> str:
@@ -84,7 +76,7 @@ async def check(conn: Connection, buckets: tuple[str, ...], now: int, budget: Bu
     )
     for row in rows:
         if row["window_end"] > now and row["failures"] >= budget.failures:
-            raise TooManyRequests(_seconds_until(row["window_end"], now))
+            raise _too_many(row["window_end"], now)
 
 
 async def record_failures(db: Database, buckets: tuple[str, ...], now: int, budget: Budget) -> None:
@@ -116,7 +108,7 @@ async def record_failures(db: Database, buckets: tuple[str, ...], now: int, budg
         ]
     ends = [row["window_end"] for row in windows if row and row["failures"] > budget.failures]
     if ends:
-        raise TooManyRequests(_seconds_until(max(ends), now))
+        raise _too_many(max(ends), now)
 
 
 async def forget(conn: Connection, bucket: str) -> None:
@@ -127,5 +119,8 @@ async def delete_ended(conn: Connection, now: int) -> None:
     await conn.execute("DELETE FROM auth_failures WHERE window_end <= ?", now)
 
 
-def _seconds_until(window_end: int, now: int) -> int:
-    return max(1, -(-(window_end - now) // MICROS))
+def _too_many(window_end: int, now: int) -> Refusal:
+    """``too_many_requests``, to retry once the window ends (whole seconds, at least 1)."""
+    seconds = max(1, -(-(window_end - now) // MICROS))
+    message = "too many failed attempts: wait before trying again"
+    return Refusal("too_many_requests", message, retry_after=seconds)

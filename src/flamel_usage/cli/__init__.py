@@ -26,15 +26,19 @@ from flamel_usage.auth.passwords import hash_new_password
 from flamel_usage.cli.terminal import show_usage
 from flamel_usage.client import DEFAULT_BASE_URL
 from flamel_usage.core.config import ConfigError, Settings
-from flamel_usage.core.errors import ApiError, NotFound
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id, parse_instant
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import from_micros, to_micros
 from flamel_usage.db.gateway import Database, DatabaseNotReady
 from flamel_usage.db.migrate import MigrationEdited
+from flamel_usage.http import metrics
+from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
 from flamel_usage.http.context import system_clock
 from flamel_usage.ledger import balances as ledger
-from flamel_usage.metering import charges
+from flamel_usage.ledger.reconcile import reconcile
+from flamel_usage.metering import charges, idempotency, refunds
+from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Refunded
 
 T = TypeVar("T")
 
@@ -280,10 +284,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
             print((await _with_database(settings, buy)).id)
         case ("charge", _):
-            key = charges.idempotency_key(args.idempotency_key)
+            key = idempotency.idempotency_key(args.idempotency_key)
             cost = None if args.cost is None else parse_credits(args.cost, "--cost")
 
-            async def charge_one(db: Database) -> charges.Outcome:
+            async def charge_one(db: Database) -> ChargeOutcome:
                 async with db.transaction() as conn:
                     user_id = await accounts.user_id_by_email(conn, args.email)
                     return await charges.charge(
@@ -296,21 +300,21 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                     )
 
             outcome = await _with_database(settings, charge_one)
-            print(outcome.body.decode())
-            return 0 if outcome.status == 201 else 1
+            print(charge_answer(outcome).body.decode())
+            return 0 if isinstance(outcome, Charged) else 1
         case ("refund", _):
-            key = charges.idempotency_key(args.idempotency_key)
+            key = idempotency.idempotency_key(args.idempotency_key)
 
-            async def refund_one(db: Database) -> bytes:
+            async def refund_one(db: Database) -> Refunded:
                 async with db.transaction() as conn:
-                    return await charges.refund(conn, key, now=now, zone=zone)
+                    return await refunds.refund(conn, key, now=now, zone=zone)
 
-            print((await _with_database(settings, refund_one)).decode())
+            print(refund_answer(await _with_database(settings, refund_one)).body.decode())
         case ("reconcile", _):
 
             async def check(db: Database) -> list[str]:
                 async with db.read() as conn:
-                    return await ledger.reconcile(conn)
+                    return await reconcile(conn)
 
             problems = await _with_database(settings, check, reads_only=True)
             for problem in problems:
@@ -332,7 +336,9 @@ async def ensure_demo(db: Database, settings: Settings) -> str:
     async with db.transaction() as conn:
         try:
             user_id = await accounts.user_id_by_email(conn, DEMO_EMAIL)
-        except NotFound:
+        except Refusal as refusal:
+            if refusal.reason != "user_not_found":
+                raise
             if DEMO_PLAN not in {plan.name for plan in await accounts.list_plans(conn)}:
                 await accounts.create_plan(
                     conn,
@@ -428,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
         if args.command == "serve":
-            return _serve(args, settings)
+            with metrics.shared_by_workers():  # /metrics sums the workers' counts
+                return _serve(args, settings)
         return asyncio.run(_run(args, settings))
     except DatabaseNotReady as error:
         print(
@@ -437,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_DATABASE_NOT_READY
-    except (ApiError, ConfigError, MigrationEdited, ValueError) as error:
+    except (Refusal, ConfigError, MigrationEdited, ValueError) as error:
         reason = getattr(error, "reason", "invalid")
         print(f"flamel-usage: {reason}: {error}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.logs import LogFormat
 from flamel_usage.core.money import parse_credits
 
@@ -411,7 +411,7 @@ def _operation_costs(text: str) -> Mapping[str, int]:
             raise ConfigError(f"FLAMEL_OPERATION_COSTS: bad or repeated kind {kind!r}")
         try:
             costs[kind] = parse_credits(cost, kind)
-        except BadRequest as exc:
+        except Refusal as exc:
             raise ConfigError(f"FLAMEL_OPERATION_COSTS: {exc}") from None
     return MappingProxyType(costs)
 

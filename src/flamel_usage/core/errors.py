@@ -1,25 +1,30 @@
-"""Errors that reach a client, and the one function that writes their body.
+"""Why a request is refused: the one table of reasons, and the one exception that names them.
 
-Domain code raises ``ApiError`` subclasses; the web layer turns any of them into the
-``{"success": false, "code": <status>, "data": "<reason>"}`` envelope that the Flamel
-API uses for every failure. Nothing else writes an error body, so no stack trace, SQL
-or secret can reach a client by another path.
+Domain code raises ``Refusal("insufficient_credit", ...)``: a reason from ``REASONS``,
+never a status. The HTTP edge (``http/render.py``) turns a refusal into its status,
+headers and the ``{"success": false, "code": <status>, "data": "<reason>"}`` envelope,
+by this table; nothing else writes an error body, so no stack trace, SQL or secret can
+reach a client by another path. The OpenAPI document's errors, the metrics' reason
+labels and the SDK's exceptions are derived from the table or tested against it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
-
-import orjson
 
 
 class Reason(NamedTuple):
-    """One reason a request is refused: the ``data`` of the error envelope, and its status."""
+    """One reason a request is refused: the ``data`` of the error envelope, and its status.
+
+    ``retry_after`` is the ``Retry-After`` (seconds) every refusal for this reason gets
+    unless it names its own.
+    """
 
     name: str
     status: int
     description: str
+    retry_after: int | None = None
 
 
 #: Every reason the service refuses a request for, declared once: the OpenAPI document's
@@ -111,6 +116,7 @@ REASONS: Mapping[str, Reason] = {
             503,
             "The database or the platform's session store is unreachable or did not answer"
             " in time: retry after the Retry-After seconds.",
+            retry_after=1,
         ),
         Reason("unauthorized", 401, "Credentials are missing or wrong."),
         Reason("forbidden", 403, "The credentials do not allow this."),
@@ -127,78 +133,29 @@ REASONS: Mapping[str, Reason] = {
 }
 
 
-class ApiError(Exception):
-    """A failure with a fixed HTTP status and a snake_case reason a client can branch on.
+class Refusal(Exception):
+    """A request refused for ``reason``, a name in ``REASONS``; nothing it asked for changed.
 
     ``message`` is optional human-readable detail (which field, which limit); it never
-    carries secrets or internals.
+    carries secrets or internals. ``retry_after`` (seconds) and ``allowed`` (the methods
+    a path takes) are what the answer's ``Retry-After`` and ``Allow`` say.
+
+    A reason missing from the table is refused here, at construction: a typo never
+    reaches a client as an undocumented reason, it fails loudly (a 500, logged).
     """
 
-    status: int = 400
-    reason: str = "bad_request"
-    #: Response headers that belong to this error, such as ``Retry-After``.
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
-        super().__init__(message or reason or self.reason)
+    def __init__(
+        self,
+        reason: str,
+        message: str | None = None,
+        *,
+        retry_after: int | None = None,
+        allowed: Iterable[str] = (),
+    ) -> None:
+        if reason not in REASONS:
+            raise LookupError(f"{reason!r} is not a reason of core.errors.REASONS")
+        super().__init__(message or reason)
+        self.reason = reason
         self.message = message
-        if reason is not None:
-            self.reason = reason
-
-
-class BadRequest(ApiError):
-    status, reason = 400, "bad_request"
-
-
-class Unauthorized(ApiError):
-    status, reason = 401, "unauthorized"
-
-
-class WrongApiKey(Unauthorized):
-    reason = "wrong_api_key"
-
-
-class ApiKeyExpired(Unauthorized):
-    reason = "api_key_expired"
-
-
-class Forbidden(ApiError):
-    status, reason = 403, "forbidden"
-
-
-class NotLoggedIn(Forbidden):
-    reason = "not_logged_in"
-
-
-class NotFound(ApiError):
-    status, reason = 404, "not_found"
-
-
-class Conflict(ApiError):
-    status, reason = 409, "conflict"
-
-
-class InsufficientCredit(ApiError):
-    status, reason = 402, "insufficient_credit"
-
-
-class LimitExceeded(ApiError):
-    status, reason = 429, "limit_exceeded"
-
-
-class ServiceUnavailable(ApiError):
-    """``503``: the database cannot be reached or did not answer in time; retry shortly.
-
-    Sent with ``Retry-After`` (``headers``), so a client backs off a little and retries.
-    """
-
-    status, reason = 503, "service_unavailable"
-    headers = ((b"retry-after", b"1"),)
-
-
-def error_body(status: int, reason: str, message: str | None = None) -> bytes:
-    """The envelope of every error response; ``message`` is added only when there is one."""
-    body: dict[str, object] = {"success": False, "code": status, "data": reason}
-    if message:
-        body["message"] = message
-    return orjson.dumps(body)
+        self.retry_after = retry_after
+        self.allowed = tuple(sorted(allowed))

@@ -12,7 +12,7 @@ import unicodedata
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.periods import local_midnight, to_micros
 
 #: Largest whole number accepted for limits and ids: fits a signed 64-bit column.
@@ -52,8 +52,9 @@ def refuse_invisible(text: str, field: str) -> None:
     """
     for char in text:
         if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
-            raise BadRequest(
-                f"{field} contains an invisible or control character (U+{ord(char):04X})"
+            raise Refusal(
+                "bad_request",
+                f"{field} contains an invisible or control character (U+{ord(char):04X})",
             )
 
 
@@ -91,11 +92,11 @@ def to_instant(text: str) -> datetime:
 
 
 def parse_instant(text: str, field: str) -> datetime:
-    """``to_instant``, or ``BadRequest`` naming ``field``."""
+    """``to_instant``, or ``bad_request`` naming ``field``."""
     try:
         return to_instant(text)
     except ValueError as error:
-        raise BadRequest(f"{field} {error}") from None
+        raise Refusal("bad_request", f"{field} {error}") from None
 
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -104,22 +105,22 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 def parse_day_or_instant(text: str, field: str, zone: ZoneInfo) -> int:
     """Microseconds: a date ``YYYY-MM-DD`` is that day's first instant in the billing
     zone ``zone`` (what a person means by "from the 1st"); anything else must be an
-    instant with an offset. Else ``BadRequest`` with the reason ``invalid_range``."""
+    instant with an offset. Else ``invalid_range``."""
     if _DAY.fullmatch(text):
         try:
             day = date.fromisoformat(text)
         except ValueError:
-            raise BadRequest(f"{field} is not a calendar date", reason="invalid_range") from None
+            raise Refusal("invalid_range", f"{field} is not a calendar date") from None
         if not 1970 <= day.year <= 9000:
-            raise BadRequest(f"{field} is out of range", reason="invalid_range")
+            raise Refusal("invalid_range", f"{field} is out of range")
         return local_midnight(day, zone)
     try:
         return to_micros(parse_instant(text, field))
-    except BadRequest as error:
-        raise BadRequest(error.message, reason="invalid_range") from None
+    except Refusal as error:
+        raise Refusal("invalid_range", error.message) from None
 
 
 def parse_id(text: str, field: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > MAX_ID_DIGITS:
-        raise BadRequest(f"{field} must be a positive whole number")
+        raise Refusal("bad_request", f"{field} must be a positive whole number")
     return int(text)

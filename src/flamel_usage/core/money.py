@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 
 #: Decimal places a credit amount may have: amounts are whole millicredits.
 DECIMALS = 3
@@ -22,12 +22,12 @@ MAX_MILLI = MAX_CREDITS * MILLI
 
 
 def parse_credits(value: object, field: str, *, allow_zero: bool = False) -> int:
-    """Millicredits from a JSON number or a decimal string (CLI), or ``BadRequest``
+    """Millicredits from a JSON number or a decimal string (CLI), or ``bad_request``
     naming ``field``."""
     try:
         return to_millicredits(value, allow_zero=allow_zero)
     except ValueError as error:
-        raise BadRequest(f"{field} {error}") from None
+        raise Refusal("bad_request", f"{field} {error}") from None
 
 
 def to_millicredits(value: object, *, allow_zero: bool = False) -> int:

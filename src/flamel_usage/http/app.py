@@ -15,7 +15,7 @@ from flamel_usage.auth import throttle
 from flamel_usage.auth.last_used import FLUSH_INTERVAL_SECONDS
 from flamel_usage.auth.platform_sessions import SessionStoreUnavailable
 from flamel_usage.core.config import Settings
-from flamel_usage.core.errors import ApiError, ServiceUnavailable
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.logs import ACCESS_LOGGER, REQUEST_ID
 from flamel_usage.db.gateway import Database, DatabaseUnavailable
 from flamel_usage.http import cors
@@ -28,16 +28,8 @@ from flamel_usage.http.context import Clock, Services, system_clock
 from flamel_usage.http.metrics import UNMATCHED
 from flamel_usage.http.openapi import docs
 from flamel_usage.http.pages import routes as pages
-from flamel_usage.http.routing import (
-    InternalError,
-    Receive,
-    Request,
-    Response,
-    Router,
-    Scope,
-    Send,
-    error_response,
-)
+from flamel_usage.http.render import error_response
+from flamel_usage.http.routing import Receive, Request, Response, Router, Scope, Send
 from flamel_usage.http.security import NOSNIFF
 
 logger = logging.getLogger("flamel_usage")
@@ -117,16 +109,17 @@ class App:
             handler = self.router.handler(methods, scope["method"])
             request = Request(scope, receive, params, self._forwarded_header)
             return route, await handler(request, self.services)
-        except ApiError as error:
-            self.services.metrics.auth_failure(error.reason)
-            return route, error_response(error)
+        except Refusal as refusal:
+            self.services.metrics.auth_failure(refusal.reason)
+            return route, error_response(refusal)
         except DatabaseUnavailable as outage:
             store = "session store" if isinstance(outage, SessionStoreUnavailable) else "database"
-            unavailable = ServiceUnavailable(f"the {store} is unavailable: retry shortly")
+            message = f"the {store} is unavailable: retry shortly"
+            unavailable = Refusal("service_unavailable", message)
             return route, error_response(unavailable)
         except Exception:
             logger.exception("unhandled error on %s %s", scope["method"], route)
-            return route, error_response(InternalError())
+            return route, error_response(Refusal("internal_error"))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flamel_usage.core.errors import Forbidden
+from flamel_usage.core.errors import Refusal
 from flamel_usage.http.context import Services
-from flamel_usage.http.routing import MethodNotAllowed, Request, Response, empty_response
+from flamel_usage.http.routing import Request, Response, empty_response
 
 ROUTE = "/api/users/me/usage"
 ALLOWED_METHODS = b"GET"
@@ -22,10 +22,7 @@ ALLOWED_HEADERS = b"X-Api-Key, Content-Type, X-Request-Id"
 EXPOSED_HEADERS = b"Retry-After, X-Request-Id"
 PREFLIGHT_MAX_AGE = b"600"
 _VARY = (b"vary", b"Origin")
-
-
-class OriginNotAllowed(Forbidden):
-    reason = "origin_not_allowed"
+_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def origin_of(raw_headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -50,9 +47,10 @@ async def preflight(request: Request, services: Services) -> Response:
     """``OPTIONS`` of ``ROUTE``, registered only while CORS is on."""
     origin = request.headers.get("origin")
     if origin is None or "access-control-request-method" not in request.headers:
-        raise MethodNotAllowed("OPTIONS", {"GET", "HEAD", "OPTIONS"})  # not a CORS preflight
+        # Not a CORS preflight: OPTIONS is not a method of this route otherwise.
+        raise Refusal("method_not_allowed", "OPTIONS is not allowed here", allowed=_METHODS)
     if origin not in services.settings.cors_origins:
-        raise OriginNotAllowed("this origin may not call the API from a browser")
+        raise Refusal("origin_not_allowed", "this origin may not call the API from a browser")
     return empty_response(
         204,
         [

@@ -4,13 +4,13 @@
 restart the process when it fails. ``/readyz`` answers ``200`` only when the database
 answers, every migration this version ships is applied and, with the platform's session
 store configured, that store answers too: send it traffic only then.
-``/metrics`` is this worker's counters (``http/metrics.py``).
+``/metrics`` is the server's counters, summed over its workers (``http/metrics.py``).
 """
 
 from __future__ import annotations
 
 from flamel_usage.auth.platform_sessions import SessionStoreUnavailable
-from flamel_usage.core.errors import ServiceUnavailable
+from flamel_usage.core.errors import Refusal
 from flamel_usage.db.migrate import MigrationEdited
 from flamel_usage.http import metrics
 from flamel_usage.http.bodies.outbound import HealthStatus, body_response
@@ -27,13 +27,14 @@ async def readyz(request: Request, services: Services) -> Response:
     try:
         pending = await services.db.pending_migrations()
     except MigrationEdited as error:
-        raise ServiceUnavailable(str(error)) from error
+        raise Refusal("service_unavailable", str(error)) from error
     if pending:
-        raise ServiceUnavailable(f"migrations not applied yet: {', '.join(map(str, pending))}")
+        message = f"migrations not applied yet: {', '.join(map(str, pending))}"
+        raise Refusal("service_unavailable", message)
     try:
         await services.sessions.ping()
     except SessionStoreUnavailable:
-        raise ServiceUnavailable("the session store does not answer") from None
+        raise Refusal("service_unavailable", "the session store does not answer") from None
     return body_response(HealthStatus("ready"))
 
 

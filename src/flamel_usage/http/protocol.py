@@ -21,13 +21,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from flamel_usage.core.config import Settings
-from flamel_usage.core.errors import ApiError
-from flamel_usage.http.routing import error_response
+from flamel_usage.core.errors import Refusal
+from flamel_usage.http.render import error_response
 from flamel_usage.http.security import NOSNIFF
-
-
-class HeadersTooLarge(ApiError):
-    status, reason = 431, "request_header_fields_too_large"
 
 
 @functools.cache
@@ -104,16 +100,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             super().send_400_response(msg)
 
-    def _complete_head_over_limit(self) -> HeadersTooLarge | None:
+    def _complete_head_over_limit(self) -> Refusal | None:
         if len(self.headers) > self._settings.max_headers:
-            return HeadersTooLarge(f"more than {self._settings.max_headers} header lines")
+            message = f"more than {self._settings.max_headers} header lines"
+            return Refusal("request_header_fields_too_large", message)
         size = len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
         return self._too_large() if size > self._settings.max_header_bytes else None
 
-    def _too_large(self) -> HeadersTooLarge:
-        return HeadersTooLarge(f"the request head exceeds {self._settings.max_header_bytes} bytes")
+    def _too_large(self) -> Refusal:
+        message = f"the request head exceeds {self._settings.max_header_bytes} bytes"
+        return Refusal("request_header_fields_too_large", message)
 
-    def _refuse(self, error: ApiError) -> None:
+    def _refuse(self, error: Refusal) -> None:
         """Answer ``error`` and close, not waiting for the rest of the request."""
         response = error_response(error)
         status = f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}".encode()

@@ -2,7 +2,8 @@
 
 No framework sits on the hot path of ``GET /api/users/me/usage``: a request is one
 dict lookup to route, one handler, one response. Every failure, ours or the client's,
-leaves through ``error_response``, so each is in the contract's envelope.
+is a ``Refusal`` that leaves through ``render.error_response``, so each is in the
+contract's envelope.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from urllib.parse import unquote, unquote_plus
 
 import orjson
 
-from flamel_usage.core.errors import ApiError, BadRequest, NotFound, error_body
+from flamel_usage.core.errors import Refusal
 from flamel_usage.http.context import Services
 
 Scope = dict[str, Any]
@@ -27,26 +28,6 @@ JSON_HEADERS = (
     (b"content-type", b"application/json; charset=utf-8"),
     (b"cache-control", b"no-store"),
 )
-
-
-class PayloadTooLarge(ApiError):
-    status, reason = 413, "payload_too_large"
-
-
-class MethodNotAllowed(ApiError):
-    status, reason = 405, "method_not_allowed"
-
-    def __init__(self, method: str, allowed: Iterable[str]) -> None:
-        super().__init__(f"{method} is not allowed here")
-        self.headers = ((b"allow", ", ".join(sorted(allowed)).encode()),)
-
-
-class UnsupportedMediaType(ApiError):
-    status, reason = 415, "unsupported_media_type"
-
-
-class InternalError(ApiError):
-    status, reason = 500, "internal_error"
 
 
 @dataclass(slots=True)
@@ -70,14 +51,6 @@ def json_response(
 
 def empty_response(status: int = 204, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
     return Response(status, b"", [(b"cache-control", b"no-store"), *headers])
-
-
-def error_response(error: ApiError) -> Response:
-    return Response(
-        error.status,
-        error_body(error.status, error.reason, error.message),
-        [*JSON_HEADERS, *error.headers],
-    )
 
 
 class Request:
@@ -130,7 +103,7 @@ class Request:
     async def body(self) -> bytes:
         declared = self.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+            raise Refusal("payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -140,7 +113,7 @@ class Request:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY_BYTES:
-                raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+                raise Refusal("payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -169,7 +142,7 @@ class Request:
         """The body, refused unless it is sent as JSON; ``http/bodies`` decodes it."""
         content_type = self.headers.get("content-type", "application/json")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
-            raise UnsupportedMediaType("send the body as application/json")
+            raise Refusal("unsupported_media_type", "send the body as application/json")
         return await self.body()
 
 
@@ -206,7 +179,7 @@ class Router:
 
     def resolve(self, path: str, raw_path: bytes) -> tuple[str, dict[str, Handler], dict[str, str]]:
         """The route (its pattern, e.g. ``/users/{userId}/keys``), its handlers by method
-        and the path parameters; ``NotFound`` when no route has this path."""
+        and the path parameters; ``not_found`` when no route has this path."""
         methods = self._exact.get(path)
         if methods is not None:
             return path, methods, {}
@@ -219,7 +192,8 @@ class Router:
         if handler is None:
             if method == "HEAD" and "GET" in methods:
                 return methods["GET"]
-            raise MethodNotAllowed(method, {*methods, *(["HEAD"] if "GET" in methods else [])})
+            allowed = {*methods, *(["HEAD"] if "GET" in methods else [])}
+            raise Refusal("method_not_allowed", f"{method} is not allowed here", allowed=allowed)
         return handler
 
     def _match_pattern(self, path: str) -> tuple[str, dict[str, Handler], dict[str, str]]:
@@ -235,9 +209,9 @@ class Router:
                     try:
                         params[expected[1:-1]] = unquote(actual, errors="strict")
                     except UnicodeDecodeError:
-                        raise BadRequest("the path is not valid UTF-8") from None
+                        raise Refusal("bad_request", "the path is not valid UTF-8") from None
                 elif expected != actual:
                     break
             else:
                 return route, methods, params
-        raise NotFound("no such route")
+        raise Refusal("not_found", "no such route")

@@ -10,7 +10,7 @@ Two rules keep the numbers exact:
 * A write first rolls the account over (``locked_account``) inside its transaction,
   recording the end of the old period and the start of the new one in the ledger, and
   only then changes a balance, with the ledger entry for that change in the same
-  transaction. ``reconcile`` proves it by recomputing every balance from the ledger.
+  transaction. ``ledger.reconcile`` proves it by recomputing every balance from the ledger.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from flamel_usage.accounts.users import live_user_id, plan_by_name
-from flamel_usage.core.errors import BadRequest, NotFound
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Connection, Row
@@ -160,7 +160,7 @@ def _period_at(terms: _Terms, now: int, zone: ZoneInfo) -> Period:
 async def read_usage(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Usage:
     row = await conn.fetchone(_USAGE, user_id, now, user_id)
     if row is None:
-        raise NotFound("no such user", reason="user_not_found")
+        raise Refusal("user_not_found", "no such user")
     if now < row["period_end"]:
         return _stored_usage(row, row["purchased"], zone)
     return _fresh_usage(await _next_terms(conn, row), row["purchased"], now, zone)
@@ -182,7 +182,7 @@ async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInf
         locked = await conn.fetchone(_LOCK_ACCOUNT + conn.for_update("accounts"), user_id)
         row = None if locked is None else await conn.fetchone(_ACCOUNT, user_id)
     if row is None:
-        raise NotFound("no such user", reason="user_not_found")
+        raise Refusal("user_not_found", "no such user")
     if now >= row["period_end"]:
         await _start_period(conn, row, now, zone)
         row = await conn.fetchone(_ACCOUNT, user_id)
@@ -290,7 +290,7 @@ async def buy_credits(
 ) -> Purchase:
     """Add purchased credit that survives period ends until ``expires_at`` (if any)."""
     if expires_at is not None and expires_at <= now:
-        raise BadRequest("expiresAt is not in the future: the credit would never count")
+        raise Refusal("bad_request", "expiresAt is not in the future: the credit would never count")
     await live_user_id(conn, user_id)
     account = await locked_account(conn, user_id, now, zone)
     purchase_id = await conn.fetchval(
@@ -383,92 +383,3 @@ async def change_plan(
         plan_credit,
         user_id,
     )
-
-
-async def reconcile(conn: Connection) -> list[str]:
-    """Every difference between a stored balance and the sum of its ledger entries.
-
-    Empty means the books agree. Checked: plan credit, counts and postpaid usage of each
-    account's stored period, and the remaining amount of every purchase.
-    """
-    problems: list[str] = []
-    period_sums = await conn.fetchall(
-        "SELECT a.user_id, a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used,"
-        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'plan' THEN e.amount END), 0) AS BIGINT) AS plan,"
-        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'ttp' THEN e.amount END), 0) AS BIGINT) AS ttp,"
-        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'edit' THEN e.amount END), 0) AS BIGINT) AS edit,"
-        " CAST(COALESCE(SUM(CASE WHEN e.pool = 'postpaid' THEN e.amount END), 0) AS BIGINT)"
-        " AS postpaid"
-        " FROM accounts a LEFT JOIN ledger_entries e"
-        " ON e.user_id = a.user_id AND e.period_start = a.period_start"
-        " GROUP BY a.user_id, a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used"
-        " ORDER BY a.user_id"
-    )
-    for row in period_sums:
-        for stored, summed in (
-            ("plan_credit", "plan"),
-            ("ttp_count", "ttp"),
-            ("edit_count", "edit"),
-            ("postpaid_used", "postpaid"),
-        ):
-            if row[stored] != row[summed]:
-                problems.append(
-                    f"user {row['user_id']}: {stored} is {row[stored]}, ledger says {row[summed]}"
-                )
-    purchase_sums = await conn.fetchall(
-        "SELECT c.id, c.user_id, c.remaining,"
-        " CAST(COALESCE(SUM(e.amount), 0) AS BIGINT) AS summed"
-        " FROM credit_purchases c LEFT JOIN ledger_entries e ON e.purchase_id = c.id"
-        " GROUP BY c.id, c.user_id, c.remaining HAVING c.remaining <> COALESCE(SUM(e.amount), 0)"
-        " ORDER BY c.id"
-    )
-    problems.extend(
-        f"user {row['user_id']}: purchase {row['id']} has {row['remaining']} left,"
-        f" ledger says {row['summed']}"
-        for row in purchase_sums
-    )
-    problems.extend(await _charge_problems(conn))
-    return problems
-
-
-async def _charge_problems(conn: Connection) -> list[str]:
-    """Charges whose ledger entries do not match their idempotency record.
-
-    A successful charge's entries cover its cost exactly (plan and purchased credit
-    taken, plus postpaid accrued), as its row's split says (the usage history sums the
-    split); a refused one has none and a split of zero; a refund exists exactly when the
-    record says it was refunded.
-    """
-    rows = await conn.fetchall(
-        "SELECT c.id, c.user_id, c.status, c.cost, c.refunded_at,"
-        " c.from_plan, c.from_purchased, c.postpaid,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'plan'"
-        " THEN -e.amount END), 0) AS BIGINT) AS plan_entries,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'purchase'"
-        " THEN -e.amount END), 0) AS BIGINT) AS purchase_entries,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'postpaid'"
-        " THEN e.amount END), 0) AS BIGINT) AS postpaid_entries,"
-        " COUNT(CASE WHEN e.entry_type = 'charge' THEN 1 END) AS charge_entries,"
-        " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
-        " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
-        " GROUP BY c.id, c.user_id, c.status, c.cost, c.refunded_at,"
-        " c.from_plan, c.from_purchased, c.postpaid ORDER BY c.id"
-    )
-    problems = []
-    for row in rows:
-        where = f"user {row['user_id']}: charge {row['id']}"
-        split = (row["from_plan"], row["from_purchased"], row["postpaid"])
-        entries = (row["plan_entries"], row["purchase_entries"], row["postpaid_entries"])
-        covered = sum(entries)
-        if row["status"] != 201:
-            if row["charge_entries"] or row["refund_entries"]:
-                problems.append(f"{where} was refused but has ledger entries")
-        elif covered != row["cost"]:
-            problems.append(f"{where} costs {row['cost']}, its entries cover {covered}")
-        elif (row["refunded_at"] is None) != (row["refund_entries"] == 0):
-            problems.append(f"{where}: refund record and refund entries disagree")
-        if split != entries:
-            problems.append(
-                f"{where} records plan/purchased/postpaid {split}, its entries say {entries}"
-            )
-    return problems

@@ -37,7 +37,7 @@ from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.periods import from_micros, local_instant, local_midnight, to_micros
 from flamel_usage.db.gateway import Connection
 from flamel_usage.ledger.balances import read_usage
@@ -49,14 +49,6 @@ GRANULARITIES: tuple[Granularity, ...] = ("day", "hour")
 MAX_RANGE_DAYS: Mapping[Granularity, int] = {"day": 366, "hour": 31}
 
 _HOUR = 3_600_000_000
-
-
-class InvalidRange(BadRequest):
-    reason = "invalid_range"
-
-
-class RangeTooLong(BadRequest):
-    reason = "range_too_long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +98,10 @@ def _boundaries(start: int, end: int, granularity: Granularity, zone: ZoneInfo) 
 
 def check_range(start: int, end: int, granularity: Granularity, zone: ZoneInfo) -> None:
     if start >= end:
-        raise InvalidRange("from must be before to")
+        raise Refusal("invalid_range", "from must be before to")
     days = MAX_RANGE_DAYS[granularity]
     if end > to_micros(from_micros(start, zone) + timedelta(days=days)):
-        raise RangeTooLong(f"by {granularity}, a range spans at most {days} days")
+        raise Refusal("range_too_long", f"by {granularity}, a range spans at most {days} days")
 
 
 def _granules(bounds: list[int]) -> tuple[int, int]:
@@ -156,7 +148,7 @@ async def read_history(
     zone: ZoneInfo,
 ) -> History:
     """``user_id``'s spending in ``[start, end)`` (microseconds; each defaults to its end
-    of the current period), or ``InvalidRange`` / ``RangeTooLong``."""
+    of the current period), or ``invalid_range`` / ``range_too_long``."""
     if start is None or end is None:
         period = (await read_usage(conn, user_id, now, zone)).period
         start = to_micros(period.start) if start is None else start

@@ -16,7 +16,7 @@ for these routes; and a request whose ``Origin`` names another site is refused w
 from __future__ import annotations
 
 from flamel_usage.auth import credentials as auth
-from flamel_usage.core.errors import Forbidden, NotLoggedIn
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id
 from flamel_usage.http import security
 from flamel_usage.http.api import usage as public
@@ -24,24 +24,19 @@ from flamel_usage.http.bodies.inbound import CreateKeyRequest
 from flamel_usage.http.bodies.outbound import CreatedKey, KeyList, body_response
 from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
-from flamel_usage.http.cors import OriginNotAllowed
 from flamel_usage.http.routing import Request, Response, empty_response
 
 ROUTE = "/api/users/me/keys"
-
-
-class SessionRequired(Forbidden):
-    reason = "session_required"
 
 
 async def session_user(request: Request, services: Services) -> int:
     """The signed-in user (our session or the platform's), refusing any request that
     carries an API key."""
     if request.headers.get("x-api-key", "").strip(" \t"):
-        raise SessionRequired()
+        raise Refusal("session_required")
     signed_in = await public.signed_in_user(request, services)
     if signed_in is None:
-        raise NotLoggedIn()
+        raise Refusal("not_logged_in")
     return signed_in[1]
 
 
@@ -49,7 +44,7 @@ async def _writer(request: Request, services: Services) -> int:
     """``session_user`` for a request that changes something: from our own origin only."""
     user_id = await session_user(request, services)
     if not security.same_origin(request):
-        raise OriginNotAllowed("keys can be changed from this site only")
+        raise Refusal("origin_not_allowed", "keys can be changed from this site only")
     return user_id
 
 

@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.platform_sessions import SessionClaim
-from flamel_usage.core.errors import BadRequest, NotFound, NotLoggedIn, WrongApiKey
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_day_or_instant
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros
@@ -105,7 +105,7 @@ async def authenticated_user(
         return owner.user_id
     user_id = None if signed is None else await signed.user_id(conn, now)
     if user_id is None:
-        raise NotLoggedIn()
+        raise Refusal("not_logged_in")
     return user_id
 
 
@@ -116,8 +116,9 @@ async def get_my_usage(request: Request, services: Services) -> Response:
         async with services.db.read() as conn:
             user_id = await authenticated_user(conn, signed, request, services, now)
             usage = await read_usage(conn, user_id, now, services.settings.timezone)
-    except WrongApiKey:
-        await _count_wrong_key(request, services, now)
+    except Refusal as refusal:
+        if refusal.reason == "wrong_api_key":
+            await _count_wrong_key(request, services, now)
         raise
     return json_response(usage.to_dto())
 
@@ -158,8 +159,9 @@ async def get_my_usage_history(request: Request, services: Services) -> Response
                 now=now,
                 zone=zone,
             )
-    except WrongApiKey:
-        await _count_wrong_key(request, services, now)
+    except Refusal as refusal:
+        if refusal.reason == "wrong_api_key":
+            await _count_wrong_key(request, services, now)
         raise
     if shape == "csv":
         return Response(200, history_csv(history).encode(), list(CSV_HEADERS))
@@ -167,14 +169,14 @@ async def get_my_usage_history(request: Request, services: Services) -> Response
 
 
 def _query_choice(request: Request, name: str, choices: Sequence[_Choice], reason: str) -> _Choice:
-    """One of ``choices`` (the first is the default), else ``BadRequest`` with ``reason``."""
+    """One of ``choices`` (the first is the default), else a refusal for ``reason``."""
     value = request.query_value(name)
     if value is None:
         return choices[0]
     for choice in choices:
         if value == choice:
             return choice
-    raise BadRequest(f"{name} must be one of {', '.join(choices)}", reason=reason)
+    raise Refusal(reason, f"{name} must be one of {', '.join(choices)}")
 
 
 def _optional_instant(value: str | None, name: str, services: Services) -> int | None:
@@ -212,7 +214,7 @@ def refuse_without_own_sign_in(services: Services) -> None:
     """``404`` for our sign-in and sign-out while sessions are the platform's: it alone
     signs its customers in and out, and we never write its store."""
     if services.sessions.external:
-        raise NotFound("sign-in is the platform's: this server reads its sessions")
+        raise Refusal("not_found", "sign-in is the platform's: this server reads its sessions")
 
 
 def device_cookie(request: Request) -> str | None:

@@ -21,7 +21,7 @@ from msgspec import Meta
 from flamel_usage.core.inputs import INSTANT_PATTERN, MAX_INSTANT_LENGTH, MAX_INT, to_instant
 from flamel_usage.core.money import DECIMALS, MAX_CREDITS, MILLI, to_millicredits
 from flamel_usage.core.periods import to_micros
-from flamel_usage.metering.charges import IDEMPOTENCY_KEY_PATTERN
+from flamel_usage.metering.idempotency import IDEMPOTENCY_KEY_PATTERN
 
 #: What every free-text request field refuses: a NUL character.
 NO_NUL = "^[^\\x00]*$"

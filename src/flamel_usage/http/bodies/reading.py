@@ -17,7 +17,7 @@ import msgspec
 import msgspec.inspect as types
 import orjson
 
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.http.bodies.fields import NO_NUL, decode_value
 from flamel_usage.http.bodies.inbound import RequestBody
 from flamel_usage.http.routing import Request
@@ -28,7 +28,7 @@ _DECODERS: dict[type[RequestBody], msgspec.json.Decoder[Any]] = {}
 
 
 async def read_body(request: Request, body_type: type[Body]) -> Body:
-    """The request's JSON body as ``body_type``, or ``BadRequest``."""
+    """The request's JSON body as ``body_type``, or ``bad_request``."""
     raw = await request.json_bytes()
     decoder = _DECODERS.get(body_type)
     if decoder is None:
@@ -36,7 +36,7 @@ async def read_body(request: Request, body_type: type[Body]) -> Body:
     try:
         body: Body = decoder.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as error:
-        raise BadRequest(_explain(raw, body_type, str(error))) from None
+        raise Refusal("bad_request", _explain(raw, body_type, str(error))) from None
     return body
 
 

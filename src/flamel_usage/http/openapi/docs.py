@@ -13,7 +13,7 @@ import html
 
 from swagger_ui_bundle import swagger_ui_path
 
-from flamel_usage.core.errors import NotFound
+from flamel_usage.core.errors import Refusal
 from flamel_usage.http import security
 from flamel_usage.http.context import Services
 from flamel_usage.http.openapi import document as openapi
@@ -41,7 +41,7 @@ async def api_docs(request: Request, services: Services) -> Response:
 async def api_static(request: Request, services: Services) -> Response:
     asset = docs_asset(request.params["name"])
     if asset is None:
-        raise NotFound("no such file")
+        raise Refusal("not_found", "no such file")
     content, content_type = asset
     return Response(
         200,

@@ -13,7 +13,7 @@ import functools
 import hashlib
 from importlib import resources
 
-from flamel_usage.core.errors import NotFound
+from flamel_usage.core.errors import Refusal
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response
 
@@ -42,7 +42,7 @@ def asset_url(name: str) -> str:
 async def static_file(request: Request, services: Services) -> Response:
     name = request.params["name"]
     if name not in ASSETS:
-        raise NotFound("no such file")
+        raise Refusal("not_found", "no such file")
     content, version = _asset(name)
     versioned = request.query_value("v") == version
     cache = b"public, max-age=31536000, immutable" if versioned else b"no-cache"

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qs
 
 from flamel_usage.auth import cookies
-from flamel_usage.core.errors import ApiError
+from flamel_usage.core.errors import Refusal
 from flamel_usage.http.pages.responses import Header, set_cookie
 from flamel_usage.http.routing import Request
 
@@ -80,6 +80,6 @@ async def read_form(request: Request) -> dict[str, str]:
     try:
         raw = (await request.body()).decode("utf-8")
         parsed = parse_qs(raw, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
-    except (ApiError, ValueError):
+    except (Refusal, ValueError):
         return {}
     return {name: values[0] for name, values in parsed.items()}

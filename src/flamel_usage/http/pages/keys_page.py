@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from flamel_usage.accounts.users import email_of
 from flamel_usage.auth import credentials as auth
-from flamel_usage.core.errors import BadRequest
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id
 from flamel_usage.core.periods import to_micros
 from flamel_usage.http import security
@@ -104,9 +104,9 @@ def _end_of_day(text: str, zone: ZoneInfo) -> int | None:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise BadRequest("expires must be a date, YYYY-MM-DD") from None
+        raise Refusal("bad_request", "expires must be a date, YYYY-MM-DD") from None
     if not 1970 <= day.year <= 9000:
-        raise BadRequest("expires is out of range")
+        raise Refusal("bad_request", "expires is out of range")
     return to_micros(datetime.combine(day + timedelta(days=1), time(), zone))
 
 
@@ -133,7 +133,7 @@ async def create(request: Request, services: Services) -> Response:
     name = form.get("name", "")
     try:
         key_name = auth.key_name(name if name.strip() else None)
-    except BadRequest:
+    except Refusal:
         return await _answer(visit, services, 400, error="error_name", form=form)
     try:
         async with services.db.transaction() as conn:
@@ -145,10 +145,12 @@ async def create(request: Request, services: Services) -> Response:
                 now=services.clock(),
                 max_live=auth.MAX_LIVE_KEYS,
             )
-    except auth.TooManyKeys:
-        return await _answer(visit, services, 409, error="error_too_many", form=form)
-    except BadRequest:  # what is left to refuse is the expiry
-        return await _answer(visit, services, 400, error="error_expiry", form=form)
+    except Refusal as refusal:
+        if refusal.reason == "too_many_keys":
+            return await _answer(visit, services, 409, error="error_too_many", form=form)
+        if refusal.reason == "bad_request":  # what is left to refuse is the expiry
+            return await _answer(visit, services, 400, error="error_expiry", form=form)
+        raise
     return await _answer(visit, services, 200, new_key=issued.key)
 
 
@@ -156,7 +158,7 @@ async def _own_key(visit: _Visit, services: Services, raw_id: str) -> auth.KeyIn
     """The visitor's key of that id that can still be revoked, else None."""
     try:
         key_id = parse_id(raw_id, "keyId")
-    except BadRequest:
+    except Refusal:
         return None
     async with services.db.read() as conn:
         found = await auth.list_keys(conn, visit.user_id)

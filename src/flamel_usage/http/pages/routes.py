@@ -17,8 +17,7 @@ import functools
 from flamel_usage.accounts.users import email_of
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
-from flamel_usage.auth.throttle import TooManyRequests
-from flamel_usage.core.errors import ServiceUnavailable
+from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import DatabaseUnavailable
 from flamel_usage.http import security
 from flamel_usage.http.api import usage as public
@@ -32,6 +31,7 @@ from flamel_usage.http.pages.render import (
     render_unavailable,
     render_usage,
 )
+from flamel_usage.http.render import refusal_headers
 from flamel_usage.http.routing import Handler, Request, Response
 from flamel_usage.ledger.balances import read_usage
 from flamel_usage.ledger.history import read_history
@@ -74,14 +74,15 @@ async def login_submit(request: Request, services: Services) -> Response:
             secret=secret,
             budget=services.login_budget,
         )
-    except auth.InvalidCredentials as refused:
-        services.metrics.auth_failure(refused.reason)
-        html = render_login(language, token, email=email, error="error_credentials")
-        return responses.page(401, html)
-    except TooManyRequests as refusal:
+    except Refusal as refusal:
         services.metrics.auth_failure(refusal.reason)
+        if refusal.reason == "invalid_credentials":
+            html = render_login(language, token, email=email, error="error_credentials")
+            return responses.page(401, html)
+        if refusal.reason != "too_many_requests":
+            raise
         html = render_login(language, token, email=email, error="error_throttled")
-        return responses.page(429, html, refusal.headers)
+        return responses.page(429, html, refusal_headers(refusal))
     value = cookies.session_cookie_value(signed_in.session_id, secret)
     return responses.redirect(
         "/usage",
@@ -158,7 +159,9 @@ def _outage_as_page(handler: Handler) -> Handler:
             return await handler(request, services)
         except DatabaseUnavailable:
             language, _ = page_language(request)
-            return responses.page(503, render_unavailable(language), ServiceUnavailable.headers)
+            return responses.page(
+                503, render_unavailable(language), refusal_headers(Refusal("service_unavailable"))
+            )
 
     return page
 

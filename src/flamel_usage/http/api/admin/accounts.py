@@ -13,7 +13,7 @@ from msgspec import UNSET
 from flamel_usage.accounts import users as accounts
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_new_password
-from flamel_usage.core.errors import ApiError
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id
 from flamel_usage.core.periods import from_micros
 from flamel_usage.http.bodies import inbound, outbound
@@ -22,24 +22,17 @@ from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, empty_response, json_response
 from flamel_usage.ledger import balances as ledger
-
-
-class AdminUnauthorized(ApiError):
-    status, reason = 401, "admin_unauthorized"
-
-
-class AdminDisabled(ApiError):
-    status, reason = 403, "admin_disabled"
+from flamel_usage.ledger.reconcile import reconcile as reconcile_books
 
 
 def require_admin(request: Request, services: Services) -> None:
     token = services.settings.admin_token
     if token is None:
-        raise AdminDisabled("no admin token is configured on this server")
+        raise Refusal("admin_disabled", "no admin token is configured on this server")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     expected = token.reveal().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        raise AdminUnauthorized("send Authorization: Bearer <admin token>")
+        raise Refusal("admin_unauthorized", "send Authorization: Bearer <admin token>")
 
 
 async def create_plan(request: Request, services: Services) -> Response:
@@ -194,7 +187,7 @@ async def change_plan(request: Request, services: Services) -> Response:
 async def reconcile(request: Request, services: Services) -> Response:
     require_admin(request, services)
     async with services.db.read() as conn:
-        problems = await ledger.reconcile(conn)
+        problems = await reconcile_books(conn)
     return body_response(outbound.ReconcileReport(not problems, problems))
 
 

@@ -1,0 +1,165 @@
+"""Idempotency keys, and the record that keeps each key's outcome.
+
+The first charge request with a key is applied and its outcome recorded under the key,
+in the charge's own transaction; a later request with the key and the same body gets
+that outcome back, marked replayed, and changes nothing; one with another body is
+refused (``idempotency_key_reused``). Requests with one key wait on a lock named after
+it, so two at the same instant are applied once.
+
+The record is the key's row of ``charges``. Its columns hold the charge's numbers;
+``status`` holds how it ended in the numbers of the HTTP answers it has held since
+migration 0002 (``CHARGED``, or the status of the refusal's reason in the table), which
+the ledger's queries select standing charges by; ``response`` holds what the columns do
+not: for a charge the usage right after it (the contract's ``UsageInfoDto``, as
+``Usage.to_dto`` gives it), for a refusal its reason and message, under the names of the
+answer (``usage``; ``data``, ``message``). Records written before outcomes were typed
+hold the whole first answer under those names, so every record reads alike, and a replay
+renders the outcome the first answer was rendered from: the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from flamel_usage.core.errors import REASONS, Refusal
+from flamel_usage.core.money import parse_credits
+from flamel_usage.core.periods import Period
+from flamel_usage.db.gateway import Connection
+from flamel_usage.ledger.balances import Usage
+from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refused
+
+#: 1-255 printable ASCII characters, no space at either end: HTTP servers strip those
+#: from header values, so such a key would not be the same key over HTTP and the CLI.
+IDEMPOTENCY_KEY_PATTERN = r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+#: ``charges.status`` of a charge that was made (see the module's docstring).
+CHARGED = 201
+
+_READ = (
+    "SELECT id, fingerprint, user_id, kind, cost, status, response, from_plan,"
+    " from_purchased, postpaid, created_at FROM charges WHERE idempotency_key = ?"
+)
+_INSERT = (
+    "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
+    " from_plan, from_purchased, postpaid, period_start, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+
+
+def idempotency_key(value: str | None) -> str:
+    """``value`` if it is a valid idempotency key, else ``invalid_idempotency_key``."""
+    if value is None or not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise Refusal(
+            "invalid_idempotency_key",
+            "send an Idempotency-Key of 1-255 printable ASCII characters,"
+            " with no space at either end",
+        )
+    return value
+
+
+async def lock(conn: Connection, key: str) -> None:
+    """Hold ``key`` until the transaction ends: a charge or refund under it runs alone."""
+    await conn.lock_name(f"charge:{key}")
+
+
+async def read_record(conn: Connection, key: str) -> tuple[str, ChargeOutcome] | None:
+    """The fingerprint and the replayed outcome of the record under ``key``, if any."""
+    row = await conn.fetchone(_READ, key)
+    if row is None:
+        return None
+    recorded = orjson.loads(row["response"])
+    if row["status"] != CHARGED:
+        return row["fingerprint"], Refused(recorded["data"], recorded.get("message"), True)
+    charge = Charge(
+        row["id"],
+        key,
+        row["user_id"],
+        row["kind"],
+        row["cost"],
+        row["from_plan"],
+        row["from_purchased"],
+        row["postpaid"],
+        row["created_at"],
+    )
+    return row["fingerprint"], Charged(charge, _usage(recorded["usage"]), replayed=True)
+
+
+async def first_outcome(conn: Connection, key: str, fingerprint: str) -> ChargeOutcome | None:
+    """The outcome recorded under ``key`` for this request (by its ``fingerprint``), None
+    for a new key; ``idempotency_key_reused`` when the key was used for another request.
+
+    Takes the key's lock first, so the answer holds until the transaction ends.
+    """
+    await lock(conn, key)
+    found = await read_record(conn, key)
+    if found is None:
+        return None
+    if found[0] != fingerprint:
+        message = "this Idempotency-Key was used for a different charge"
+        raise Refusal("idempotency_key_reused", message)
+    return found[1]
+
+
+async def record(
+    conn: Connection,
+    fingerprint: str,
+    charge: Charge,
+    period_start: int,
+    *,
+    refused: Refused | None = None,
+) -> int:
+    """Record ``charge`` under its key, made or ``refused``; the id it is given (its
+    ``id`` is not read). A charge made gets its usage from ``record_usage`` once applied.
+    """
+    if refused is None:
+        status, recorded = CHARGED, {}
+    else:
+        status = REASONS[refused.reason].status
+        recorded = {"data": refused.reason, "message": refused.message}
+    charge_id = await conn.fetchval(
+        _INSERT,
+        charge.idempotency_key,
+        fingerprint,
+        charge.user_id,
+        charge.kind,
+        charge.cost,
+        status,
+        orjson.dumps(recorded).decode(),
+        charge.from_plan,
+        charge.from_purchased,
+        charge.postpaid,
+        period_start,
+        charge.created_at,
+    )
+    return int(charge_id)
+
+
+async def record_usage(conn: Connection, charge_id: int, usage: Usage) -> None:
+    response = orjson.dumps({"usage": usage.to_dto()}).decode()
+    await conn.execute("UPDATE charges SET response = ? WHERE id = ?", response, charge_id)
+
+
+def _usage(recorded: dict[str, Any]) -> Usage:
+    """The ``Usage`` a record's ``usage`` was written from: ``to_dto`` gives it back."""
+
+    def credit(name: str) -> int:
+        return parse_credits(recorded[name], name, allow_zero=True)
+
+    start, end = (datetime.fromisoformat(end) for end in recorded["period"].split("/"))
+    postpaid = recorded["postpaidUsageCount"]
+    return Usage(
+        current_credit=credit("currentCredit"),
+        additional_credit=credit("additionalCredit"),
+        max_credit=credit("maxCredit"),
+        period=Period(start, end),
+        ttp_count=recorded["ttpCount"],
+        max_ttp=recorded["maxTtpCount"],
+        edit_count=recorded["editCount"],
+        max_edit=recorded["maxEditCount"],
+        postpaid_used=None if postpaid is None else credit("postpaidUsageCount"),
+    )
