@@ -35,6 +35,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...``, for the raw asyncpg loops."""
+    head, *rest = sql.split("?")
+    return head + "".join(f"${number}{part}" for number, part in enumerate(rest, start=1))
+
+
 def median(values: Iterable[float]) -> float:
     found = list(values)
     return float(statistics.median(found)) if found else float("nan")

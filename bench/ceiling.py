@@ -2,20 +2,19 @@
 
     .venv/bin/python bench/ceiling.py --port 4011 --workers 2   # FLAMEL_DATABASE_URL set
 
-Same statements as the service (``user_for_api_key``'s key lookup, then ``read_usage``'s
-one-row read), same database (FLAMEL_DATABASE_URL: sqlite3 with the service's pragmas,
-or an asyncpg pool of the service's size that, like the service's, sends no reset query
-on release), same JSON, same server (uvicorn with the options ``flamel-usage serve``
-uses), and nothing else: no routing, no envelope beyond 401/403, no record of the key's
-last use (the service batches those writes), billing zone UTC, periods taken as current
+Same statements as the service, imported from it (``user_for_api_key``'s key lookup,
+then ``read_usage``'s one-row read), the service's key check and credit numbers, same
+database (FLAMEL_DATABASE_URL: sqlite3 with the service's pragmas, or an asyncpg pool of
+the service's size that, like the service's, sends no reset query on release), same
+JSON, same server (uvicorn with the options ``flamel-usage serve`` uses), and nothing
+else: no routing, no envelope beyond 401/403, no record of the key's last use (the
+service batches those writes), billing zone UTC, periods taken as current
 (the benchmark seed keeps them so).
 """
 
 import argparse
-import hashlib
 import hmac
 import os
-import re
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -23,33 +22,15 @@ from datetime import UTC, datetime
 import asyncpg
 import orjson
 import uvicorn
+from benchlib import numbered
 
-KEY = (
-    "SELECT k.id, k.user_id, k.key_hash, k.expires_at"
-    " FROM api_keys k JOIN users u ON u.id = k.user_id"
-    " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL"
-)
-USAGE = (
-    "SELECT a.user_id, a.plan_id, a.pending_plan_id, a.anchor_at, a.period_start, a.period_end,"
-    " a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used, p.period_unit, p.max_credit,"
-    " p.max_ttp, p.max_edit, p.billing_mode, (SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT)"
-    " FROM credit_purchases c WHERE c.user_id = ? AND c.remaining > 0"
-    " AND (c.expires_at IS NULL OR c.expires_at > ?)) AS purchased"
-    " FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?"
-)
+from flamel_usage.auth import keys
+from flamel_usage.auth.credentials import KEY_OWNER
+from flamel_usage.core.money import credits_value
+from flamel_usage.ledger.balances import USAGE
+
 PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON")
-SHAPE = re.compile(r"flm_[A-Za-z0-9_-]{43}")
 HEADERS = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-store")]
-
-
-def credits(milli: int) -> int | float:
-    return milli // 1000 if milli % 1000 == 0 else milli / 1000
-
-
-def numbered(sql: str) -> str:
-    """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
-    head, *rest = sql.split("?")
-    return head + "".join(f"${number}{part}" for number, part in enumerate(rest, start=1))
 
 
 def iso(us: int) -> str:
@@ -57,7 +38,7 @@ def iso(us: int) -> str:
 
 
 async def usage(one, sql, key, now):
-    digest = hashlib.sha256(key.encode()).hexdigest() if SHAPE.fullmatch(key) else ""
+    digest = keys.key_hash(key) if keys.is_well_formed(key) else ""
     found = await one(sql[0], digest) if digest else None
     if found is None or not hmac.compare_digest(found[2], digest):
         return 401, b'{"success":false,"code":401,"data":"wrong_api_key"}'
@@ -66,15 +47,15 @@ async def usage(one, sql, key, now):
     row = await one(sql[1], found[1], now, found[1])
     return 200, orjson.dumps(
         {
-            "currentCredit": credits(row[6]),
-            "additionalCredit": credits(row[15]),
-            "maxCredit": credits(row[11]),
+            "currentCredit": credits_value(row[6]),
+            "additionalCredit": credits_value(row[15]),
+            "maxCredit": credits_value(row[11]),
             "period": f"{iso(row[4])}/{iso(row[5])}",
             "ttpCount": row[7],
             "maxTtpCount": row[12],
             "editCount": row[8],
             "maxEditCount": row[13],
-            "postpaidUsageCount": credits(row[9]) if row[14] == "postpaid" else None,
+            "postpaidUsageCount": credits_value(row[9]) if row[14] == "postpaid" else None,
         }
     )
 
@@ -93,7 +74,7 @@ def create_app():
 
     async def answer(key, now):
         if sqlite:
-            return await usage(one, (KEY, USAGE), key, now)
+            return await usage(one, (KEY_OWNER, USAGE), key, now)
         async with state["pool"].acquire() as conn:
             return await usage(conn.fetchrow, state["sql"], key, now)
 
@@ -108,7 +89,7 @@ def create_app():
                     state["pool"] = await asyncpg.create_pool(
                         url, min_size=1, max_size=10, reset=keep_session
                     )
-                    state["sql"] = (numbered(KEY), numbered(USAGE))
+                    state["sql"] = (numbered(KEY_OWNER), numbered(USAGE))
                 await send({"type": "lifespan.startup.complete"})
             if not sqlite:
                 await state["pool"].close()

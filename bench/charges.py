@@ -3,9 +3,10 @@
 Used by ``bench/run.py`` (``--parts charges`` runs this part alone). Over HTTP,
 ``bench/charges.lua`` drives ``POST /api/admin/charges`` with a fresh Idempotency-Key
 per request, a random seeded user and a random kind. The raw loop runs the statements
-that ``flamel_usage.metering.charges.charge`` runs for the same mix of requests, with the
-same driver and connection settings as the service, in one process without HTTP or the
-service's code: one transaction after the other on SQLite (it has one writer at a time
+that ``flamel_usage.metering.charges.charge`` runs (imported from the service, with the
+default costs and a charge's fingerprint) for the same mix of requests, with the same
+driver and connection settings as the service, in one process without HTTP or the rest
+of the service's code: one transaction after the other on SQLite (it has one writer at a time
 anyway), ``--charge-connections`` concurrent transactions on one asyncpg pool on
 PostgreSQL. Refusals (402 insufficient credit, 429 limits) are intended answers;
 anything else counts as an error.
@@ -14,7 +15,6 @@ anything else counts as an error.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import sqlite3
 import time
@@ -23,59 +23,30 @@ from typing import Any
 
 import asyncpg
 import orjson
+from benchlib import numbered
+
+from flamel_usage.accounts.users import LIVE_USER
+from flamel_usage.core.config import OPERATION_COSTS
+from flamel_usage.ledger.balances import ACCOUNT, EXPIRED_PURCHASES, INSERT_ENTRY, USAGE
+from flamel_usage.metering.charges import (
+    LIVE_PURCHASES,
+    SPEND_FROM_ACCOUNT,
+    SPEND_FROM_PURCHASE,
+    ChargeRequest,
+)
+from flamel_usage.metering.idempotency import INSERT_RECORD, READ_RECORD, RECORD_USAGE
 
 OK = {201}
 REFUSALS = {402, 429}
 KINDS = ("ttp",) * 5 + ("edit",) * 3 + ("image",) * 2  # the mix charges.lua sends
-COST = 1000  # the default cost of every kind (FLAMEL_OPERATION_COSTS), in millicredits
+#: The cost of each kind, in millicredits, as a server with no FLAMEL_OPERATION_COSTS has it.
+COSTS = OPERATION_COSTS.read({})
 COUNTED = {"ttp": ("ttp_count", "max_ttp"), "edit": ("edit_count", "max_edit")}
-
+#: What ``Connection.lock_name`` sends on PostgreSQL (SQLite's write lock needs none).
 LOCK = "SELECT pg_advisory_xact_lock(hashtext(?))"
-FIRST = "SELECT fingerprint, status, response FROM charges WHERE idempotency_key = ?"
-LIVE_USER = "SELECT id FROM users WHERE id = ? AND deleted_at IS NULL"
-COLUMNS = (
-    "a.user_id, a.plan_id, a.pending_plan_id, a.anchor_at, a.period_start, a.period_end,"
-    " a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used, p.period_unit, p.max_credit,"
-    " p.max_ttp, p.max_edit, p.billing_mode"
-)
-ACCOUNT = f"SELECT {COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?"
-EXPIRED = (
-    "SELECT id, remaining FROM credit_purchases"
-    " WHERE user_id = ? AND remaining > 0 AND expires_at <= ?"
-)
-LIVE_PURCHASES = (
-    "SELECT id, remaining FROM credit_purchases"
-    " WHERE user_id = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?)"
-    " ORDER BY expires_at IS NULL, expires_at, id"
-)
-RECORD = (
-    "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
-    " from_plan, from_purchased, postpaid, period_start, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
-)
-APPLY = (
-    "UPDATE accounts SET plan_credit = plan_credit - ?, postpaid_used = postpaid_used + ?,"
-    " ttp_count = ttp_count + ?, edit_count = edit_count + ? WHERE user_id = ?"
-)
-TAKE = "UPDATE credit_purchases SET remaining = remaining - ? WHERE id = ?"
-ENTRY = (
-    "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount, period_start,"
-    " purchase_id, charge_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-USAGE = (
-    f"SELECT {COLUMNS}, (SELECT CAST(COALESCE(SUM(c.remaining), 0) AS BIGINT)"
-    " FROM credit_purchases c WHERE c.user_id = ? AND c.remaining > 0"
-    " AND (c.expires_at IS NULL OR c.expires_at > ?)) AS purchased"
-    " FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?"
-)
-RESPOND = "UPDATE charges SET response = ? WHERE id = ?"
+LOCKED_ACCOUNT = ACCOUNT + " FOR UPDATE OF a"  # ``Connection.for_update("a")``
 
 Fetch = Callable[..., Awaitable[Any]]
-
-
-def numbered(sql: str) -> str:
-    head, *rest = sql.split("?")
-    return head + "".join(f"${number}{part}" for number, part in enumerate(rest, start=1))
 
 
 async def charge_once(
@@ -89,19 +60,20 @@ async def charge_once(
     now = time.time_ns() // 1000
     if postgres:
         await one(LOCK, f"charge:{key}")
-    if await one(FIRST, key) is not None:
+    if await one(READ_RECORD, key) is not None:
         raise RuntimeError(f"idempotency key {key} repeated")
     await one(LIVE_USER, user_id)
-    account = await one(ACCOUNT + (" FOR UPDATE OF a" if postgres else ""), user_id)
-    await many(EXPIRED, user_id, now)
-    fingerprint = hashlib.sha256(f"{user_id}|{kind}|default".encode()).hexdigest()
+    account = await one(LOCKED_ACCOUNT if postgres else ACCOUNT, user_id)
+    await many(EXPIRED_PURCHASES, user_id, now)
+    fingerprint = ChargeRequest(user_id, kind, None).fingerprint()
+    cost = COSTS[kind]
     status = 201
     if kind in COUNTED:
         count, limit = COUNTED[kind]
         if account[limit] is not None and account[count] >= account[limit]:
             status = 429
-    from_plan = min(account["plan_credit"], COST)
-    owed, taken = COST - from_plan, []
+    from_plan = min(account["plan_credit"], cost)
+    owed, taken = cost - from_plan, []
     if status == 201 and owed:
         for purchase in await many(LIVE_PURCHASES, user_id, now):
             part = min(purchase["remaining"], owed)
@@ -113,20 +85,23 @@ async def charge_once(
             status = 402
     period = account["period_start"]
     if status != 201:
-        body = orjson.dumps({"success": False, "code": status, "data": "refused"}).decode()
-        await one(RECORD, key, fingerprint, user_id, kind, COST, status, body, 0, 0, 0, period, now)
+        reason = "insufficient_credit" if status == 402 else f"{kind}_limit_exceeded"
+        body = orjson.dumps({"data": reason, "message": None}).decode()
+        await one(
+            INSERT_RECORD, key, fingerprint, user_id, kind, cost, status, body, 0, 0, 0, period, now
+        )
         return status
-    purchased = COST - from_plan - owed
+    purchased = cost - from_plan - owed
     charge_id = (
         await one(
-            RECORD,
+            INSERT_RECORD,
             key,
             fingerprint,
             user_id,
             kind,
-            COST,
+            cost,
             201,
-            "",
+            "{}",
             from_plan,
             purchased,
             owed,
@@ -135,22 +110,31 @@ async def charge_once(
         )
     )[0]
     ttp, edit = int(kind == "ttp"), int(kind == "edit")
-    await run(APPLY, from_plan, owed, ttp, edit, user_id)
+    await run(SPEND_FROM_ACCOUNT, from_plan, owed, ttp, edit, user_id)
     entries: list[tuple[str, int, int | None]] = [("plan", -from_plan, None)]
     entries += [("purchase", -part, purchase_id) for purchase_id, part in taken]
     entries.append(("postpaid", owed, None))
     if kind in COUNTED:
         entries.append((kind, 1, None))
     for purchase_id, part in taken:
-        await run(TAKE, part, purchase_id)
+        await run(SPEND_FROM_PURCHASE, part, purchase_id)
     for pool, amount, purchase_id in entries:
         if amount or pool in COUNTED:
             await run(
-                ENTRY, user_id, now, "charge", pool, amount, period, purchase_id, charge_id, None
+                INSERT_ENTRY,
+                user_id,
+                now,
+                "charge",
+                pool,
+                amount,
+                period,
+                purchase_id,
+                charge_id,
+                None,
             )
     usage = await one(USAGE, user_id, now, user_id)
-    body = orjson.dumps({"charge": {"id": charge_id, "key": key}, "usage": list(usage)})
-    await run(RESPOND, body.decode(), charge_id)
+    body = orjson.dumps({"usage": list(usage)})
+    await run(RECORD_USAGE, body.decode(), charge_id)
     return 201
 
 
@@ -216,8 +200,9 @@ async def raw_postgres(
     sql = {
         text: numbered(text)
         for text in (
-            *(LOCK, FIRST, LIVE_USER, ACCOUNT + " FOR UPDATE OF a", EXPIRED),
-            *(LIVE_PURCHASES, RECORD, APPLY, TAKE, ENTRY, USAGE, RESPOND),
+            *(LOCK, READ_RECORD, LIVE_USER, LOCKED_ACCOUNT, EXPIRED_PURCHASES, LIVE_PURCHASES),
+            *(INSERT_RECORD, SPEND_FROM_ACCOUNT, SPEND_FROM_PURCHASE, INSERT_ENTRY, USAGE),
+            RECORD_USAGE,
         )
     }
     statuses: dict[int, int] = {}

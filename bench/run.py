@@ -85,11 +85,13 @@ from benchlib import (
     wrk,
 )
 
+from flamel_usage.core import config
+from flamel_usage.ledger.history import GRANULARITIES
+
 PRISM = HERE / ".tools" / "node_modules" / ".bin" / "prism"
 SPEC = ROOT / "src" / "flamel_usage" / "http" / "openapi" / "openapi-seed.yaml"
 USAGE_PATH = "/api/users/me/usage"
 HISTORY_PATH = "/api/users/me/usage/history"
-GRANULARITIES = ("day", "hour")
 #: The issue's target for the history read on SQLite at 16 connections.
 HISTORY_P99_MS = 20.0
 #: The platform issue's target: the session read's requests/s against the key read's.
@@ -130,11 +132,11 @@ class Run:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLAMEL_")}
         if url is not None:
             env |= {
-                "FLAMEL_DATABASE_URL": url,
-                "FLAMEL_TIMEZONE": "UTC",
-                "FLAMEL_DATA_DIR": str(self.workdir / "data"),
-                "FLAMEL_SESSION_SECRET": "bench-" + TOKEN,
-                "FLAMEL_ADMIN_TOKEN": TOKEN,
+                config.DATABASE_URL.name: url,
+                config.TIMEZONE.name: "UTC",
+                config.DATA_DIR.name: str(self.workdir / "data"),
+                config.SESSION_SECRET.name: "bench-" + TOKEN,
+                config.ADMIN_TOKEN.name: TOKEN,
             }
         return env
 

@@ -4,12 +4,12 @@
 
 What it makes (every instant relative to the moment of seeding, billing zone UTC):
 
-* four plans, one of each kind: prepaid with ttp/edit limits (monthly and yearly),
-  prepaid without limits, postpaid;
+* four plans, one of each kind, made by the service (``accounts.create_plan``): prepaid
+  with ttp/edit limits (monthly and yearly), prepaid without limits, postpaid;
 * ``--users`` users, each with an account in its current period (ending at least two
   days after seeding, so that a cached seed stays current for the day), one API key
-  (``key_hash`` = sha256 hex of the key, as ``flamel_usage.auth.keys`` stores it) and,
-  for one in five, a live purchase of credit;
+  (hashed and shown as ``flamel_usage.auth.keys`` does it) and, for one in five, a live
+  purchase of credit;
 * ledger entries up to ``--entries`` in all: for each account a ``period_start`` entry of
   its current period and the entries of a few charges in it (reflected in the account's
   balances), and filler in EARLIER periods: period starts, charges (with their
@@ -20,6 +20,11 @@ SQLite seeds are cached under ``bench/.cache`` (keyed by the parameters, the day
 migrations and this file), so a rerun on the same day starts at once; the plain keys,
 one a line in user order, are written next to them for wrk. A PostgreSQL database is
 seeded from the SQLite file with ``COPY``, so both stores hold the same rows.
+
+What the service decides is taken from it, not copied: the schema (its migrations), the
+plans, the key hash and prefix, a charge's fingerprint, the ledger's INSERT. The other
+rows are written in bulk under the column names of ``COLUMNS``, so a column the schema
+adds without a default, renames or moves fails the seed instead of shifting its values.
 """
 
 from __future__ import annotations
@@ -40,10 +45,14 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from flamel_usage.accounts import users as accounts
+from flamel_usage.auth import keys
 from flamel_usage.core.periods import Period, from_micros, period_containing, to_micros
 from flamel_usage.db import migrate
 from flamel_usage.db.gateway import Database
-from flamel_usage.ledger import reconcile as ledger
+from flamel_usage.ledger import balances
+from flamel_usage.ledger import reconcile as books
+from flamel_usage.metering.charges import ChargeRequest
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -68,6 +77,22 @@ TABLES = (
     "charges",
     "ledger_entries",
 )
+#: The columns the seed writes in bulk, in the order of its rows; the ledger's entries
+#: go in through the service's own statement (``balances.INSERT_ENTRY``).
+COLUMNS = {
+    "users": ("id", "email", "created_at", "external_id"),
+    "accounts": (
+        *("user_id", "plan_id", "anchor_at", "period_start", "period_end"),
+        *("plan_credit", "ttp_count", "edit_count", "postpaid_used"),
+    ),
+    "api_keys": ("id", "user_id", "prefix", "key_hash", "created_at"),
+    "credit_purchases": ("id", "user_id", "amount", "remaining", "expires_at", "created_at"),
+    "charges": (
+        *("id", "idempotency_key", "fingerprint", "user_id", "kind", "cost", "status"),
+        *("response", "period_start", "created_at", "refunded_at"),
+        *("from_plan", "from_purchased", "postpaid"),
+    ),
+}
 KINDS = ("ttp", "edit", "image")
 #: The user whose usage history the benchmark reads, and its charges in the current period.
 HISTORY_USER = 1
@@ -86,10 +111,6 @@ def external_id(number: int) -> str:
     return f"bench-{number}"
 
 
-def key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode("ascii")).hexdigest()
-
-
 @dataclass
 class _Account:
     user_id: int
@@ -106,9 +127,9 @@ class _Generator:
     def __init__(self, users: int, entries: int, now: int) -> None:
         self.users, self.entries, self.now = users, entries, now
         self.rng = random.Random(f"flamel-bench-{users}-{entries}")
-        self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in TABLES}
-        self.rows["plans"] = [(*plan[:7], now - 800 * DAY) for plan in PLANS]
-        self.ledger: list[list[Any]] = []
+        self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in COLUMNS}
+        #: Rows of ``balances.INSERT_ENTRY``; ids follow from their order, by instant.
+        self.ledger: list[tuple[Any, ...]] = []
         self.next_purchase = 1
         self.next_charge = 1
         self.keys: list[str] = []
@@ -127,7 +148,7 @@ class _Generator:
         note: str | None = None,
     ) -> None:
         self.ledger.append(
-            [user_id, at, entry_type, pool, amount, period_start, purchase_id, note, charge_id]
+            (user_id, at, entry_type, pool, amount, period_start, purchase_id, charge_id, note)
         )
 
     def run(self) -> None:
@@ -138,9 +159,6 @@ class _Generator:
             plan = self.rng.choices(PLANS, weights)[0]
             self.user(user_id, plan, per_user + (1 if user_id - HISTORY_USER <= extra else 0))
         self.ledger.sort(key=lambda row: row[1])
-        self.rows["ledger_entries"] = [
-            (number, *row) for number, row in enumerate(self.ledger, start=1)
-        ]
 
     def periods(self, unit: str, past: int) -> tuple[int, list[Period]]:
         """An anchor (whole seconds) and the current period plus ``past`` earlier ones."""
@@ -181,13 +199,12 @@ class _Generator:
     ) -> tuple[_Account, list[Period]]:
         """The user, its key and an empty account; its current period and ``past`` before."""
         anchor, periods = self.periods(plan[2], past)
-        self.rows["users"].append(
-            (user_id, f"user{user_id}@bench.flamel.local", None, anchor, None, external_id(user_id))
-        )
+        email = accounts.normalise_email(f"user{user_id}@bench.flamel.local")
+        self.rows["users"].append((user_id, email, anchor, external_id(user_id)))
         key = api_key(user_id)
         self.keys.append(key)
         self.rows["api_keys"].append(
-            (user_id, user_id, key[:12], key_hash(key), anchor + SECOND, None, None, None, None)
+            (user_id, user_id, keys.key_prefix(key), keys.key_hash(key), anchor + SECOND)
         )
         self.anchors[user_id] = anchor
         return _Account(user_id, plan), periods
@@ -226,7 +243,6 @@ class _Generator:
                 account.ttp_count,
                 account.edit_count,
                 account.postpaid_used,
-                None,
             )
         )
 
@@ -325,7 +341,7 @@ class _Generator:
         charge_id = self.next_charge
         self.next_charge += 1
         user_id = account.user_id
-        fingerprint = hashlib.sha256(f"{user_id}|{kind}|{cost}".encode()).hexdigest()
+        fingerprint = ChargeRequest(user_id, kind, cost).fingerprint()
         refunded_at = at + rng.randint(1, 600) * SECOND if refund else None
         response = json.dumps({"charge": {"id": charge_id, "kind": kind, "cost": cost / CREDIT}})
         self.rows["charges"].append(
@@ -395,12 +411,35 @@ async def _migrate(url: str) -> None:
         await db.close()
 
 
+async def _make_plans(url: str, now: int) -> None:
+    """``PLANS``, made as an operator makes them; ids 1-4 on the empty store."""
+    db = Database.from_url(url)
+    await db.open()
+    try:
+        async with db.transaction() as conn:
+            for plan_id, name, unit, credit, ttp, edit, mode, _ in PLANS:
+                made = await accounts.create_plan(
+                    conn,
+                    name=name,
+                    period_unit=unit,
+                    max_credit=credit,
+                    max_ttp=ttp,
+                    max_edit=edit,
+                    billing_mode=mode,
+                    now=now - 800 * DAY,
+                )
+                if made.id != plan_id:
+                    raise RuntimeError(f"plan {name} got id {made.id}, not {plan_id}")
+    finally:
+        await db.close()
+
+
 async def reconcile(url: str) -> list[str]:
     db = Database.from_url(url)
     await db.open()
     try:
         async with db.read() as conn:
-            return await ledger.reconcile(conn)
+            return await books.reconcile(conn)
     finally:
         await db.close()
 
@@ -418,6 +457,7 @@ class Seed:
 
 def _write_sqlite(path: Path, generator: _Generator) -> None:
     asyncio.run(_migrate(f"sqlite:///{path}"))
+    asyncio.run(_make_plans(f"sqlite:///{path}", generator.now))
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=OFF")
@@ -430,13 +470,13 @@ def _write_sqlite(path: Path, generator: _Generator) -> None:
         conn.execute("BEGIN")
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
-        for table in TABLES:
-            columns = _columns(conn, table)
+        for table, columns in COLUMNS.items():
             marks = ", ".join("?" * len(columns))
             conn.executemany(
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
                 generator.rows[table],
             )
+        conn.executemany(balances.INSERT_ENTRY, generator.ledger)
         for _, sql in indexes:
             conn.execute(sql)
         conn.execute("COMMIT")
@@ -473,7 +513,8 @@ def sqlite_seed(users: int, entries: int, *, cache: Path = CACHE, log: Any = pri
     if problems:
         raise RuntimeError(f"the seed does not reconcile: {problems[:5]}")
     keys.write_text("\n".join(generator.keys) + "\n")
-    counts = {table: len(generator.rows[table]) for table in TABLES}
+    made = {**generator.rows, "plans": PLANS, "ledger_entries": generator.ledger}
+    counts = {table: len(made[table]) for table in TABLES}
     seconds = round(time.monotonic() - started, 1)
     building.rename(path)
     meta.write_text(json.dumps({"counts": counts, "seconds": seconds, "day": day}))

@@ -22,7 +22,8 @@ import pytest
 from flamel_usage.auth.cookies import session_cookie_value, sign
 from flamel_usage.core.config import Settings
 from flamel_usage.db.gateway import Database
-from flamel_usage.http.app import App
+from flamel_usage.http.app import ROUTES, App
+from flamel_usage.http.routing import Guard
 from tests.conftest import SESSION_SECRET, FakeClock
 
 USAGE = "/api/users/me/usage"
@@ -683,11 +684,8 @@ async def test_history_takes_the_usage_reads_credentials(
 # --- self-service keys: the session only ------------------------------------------------------
 
 SESSION_REQUIRED = {"success": False, "code": 403, "data": "session_required"}
-MY_KEYS_ROUTES = [
-    ("GET", "/api/users/me/keys"),
-    ("POST", "/api/users/me/keys"),
-    ("DELETE", "/api/users/me/keys/{key_id}"),
-]
+#: Every session-only route of the app's table: the self-service keys.
+MY_KEYS_ROUTES = [(route.method, route.path) for route in ROUTES if route.guard is Guard.SESSION]
 
 
 @pytest.mark.parametrize(("method", "path"), MY_KEYS_ROUTES)
@@ -697,7 +695,7 @@ async def test_my_keys_take_the_session_and_never_a_key(
     """A valid, wrong, revoked or expired key is refused with session_required, with or
     without a session beside it; no credential is not_logged_in; the session alone works."""
     cookie = f"connect.sid={_session_cookie(await _login(admin, account.email, PASSWORD))}"
-    url = path.format(key_id=account.key_id)
+    url = path.replace("{keyId}", str(account.key_id))
     expired = await _expired_key(admin, account.user_id)
     for key in (account.key, _tamper(account.key, 20), expired, "garbage"):
         for with_cookie in (True, False):

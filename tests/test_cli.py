@@ -24,10 +24,10 @@ import asyncpg
 import httpx
 import pytest
 
-from flamel_usage import cli
 from flamel_usage.accounts import users as accounts
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import verify_password
+from flamel_usage.cli.parser import build_parser
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.context import system_clock
@@ -419,11 +419,11 @@ def test_bad_settings_are_one_line_on_stderr(tmp_path: Path, setting: dict[str, 
 def test_serve_runs_one_worker_per_core_where_affinity_is_unknown_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    workers = cli._parser().parse_args(["serve"]).workers
+    workers = build_parser().parse_args(["serve"]).workers
     assert workers == len(os.sched_getaffinity(0))
     monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
-    assert cli._parser().parse_args(["serve"]).workers == 3
+    assert build_parser().parse_args(["serve"]).workers == 3
 
 
 # --- A store that is not there, or not migrated -------------------------------------------

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
-from flamel_usage.core.config import ConfigError, Settings
+from flamel_usage.core.config import SETTINGS, ConfigError, Settings, settings_table
 from flamel_usage.db.gateway import Database
 from tests.processes import ServerProcess
 
@@ -154,3 +157,48 @@ def test_serve_refuses_a_short_session_secret_in_one_line(tmp_path: Path) -> Non
     assert output.startswith("flamel-usage: invalid: FLAMEL_SESSION_SECRET"), output
     assert output.count("\n") == 1, output
     assert "tiny-secret" not in output, output
+
+
+# --- The registry ---------------------------------------------------------------------------
+
+
+class _Recording(Mapping[str, str]):
+    """An empty environment that notes every variable asked for."""
+
+    def __init__(self) -> None:
+        self.asked: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_settings_read_every_registered_variable_and_no_other() -> None:
+    environ = _Recording()
+    Settings.from_environ(environ)
+    assert environ.asked == {setting.name for setting in SETTINGS}
+
+
+def test_the_readme_table_is_the_registry() -> None:
+    """Regenerate it with ``python -m flamel_usage.core.config`` after changing a setting."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("| name | default | meaning |")
+    table = readme[start:].split("\n\n", 1)[0].strip()
+    assert table == settings_table()
+
+
+def test_the_table_is_printed_by_the_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flamel_usage.core.config"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == settings_table() + "\n"
+    assert done.stderr == ""

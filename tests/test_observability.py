@@ -26,7 +26,8 @@ import pytest
 from flamel_usage.core.config import Settings
 from flamel_usage.core.logs import REQUEST_ID, JsonFormatter, TextFormatter
 from flamel_usage.db.gateway import Database
-from flamel_usage.http.app import App
+from flamel_usage.http import guards
+from flamel_usage.http.app import ROUTES, App
 from flamel_usage.http.context import Services
 from flamel_usage.http.metrics import BUCKETS
 from flamel_usage.http.routing import Request, Response
@@ -234,7 +235,7 @@ async def test_metrics_count_requests_charges_and_auth_failures_exactly(
     key = await factory.key(user)
     expired = await factory.expired_key(user)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with app_client(environ, db, clock, FLAMEL_KEY_FAILURE_BUDGET="2") as (app, http):
+    async with app_client(environ, db, clock, FLAMEL_KEY_FAILURE_BUDGET="2") as (_app, http):
         assert value(await metrics_of(http), "flamel_http_requests_total") == 0
         for _ in range(2):
             assert (await http.get(USAGE, headers={"X-Api-Key": key})).status_code == 200
@@ -293,7 +294,7 @@ async def test_metrics_count_requests_charges_and_auth_failures_exactly(
     assert total == 21
 
     # Route labels are the patterns of routes (or "unmatched"), never a path as sent.
-    patterns = {path for _, path in app.router.routes} | {"unmatched"}
+    patterns = {route.path for route in ROUTES} | {"unmatched"}
     assert {labels["route"] for labels in series(samples, "flamel_http_requests_total")} <= patterns
     assert f"/api/admin/users/{user.id}/keys" not in text
     assert "/no/such/route" not in text
@@ -458,7 +459,7 @@ async def test_an_unhandled_error_is_a_500_with_the_request_id_in_header_and_log
     async def boom(request: Request, services: Services) -> Response:
         raise RuntimeError("secret internals")
 
-    app.router.add("GET", "/boom/{id}", boom)
+    app.router.add(guards.public("GET", "/boom/{id}", boom))
     with caplog.at_level(logging.ERROR, logger="flamel_usage"):
         response = await client.get("/boom/7", headers={"X-Request-Id": "trace-me-500"})
     assert is_envelope(response, 500, "internal_error")

@@ -647,4 +647,3 @@ def test_the_defaults_are_express_sessions() -> None:
     assert settings.session_user_field == ("passport", "user")
     assert settings.session_store_prefix == "sess:"
     assert settings.session_store_table == "session"
-    assert Settings.from_environ({"FLAMEL_SESSION_STORE_PREFIX": ""}).session_store_prefix == ""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flamel_usage import cli
+from flamel_usage.cli.demo import ensure_demo
 from flamel_usage.core.config import Settings
 from flamel_usage.db.gateway import Database
 from tests.processes import run_cli
@@ -99,5 +99,5 @@ async def test_the_demo_key_file_and_its_directory_are_private(
 ) -> None:
     data_dir = tmp_path / "demo"
     settings = Settings.from_environ({"FLAMEL_DATA_DIR": str(data_dir)})
-    await cli.ensure_demo(db, settings)
+    await ensure_demo(db, settings)
     assert _modes(data_dir) == {".": "700", "demo-api-key": "600"}

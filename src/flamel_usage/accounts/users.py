@@ -305,9 +305,12 @@ async def subscription(conn: Connection, user_id: int) -> Subscription:
     return Subscription(row["plan"], row["pending"])
 
 
+LIVE_USER = "SELECT id FROM users WHERE id = ? AND deleted_at IS NULL"
+
+
 async def live_user_id(conn: Connection, user_id: int) -> int:
     """``user_id`` if such a user exists and is not deleted, else ``user_not_found``."""
-    found = await conn.fetchval("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL", user_id)
+    found = await conn.fetchval(LIVE_USER, user_id)
     if found is None:
         raise Refusal("user_not_found", "no such user")
     return int(found)

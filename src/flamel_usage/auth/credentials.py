@@ -197,6 +197,14 @@ class KeyOwner(NamedTuple):
     user_id: int
 
 
+#: The live key of a hash and its user: the one query of a request made with a key.
+KEY_OWNER = (
+    "SELECT k.id, k.user_id, k.key_hash, k.expires_at"
+    " FROM api_keys k JOIN users u ON u.id = k.user_id"
+    " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL"
+)
+
+
 async def user_for_api_key(
     conn: Connection, key: str, now: int, *, client: str, budget: throttle.Budget
 ) -> KeyOwner:
@@ -208,12 +216,7 @@ async def user_for_api_key(
     """
     if keys.is_well_formed(key):
         digest = keys.key_hash(key)
-        row = await conn.fetchone(
-            "SELECT k.id, k.user_id, k.key_hash, k.expires_at"
-            " FROM api_keys k JOIN users u ON u.id = k.user_id"
-            " WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
-            digest,
-        )
+        row = await conn.fetchone(KEY_OWNER, digest)
         if row is not None and hmac.compare_digest(row["key_hash"], digest):
             if row["expires_at"] is not None and row["expires_at"] <= now:
                 raise Refusal("api_key_expired")

@@ -2,8 +2,12 @@
 
 Nothing is read at import time: the CLI, the server workers and the tests each build
 their own ``Settings`` from the mapping they are given, so a test can never leak its
-configuration into another. Every setting is listed in ``SETTINGS`` with its meaning,
-which the README's table is written from.
+configuration into another.
+
+Each setting is declared once, in ``SETTINGS``: its variable, its default, its meaning
+and how its text is read. ``Settings.from_environ`` reads every one of them, and the
+README's table of settings is printed from them (``python -m flamel_usage.core.config``);
+``tests/test_config.py`` checks both.
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TypedDict
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flamel_usage.core.errors import Refusal
@@ -26,11 +30,11 @@ from flamel_usage.core.money import parse_credits
 
 
 class ConfigError(ValueError):
-    """A setting has a value the service cannot run with; the message names it."""
+    "''A setting has a value the service cannot run with; the message names it.''"
 
 
 class Secret:
-    """A string that never shows itself in ``repr``, logs or tracebacks."""
+    "''A string that never shows itself in ``repr``, logs or tracebacks.''"
 
     __slots__ = ("_value",)
 
@@ -54,154 +58,9 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True, slots=True)
-class SettingDoc:
-    name: str
-    default: str
-    meaning: str
-
-
-SETTINGS: tuple[SettingDoc, ...] = (
-    SettingDoc(
-        "FLAMEL_DATA_DIR",
-        "./data",
-        "Directory of the embedded SQLite database and the generated session secret,"
-        " created for its owner alone (700, files 600; the files of an existing database"
-        " are made 600 when it is opened).",
-    ),
-    SettingDoc(
-        "FLAMEL_DATABASE_URL",
-        "sqlite:///<data dir>/flamel-usage.sqlite3",
-        "`sqlite:///PATH` or `postgresql://user@host:port/db`.",
-    ),
-    SettingDoc(
-        "FLAMEL_ADMIN_TOKEN",
-        "(none: every admin call is refused)",
-        "Bearer token of the operator API under `/api/admin/`.",
-    ),
-    SettingDoc(
-        "FLAMEL_SESSION_SECRET",
-        "(generated once into the data dir)",
-        "Secret that signs the session cookie, shared with an Express front end; at least 32"
-        " bytes. A comma-separated list rotates it, as express-session's array does: the"
-        " first signs, any of them is accepted.",
-    ),
-    SettingDoc("FLAMEL_TIMEZONE", "UTC", "IANA zone in which billing periods start and end."),
-    SettingDoc("FLAMEL_SESSION_TTL_SECONDS", "1209600", "Lifetime of a login session (14 days)."),
-    SettingDoc(
-        "FLAMEL_OPERATION_COSTS",
-        "ttp=1,edit=1,image=1",
-        "Operation kinds that can be charged and their default cost in credits.",
-    ),
-    SettingDoc(
-        "FLAMEL_DATABASE_TIMEOUT_SECONDS",
-        "3",
-        "Longest wait for PostgreSQL (to connect, get a pooled connection, run one"
-        " statement) before answering `503 service_unavailable`. SQLite waits for its"
-        " write lock at least 10 s, or this long if longer.",
-    ),
-    SettingDoc(
-        "FLAMEL_KEY_FAILURE_BUDGET",
-        "50",
-        "Wrong API keys one client may send per window before its wrong keys are refused"
-        " with `429 too_many_requests` (a valid key never is).",
-    ),
-    SettingDoc(
-        "FLAMEL_LOGIN_FAILURE_BUDGET",
-        "10",
-        "Failed logins per window before logins are refused: per browser that signed in to"
-        " the account before, else per client and per account.",
-    ),
-    SettingDoc("FLAMEL_THROTTLE_WINDOW_SECONDS", "300", "The window of both budgets."),
-    SettingDoc(
-        "FLAMEL_CLIENT_ADDRESS_HEADER",
-        "(none: the peer address)",
-        "Header a trusted proxy sets with the client address, e.g. `X-Forwarded-For`"
-        " (its last address is used, over all its lines: the one the proxy added, also on"
-        " a line of its own). Set it only behind such a proxy.",
-    ),
-    SettingDoc(
-        "FLAMEL_MAX_HEADER_BYTES",
-        "16384",
-        "Largest request head (request line and headers) in bytes; a larger one is answered"
-        " `431 request_header_fields_too_large` and its connection closed, as soon as that"
-        " many bytes have arrived.",
-    ),
-    SettingDoc(
-        "FLAMEL_MAX_HEADERS",
-        "100",
-        "Most header lines in one request; more are answered the same way.",
-    ),
-    SettingDoc(
-        "FLAMEL_HEADER_TIMEOUT_SECONDS",
-        "10",
-        "Longest time a request's head may take to arrive, from when its connection opens or"
-        " the previous response was sent; past it the connection is closed, so idle and"
-        " slow connections do not pile up.",
-    ),
-    SettingDoc(
-        "FLAMEL_LOG_FORMAT",
-        "text",
-        "`text` (a line per record) or `json` (one JSON object per line) on stderr.",
-    ),
-    SettingDoc(
-        "FLAMEL_ACCESS_LOG",
-        "off",
-        "`on`: one INFO line per request (method, route pattern, status, duration, request"
-        " id); `off`: none (the default: a line costs a worker about a third of a usage"
-        " read's time, and `/metrics` counts every request anyway).",
-    ),
-    SettingDoc(
-        "FLAMEL_CORS_ORIGINS",
-        "(none: CORS off)",
-        "Comma-separated browser origins (`https://app.example.com`) allowed to read"
-        " `GET /api/users/me/usage` cross-origin with an `X-Api-Key`; never with cookies.",
-    ),
-    # --- the platform's sessions (SPEC 7) ---
-    SettingDoc(
-        "FLAMEL_SESSION_STORE",
-        "local",
-        "Where sessions live: `local` (our own sign-in), `redis://host:port/db` (the"
-        " platform's connect-redis store) or `postgresql://...` (its connect-pg-simple"
-        " table). An external store is only read, never written.",
-    ),
-    SettingDoc(
-        "FLAMEL_SESSION_STORE_PREFIX",
-        "sess:",
-        "connect-redis's key prefix (set but empty: no prefix).",
-    ),
-    SettingDoc(
-        "FLAMEL_SESSION_STORE_SCHEMA",
-        "(none: the search path)",
-        "connect-pg-simple's `schemaName`.",
-    ),
-    SettingDoc("FLAMEL_SESSION_STORE_TABLE", "session", "connect-pg-simple's `tableName`."),
-    SettingDoc(
-        "FLAMEL_SESSION_USER_FIELD",
-        "passport.user",
-        "Dotted path to the platform's user id (a string or a whole number) in the session"
-        " JSON; it names the user whose `externalId` it is.",
-    ),
-    SettingDoc(
-        "FLAMEL_SESSION_COOKIE_NAME",
-        "connect.sid",
-        "Name of the session cookie (express-session's `name`).",
-    ),
-    SettingDoc(
-        "FLAMEL_LOGIN_URL",
-        "(none; required with an external store)",
-        "Where the pages send a signed-out visitor when sessions are the platform's: its"
-        " sign-in page (`https://...` or a path on this host).",
-    ),
-)
-
 #: The shortest session secret accepted: a key shorter than HMAC-SHA256's 32-byte output
 #: makes every signature weaker, and a short one can be guessed offline from any cookie.
 MIN_SESSION_SECRET_BYTES = 32
-DEFAULT_OPERATION_COSTS = "ttp=1,edit=1,image=1"
-DEFAULT_DATABASE_TIMEOUT_SECONDS = 3.0
-#: express-session's own default name for its cookie.
-DEFAULT_SESSION_COOKIE_NAME = "connect.sid"
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _ORIGIN = re.compile(
     r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?"
@@ -211,6 +70,391 @@ _SESSION_STORE_SCHEMES = ("redis", "rediss", "postgresql", "postgres")
 #: RFC 6265's cookie-name token: visible ASCII but separators.
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 _LOGIN_URL = re.compile(r"(?:https?://[^\s/?#]+)?/[^\s\x00-\x1f\x7f]*")
+T = TypeVar("T")
+
+
+# --- How a setting's text is read: each raises ConfigError, which ``Setting`` names -----
+
+
+def _directory(text: str) -> Path:
+    return Path(text).resolve()
+
+
+def _text_or_none(text: str) -> str | None:
+    return text or None
+
+
+def _header_name(text: str) -> str | None:
+    return text.lower() or None
+
+
+def _optional_secret(text: str) -> Secret | None:
+    return Secret(text) if text else None
+
+
+def _session_secret(text: str) -> Secret | None:
+    """The secret, or comma-separated secrets, each taken exactly as written."""
+    parts = text.split(",") if text else []
+    for place, part in enumerate(parts, 1):
+        if len(part.encode()) < MIN_SESSION_SECRET_BYTES:
+            which = f"secret {place} of {len(parts)}" if len(parts) > 1 else "must be"
+            raise ConfigError(
+                f"{which} at least {MIN_SESSION_SECRET_BYTES} bytes, got {len(part.encode())}"
+            )
+    return _optional_secret(text)
+
+
+def _session_store(text: str) -> Secret | None:
+    """None for our own sessions (``local``), else the platform's store's URL, kept secret
+    (it may carry a password)."""
+    if text == "local":
+        return None
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in _SESSION_STORE_SCHEMES:
+        raise ConfigError(
+            "'local', redis://host:port/db or postgresql://..., got a value of scheme"
+            f" {scheme[:16]!r}"
+        )
+    return Secret(text)
+
+
+def _cookie_name(text: str) -> str:
+    if not _COOKIE_NAME.fullmatch(text):
+        raise ConfigError(f"not a cookie name (1-64 of RFC 6265's token characters): {text[:64]!r}")
+    return text
+
+
+def _user_field(text: str) -> tuple[str, ...]:
+    path = tuple(text.split("."))
+    if not all(path):
+        raise ConfigError(f"a dotted path such as passport.user, got {text!r}")
+    return path
+
+
+def _login_url(text: str) -> str | None:
+    if text and not _LOGIN_URL.fullmatch(text):
+        raise ConfigError("an http(s) URL or a path starting with '/', without spaces")
+    return text or None
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {name!r}") from None
+
+
+def _operation_costs(text: str) -> Mapping[str, int]:
+    "''``kind=credits,...`` as kind -> millicredits, read-only.''"
+    costs: dict[str, int] = {}
+    for item in text.split(","):
+        kind, _, cost = item.strip().partition("=")
+        if not _KIND.fullmatch(kind) or kind in costs:
+            raise ConfigError(f"bad or repeated kind {kind!r}")
+        try:
+            costs[kind] = parse_credits(cost, kind)
+        except Refusal as exc:
+            raise ConfigError(str(exc)) from None
+    return MappingProxyType(costs)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise ConfigError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    "''A duration in seconds, decimals allowed (``0.5``), above zero and at most an hour.''"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:  # also refuses nan and inf
+        raise ConfigError(f"must be above 0 and at most 3600 seconds, got {text!r}")
+    return value
+
+
+def _log_format(text: str) -> LogFormat:
+    if text == "text":
+        return "text"
+    if text == "json":
+        return "json"
+    raise ConfigError(f"'text' or 'json', got {text!r}")
+
+
+def _switch(text: str) -> bool:
+    try:
+        return _SWITCH[text.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"'on' or 'off', got {text!r}") from None
+
+
+def _cors_origins(text: str) -> frozenset[str]:
+    "''Exact origins (scheme, host, optional port; no path, no ``*``), lower-cased.''"
+    origins = set()
+    for item in text.split(","):
+        origin = item.strip().lower()
+        if not origin:
+            continue
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"{item.strip()!r} is not an origin like https://app.example.com"
+                " (scheme and host, no path, no wildcard)"
+            )
+        origins.add(origin)
+    return frozenset(origins)
+
+
+# --- The registry -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Setting(Generic[T]):
+    """One environment variable: its default and meaning as the README shows them, and
+    how its text is read. Unset and empty are the same: the default is read."""
+
+    name: str
+    #: The text read when the variable is unset; "" when the setting has no value then.
+    default: str
+    meaning: str
+    parse: Callable[[str], T]
+    #: What the README says the default is, when it is no text ("none: CORS off").
+    shown: str = ""
+
+    def read(self, environ: Mapping[str, str]) -> T:
+        try:
+            return self.parse(environ.get(self.name) or self.default)
+        except ConfigError as error:
+            raise ConfigError(f"{self.name}: {error}") from None
+
+    def table_row(self) -> str:
+        default = f"`{self.default}`" if self.default else self.shown
+        return f"| `{self.name}` | {default} | {self.meaning} |"
+
+
+DATA_DIR: Setting[Path] = Setting(
+    "FLAMEL_DATA_DIR",
+    "./data",
+    "Directory of the embedded SQLite database and the generated session secret, created for its"
+    " owner alone (700, files 600; the files of an existing database, WAL and SHM included, are"
+    " made 600 when it is opened).",
+    _directory,
+)
+DATABASE_URL: Setting[str | None] = Setting(
+    "FLAMEL_DATABASE_URL",
+    "",
+    "`sqlite:///PATH` or `postgresql://user@host:port/db`.",
+    _text_or_none,
+    shown="`sqlite:///<data dir>/flamel-usage.sqlite3`",
+)
+ADMIN_TOKEN: Setting[Secret | None] = Setting(
+    "FLAMEL_ADMIN_TOKEN",
+    "",
+    "Bearer token of the operator API.",
+    _optional_secret,
+    shown="none: every admin call is refused",
+)
+SESSION_SECRET: Setting[Secret | None] = Setting(
+    "FLAMEL_SESSION_SECRET",
+    "",
+    "Signs `connect.sid`; share it with an Express front end. At least 32 bytes: a shorter one is"
+    " refused (exit 2). A comma-separated list rotates it as express-session's secret array does:"
+    " the first signs, any listed is accepted (each taken exactly as written, so no spaces around"
+    " the commas; each at least 32 bytes).",
+    _session_secret,
+    shown="generated once into the data dir",
+)
+TIMEZONE: Setting[ZoneInfo] = Setting(
+    "FLAMEL_TIMEZONE",
+    "UTC",
+    "IANA zone in which billing periods start and end.",
+    _zone,
+)
+SESSION_TTL_SECONDS: Setting[int] = Setting(
+    "FLAMEL_SESSION_TTL_SECONDS",
+    "1209600",
+    "Lifetime of a login session (14 days).",
+    _positive_int,
+)
+OPERATION_COSTS: Setting[Mapping[str, int]] = Setting(
+    "FLAMEL_OPERATION_COSTS",
+    "ttp=1,edit=1,image=1",
+    "Operation kinds that can be charged and their default cost in credits.",
+    _operation_costs,
+)
+DATABASE_TIMEOUT_SECONDS: Setting[float] = Setting(
+    "FLAMEL_DATABASE_TIMEOUT_SECONDS",
+    "3",
+    "Longest wait for PostgreSQL (connecting, getting a pooled connection, each statement); past"
+    " it, or with PostgreSQL down, every endpoint that needs the database answers `503"
+    " service_unavailable` with `Retry-After: 1` (the sign-in and usage pages: a 503 page in the"
+    " reader's language), and recovers by itself when PostgreSQL is back (a server may even start"
+    " while it is down). SQLite waits for its write lock at least 10 s, or this long if longer, so"
+    " that charges under contention queue rather than fail.",
+    _positive_seconds,
+)
+KEY_FAILURE_BUDGET: Setting[int] = Setting(
+    "FLAMEL_KEY_FAILURE_BUDGET",
+    "50",
+    "Wrong API keys one client may send per window; past it its wrong keys get `429"
+    " too_many_requests` with `Retry-After` (a valid key never does).",
+    _positive_int,
+)
+LOGIN_FAILURE_BUDGET: Setting[int] = Setting(
+    "FLAMEL_LOGIN_FAILURE_BUDGET",
+    "10",
+    "Failed sign-ins per window before sign-ins are refused the same way: per browser that signed"
+    " in to the account before (its `flamel_device` cookie), else per client and per account.",
+    _positive_int,
+)
+THROTTLE_WINDOW_SECONDS: Setting[int] = Setting(
+    "FLAMEL_THROTTLE_WINDOW_SECONDS",
+    "300",
+    "The window of both budgets (counted in the database, so across workers).",
+    _positive_int,
+)
+CLIENT_ADDRESS_HEADER: Setting[str | None] = Setting(
+    "FLAMEL_CLIENT_ADDRESS_HEADER",
+    "",
+    "Header a trusted proxy sets with the client address (e.g. `X-Forwarded-For`; its last"
+    " address counts, over all its lines: the one the proxy added, also on a line of its own as"
+    " HAProxy's `option forwardfor` adds it). Set it only behind such a proxy.",
+    _header_name,
+    shown="none: the peer address",
+)
+MAX_HEADER_BYTES: Setting[int] = Setting(
+    "FLAMEL_MAX_HEADER_BYTES",
+    "16384",
+    "Largest request head (request line and headers) in bytes. A larger one gets `431"
+    " request_header_fields_too_large` and its connection closed as soon as that much has arrived,"
+    " so a huge header never fills a worker's memory.",
+    _positive_int,
+)
+MAX_HEADERS: Setting[int] = Setting(
+    "FLAMEL_MAX_HEADERS",
+    "100",
+    "Most header lines in one request; more get the same `431`.",
+    _positive_int,
+)
+HEADER_TIMEOUT_SECONDS: Setting[float] = Setting(
+    "FLAMEL_HEADER_TIMEOUT_SECONDS",
+    "10",
+    "Longest time a request's head may take to arrive, counted from when its connection opens or"
+    " the previous response went out (bytes trickling in do not restart it); past it the"
+    " connection is closed, so idle and slow connections do not pile up.",
+    _positive_seconds,
+)
+LOG_FORMAT: Setting[LogFormat] = Setting(
+    "FLAMEL_LOG_FORMAT",
+    "text",
+    "`text`: `<time> <LEVEL> <logger>: <message> request_id=…` per line; `json`: one JSON object"
+    " per line (`time`, `level`, `logger`, `message`, `pid`, and `request_id`, `exc_info` when"
+    " there are), uvicorn's lines included. Both on stderr.",
+    _log_format,
+)
+ACCESS_LOG: Setting[bool] = Setting(
+    "FLAMEL_ACCESS_LOG",
+    "off",
+    "`on`: one INFO line per request (`method`, `route` pattern, `status`, `duration_ms`,"
+    " `request_id`; never a header, cookie, key, query or body); `off`: none. Off by default"
+    " because a line costs a worker about 20 µs, a third of a usage read, and `/metrics` counts"
+    " every request by route and status anyway; errors are logged either way, with the request id.",
+    _switch,
+)
+CORS_ORIGINS: Setting[frozenset[str]] = Setting(
+    "FLAMEL_CORS_ORIGINS",
+    "",
+    "Comma-separated exact origins (`https://app.example.com`) whose pages may read `GET"
+    " /api/users/me/usage` cross-origin with an `X-Api-Key` (preflight answered, `Vary: Origin`;"
+    " never with cookies). Other routes and origins get no `Access-Control-*` header.",
+    _cors_origins,
+    shown="none: CORS off",
+)
+# --- The platform's sessions (SPEC 7; README "Beside the platform") ---
+SESSION_STORE: Setting[Secret | None] = Setting(
+    "FLAMEL_SESSION_STORE",
+    "local",
+    "Where sessions live: `local`, our own sign-in's, in our database; `redis://host:port/db`"
+    " (or `rediss://`), the platform's connect-redis store; `postgresql://...`, its"
+    " connect-pg-simple table. An external store is only read, never written.",
+    _session_store,
+)
+SESSION_STORE_PREFIX: Setting[str] = Setting(
+    "FLAMEL_SESSION_STORE_PREFIX", "sess:", "connect-redis's `prefix`.", str
+)
+SESSION_STORE_SCHEMA: Setting[str | None] = Setting(
+    "FLAMEL_SESSION_STORE_SCHEMA",
+    "",
+    "connect-pg-simple's `schemaName`.",
+    _text_or_none,
+    shown="none: the search path",
+)
+SESSION_STORE_TABLE: Setting[str] = Setting(
+    "FLAMEL_SESSION_STORE_TABLE", "session", "connect-pg-simple's `tableName`.", str
+)
+SESSION_USER_FIELD: Setting[tuple[str, ...]] = Setting(
+    "FLAMEL_SESSION_USER_FIELD",
+    "passport.user",
+    "Dotted path to the platform's user id in the session JSON (a string, or a whole number,"
+    " which stands for its decimal digits): the user here whose `externalId` it is.",
+    _user_field,
+)
+SESSION_COOKIE_NAME: Setting[str] = Setting(
+    "FLAMEL_SESSION_COOKIE_NAME",
+    "connect.sid",
+    "The session cookie's name (express-session's `name`).",
+    _cookie_name,
+)
+LOGIN_URL: Setting[str | None] = Setting(
+    "FLAMEL_LOGIN_URL",
+    "",
+    "The platform's sign-in page (`https://...` or a path on this host), where the pages send a"
+    " signed-out visitor when sessions are the platform's.",
+    _login_url,
+    shown="none; required with an external store (else exit 2)",
+)
+
+#: Every setting, in the README's order.
+SETTINGS: tuple[Setting[Any], ...] = (
+    DATA_DIR,
+    DATABASE_URL,
+    ADMIN_TOKEN,
+    SESSION_SECRET,
+    TIMEZONE,
+    SESSION_TTL_SECONDS,
+    OPERATION_COSTS,
+    DATABASE_TIMEOUT_SECONDS,
+    KEY_FAILURE_BUDGET,
+    LOGIN_FAILURE_BUDGET,
+    THROTTLE_WINDOW_SECONDS,
+    CLIENT_ADDRESS_HEADER,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    HEADER_TIMEOUT_SECONDS,
+    LOG_FORMAT,
+    ACCESS_LOG,
+    CORS_ORIGINS,
+    SESSION_STORE,
+    SESSION_STORE_PREFIX,
+    SESSION_STORE_SCHEMA,
+    SESSION_STORE_TABLE,
+    SESSION_USER_FIELD,
+    SESSION_COOKIE_NAME,
+    LOGIN_URL,
+)
+
+DEFAULT_DATABASE_TIMEOUT_SECONDS = DATABASE_TIMEOUT_SECONDS.read({})
+
+
+def settings_table() -> str:
+    "''The README's table of settings, in Markdown.''"
+    rows = [setting.table_row() for setting in SETTINGS]
+    return "\n".join(["| name | default | meaning |", "| --- | --- | --- |", *rows])
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,59 +464,66 @@ class Settings:
     admin_token: Secret | None
     session_secret: Secret | None
     timezone: ZoneInfo
-    session_ttl_seconds: int = 14 * 24 * 3600
-    operation_costs: Mapping[str, int] = field(
-        default_factory=lambda: _operation_costs(DEFAULT_OPERATION_COSTS)
-    )
-    database_timeout_seconds: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
-    key_failure_budget: int = 50
-    login_failure_budget: int = 10
-    throttle_window_seconds: int = 300
-    client_address_header: str | None = None
-    max_header_bytes: int = 16 * 1024
-    max_headers: int = 100
-    header_timeout_seconds: float = 10.0
-    log_format: LogFormat = "text"
-    access_log: bool = False
-    cors_origins: frozenset[str] = frozenset()
-    # The platform's sessions (SPEC 7); ``session_store`` None is our own ("local").
-    session_store: Secret | None = None
-    session_store_prefix: str = "sess:"
-    session_store_schema: str | None = None
-    session_store_table: str = "session"
-    session_user_field: tuple[str, ...] = ("passport", "user")
-    session_cookie_name: str = DEFAULT_SESSION_COOKIE_NAME
-    login_url: str | None = None
+    session_ttl_seconds: int
+    operation_costs: Mapping[str, int]
+    database_timeout_seconds: float
+    key_failure_budget: int
+    login_failure_budget: int
+    throttle_window_seconds: int
+    client_address_header: str | None
+    max_header_bytes: int
+    max_headers: int
+    header_timeout_seconds: float
+    log_format: LogFormat
+    access_log: bool
+    cors_origins: frozenset[str]
+    #: None: our own sessions; else the platform's store (``auth.platform_sessions``).
+    session_store: Secret | None
+    session_store_prefix: str
+    session_store_schema: str | None
+    session_store_table: str
+    session_user_field: tuple[str, ...]
+    session_cookie_name: str
+    login_url: str | None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        data_dir = Path(env.get("FLAMEL_DATA_DIR") or "data").resolve()
-        url = env.get("FLAMEL_DATABASE_URL") or f"sqlite:///{data_dir / 'flamel-usage.sqlite3'}"
+        data_dir = DATA_DIR.read(env)
+        url = DATABASE_URL.read(env) or f"sqlite:///{data_dir / 'flamel-usage.sqlite3'}"
+        session_store, login_url = SESSION_STORE.read(env), LOGIN_URL.read(env)
+        if session_store is not None and login_url is None:
+            # No sign-in of ours then: a signed-out visitor of the pages must go somewhere.
+            raise ConfigError(
+                "FLAMEL_LOGIN_URL: required with an external FLAMEL_SESSION_STORE: the"
+                " platform's sign-in page, where the pages send a signed-out visitor"
+            )
         return cls(
             data_dir=data_dir,
             database_url=Secret(url),
-            admin_token=_optional_secret(env.get("FLAMEL_ADMIN_TOKEN")),
-            session_secret=_session_secret(env.get("FLAMEL_SESSION_SECRET")),
-            timezone=_zone(env.get("FLAMEL_TIMEZONE") or "UTC"),
-            session_ttl_seconds=_positive_int(env, "FLAMEL_SESSION_TTL_SECONDS", 14 * 24 * 3600),
-            operation_costs=_operation_costs(
-                env.get("FLAMEL_OPERATION_COSTS") or DEFAULT_OPERATION_COSTS
-            ),
-            database_timeout_seconds=_positive_seconds(
-                env, "FLAMEL_DATABASE_TIMEOUT_SECONDS", DEFAULT_DATABASE_TIMEOUT_SECONDS
-            ),
-            key_failure_budget=_positive_int(env, "FLAMEL_KEY_FAILURE_BUDGET", 50),
-            login_failure_budget=_positive_int(env, "FLAMEL_LOGIN_FAILURE_BUDGET", 10),
-            throttle_window_seconds=_positive_int(env, "FLAMEL_THROTTLE_WINDOW_SECONDS", 300),
-            client_address_header=(env.get("FLAMEL_CLIENT_ADDRESS_HEADER") or "").lower() or None,
-            max_header_bytes=_positive_int(env, "FLAMEL_MAX_HEADER_BYTES", 16 * 1024),
-            max_headers=_positive_int(env, "FLAMEL_MAX_HEADERS", 100),
-            header_timeout_seconds=_positive_seconds(env, "FLAMEL_HEADER_TIMEOUT_SECONDS", 10.0),
-            log_format=_log_format(env.get("FLAMEL_LOG_FORMAT") or "text"),
-            access_log=_switch(env, "FLAMEL_ACCESS_LOG", default=False),
-            cors_origins=_cors_origins(env.get("FLAMEL_CORS_ORIGINS") or ""),
-            **_platform_sessions(env),
+            admin_token=ADMIN_TOKEN.read(env),
+            session_secret=SESSION_SECRET.read(env),
+            timezone=TIMEZONE.read(env),
+            session_ttl_seconds=SESSION_TTL_SECONDS.read(env),
+            operation_costs=OPERATION_COSTS.read(env),
+            database_timeout_seconds=DATABASE_TIMEOUT_SECONDS.read(env),
+            key_failure_budget=KEY_FAILURE_BUDGET.read(env),
+            login_failure_budget=LOGIN_FAILURE_BUDGET.read(env),
+            throttle_window_seconds=THROTTLE_WINDOW_SECONDS.read(env),
+            client_address_header=CLIENT_ADDRESS_HEADER.read(env),
+            max_header_bytes=MAX_HEADER_BYTES.read(env),
+            max_headers=MAX_HEADERS.read(env),
+            header_timeout_seconds=HEADER_TIMEOUT_SECONDS.read(env),
+            log_format=LOG_FORMAT.read(env),
+            access_log=ACCESS_LOG.read(env),
+            cors_origins=CORS_ORIGINS.read(env),
+            session_store=session_store,
+            session_store_prefix=SESSION_STORE_PREFIX.read(env),
+            session_store_schema=SESSION_STORE_SCHEMA.read(env),
+            session_store_table=SESSION_STORE_TABLE.read(env),
+            session_user_field=SESSION_USER_FIELD.read(env),
+            session_cookie_name=SESSION_COOKIE_NAME.read(env),
+            login_url=login_url,
         )
 
     def resolved_session_secret(self) -> Secret:
@@ -323,155 +574,5 @@ def _publish_new_secret(path: Path) -> None:
         os.unlink(temporary)
 
 
-def _optional_secret(value: str | None) -> Secret | None:
-    return Secret(value) if value else None
-
-
-def _session_secret(value: str | None) -> Secret | None:
-    """The secret, or comma-separated secrets, each taken exactly as written."""
-    parts = value.split(",") if value else []
-    for place, part in enumerate(parts, 1):
-        if len(part.encode()) < MIN_SESSION_SECRET_BYTES:
-            which = f"secret {place} of {len(parts)}" if len(parts) > 1 else "must be"
-            raise ConfigError(
-                f"FLAMEL_SESSION_SECRET: {which} at least {MIN_SESSION_SECRET_BYTES} bytes,"
-                f" got {len(part.encode())}"
-            )
-    return _optional_secret(value)
-
-
-class _PlatformSessionFields(TypedDict):
-    session_store: Secret | None
-    session_store_prefix: str
-    session_store_schema: str | None
-    session_store_table: str
-    session_user_field: tuple[str, ...]
-    session_cookie_name: str
-    login_url: str | None
-
-
-def _platform_sessions(env: Mapping[str, str]) -> _PlatformSessionFields:
-    """The settings of the platform's session store, checked together (SPEC 7).
-
-    An external store needs ``FLAMEL_LOGIN_URL``: this service has no sign-in of its own
-    then, and a signed-out visitor of the pages must be sent somewhere to sign in.
-    """
-    store = env.get("FLAMEL_SESSION_STORE") or "local"
-    scheme = store.partition("://")[0].lower() if "://" in store else store
-    if store != "local" and scheme not in _SESSION_STORE_SCHEMES:
-        raise ConfigError(
-            "FLAMEL_SESSION_STORE: 'local', redis://host:port/db or postgresql://..., got"
-            f" a value of scheme {scheme[:16]!r}"
-        )
-    login_url = env.get("FLAMEL_LOGIN_URL") or None
-    if login_url is not None and not _LOGIN_URL.fullmatch(login_url):
-        raise ConfigError(
-            "FLAMEL_LOGIN_URL: an http(s) URL or a path starting with '/', without spaces"
-        )
-    if store != "local" and login_url is None:
-        raise ConfigError(
-            "FLAMEL_LOGIN_URL: required with an external FLAMEL_SESSION_STORE: the platform's"
-            " sign-in page, where the pages send a signed-out visitor"
-        )
-    cookie_name = env.get("FLAMEL_SESSION_COOKIE_NAME") or DEFAULT_SESSION_COOKIE_NAME
-    if not _COOKIE_NAME.fullmatch(cookie_name):
-        raise ConfigError(
-            f"FLAMEL_SESSION_COOKIE_NAME: not a cookie name (1-64 of RFC 6265's token"
-            f" characters): {cookie_name[:64]!r}"
-        )
-    field_path = env.get("FLAMEL_SESSION_USER_FIELD") or "passport.user"
-    if not all(field_path.split(".")):
-        raise ConfigError(
-            f"FLAMEL_SESSION_USER_FIELD: a dotted path such as passport.user, got {field_path!r}"
-        )
-    return {
-        "session_store": None if store == "local" else Secret(store),
-        "session_store_prefix": env.get("FLAMEL_SESSION_STORE_PREFIX", "sess:"),
-        "session_store_schema": env.get("FLAMEL_SESSION_STORE_SCHEMA") or None,
-        "session_store_table": env.get("FLAMEL_SESSION_STORE_TABLE") or "session",
-        "session_user_field": tuple(field_path.split(".")),
-        "session_cookie_name": cookie_name,
-        "login_url": login_url,
-    }
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"FLAMEL_TIMEZONE: unknown time zone {name!r}") from exc
-
-
-def _operation_costs(text: str) -> Mapping[str, int]:
-    """``kind=credits,...`` as kind -> millicredits, read-only."""
-    costs: dict[str, int] = {}
-    for item in text.split(","):
-        kind, _, cost = item.strip().partition("=")
-        if not _KIND.fullmatch(kind) or kind in costs:
-            raise ConfigError(f"FLAMEL_OPERATION_COSTS: bad or repeated kind {kind!r}")
-        try:
-            costs[kind] = parse_credits(cost, kind)
-        except Refusal as exc:
-            raise ConfigError(f"FLAMEL_OPERATION_COSTS: {exc}") from None
-    return MappingProxyType(costs)
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: not a whole number: {raw!r}") from exc
-    if value <= 0:
-        raise ConfigError(f"{name}: must be positive, got {value}")
-    return value
-
-
-def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    """A duration in seconds, decimals allowed (``0.5``), above zero and at most an hour."""
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: not a number of seconds: {raw!r}") from exc
-    if not 0 < value <= 3600:  # also refuses nan and inf
-        raise ConfigError(f"{name}: must be above 0 and at most 3600 seconds, got {raw!r}")
-    return value
-
-
-def _log_format(value: str) -> LogFormat:
-    if value == "text":
-        return "text"
-    if value == "json":
-        return "json"
-    raise ConfigError(f"FLAMEL_LOG_FORMAT: 'text' or 'json', got {value!r}")
-
-
-def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        return _SWITCH[raw.strip().lower()]
-    except KeyError:
-        raise ConfigError(f"{name}: 'on' or 'off', got {raw!r}") from None
-
-
-def _cors_origins(text: str) -> frozenset[str]:
-    """Exact origins (scheme, host, optional port; no path, no ``*``), lower-cased."""
-    origins = set()
-    for item in text.split(","):
-        origin = item.strip().lower()
-        if not origin:
-            continue
-        if not _ORIGIN.fullmatch(origin):
-            raise ConfigError(
-                f"FLAMEL_CORS_ORIGINS: {item.strip()!r} is not an origin like"
-                " https://app.example.com (scheme and host, no path, no wildcard)"
-            )
-        origins.add(origin)
-    return frozenset(origins)
+if __name__ == "__main__":
+    print(settings_table())

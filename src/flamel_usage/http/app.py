@@ -18,34 +18,33 @@ from flamel_usage.core.config import Settings
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.logs import ACCESS_LOGGER, REQUEST_ID
 from flamel_usage.db.gateway import Database, DatabaseUnavailable
-from flamel_usage.http import cors
-from flamel_usage.http import health as operations
-from flamel_usage.http.api import keys
-from flamel_usage.http.api import usage as public
-from flamel_usage.http.api.admin import accounts as admin
-from flamel_usage.http.api.admin import metering as charges
+from flamel_usage.http import cors, health
+from flamel_usage.http.api import keys, usage
+from flamel_usage.http.api.admin import accounts as admin_accounts
+from flamel_usage.http.api.admin import metering as admin_metering
 from flamel_usage.http.context import Clock, Services, system_clock
 from flamel_usage.http.metrics import UNMATCHED
 from flamel_usage.http.openapi import docs
 from flamel_usage.http.pages import routes as pages
 from flamel_usage.http.render import error_response
-from flamel_usage.http.routing import Receive, Request, Response, Router, Scope, Send
+from flamel_usage.http.routing import Receive, Request, Response, Route, Router, Scope, Send
 from flamel_usage.http.security import NOSNIFF
 
 logger = logging.getLogger("flamel_usage")
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
-_HANDLERS = [
-    *public.ROUTES,
+#: Every route the service answers, each with its guard (``http/guards.py``), except the
+#: CORS preflight, added while CORS is on. ``tests/test_route_guards.py`` walks it; the
+#: OpenAPI test checks each is documented.
+ROUTES: list[Route] = [
+    *usage.ROUTES,
     *keys.ROUTES,
     *docs.ROUTES,
-    *admin.ROUTES,
-    *charges.ROUTES,
+    *admin_accounts.ROUTES,
+    *admin_metering.ROUTES,
     *pages.ROUTES,
-    *operations.ROUTES,
+    *health.ROUTES,
 ]
-#: Every (method, path) the service answers; the OpenAPI test checks each is documented.
-ROUTES: list[tuple[str, str]] = [(method, path) for method, path, _ in _HANDLERS]
 
 
 class App:
@@ -64,12 +63,10 @@ class App:
             settings.database_url, timeout=settings.database_timeout_seconds
         )
         self.services = Services(settings, db, clock)
-        self.router = Router(_HANDLERS)
         self._cors_origins = settings.cors_origins
+        self.router = Router([*ROUTES, cors.PREFLIGHT] if self._cors_origins else ROUTES)
         self._forwarded_header = settings.client_address_header
         self._request_ids = _RequestIds()
-        if self._cors_origins:
-            self.router.add("OPTIONS", cors.ROUTE, cors.preflight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

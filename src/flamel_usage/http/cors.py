@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flamel_usage.core.errors import Refusal
+from flamel_usage.http import guards
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, empty_response
 
@@ -59,3 +60,8 @@ async def preflight(request: Request, services: Services) -> Response:
             (b"access-control-max-age", PREFLIGHT_MAX_AGE),
         ],
     )
+
+
+#: ``OPTIONS`` of ``ROUTE``, added to the app's routes only while CORS is on; public, for
+#: a browser sends no credential with a preflight.
+PREFLIGHT = guards.public("OPTIONS", ROUTE, preflight)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from flamel_usage.auth.platform_sessions import SessionStoreUnavailable
 from flamel_usage.core.errors import Refusal
 from flamel_usage.db.migrate import MigrationEdited
-from flamel_usage.http import metrics
+from flamel_usage.http import guards, metrics
 from flamel_usage.http.bodies.outbound import HealthStatus, body_response
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response
@@ -47,7 +47,7 @@ async def metrics_page(request: Request, services: Services) -> Response:
 
 
 ROUTES = [
-    ("GET", "/healthz", healthz),
-    ("GET", "/readyz", readyz),
-    ("GET", "/metrics", metrics_page),
+    guards.public("GET", "/healthz", healthz),
+    guards.public("GET", "/readyz", readyz),
+    guards.public("GET", "/metrics", metrics_page),
 ]

@@ -1,5 +1,11 @@
 """The few HTTP pieces the service needs, on bare ASGI.
 
+The router is hand-written on purpose: measured against a framework's router and
+request objects, it is the faster on the usage read's hot path (``scripts/bench``
+compares the service with a bare ASGI ceiling). A route is declared with its guard
+(``Route``, made by ``http/guards.py``), and the router holds only the guarded
+endpoint, so no handler can be reached without its guard.
+
 No framework sits on the hot path of ``GET /api/users/me/usage``: a request is one
 dict lookup to route, one handler, one response. Every failure, ours or the client's,
 is a ``Refusal`` that leaves through ``render.error_response``, so each is in the
@@ -10,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, NamedTuple
 from urllib.parse import unquote, unquote_plus
 
 import orjson
@@ -149,37 +156,53 @@ class Request:
 Handler = Callable[[Request, Services], Awaitable[Response]]
 
 
+class Guard(Enum):
+    """Who may call a route; enforced before its handler runs."""
+
+    #: Anyone: the handler decides alone (sign-in, docs, health, the pages).
+    PUBLIC = "public"
+    #: A customer by ``X-Api-Key`` or by the session cookie.
+    CUSTOMER = "customer"
+    #: A customer by the session cookie only: a request carrying a key is refused.
+    SESSION = "session"
+    #: The operator, by ``Authorization: Bearer <FLAMEL_ADMIN_TOKEN>``.
+    ADMIN = "admin"
+
+
+class Route(NamedTuple):
+    """One method and path pattern, its guard, and the endpoint: the guard, then the handler."""
+
+    method: str
+    path: str
+    guard: Guard
+    endpoint: Handler
+
+
 class Router:
     """Exact paths in a dict, patterned paths (``/users/{userId}/keys``) by segments."""
 
-    def __init__(self, routes: Iterable[tuple[str, str, Handler]] = ()) -> None:
+    def __init__(self, routes: Iterable[Route] = ()) -> None:
         self._exact: dict[str, dict[str, Handler]] = {}
         self._patterns: list[tuple[tuple[str, ...], str, dict[str, Handler]]] = []
-        self.routes: list[tuple[str, str]] = []
-        for method, path, handler in routes:
-            self.add(method, path, handler)
+        for route in routes:
+            self.add(route)
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
-        self.routes.append((method, path))
+    def add(self, route: Route) -> None:
+        method, path, _, endpoint = route
         if "{" not in path:
-            self._exact.setdefault(path, {})[method] = handler
+            self._exact.setdefault(path, {})[method] = endpoint
             return
         segments = tuple(path.strip("/").split("/"))
         for known, _, methods in self._patterns:
             if known == segments:
-                methods[method] = handler
+                methods[method] = endpoint
                 return
-        self._patterns.append((segments, path, {method: handler}))
-
-    def match(self, method: str, path: str, raw_path: bytes) -> tuple[Handler, dict[str, str]]:
-        """The handler and path parameters; parameters are decoded per segment, so a
-        parameter may contain an encoded ``/`` (an idempotency key, say)."""
-        _, methods, params = self.resolve(path, raw_path)
-        return self.handler(methods, method), params
+        self._patterns.append((segments, path, {method: endpoint}))
 
     def resolve(self, path: str, raw_path: bytes) -> tuple[str, dict[str, Handler], dict[str, str]]:
-        """The route (its pattern, e.g. ``/users/{userId}/keys``), its handlers by method
-        and the path parameters; ``not_found`` when no route has this path."""
+        """The route (its pattern, e.g. ``/users/{userId}/keys``), its endpoints by method
+        and the path parameters, decoded per segment (so a parameter may hold an encoded
+        ``/``: an idempotency key, say); ``not_found`` when no route has this path."""
         methods = self._exact.get(path)
         if methods is not None:
             return path, methods, {}
@@ -187,7 +210,8 @@ class Router:
 
     @staticmethod
     def handler(methods: dict[str, Handler], method: str) -> Handler:
-        """The route's handler for ``method`` (``HEAD`` falls back to ``GET``)."""
+        """The route's endpoint (guard and handler) for ``method`` (``HEAD`` falls back
+        to ``GET``)."""
         handler = methods.get(method)
         if handler is None:
             if method == "HEAD" and "GET" in methods:

@@ -65,7 +65,7 @@ _ACCOUNT_COLUMNS = (
     " a.plan_credit, a.ttp_count, a.edit_count, a.postpaid_used, p.period_unit, p.max_credit,"
     " p.max_ttp, p.max_edit, p.billing_mode"
 )
-_ACCOUNT = (
+ACCOUNT = (
     f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN plans p ON p.id = a.plan_id"  # noqa: S608
     " WHERE a.user_id = ?"
 )
@@ -76,7 +76,7 @@ _LIVE_PURCHASED = (
 )
 
 #: The account, its plan and its live purchased credit, in one statement.
-_USAGE = (
+USAGE = (
     f"SELECT {_ACCOUNT_COLUMNS}, ({_LIVE_PURCHASED}) AS purchased"  # noqa: S608
     " FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.user_id = ?"
 )
@@ -158,7 +158,7 @@ def _period_at(terms: _Terms, now: int, zone: ZoneInfo) -> Period:
 
 
 async def read_usage(conn: Connection, user_id: int, now: int, zone: ZoneInfo) -> Usage:
-    row = await conn.fetchone(_USAGE, user_id, now, user_id)
+    row = await conn.fetchone(USAGE, user_id, now, user_id)
     if row is None:
         raise Refusal("user_not_found", "no such user")
     if now < row["period_end"]:
@@ -173,19 +173,19 @@ async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInf
     ended period expires, the new period starts with the full allowance and zero
     counts, and purchases past their expiry are closed, each with its ledger entry.
     """
-    row = await conn.fetchone(_ACCOUNT + conn.for_update("a"), user_id)
+    row = await conn.fetchone(ACCOUNT + conn.for_update("a"), user_id)
     if row is None:
         # PostgreSQL (READ COMMITTED) re-checks a row it waited to lock against the
         # statement's old snapshot of the joined plan: when the holder changed the plan,
         # the join fails and the account looks missing. Lock the account row alone; a
         # statement after that sees the account and its plan as they are.
         locked = await conn.fetchone(_LOCK_ACCOUNT + conn.for_update("accounts"), user_id)
-        row = None if locked is None else await conn.fetchone(_ACCOUNT, user_id)
+        row = None if locked is None else await conn.fetchone(ACCOUNT, user_id)
     if row is None:
         raise Refusal("user_not_found", "no such user")
     if now >= row["period_end"]:
         await _start_period(conn, row, now, zone)
-        row = await conn.fetchone(_ACCOUNT, user_id)
+        row = await conn.fetchone(ACCOUNT, user_id)
         assert row is not None
     await _expire_purchases(conn, user_id, now, row["period_start"])
     return row
@@ -221,13 +221,14 @@ async def _start_period(conn: Connection, row: Row, now: int, zone: ZoneInfo) ->
     )
 
 
+EXPIRED_PURCHASES = (
+    "SELECT id, remaining FROM credit_purchases"
+    " WHERE user_id = ? AND remaining > 0 AND expires_at <= ?"
+)
+
+
 async def _expire_purchases(conn: Connection, user_id: int, now: int, period_start: int) -> None:
-    expired = await conn.fetchall(
-        "SELECT id, remaining FROM credit_purchases"
-        " WHERE user_id = ? AND remaining > 0 AND expires_at <= ?",
-        user_id,
-        now,
-    )
+    expired = await conn.fetchall(EXPIRED_PURCHASES, user_id, now)
     for purchase in expired:
         await append_entry(
             conn,
@@ -240,6 +241,12 @@ async def _expire_purchases(conn: Connection, user_id: int, now: int, period_sta
             purchase_id=purchase["id"],
         )
         await conn.execute("UPDATE credit_purchases SET remaining = 0 WHERE id = ?", purchase["id"])
+
+
+INSERT_ENTRY = (
+    "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount, period_start,"
+    " purchase_id, charge_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 async def append_entry(
@@ -256,8 +263,7 @@ async def append_entry(
     note: str | None = None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO ledger_entries (user_id, at, entry_type, pool, amount, period_start,"
-        " purchase_id, charge_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        INSERT_ENTRY,
         user_id,
         now,
         entry_type,

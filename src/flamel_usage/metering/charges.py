@@ -67,6 +67,21 @@ class _Spend:
         return sum(amount for _, amount in self.from_purchases)
 
 
+# The statements of spending, by name: ``bench/charges.py`` runs them too, without the
+# rest of the service, as the raw loop the service's charges are measured against.
+#: Oldest-expiring first, never-expiring last.
+LIVE_PURCHASES = (
+    "SELECT id, remaining FROM credit_purchases"
+    " WHERE user_id = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?)"
+    " ORDER BY expires_at IS NULL, expires_at, id"
+)
+SPEND_FROM_ACCOUNT = (
+    "UPDATE accounts SET plan_credit = plan_credit - ?, postpaid_used = postpaid_used + ?,"
+    " ttp_count = ttp_count + ?, edit_count = edit_count + ? WHERE user_id = ?"
+)
+SPEND_FROM_PURCHASE = "UPDATE credit_purchases SET remaining = remaining - ? WHERE id = ?"
+
+
 async def charge(
     conn: Connection,
     request: ChargeRequest,
@@ -126,13 +141,7 @@ async def _plan_spend(
     owed = cost - from_plan
     taken: list[tuple[int, int]] = []
     if owed:
-        live = await conn.fetchall(
-            "SELECT id, remaining FROM credit_purchases"
-            " WHERE user_id = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?)"
-            " ORDER BY expires_at IS NULL, expires_at, id",
-            account["user_id"],
-            now,
-        )
+        live = await conn.fetchall(LIVE_PURCHASES, account["user_id"], now)
         for purchase in live:
             part = min(purchase["remaining"], owed)
             taken.append((purchase["id"], part))
@@ -150,8 +159,7 @@ async def _apply(
     user_id, period = account["user_id"], account["period_start"]
     counted = 1 if kind in COUNTED else 0
     await conn.execute(
-        "UPDATE accounts SET plan_credit = plan_credit - ?, postpaid_used = postpaid_used + ?,"
-        " ttp_count = ttp_count + ?, edit_count = edit_count + ? WHERE user_id = ?",
+        SPEND_FROM_ACCOUNT,
         spend.from_plan,
         spend.postpaid,
         counted if kind == "ttp" else 0,
@@ -164,9 +172,7 @@ async def _apply(
     if counted:
         entries.append((kind, 1, None))
     for taken_from, part in spend.from_purchases:
-        await conn.execute(
-            "UPDATE credit_purchases SET remaining = remaining - ? WHERE id = ?", part, taken_from
-        )
+        await conn.execute(SPEND_FROM_PURCHASE, part, taken_from)
     for pool, amount, purchase_id in entries:
         if amount or pool in COUNTED:
             await append_entry(

@@ -40,15 +40,17 @@ _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 #: ``charges.status`` of a charge that was made (see the module's docstring).
 CHARGED = 201
 
-_READ = (
+# The record's statements, by name: ``bench/charges.py`` runs them too.
+READ_RECORD = (
     "SELECT id, fingerprint, user_id, kind, cost, status, response, from_plan,"
     " from_purchased, postpaid, created_at FROM charges WHERE idempotency_key = ?"
 )
-_INSERT = (
+INSERT_RECORD = (
     "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
     " from_plan, from_purchased, postpaid, period_start, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
+RECORD_USAGE = "UPDATE charges SET response = ? WHERE id = ?"
 
 
 def idempotency_key(value: str | None) -> str:
@@ -69,7 +71,7 @@ async def lock(conn: Connection, key: str) -> None:
 
 async def read_record(conn: Connection, key: str) -> tuple[str, ChargeOutcome] | None:
     """The fingerprint and the replayed outcome of the record under ``key``, if any."""
-    row = await conn.fetchone(_READ, key)
+    row = await conn.fetchone(READ_RECORD, key)
     if row is None:
         return None
     recorded = orjson.loads(row["response"])
@@ -122,7 +124,7 @@ async def record(
         status = REASONS[refused.reason].status
         recorded = {"data": refused.reason, "message": refused.message}
     charge_id = await conn.fetchval(
-        _INSERT,
+        INSERT_RECORD,
         charge.idempotency_key,
         fingerprint,
         charge.user_id,
@@ -141,7 +143,7 @@ async def record(
 
 async def record_usage(conn: Connection, charge_id: int, usage: Usage) -> None:
     response = orjson.dumps({"usage": usage.to_dto()}).decode()
-    await conn.execute("UPDATE charges SET response = ? WHERE id = ?", response, charge_id)
+    await conn.execute(RECORD_USAGE, response, charge_id)
 
 
 def _usage(recorded: dict[str, Any]) -> Usage:

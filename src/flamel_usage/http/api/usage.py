@@ -14,16 +14,17 @@ from typing import Literal, TypeVar
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
-from flamel_usage.auth.platform_sessions import SessionClaim
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_day_or_instant
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros
 from flamel_usage.db.gateway import Connection
+from flamel_usage.http import guards
 from flamel_usage.http.bodies.inbound import LoginRequest
 from flamel_usage.http.bodies.outbound import LoginResponse, UsageHistory, body_response
 from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
+from flamel_usage.http.guards import Caller
 from flamel_usage.http.routing import Request, Response, empty_response, json_response
 from flamel_usage.ledger.balances import read_usage
 from flamel_usage.ledger.history import GRANULARITIES, History, read_history
@@ -34,98 +35,11 @@ DEVICE_COOKIE = "flamel_device"
 DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600
 
 
-def session_id(request: Request, services: Services) -> str | None:
-    """The session id from a session cookie (``connect.sid`` unless configured) signed
-    with one of the session secrets, else None."""
-    name = services.settings.session_cookie_name
-    raw = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(name)
-    if raw is None:
-        return None
-    secrets = (secret.reveal() for secret in services.session_secrets)
-    return cookies.session_id_from_cookie(raw, *secrets)
-
-
-async def session_claim(request: Request, services: Services, now: int) -> SessionClaim | None:
-    """The cookie's session as its store has it. For the platform's store a round trip
-    to it: made before any database connection is taken, never while one is held."""
-    found = session_id(request, services)
-    return None if found is None else await services.sessions.claim(found, now)
-
-
-async def signed_in_user(request: Request, services: Services) -> tuple[str, int] | None:
-    """``(session id, user id)`` of the cookie's live session, else None."""
-    now = services.clock()
-    claim = await session_claim(request, services, now)
-    if claim is None:
-        return None
-    async with services.db.read() as conn:
-        user_id = await claim.user_id(conn, now)
-    return None if user_id is None else (claim.session_id, user_id)
-
-
-def client_address(request: Request, services: Services) -> str:
-    """Who is calling, for the throttle: the peer, or what a trusted proxy says it is.
-
-    The proxy's word is the header's last address over all its lines (``Request`` joins
-    them): what comes before it is whatever the client sent.
-    """
-    header = services.settings.client_address_header
-    forwarded = request.headers.get(header) if header else None
-    if forwarded:
-        return forwarded.rsplit(",", 1)[-1].strip()[:64] or request.peer
-    return request.peer
-
-
-async def credential(request: Request, services: Services, now: int) -> str | SessionClaim | None:
-    """What the caller signs in with: the API key, else the session's claim, else None.
-
-    ``X-Api-Key``, when sent, decides alone (SPEC 1), and no session store is asked; a
-    blank one (nothing but spaces and tabs, HTTP's whitespace) is as good as none, so
-    that a client's empty default does not hide its cookie.
-    """
-    api_key = request.headers.get("x-api-key")
-    if api_key is not None and api_key.strip(" \t"):
-        return api_key
-    return await session_claim(request, services, now)
-
-
-async def authenticated_user(
-    conn: Connection,
-    signed: str | SessionClaim | None,
-    request: Request,
-    services: Services,
-    now: int,
-) -> int:
-    """The user id of ``signed`` (from ``credential``), else the contract's refusal."""
-    if isinstance(signed, str):
-        owner = await auth.user_for_api_key(
-            conn, signed, now, client=client_address(request, services), budget=services.key_budget
-        )
-        services.last_used.note(owner.key_id, now)
-        return owner.user_id
-    user_id = None if signed is None else await signed.user_id(conn, now)
-    if user_id is None:
-        raise Refusal("not_logged_in")
-    return user_id
-
-
-async def get_my_usage(request: Request, services: Services) -> Response:
-    now = services.clock()
-    try:
-        signed = await credential(request, services, now)
-        async with services.db.read() as conn:
-            user_id = await authenticated_user(conn, signed, request, services, now)
-            usage = await read_usage(conn, user_id, now, services.settings.timezone)
-    except Refusal as refusal:
-        if refusal.reason == "wrong_api_key":
-            await _count_wrong_key(request, services, now)
-        raise
+async def get_my_usage(
+    request: Request, services: Services, caller: Caller, conn: Connection
+) -> Response:
+    usage = await read_usage(conn, caller.user_id, caller.now, services.settings.timezone)
     return json_response(usage.to_dto())
-
-
-async def _count_wrong_key(request: Request, services: Services, now: int) -> None:
-    client = client_address(request, services)
-    await auth.count_wrong_key(services.db, client, now, services.key_budget)
 
 
 HISTORY_FORMATS: tuple[Literal["json", "csv"], ...] = ("json", "csv")
@@ -133,36 +47,26 @@ _Choice = TypeVar("_Choice", bound=str)
 CSV_HEADERS = ((b"content-type", b"text/csv; charset=utf-8"), (b"cache-control", b"no-store"))
 
 
-async def get_my_usage_history(request: Request, services: Services) -> Response:
+async def get_my_usage_history(
+    request: Request, services: Services, caller: Caller, conn: Connection
+) -> Response:
     """The caller's spending per day or hour (``ledger.history``), as JSON or CSV.
 
     Unknown query fields are ignored, as the usage read ignores its query.
     """
-    now = services.clock()
-    zone = services.settings.timezone
-    try:
-        signed = await credential(request, services, now)
-        async with services.db.read() as conn:
-            user_id = await authenticated_user(conn, signed, request, services, now)
-            given = {name: request.query_value(name) for name in ("from", "to")}
-            granularity = _query_choice(
-                request, "granularity", GRANULARITIES, "invalid_granularity"
-            )
-            shape = _query_choice(request, "format", HISTORY_FORMATS, "invalid_format")
-            history = await read_history(
-                conn,
-                user_id,
-                start=_optional_instant(given["from"], "from", services),
-                end=_optional_instant(given["to"], "to", services),
-                granularity=granularity,
-                kinds=services.settings.operation_costs,
-                now=now,
-                zone=zone,
-            )
-    except Refusal as refusal:
-        if refusal.reason == "wrong_api_key":
-            await _count_wrong_key(request, services, now)
-        raise
+    given = {name: request.query_value(name) for name in ("from", "to")}
+    granularity = _query_choice(request, "granularity", GRANULARITIES, "invalid_granularity")
+    shape = _query_choice(request, "format", HISTORY_FORMATS, "invalid_format")
+    history = await read_history(
+        conn,
+        caller.user_id,
+        start=_optional_instant(given["from"], "from", services),
+        end=_optional_instant(given["to"], "to", services),
+        granularity=granularity,
+        kinds=services.settings.operation_costs,
+        now=caller.now,
+        zone=services.settings.timezone,
+    )
     if shape == "csv":
         return Response(200, history_csv(history).encode(), list(CSV_HEADERS))
     return body_response(UsageHistory.of(history))
@@ -245,7 +149,7 @@ async def login(request: Request, services: Services) -> Response:
         body.password,
         now=now,
         ttl_seconds=ttl,
-        client=client_address(request, services),
+        client=guards.client_address(request, services),
         device_cookie=device_cookie(request),
         secret=secret,
         budget=services.login_budget,
@@ -263,7 +167,7 @@ async def login(request: Request, services: Services) -> Response:
 
 async def logout(request: Request, services: Services) -> Response:
     refuse_without_own_sign_in(services)
-    found = session_id(request, services)
+    found = guards.session_id(request, services)
     if found is not None:
         async with services.db.transaction() as conn:
             await auth.logout(conn, found)
@@ -271,8 +175,8 @@ async def logout(request: Request, services: Services) -> Response:
 
 
 ROUTES = [
-    ("GET", "/api/users/me/usage", get_my_usage),
-    ("GET", "/api/users/me/usage/history", get_my_usage_history),
-    ("POST", "/api/auth/login", login),
-    ("POST", "/api/auth/logout", logout),
+    guards.customer("GET", "/api/users/me/usage", get_my_usage),
+    guards.customer("GET", "/api/users/me/usage/history", get_my_usage_history),
+    guards.public("POST", "/api/auth/login", login),
+    guards.public("POST", "/api/auth/logout", logout),
 ]

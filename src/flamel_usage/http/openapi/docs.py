@@ -14,7 +14,7 @@ import html
 from swagger_ui_bundle import swagger_ui_path
 
 from flamel_usage.core.errors import Refusal
-from flamel_usage.http import security
+from flamel_usage.http import guards, security
 from flamel_usage.http.context import Services
 from flamel_usage.http.openapi import document as openapi
 from flamel_usage.http.routing import Request, Response
@@ -51,9 +51,9 @@ async def api_static(request: Request, services: Services) -> Response:
 
 
 ROUTES = [
-    ("GET", DOCUMENT_URL, api_json),
-    ("GET", "/api", api_docs),
-    ("GET", STATIC_PREFIX + "{name}", api_static),
+    guards.public("GET", DOCUMENT_URL, api_json),
+    guards.public("GET", "/api", api_docs),
+    guards.public("GET", STATIC_PREFIX + "{name}", api_static),
 ]
 
 

@@ -18,8 +18,7 @@ from flamel_usage.auth import credentials as auth
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id
 from flamel_usage.core.periods import to_micros
-from flamel_usage.http import security
-from flamel_usage.http.api import usage as public
+from flamel_usage.http import guards, security
 from flamel_usage.http.context import Services
 from flamel_usage.http.pages import forms, responses
 from flamel_usage.http.pages.language import page_language
@@ -46,7 +45,7 @@ class _Visit:
 async def _visit(request: Request, services: Services) -> _Visit | None:
     """The visit, or None when no live session signs it in."""
     now = services.clock()
-    claim = await public.session_claim(request, services, now)
+    claim = await guards.session_claim(request, services, now)
     if claim is None:
         return None
     async with services.db.read() as conn:

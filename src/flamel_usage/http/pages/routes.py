@@ -1,13 +1,13 @@
 """The pages' routes: sign in, see your usage, sign out (here), manage your API keys
 (``keys_page.py``), static files (``assets.py``); in English and Korean.
 
-With the platform's session store (``auth.platform_sessions``) signing in and out is the
-platform's: ``/login`` and ``/logout`` answer 404, a signed-out visitor is sent to
-``FLAMEL_LOGIN_URL``, and the pages show no sign-out button.
-
 Everything works without JavaScript: plain HTML forms posting
 ``application/x-www-form-urlencoded``, answered with ``303 See Other``. The forms'
 guards are in ``forms.py``, the HTML in the templates (``render.py``).
+
+With the platform's session store (``auth.platform_sessions``) signing in and out is the
+platform's: ``/login`` and ``/logout`` answer 404, a signed-out visitor is sent to
+``FLAMEL_LOGIN_URL``, and the pages show no sign-out button.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
 from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import DatabaseUnavailable
-from flamel_usage.http import security
+from flamel_usage.http import guards, security
 from flamel_usage.http.api import usage as public
 from flamel_usage.http.context import Services
 from flamel_usage.http.pages import forms, keys_page, responses
@@ -39,7 +39,7 @@ from flamel_usage.ledger.history import read_history
 
 async def login_page(request: Request, services: Services) -> Response:
     language, headers = page_language(request)
-    if await public.signed_in_user(request, services) is not None:
+    if await guards.signed_in_user(request, services, services.clock()) is not None:
         return responses.redirect("/usage", headers)
     if services.sessions.external:
         return responses.to_sign_in(services, headers)
@@ -69,7 +69,7 @@ async def login_submit(request: Request, services: Services) -> Response:
             password,
             now=services.clock(),
             ttl_seconds=services.settings.session_ttl_seconds,
-            client=public.client_address(request, services),
+            client=guards.client_address(request, services),
             device_cookie=public.device_cookie(request),
             secret=secret,
             budget=services.login_budget,
@@ -99,7 +99,7 @@ async def login_submit(request: Request, services: Services) -> Response:
 async def usage_page(request: Request, services: Services) -> Response:
     language, headers = page_language(request)
     now = services.clock()
-    claim = await public.session_claim(request, services, now)
+    claim = await guards.session_claim(request, services, now)
     if claim is None:
         return responses.to_sign_in(services, headers)
     zone = services.settings.timezone
@@ -138,7 +138,7 @@ async def logout_submit(request: Request, services: Services) -> Response:
         return responses.page(403, render_forbidden(language))
     form = await forms.read_form(request)
     clear = public.session_cookie_header("", 0, request, services)
-    found = public.session_id(request, services)
+    found = guards.session_id(request, services)
     if found is None:  # no session to end: nothing a forged request could do
         return responses.redirect("/", [clear])
     if not forms.session_form_ok(found, services.session_secret.reveal(), form):
@@ -166,14 +166,16 @@ def _outage_as_page(handler: Handler) -> Handler:
     return page
 
 
+#: Public to the router: a page checks the session itself, for its answer to a visitor
+#: not signed in is a redirect to the sign-in page or the 403 page, not the API's envelope.
 ROUTES = [
-    ("GET", "/", _outage_as_page(login_page)),
-    ("POST", "/login", _outage_as_page(login_submit)),
-    ("GET", "/usage", _outage_as_page(usage_page)),
-    ("POST", "/logout", _outage_as_page(logout_submit)),
-    ("GET", "/keys", _outage_as_page(keys_page.show)),
-    ("POST", "/keys", _outage_as_page(keys_page.create)),
-    ("GET", "/keys/{keyId}/revoke", _outage_as_page(keys_page.confirm_revoke)),
-    ("POST", "/keys/{keyId}/revoke", _outage_as_page(keys_page.revoke)),
-    ("GET", "/static/{name}", static_file),
+    guards.public("GET", "/", _outage_as_page(login_page)),
+    guards.public("POST", "/login", _outage_as_page(login_submit)),
+    guards.public("GET", "/usage", _outage_as_page(usage_page)),
+    guards.public("POST", "/logout", _outage_as_page(logout_submit)),
+    guards.public("GET", "/keys", _outage_as_page(keys_page.show)),
+    guards.public("POST", "/keys", _outage_as_page(keys_page.create)),
+    guards.public("GET", "/keys/{keyId}/revoke", _outage_as_page(keys_page.confirm_revoke)),
+    guards.public("POST", "/keys/{keyId}/revoke", _outage_as_page(keys_page.revoke)),
+    guards.public("GET", "/static/{name}", static_file),
 ]

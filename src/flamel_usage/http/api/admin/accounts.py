@@ -1,21 +1,19 @@
 """The operator API under ``/api/admin/``: plans, users, keys, purchased credit, reconcile.
 
-Guarded by one bearer token. With no token configured every call is refused, so a
-service started without thinking about it never exposes the books.
+Every route is an ``admin`` route (``http/guards.py``): the router checks the bearer
+token before a handler runs.
 """
 
 from __future__ import annotations
-
-import hmac
 
 from msgspec import UNSET
 
 from flamel_usage.accounts import users as accounts
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_new_password
-from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id
 from flamel_usage.core.periods import from_micros
+from flamel_usage.http import guards
 from flamel_usage.http.bodies import inbound, outbound
 from flamel_usage.http.bodies.outbound import body_response
 from flamel_usage.http.bodies.reading import read_body
@@ -25,18 +23,7 @@ from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.reconcile import reconcile as reconcile_books
 
 
-def require_admin(request: Request, services: Services) -> None:
-    token = services.settings.admin_token
-    if token is None:
-        raise Refusal("admin_disabled", "no admin token is configured on this server")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    expected = token.reveal().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        raise Refusal("admin_unauthorized", "send Authorization: Bearer <admin token>")
-
-
 async def create_plan(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     body = await read_body(request, inbound.CreatePlanRequest)
     async with services.db.transaction() as conn:
         plan = await accounts.create_plan(
@@ -53,14 +40,12 @@ async def create_plan(request: Request, services: Services) -> Response:
 
 
 async def list_plans(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     async with services.db.read() as conn:
         plans = await accounts.list_plans(conn)
     return body_response(outbound.PlanList([outbound.Plan.of(plan) for plan in plans]))
 
 
 async def create_user(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     body = await read_body(request, inbound.CreateUserRequest)
     password = body.password
     password_hash = None if password is None else await hash_new_password(password)
@@ -80,7 +65,6 @@ async def create_user(request: Request, services: Services) -> Response:
 
 async def update_user(request: Request, services: Services) -> Response:
     """Change the user's externalId (null takes it away); the user as it is now."""
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     body = await read_body(request, inbound.UpdateUserRequest)
     external_id = accounts.external_id_value(body.external_id)
@@ -91,7 +75,6 @@ async def update_user(request: Request, services: Services) -> Response:
 
 
 async def delete_user(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     async with services.db.transaction() as conn:
         await accounts.delete_user(conn, user_id, services.clock())
@@ -99,7 +82,6 @@ async def delete_user(request: Request, services: Services) -> Response:
 
 
 async def user_usage(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     now = services.clock()
     async with services.db.read() as conn:
@@ -109,7 +91,6 @@ async def user_usage(request: Request, services: Services) -> Response:
 
 
 async def create_key(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     body = await read_body(request, inbound.CreateKeyRequest)
     async with services.db.transaction() as conn:
@@ -120,7 +101,6 @@ async def create_key(request: Request, services: Services) -> Response:
 
 
 async def list_keys(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     await services.last_used.flush(services.db)
     now = services.clock()
@@ -131,7 +111,6 @@ async def list_keys(request: Request, services: Services) -> Response:
 
 async def update_key(request: Request, services: Services) -> Response:
     """Change the expiry, the name or both; a field left out stays as it is."""
-    require_admin(request, services)
     key_id = parse_id(request.params["keyId"], "keyId")
     body = await read_body(request, inbound.UpdateKeyRequest)
     async with services.db.transaction() as conn:
@@ -143,7 +122,6 @@ async def update_key(request: Request, services: Services) -> Response:
 
 
 async def revoke_key(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     key_id = parse_id(request.params["keyId"], "keyId")
     async with services.db.transaction() as conn:
         await auth.revoke_key(conn, key_id, services.clock())
@@ -151,7 +129,6 @@ async def revoke_key(request: Request, services: Services) -> Response:
 
 
 async def buy_credits(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     body = await read_body(request, inbound.BuyCreditsRequest)
     now = services.clock()
@@ -165,7 +142,6 @@ async def buy_credits(request: Request, services: Services) -> Response:
 
 
 async def change_plan(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     user_id = parse_id(request.params["userId"], "userId")
     body = await read_body(request, inbound.ChangePlanRequest)
     now = services.clock()
@@ -185,24 +161,23 @@ async def change_plan(request: Request, services: Services) -> Response:
 
 
 async def reconcile(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     async with services.db.read() as conn:
         problems = await reconcile_books(conn)
     return body_response(outbound.ReconcileReport(not problems, problems))
 
 
 ROUTES = [
-    ("POST", "/api/admin/plans", create_plan),
-    ("GET", "/api/admin/plans", list_plans),
-    ("POST", "/api/admin/users", create_user),
-    ("PATCH", "/api/admin/users/{userId}", update_user),
-    ("DELETE", "/api/admin/users/{userId}", delete_user),
-    ("GET", "/api/admin/users/{userId}/usage", user_usage),
-    ("POST", "/api/admin/users/{userId}/keys", create_key),
-    ("GET", "/api/admin/users/{userId}/keys", list_keys),
-    ("PATCH", "/api/admin/keys/{keyId}", update_key),
-    ("POST", "/api/admin/keys/{keyId}/revoke", revoke_key),
-    ("POST", "/api/admin/users/{userId}/credits", buy_credits),
-    ("PUT", "/api/admin/users/{userId}/plan", change_plan),
-    ("GET", "/api/admin/reconcile", reconcile),
+    guards.admin("POST", "/api/admin/plans", create_plan),
+    guards.admin("GET", "/api/admin/plans", list_plans),
+    guards.admin("POST", "/api/admin/users", create_user),
+    guards.admin("PATCH", "/api/admin/users/{userId}", update_user),
+    guards.admin("DELETE", "/api/admin/users/{userId}", delete_user),
+    guards.admin("GET", "/api/admin/users/{userId}/usage", user_usage),
+    guards.admin("POST", "/api/admin/users/{userId}/keys", create_key),
+    guards.admin("GET", "/api/admin/users/{userId}/keys", list_keys),
+    guards.admin("PATCH", "/api/admin/keys/{keyId}", update_key),
+    guards.admin("POST", "/api/admin/keys/{keyId}/revoke", revoke_key),
+    guards.admin("POST", "/api/admin/users/{userId}/credits", buy_credits),
+    guards.admin("PUT", "/api/admin/users/{userId}/plan", change_plan),
+    guards.admin("GET", "/api/admin/reconcile", reconcile),
 ]

@@ -12,7 +12,7 @@ from msgspec import UNSET
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import from_micros
-from flamel_usage.http.api.admin.accounts import require_admin
+from flamel_usage.http import guards
 from flamel_usage.http.bodies import outbound
 from flamel_usage.http.bodies.inbound import CreateChargeRequest
 from flamel_usage.http.bodies.outbound import body_response, usage_dto
@@ -29,7 +29,6 @@ _REPLAYED = (b"idempotent-replayed", b"true")
 
 
 async def create_charge(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     key = idempotency.idempotency_key(request.headers.get("idempotency-key"))
     body = await read_body(request, CreateChargeRequest)
     charge_request = charges.ChargeRequest(
@@ -49,7 +48,6 @@ async def create_charge(request: Request, services: Services) -> Response:
 
 
 async def refund_charge(request: Request, services: Services) -> Response:
-    require_admin(request, services)
     key = idempotency.idempotency_key(request.params["idempotencyKey"])
     async with services.db.transaction() as conn:
         refunded = await refunds.refund(
@@ -92,6 +90,6 @@ def _result(charge: Charge, usage: Usage) -> outbound.ChargeResult:
 
 
 ROUTES = [
-    ("POST", "/api/admin/charges", create_charge),
-    ("POST", "/api/admin/charges/{idempotencyKey}/refund", refund_charge),
+    guards.admin("POST", "/api/admin/charges", create_charge),
+    guards.admin("POST", "/api/admin/charges/{idempotencyKey}/refund", refund_charge),
 ]
