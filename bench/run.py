@@ -1,7 +1,7 @@
 """One benchmark run of flamel-usage against Prism and a bare-ASGI ceiling, and charges/s.
 
     scripts/bench [--quick] [--seconds 8] [--rounds 3] [--workers 2]
-                  [--parts read,flat,charges,history]
+                  [--parts read,flat,charges,history,sessions]
 
 (``scripts/bench`` installs wrk and the pinned Prism CLI first, then runs this file with
 the project's venv.) Everything listens on and is called at 127.0.0.1.
@@ -34,6 +34,11 @@ history: ``GET /api/users/me/usage/history`` (by day, then by hour: the current 
   with the key of the seed's user with 10,000 charges in its current period
   (``seed.HISTORY_USER``), ``bench/usage.lua`` with ``BENCH_PATH``, at --history-connections,
   on each store (ours-sqlite, ours-pg), alternating; ``--parts history`` runs it alone.
+sessions: ``GET /api/users/me/usage`` on SQLite with the platform's session (a
+  connect-redis session in Redis per cookie, ``bench/sessions.py``: --sessions of them,
+  one random cookie per request) next to the same read with a random API key, the same
+  server settings for both (the session store configured), at each --connections level,
+  alternating; judged: the session read at >= 60% of the key read's requests/s.
 
 Workers: 2 by default, one per core of the 2-core machine this runs on (``flamel-usage
 serve`` itself defaults to 1). Results: a table on stdout, everything in
@@ -62,6 +67,7 @@ from typing import Any
 import asyncpg
 import charges
 import seed
+import sessions
 import uvicorn
 from benchlib import (
     HERE,
@@ -88,6 +94,9 @@ USAGE_PATH = "/api/users/me/usage"
 HISTORY_PATH = "/api/users/me/usage/history"
 #: The issue's target for the history read on SQLite at 16 connections.
 HISTORY_P99_MS = 20.0
+#: The platform issue's target: the session read's requests/s against the key read's.
+SESSION_PER_KEY = 0.60
+PARTS = ("read", "flat", "charges", "history", "sessions")
 CONTENDERS = ("ours-sqlite", "ceiling-sqlite", "ours-pg", "ceiling-pg", "prism", "prism-quiet")
 TOKEN = secrets.token_urlsafe(24)
 
@@ -131,7 +140,9 @@ class Run:
             }
         return env
 
-    def server(self, contender: str, store: Store | None) -> Server:
+    def server(
+        self, contender: str, store: Store | None, extra_env: dict[str, str] | None = None
+    ) -> Server:
         port = free_port()
         workers = str(self.args.workers)
         if contender.startswith("ours"):
@@ -146,7 +157,7 @@ class Run:
                 argv[2:2] = ["-v", "warn"]
         self.measurements += 1
         log_path = self.workdir / "logs" / f"{self.measurements:03d}-{contender}.log"
-        env = self.server_env(None if store is None else store.url)
+        env = self.server_env(None if store is None else store.url) | (extra_env or {})
         return Server(contender, argv, env, port, log_path).start(USAGE_PATH)
 
     def check_time(self) -> None:
@@ -187,13 +198,22 @@ class Run:
         connections: int,
         seed_no: int,
         path: str = USAGE_PATH,
+        header: str = "X-Api-Key",
+        extra_env: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        """One wrk measurement of ``contender``: ``keys`` is a file of values of ``header``
+        (API keys, or session cookies), one picked at random per request."""
         self.check_time()
         if store is not None:
             self.reset_keys(store)
         self.quiet()
-        server = self.server(contender, store)
-        env = {"BENCH_KEYS": str(keys), "BENCH_SEED": str(seed_no), "BENCH_PATH": path}
+        server = self.server(contender, store, extra_env)
+        env = {
+            "BENCH_KEYS": str(keys),
+            "BENCH_SEED": str(seed_no),
+            "BENCH_PATH": path,
+            "BENCH_HEADER": header,
+        }
         url = f"http://{HOST}:{server.port}"
         try:
             if self.args.warmup > 0:
@@ -481,6 +501,65 @@ def part_history(run: Run, stores: dict[str, Store]) -> dict[str, Any]:
     }
 
 
+def part_sessions(run: Run, store: Store, keys: Path, users: int) -> dict[str, Any]:
+    """The usage read with a connect-redis session next to the read with an API key."""
+    args = run.args
+    prefix = f"flamel-bench-{os.getpid()}-{secrets.token_hex(4)}:"
+    cookies = run.workdir / "session-cookies.txt"
+    log(f"sessions: {args.sessions:,} connect-redis sessions under {prefix} ...")
+    secret = run.server_env(store.url)["FLAMEL_SESSION_SECRET"]
+    extra_env = {
+        "FLAMEL_SESSION_STORE": sessions.REDIS_URL,
+        "FLAMEL_SESSION_STORE_PREFIX": prefix,
+        "FLAMEL_LOGIN_URL": "https://platform.example.com/login",
+    }
+    credentials = {"key": (keys, "X-Api-Key"), "session": (cookies, "Cookie")}
+    measurements = []
+    try:
+        sessions.write_sessions(prefix, secret, users, args.sessions, cookies)
+        for connections in args.connections:
+            for round_no in range(args.rounds):
+                log(f"sessions: {connections} connections, round {round_no + 1}/{args.rounds}")
+                order = list(credentials) if round_no % 2 == 0 else list(credentials)[::-1]
+                for credential in order:
+                    values, header = credentials[credential]
+                    row = run.measure_read(
+                        "ours-sqlite",
+                        store,
+                        values,
+                        connections,
+                        11_000 + round_no,
+                        header=header,
+                        extra_env=extra_env,
+                    )
+                    measurements.append({**row, "credential": credential, "round": round_no + 1})
+    finally:
+        sessions.remove_sessions(prefix)
+    summary = []
+    for connections in args.connections:
+        found = {
+            credential: summarise(
+                [
+                    m
+                    for m in measurements
+                    if m["credential"] == credential and m["connections"] == connections
+                ]
+            )
+            for credential in credentials
+        }
+        ratio = found["session"]["per_second"] / found["key"]["per_second"]
+        for credential, figures in found.items():
+            summary.append(
+                {
+                    "connections": connections,
+                    "credential": credential,
+                    **figures,
+                    "session_per_key": ratio,
+                }
+            )
+    return {"sessions": args.sessions, "measurements": measurements, "summary": summary}
+
+
 # --- targets and the table ---------------------------------------------------------------
 
 
@@ -550,9 +629,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 entry["p99_ms"] < HISTORY_P99_MS and entry["errors"] == 0,
                 f"{entry['p99_ms']:.2f} ms, {entry['errors']} errors",
             )
+    for entry in results.get("sessions", {}).get("summary", []):
+        if entry["credential"] == "session":
+            target(
+                f"session read >= {SESSION_PER_KEY:.0%} of the key read at"
+                f" {entry['connections']} connections",
+                entry["session_per_key"] >= SESSION_PER_KEY and entry["errors"] == 0,
+                f"{entry['session_per_key']:.1%}, {entry['errors']} errors",
+            )
     peaks = [
         m["peak_rss_mb_per_worker"]
-        for part in ("read", "flat", "history")
+        for part in ("read", "flat", "history", "sessions")
         for m in results.get(part, {}).get("measurements", [])
         if m["contender"].startswith("ours")
     ] + [m["peak_rss_mb_per_worker"] for m in results.get("charges", {}).get("measurements", [])]
@@ -566,7 +653,7 @@ def _noise(results: dict[str, Any]) -> dict[str, Any] | None:
     """How much CPU other processes took during the measurements (the machine may be shared)."""
     found = [
         m["other_cores"]
-        for part in ("read", "flat", "history")
+        for part in ("read", "flat", "history", "sessions")
         for m in results.get(part, {}).get("measurements", [])
     ]
     for m in results.get("charges", {}).get("measurements", []):
@@ -662,6 +749,24 @@ def table(results: dict[str, Any]) -> str:
                 f"{r['per_second']:>9.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
                 f"{r['peak_rss_mb_per_worker']:>11.1f} x{r['workers']:<2}"
             )
+    read_sessions = results.get("sessions")
+    if read_sessions:
+        lines.append("")
+        lines.append(
+            f"GET /api/users/me/usage on SQLite with a connect-redis session"
+            f" ({read_sessions['sessions']:,} of them) vs an API key; median of"
+            f" {args['rounds']} round(s)"
+        )
+        lines.append(
+            f"{'conns':>5}  {'credential':<12}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>9}"
+            f"{'errors':>8}{'session/key':>13}"
+        )
+        for r in read_sessions["summary"]:
+            lines.append(
+                f"{r['connections']:>5}  {r['credential']:<12}{r['per_second']:>9.0f}"
+                f"{r['p50_ms']:>8.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
+                f"{_ratio(r['session_per_key'] if r['credential'] == 'session' else None):>13}"
+            )
     noise = results.get("other_cores")
     if noise:
         lines.append("")
@@ -698,8 +803,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--charge-connections", type=int, default=16)
     parser.add_argument("--history-connections", type=int, default=16)
     parser.add_argument(
-        "--parts", default="read,flat,charges,history", help="default read,flat,charges,history"
+        "--sessions", type=int, help="connect-redis sessions (default 10000; quick: 1000)"
     )
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"default {','.join(PARTS)}")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--max-minutes", type=float, default=60, help="give up after (default 60)")
     parser.add_argument(
@@ -724,6 +830,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "warmup": 1.0 if quick else 2.0,
         "rounds": 1 if quick else 3,
         "quiet_budget": 30.0 if quick else 300.0,
+        "sessions": 1_000 if quick else 10_000,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -732,7 +839,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     args.parts = [p for p in args.parts.split(",") if p]
     args.contenders = [c for c in args.contenders.split(",") if c]
     unknown = set(args.contenders) - set(CONTENDERS)
-    if unknown or not set(args.parts) <= {"read", "flat", "charges", "history"}:
+    if unknown or not set(args.parts) <= set(PARTS):
         parser.error(f"unknown contenders or parts: {sorted(unknown)} {args.parts}")
     return args
 
@@ -779,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     needs_pg = (
         "charges" in args.parts
         or "history" in args.parts
-        or any(c.endswith("-pg") for c in args.contenders)
+        or ("read" in args.parts and any(c.endswith("-pg") for c in args.contenders))
     )
     started = time.monotonic()
     results: dict[str, Any] = {
@@ -830,6 +937,8 @@ def main(argv: list[str] | None = None) -> int:
             results["charges"] = part_charges(run, stores, args.users)
         if "history" in args.parts:
             results["history"] = part_history(run, read_stores)
+        if "sessions" in args.parts:
+            results["sessions"] = part_sessions(run, stores["sqlite"], main_seed.keys, args.users)
         ok = True
     except KeyboardInterrupt:
         log("interrupted")

@@ -80,7 +80,7 @@ TABLES = (
 #: The columns the seed writes in bulk, in the order of its rows; the ledger's entries
 #: go in through the service's own statement (``balances.INSERT_ENTRY``).
 COLUMNS = {
-    "users": ("id", "email", "created_at"),
+    "users": ("id", "email", "created_at", "external_id"),
     "accounts": (
         *("user_id", "plan_id", "anchor_at", "period_start", "period_end"),
         *("plan_credit", "ttp_count", "edit_count", "postpaid_used"),
@@ -104,6 +104,11 @@ def api_key(number: int) -> str:
     """The plain API key of user ``number``: deterministic, shaped like the real ones."""
     digest = hashlib.sha256(f"flamel-bench-key-{number}".encode()).digest()
     return "flm_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def external_id(number: int) -> str:
+    """The platform's id of user ``number``, which its sessions carry (``sessions.py``)."""
+    return f"bench-{number}"
 
 
 @dataclass
@@ -195,7 +200,7 @@ class _Generator:
         """The user, its key and an empty account; its current period and ``past`` before."""
         anchor, periods = self.periods(plan[2], past)
         email = accounts.normalise_email(f"user{user_id}@bench.flamel.local")
-        self.rows["users"].append((user_id, email, anchor))
+        self.rows["users"].append((user_id, email, anchor, external_id(user_id)))
         key = api_key(user_id)
         self.keys.append(key)
         self.rows["api_keys"].append(

@@ -1,11 +1,14 @@
 -- wrk script: GET /api/users/me/usage with a random valid API key per request.
 -- BENCH_KEYS names a file of keys, one a line (loaded once per thread, in init);
+-- BENCH_HEADER, when set, is the header they go in instead of X-Api-Key (Cookie, with
+-- a file of session cookies);
 -- BENCH_PATH, when set, is the path to get instead (the usage history, with its query);
 -- BENCH_SEED varies the random sequence between runs. Status counts and the p50/p99
 -- latency (microseconds) are written at the end for bench/run.py to read.
 local keys = {}
 local threads = {}
 local path = os.getenv("BENCH_PATH") or "/api/users/me/usage"
+local header = os.getenv("BENCH_HEADER") or "X-Api-Key"
 
 function setup(thread)
   thread:set("thread_id", #threads + 1)
@@ -23,7 +26,7 @@ function init(args)
 end
 
 function request()
-  return wrk.format("GET", path, { ["X-Api-Key"] = keys[math.random(#keys)] })
+  return wrk.format("GET", path, { [header] = keys[math.random(#keys)] })
 end
 
 function response(status, headers, body)

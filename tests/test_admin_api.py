@@ -152,6 +152,7 @@ async def test_create_user_without_anchor_or_password(admin: httpx.AsyncClient) 
         "email": "alice@example.com",
         "plan": "Pro",
         "anchor": NOW,
+        "externalId": None,
     }
     # No password: nobody can log in as this user.
     login = await admin.post(

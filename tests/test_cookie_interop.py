@@ -7,9 +7,7 @@ Node fails loudly instead of passing without having checked anything.
 """
 
 import json
-import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +21,9 @@ from flamel_usage.auth.cookies import (
     sign,
     unsign,
 )
+from tests.node_packages import INTEROP_DIR, node_with_packages
 
-INTEROP_DIR = Path(__file__).parent / "interop"
 ORACLE = INTEROP_DIR / "sign.js"
-NPM_CI_TIMEOUT_S = 300
 NODE_TIMEOUT_S = 60
 
 VALUES = [
@@ -56,35 +53,10 @@ SECRETS = [
 CASES = [(value, secret) for value in VALUES for secret in SECRETS]
 
 
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(
-            f"`{tool}` is not on PATH: the cookie interop tests need Node.js 20+ and npm "
-            "to run the real cookie-signature package (apt-get install nodejs npm)."
-        )
-    return path
-
-
 @pytest.fixture(scope="module")
 def node() -> str:
     """Path to node, with tests/interop's pinned packages installed."""
-    node_path = _require("node")
-    if not (INTEROP_DIR / "node_modules" / "cookie-signature").is_dir():
-        _npm_ci(_require("npm"))
-    return node_path
-
-
-def _npm_ci(npm: str) -> None:
-    command = [npm, "ci", "--prefix", str(INTEROP_DIR), "--no-audit", "--no-fund"]
-    try:
-        result = subprocess.run(
-            command, capture_output=True, text=True, timeout=NPM_CI_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`{' '.join(command)}` took more than {NPM_CI_TIMEOUT_S}s")
-    if result.returncode != 0:
-        pytest.fail(f"`{' '.join(command)}` failed:\n{result.stdout}\n{result.stderr}")
+    return node_with_packages()
 
 
 def _run_node(node: str, requests: list[dict[str, str]]) -> list[Any]:

@@ -43,6 +43,7 @@ OUR_OPERATIONS = {
     ("post", "/api/admin/plans", "AdminController_createPlan", "admin"),
     ("get", "/api/admin/plans", "AdminController_listPlans", "admin"),
     ("post", "/api/admin/users", "AdminController_createUser", "admin"),
+    ("patch", "/api/admin/users/{userId}", "AdminController_updateUser", "admin"),
     ("delete", "/api/admin/users/{userId}", "AdminController_deleteUser", "admin"),
     ("get", "/api/admin/users/{userId}/usage", "AdminController_getUserUsage", "admin"),
     ("post", "/api/admin/users/{userId}/keys", "AdminController_createKey", "admin"),
@@ -254,7 +255,7 @@ def _reasons(operation: dict[str, Any], status: str) -> set[str]:
 
 def test_admin_operations_require_the_admin_token() -> None:
     admin = [op for _, _, op in _our_operations() if op["tags"] == ["admin"]]
-    assert len(admin) == 14
+    assert len(admin) == 15
     for operation in admin:
         assert operation["security"] == [{"adminToken": []}]
         assert "admin_unauthorized" in _reasons(operation, "401")
@@ -265,9 +266,21 @@ def test_admin_operations_require_the_admin_token() -> None:
 def test_documented_domain_errors() -> None:
     by_id = {op["operationId"]: op for _, _, op in _operations(openapi_document())}
     expected = {
-        "AuthController_login": {"401": {"invalid_credentials"}, "400": {"bad_request"}},
+        "AuthController_login": {
+            "401": {"invalid_credentials"},
+            "400": {"bad_request"},
+            "404": {"not_found"},
+        },
+        "AuthController_logout": {"404": {"not_found"}},
         "AdminController_createPlan": {"409": {"plan_exists"}},
-        "AdminController_createUser": {"404": {"plan_not_found"}, "409": {"user_exists"}},
+        "AdminController_createUser": {
+            "404": {"plan_not_found"},
+            "409": {"user_exists"},
+        },
+        "AdminController_updateUser": {
+            "404": {"user_not_found"},
+            "409": {"user_exists"},
+        },
         "AdminController_deleteUser": {"404": {"user_not_found"}},
         "AdminController_getUserUsage": {"404": {"user_not_found"}},
         "AdminController_createKey": {"404": {"user_not_found"}},

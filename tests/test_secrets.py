@@ -29,15 +29,16 @@ import pytest
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth_service
+from flamel_usage.core.config import SESSION_COOKIE_NAME
 from flamel_usage.db.gateway import Database
 from flamel_usage.http import guards
-from flamel_usage.http.guards import SESSION_COOKIE
 from flamel_usage.http.pages.forms import CSRF_COOKIE, CSRF_FIELD
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET
 from tests.processes import server_process
 from tests.store import table_rows
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SESSION_COOKIE = SESSION_COOKIE_NAME.default
 #: Characters of a key stored in clear as its prefix (``flm_`` and 8 more).
 SHOWN_KEY_CHARS = 12
 

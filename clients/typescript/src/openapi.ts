@@ -110,7 +110,7 @@ export interface paths {
         put?: never;
         /**
          * Log in with email and password
-         * @description Sets the connect.sid session cookie that GET /api/users/me/usage accepts.
+         * @description Sets the connect.sid session cookie that GET /api/users/me/usage accepts. Only while sessions are the server's own: when it reads the platform's session store (FLAMEL_SESSION_STORE), the platform signs customers in and out, and this answers 404 not_found.
          */
         post: operations["AuthController_login"];
         delete?: never;
@@ -130,7 +130,7 @@ export interface paths {
         put?: never;
         /**
          * Log out
-         * @description Deletes the session on the server and clears the cookie.
+         * @description Deletes the session on the server and clears the cookie. Only while sessions are the server's own: when it reads the platform's session store (FLAMEL_SESSION_STORE), the platform signs customers in and out, and this answers 404 not_found.
          */
         post: operations["AuthController_logout"];
         delete?: never;
@@ -191,7 +191,11 @@ export interface paths {
         delete: operations["AdminController_deleteUser"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change a user's externalId
+         * @description The platform's sessions name their user by it (FLAMEL_SESSION_STORE). The answer is the user as it is now.
+         */
+        patch: operations["AdminController_updateUser"];
         trace?: never;
     };
     "/api/admin/users/{userId}/usage": {
@@ -639,6 +643,11 @@ export interface components {
              * @description Lets the user log in; without it (null or absent) the user has only API keys.
              */
             password?: string | null;
+            /**
+             * @description The platform's id of this user, which its sessions carry (passport.user unless configured; a number there is its decimal digits here): unique among live users, kept exactly: 1-255 characters with no space at either end and no control or invisible (format) character; null or absent = none.
+             * @example 64f1c2a9e8
+             */
+            externalId?: string | null;
         };
         User: {
             id: number;
@@ -652,6 +661,15 @@ export interface components {
              * @example 2026-11-25T10:00:00+00:00
              */
             anchor: string;
+            /** @description The platform's id of this user; null = none. */
+            externalId: string | null;
+        };
+        UpdateUserRequest: {
+            /**
+             * @description New externalId; null = none; unique among live users, kept exactly: 1-255 characters with no space at either end and no control or invisible (format) character.
+             * @example 64f1c2a9e8
+             */
+            externalId: string | null;
         };
         /** @description A field left out stays as it is; null removes the expiry, the name. */
         UpdateKeyRequest: {
@@ -1156,6 +1174,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Request Entity Too Large */
             413: {
                 headers: {
@@ -1225,6 +1252,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
             };
             /** @description Request Header Fields Too Large */
             431: {
@@ -1560,6 +1596,114 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Header Fields Too Large */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    AdminController_updateUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description User id. */
+                userId: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateUserRequest"];
+            };
+        };
+        responses: {
+            /** @description Updated */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

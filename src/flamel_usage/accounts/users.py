@@ -2,6 +2,10 @@
 
 A user is created together with its subscription and the first period's ledger entry,
 in one transaction, so that no user ever exists without an account to read.
+
+A user may carry an external id: the platform's own id for that customer, by which a
+session in the platform's store names its user (SPEC 7, ``auth.platform_sessions``).
+It is unique among live users, so a deleted user's id can be given to a new one.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ MAX_PLAN_NAME = 64
 #: digit and not ending with a space (stated in the document, checked by ``create_plan``).
 PLAN_NAME_PATTERN = f"^[A-Za-z0-9](?:[A-Za-z0-9 ._-]{{0,{MAX_PLAN_NAME - 2}}}[A-Za-z0-9._-])?$"
 _PLAN_NAME = re.compile(PLAN_NAME_PATTERN)
+#: Longest external id, in characters: room for any id a platform mints (a UUID is 36).
+MAX_EXTERNAL_ID = 255
+_ID_CHAR = "[^\\x00-\\x1f\\x7f" + INVISIBLE + "]"
+_ID_EDGE = "[^\\x00-\\x20\\x7f" + UNICODE_SPACE + INVISIBLE + "]"
+#: What ``external_id_value`` takes, as the API's document states it: kept exactly, so
+#: 1-255 characters with no space at either end, none of them a control or invisible one.
+EXTERNAL_ID_PATTERN = f"^(?:{_ID_EDGE}|{_ID_EDGE}{_ID_CHAR}{{0,{MAX_EXTERNAL_ID - 2}}}{_ID_EDGE})$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,26 @@ class User:
     email: str
     plan_name: str
     anchor: datetime
+    external_id: str | None = None
+
+
+def external_id_value(value: str | None) -> str | None:
+    """An external id as it is stored (``EXTERNAL_ID_PATTERN``), or None for none.
+
+    Never trimmed nor case-folded: it must equal, character for character, what the
+    platform writes into its sessions (a number there is its decimal digits here). So
+    a blank, spaces at either end or an invisible character, which no platform id has
+    and which would never match, is a 400.
+    """
+    if value is None:
+        return None
+    refuse_invisible(value, "externalId")
+    if not 1 <= len(value) <= MAX_EXTERNAL_ID or value != value.strip():
+        raise Refusal(
+            "bad_request",
+            f"externalId must be 1-{MAX_EXTERNAL_ID} characters, without spaces at either end",
+        )
+    return value
 
 
 def email_key(email: str) -> str:
@@ -163,11 +194,12 @@ async def create_user(
     password_hash: str | None,
     now: int,
     zone: ZoneInfo,
+    external_id: str | None = None,
 ) -> User:
     """A user, its subscription anchored at ``anchor`` (default now) and its first period.
 
     The password arrives hashed: hashing is slow on purpose and must not run while the
-    transaction holds its locks.
+    transaction holds its locks. ``external_id`` comes from ``external_id_value``.
     """
     address = normalise_email(email)
     plan = await plan_by_name(conn, plan_name)
@@ -175,12 +207,16 @@ async def create_user(
     anchor_us -= anchor_us % 1_000_000
     try:
         user_id = await conn.fetchval(
-            "INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
+            "INSERT INTO users (email, password_hash, created_at, external_id)"
+            " VALUES (?, ?, ?, ?) RETURNING id",
             address,
             password_hash,
             now,
+            external_id,
         )
-    except UniqueViolation:
+    except UniqueViolation as clash:
+        if _EXTERNAL_ID_INDEX in str(clash):
+            raise _external_id_taken() from None
         raise Refusal("user_exists", "a user with this email exists") from None
     period = period_containing(from_micros(anchor_us), plan.period_unit, from_micros(now), zone)
     start, end = to_micros(period.start), to_micros(period.end)
@@ -202,7 +238,53 @@ async def create_user(
         plan.max_credit,
         start,
     )
-    return User(id=user_id, email=address, plan_name=plan.name, anchor=from_micros(anchor_us))
+    return User(user_id, address, plan.name, from_micros(anchor_us), external_id)
+
+
+#: What both stores' unique-violation messages say when the external id is taken (the
+#: column in SQLite's, the index ``users_external_id`` in PostgreSQL's), and no other.
+_EXTERNAL_ID_INDEX = "external_id"
+
+
+def _external_id_taken() -> Refusal:
+    """``user_exists``, as for an email: a user with that identity exists already."""
+    return Refusal("user_exists", "another user has this externalId")
+
+
+async def user_by_id(conn: Connection, user_id: int) -> User:
+    """The live user ``user_id`` with its plan and anchor, else ``user_not_found``."""
+    row = await conn.fetchone(
+        "SELECT u.id, u.email, u.external_id, p.name AS plan, a.anchor_at FROM users u"
+        " JOIN accounts a ON a.user_id = u.id JOIN plans p ON p.id = a.plan_id"
+        " WHERE u.id = ? AND u.deleted_at IS NULL",
+        user_id,
+    )
+    if row is None:
+        raise Refusal("user_not_found", "no such user")
+    return User(
+        row["id"], row["email"], row["plan"], from_micros(row["anchor_at"]), row["external_id"]
+    )
+
+
+async def user_id_by_external_id(conn: Connection, external_id: str) -> int | None:
+    """The live user the platform knows as ``external_id``, if any."""
+    found = await conn.fetchval(
+        "SELECT id FROM users WHERE external_id = ? AND deleted_at IS NULL", external_id
+    )
+    return None if found is None else int(found)
+
+
+async def set_external_id(conn: Connection, user_id: int, external_id: str | None) -> None:
+    """Give the user ``external_id`` (from ``external_id_value``), or take it away with None.
+
+    Another live user with that id is ``user_exists``: two users for one platform
+    customer would make a session's user a coin toss.
+    """
+    await live_user_id(conn, user_id)
+    try:
+        await conn.execute("UPDATE users SET external_id = ? WHERE id = ?", external_id, user_id)
+    except UniqueViolation:
+        raise _external_id_taken() from None
 
 
 @dataclass(frozen=True, slots=True)

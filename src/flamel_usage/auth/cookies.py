@@ -101,13 +101,22 @@ def _decode_uri_component(raw: str) -> str | None:
         return None
 
 
-def session_id_from_cookie(raw_value: str, secret: str) -> str | None:
+def session_id_from_cookie(raw_value: str, *secrets: str) -> str | None:
     """Return the session id carried by a raw `connect.sid` value, or None if it is forged,
-    tampered with, signed with another secret or not a session cookie at all."""
+    tampered with, signed with none of ``secrets`` or not a session cookie at all.
+
+    Several secrets are tried in turn, as express-session tries its secret array, so that
+    a secret can be rotated: cookies signed with one still listed keep working.
+    """
     decoded = _decode_uri_component(raw_value)
     if decoded is None or not decoded.startswith(_SESSION_PREFIX):
         return None
-    return unsign(decoded.removeprefix(_SESSION_PREFIX), secret) or None
+    signed = decoded.removeprefix(_SESSION_PREFIX)
+    for secret in secrets:
+        session_id = unsign(signed, secret)
+        if session_id:
+            return session_id
+    return None
 
 
 def parse_cookie_header(header: str) -> dict[str, str]:

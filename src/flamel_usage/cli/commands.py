@@ -93,6 +93,7 @@ async def create_user(args: argparse.Namespace, settings: Settings) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     password_hash = None if password is None else await hash_new_password(password)
     anchor = None if args.anchor is None else parse_instant(args.anchor, "--anchor")
+    external_id = accounts.external_id_value(args.external_id)
 
     async def create(db: Database) -> accounts.User:
         async with db.transaction() as conn:
@@ -104,6 +105,7 @@ async def create_user(args: argparse.Namespace, settings: Settings) -> int:
                 password_hash=password_hash,
                 now=now,
                 zone=settings.timezone,
+                external_id=external_id,
             )
 
     print((await with_database(settings, create)).id)

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--plan", required=True)
     user.add_argument("--anchor", help="ISO 8601 start of the first period (default now)")
     user.add_argument("--password-stdin", action="store_true", help="read a login password")
+    user.add_argument(
+        "--external-id", help="the platform's id of this user, which its sessions carry"
+    )
 
     change = users.add_parser("change-plan", parents=[common])
     change.add_argument("email")

@@ -66,6 +66,10 @@ _ORIGIN = re.compile(
     r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?"
 )
 _SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+_SESSION_STORE_SCHEMES = ("redis", "rediss", "postgresql", "postgres")
+#: RFC 6265's cookie-name token: visible ASCII but separators.
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
+_LOGIN_URL = re.compile(r"(?:https?://[^\s/?#]+)?/[^\s\x00-\x1f\x7f]*")
 T = TypeVar("T")
 
 
@@ -89,11 +93,48 @@ def _optional_secret(text: str) -> Secret | None:
 
 
 def _session_secret(text: str) -> Secret | None:
-    if text and len(text.encode()) < MIN_SESSION_SECRET_BYTES:
-        raise ConfigError(
-            f"must be at least {MIN_SESSION_SECRET_BYTES} bytes, got {len(text.encode())}"
-        )
+    """The secret, or comma-separated secrets, each taken exactly as written."""
+    parts = text.split(",") if text else []
+    for place, part in enumerate(parts, 1):
+        if len(part.encode()) < MIN_SESSION_SECRET_BYTES:
+            which = f"secret {place} of {len(parts)}" if len(parts) > 1 else "must be"
+            raise ConfigError(
+                f"{which} at least {MIN_SESSION_SECRET_BYTES} bytes, got {len(part.encode())}"
+            )
     return _optional_secret(text)
+
+
+def _session_store(text: str) -> Secret | None:
+    """None for our own sessions (``local``), else the platform's store's URL, kept secret
+    (it may carry a password)."""
+    if text == "local":
+        return None
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in _SESSION_STORE_SCHEMES:
+        raise ConfigError(
+            "'local', redis://host:port/db or postgresql://..., got a value of scheme"
+            f" {scheme[:16]!r}"
+        )
+    return Secret(text)
+
+
+def _cookie_name(text: str) -> str:
+    if not _COOKIE_NAME.fullmatch(text):
+        raise ConfigError(f"not a cookie name (1-64 of RFC 6265's token characters): {text[:64]!r}")
+    return text
+
+
+def _user_field(text: str) -> tuple[str, ...]:
+    path = tuple(text.split("."))
+    if not all(path):
+        raise ConfigError(f"a dotted path such as passport.user, got {text!r}")
+    return path
+
+
+def _login_url(text: str) -> str | None:
+    if text and not _LOGIN_URL.fullmatch(text):
+        raise ConfigError("an http(s) URL or a path starting with '/', without spaces")
+    return text or None
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -222,7 +263,9 @@ SESSION_SECRET: Setting[Secret | None] = Setting(
     "FLAMEL_SESSION_SECRET",
     "",
     "Signs `connect.sid`; share it with an Express front end. At least 32 bytes: a shorter one is"
-    " refused (exit 2).",
+    " refused (exit 2). A comma-separated list rotates it as express-session's secret array does:"
+    " the first signs, any listed is accepted (each taken exactly as written, so no spaces around"
+    " the commas; each at least 32 bytes).",
     _session_secret,
     shown="generated once into the data dir",
 )
@@ -332,6 +375,49 @@ CORS_ORIGINS: Setting[frozenset[str]] = Setting(
     _cors_origins,
     shown="none: CORS off",
 )
+# --- The platform's sessions (SPEC 7; README "Beside the platform") ---
+SESSION_STORE: Setting[Secret | None] = Setting(
+    "FLAMEL_SESSION_STORE",
+    "local",
+    "Where sessions live: `local`, our own sign-in's, in our database; `redis://host:port/db`"
+    " (or `rediss://`), the platform's connect-redis store; `postgresql://...`, its"
+    " connect-pg-simple table. An external store is only read, never written.",
+    _session_store,
+)
+SESSION_STORE_PREFIX: Setting[str] = Setting(
+    "FLAMEL_SESSION_STORE_PREFIX", "sess:", "connect-redis's `prefix`.", str
+)
+SESSION_STORE_SCHEMA: Setting[str | None] = Setting(
+    "FLAMEL_SESSION_STORE_SCHEMA",
+    "",
+    "connect-pg-simple's `schemaName`.",
+    _text_or_none,
+    shown="none: the search path",
+)
+SESSION_STORE_TABLE: Setting[str] = Setting(
+    "FLAMEL_SESSION_STORE_TABLE", "session", "connect-pg-simple's `tableName`.", str
+)
+SESSION_USER_FIELD: Setting[tuple[str, ...]] = Setting(
+    "FLAMEL_SESSION_USER_FIELD",
+    "passport.user",
+    "Dotted path to the platform's user id in the session JSON (a string, or a whole number,"
+    " which stands for its decimal digits): the user here whose `externalId` it is.",
+    _user_field,
+)
+SESSION_COOKIE_NAME: Setting[str] = Setting(
+    "FLAMEL_SESSION_COOKIE_NAME",
+    "connect.sid",
+    "The session cookie's name (express-session's `name`).",
+    _cookie_name,
+)
+LOGIN_URL: Setting[str | None] = Setting(
+    "FLAMEL_LOGIN_URL",
+    "",
+    "The platform's sign-in page (`https://...` or a path on this host), where the pages send a"
+    " signed-out visitor when sessions are the platform's.",
+    _login_url,
+    shown="none; required with an external store (else exit 2)",
+)
 
 #: Every setting, in the README's order.
 SETTINGS: tuple[Setting[Any], ...] = (
@@ -353,6 +439,13 @@ SETTINGS: tuple[Setting[Any], ...] = (
     LOG_FORMAT,
     ACCESS_LOG,
     CORS_ORIGINS,
+    SESSION_STORE,
+    SESSION_STORE_PREFIX,
+    SESSION_STORE_SCHEMA,
+    SESSION_STORE_TABLE,
+    SESSION_USER_FIELD,
+    SESSION_COOKIE_NAME,
+    LOGIN_URL,
 )
 
 DEFAULT_DATABASE_TIMEOUT_SECONDS = DATABASE_TIMEOUT_SECONDS.read({})
@@ -384,12 +477,27 @@ class Settings:
     log_format: LogFormat
     access_log: bool
     cors_origins: frozenset[str]
+    #: None: our own sessions; else the platform's store (``auth.platform_sessions``).
+    session_store: Secret | None
+    session_store_prefix: str
+    session_store_schema: str | None
+    session_store_table: str
+    session_user_field: tuple[str, ...]
+    session_cookie_name: str
+    login_url: str | None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         data_dir = DATA_DIR.read(env)
         url = DATABASE_URL.read(env) or f"sqlite:///{data_dir / 'flamel-usage.sqlite3'}"
+        session_store, login_url = SESSION_STORE.read(env), LOGIN_URL.read(env)
+        if session_store is not None and login_url is None:
+            # No sign-in of ours then: a signed-out visitor of the pages must go somewhere.
+            raise ConfigError(
+                "FLAMEL_LOGIN_URL: required with an external FLAMEL_SESSION_STORE: the"
+                " platform's sign-in page, where the pages send a signed-out visitor"
+            )
         return cls(
             data_dir=data_dir,
             database_url=Secret(url),
@@ -409,16 +517,30 @@ class Settings:
             log_format=LOG_FORMAT.read(env),
             access_log=ACCESS_LOG.read(env),
             cors_origins=CORS_ORIGINS.read(env),
+            session_store=session_store,
+            session_store_prefix=SESSION_STORE_PREFIX.read(env),
+            session_store_schema=SESSION_STORE_SCHEMA.read(env),
+            session_store_table=SESSION_STORE_TABLE.read(env),
+            session_user_field=SESSION_USER_FIELD.read(env),
+            session_cookie_name=SESSION_COOKIE_NAME.read(env),
+            login_url=login_url,
         )
 
     def resolved_session_secret(self) -> Secret:
-        """The configured secret, or one generated once and kept in the data dir.
+        """The secret that signs: the first of ``resolved_session_secrets``."""
+        return self.resolved_session_secrets()[0]
 
+    def resolved_session_secrets(self) -> tuple[Secret, ...]:
+        """The configured secrets, or one generated once and kept in the data dir.
+
+        Several, in the configured order, to rotate the secret as express-session does:
+        cookies are signed with the first and accepted when any of them signed them, so
+        a new secret goes first and an old one stays listed until its cookies are gone.
         Kept on disk rather than in memory so that every worker process and every
         restart signs and verifies cookies with the same key.
         """
         if self.session_secret is not None:
-            return self.session_secret
+            return tuple(map(Secret, self.session_secret.reveal().split(",")))
         path = self.data_dir / "session-secret"
         if not path.exists():
             _publish_new_secret(path)
@@ -428,7 +550,7 @@ class Settings:
                 f"{path}: the session secret must be at least {MIN_SESSION_SECRET_BYTES}"
                 " bytes: delete the file to have a new one generated"
             )
-        return Secret(secret)
+        return (Secret(secret),)
 
 
 def _publish_new_secret(path: Path) -> None:

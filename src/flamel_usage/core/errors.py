@@ -59,7 +59,7 @@ REASONS: Mapping[str, Reason] = {
         Reason("origin_not_allowed", 403, "The request's Origin is another site than this server."),
         Reason("too_many_keys", 409, "The user holds 20 live keys already: revoke one first."),
         Reason("plan_exists", 409, "A plan with that name exists."),
-        Reason("user_exists", 409, "A user with that email exists."),
+        Reason("user_exists", 409, "A user with that email, or that externalId, exists."),
         Reason("unknown_kind", 400, "kind is not an operation kind the server is configured with."),
         Reason(
             "invalid_idempotency_key",
@@ -114,8 +114,8 @@ REASONS: Mapping[str, Reason] = {
         Reason(
             "service_unavailable",
             503,
-            "The database is unreachable or did not answer in time: retry after the Retry-"
-            "After seconds.",
+            "The database or the platform's session store is unreachable or did not answer"
+            " in time: retry after the Retry-After seconds.",
             retry_after=1,
         ),
         Reason("unauthorized", 401, "Credentials are missing or wrong."),

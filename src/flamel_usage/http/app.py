@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth import throttle
 from flamel_usage.auth.last_used import FLUSH_INTERVAL_SECONDS
+from flamel_usage.auth.platform_sessions import SessionStoreUnavailable
 from flamel_usage.core.config import Settings
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.logs import ACCESS_LOGGER, REQUEST_ID
@@ -108,10 +109,10 @@ class App:
         except Refusal as refusal:
             self.services.metrics.auth_failure(refusal.reason)
             return route, error_response(refusal)
-        except DatabaseUnavailable:
-            unavailable = Refusal(
-                "service_unavailable", "the database is unavailable: retry shortly"
-            )
+        except DatabaseUnavailable as outage:
+            store = "session store" if isinstance(outage, SessionStoreUnavailable) else "database"
+            message = f"the {store} is unavailable: retry shortly"
+            unavailable = Refusal("service_unavailable", message)
             return route, error_response(unavailable)
         except Exception:
             logger.exception("unhandled error on %s %s", scope["method"], route)
@@ -125,6 +126,7 @@ class App:
                     if self._owns_db:
                         # Starts while PostgreSQL is down too (503 until it is back).
                         await self.services.db.start()
+                    await self.services.sessions.open()  # connects on demand, as the db
                 except Exception as exc:
                     logger.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -134,6 +136,7 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 flusher.cancel()
                 await self._record_last_used()
+                await self.services.sessions.close()
                 if self._owns_db:
                     await self.services.db.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -1,4 +1,5 @@
-"""What every handler is given: settings, database, clock and metrics, one set per process."""
+"""What every handler is given: settings, database, session store, clock and metrics, one
+set per process."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from flamel_usage.auth.last_used import LastUsed
+from flamel_usage.auth.platform_sessions import Sessions, sessions_for
 from flamel_usage.auth.throttle import Budget
 from flamel_usage.core.config import Secret, Settings
 from flamel_usage.db.gateway import Database
@@ -24,7 +26,10 @@ class Services:
         self.settings = settings
         self.db = db
         self.clock = clock
-        self.session_secret: Secret = settings.resolved_session_secret()
+        #: Every secret a session cookie is accepted under; the first signs.
+        self.session_secrets: tuple[Secret, ...] = settings.resolved_session_secrets()
+        self.session_secret: Secret = self.session_secrets[0]
+        self.sessions: Sessions = sessions_for(settings)
         self.last_used = LastUsed()
         self.metrics = Metrics()
         window = settings.throttle_window_seconds

@@ -8,6 +8,10 @@ walks the route table: a new route cannot forget its guard, nor a handler its ch
 
 ``customer`` routes are reads of the caller's own account: the guard opens the one read
 the handler then uses, so the usage read still costs one connection and one lock.
+
+A session is our own sign-in's, or the platform's when ``FLAMEL_SESSION_STORE`` names its
+store (``auth.platform_sessions``): that store is read before the database connection is
+taken (``session_claim``), never while one is held.
 """
 
 from __future__ import annotations
@@ -18,12 +22,11 @@ from typing import NamedTuple
 
 from flamel_usage.auth import cookies
 from flamel_usage.auth import credentials as auth
+from flamel_usage.auth.platform_sessions import SessionClaim
 from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import Connection
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Guard, Handler, Request, Response, Route
-
-SESSION_COOKIE = "connect.sid"
 
 
 class Caller(NamedTuple):
@@ -62,8 +65,9 @@ def customer(method: str, path: str, handler: CustomerHandler) -> Route:
     async def endpoint(request: Request, services: Services) -> Response:
         now = services.clock()
         try:
+            signed = await _key_or_session(request, services, now)
             async with services.db.read() as conn:
-                user_id = await _key_or_session_user(conn, request, services, now)
+                user_id = await _signed_user(conn, signed, request, services, now)
                 return await handler(request, services, Caller(user_id, now), conn)
         except Refusal as refusal:
             if refusal.reason == "wrong_api_key":
@@ -98,11 +102,31 @@ def check_admin_token(request: Request, services: Services) -> None:
 
 
 def session_id(request: Request, services: Services) -> str | None:
-    """The session id from a correctly signed ``connect.sid`` cookie, else None."""
-    raw = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(SESSION_COOKIE)
+    """The session id from a session cookie (``connect.sid`` unless configured) signed
+    with one of the session secrets, else None."""
+    name = services.settings.session_cookie_name
+    raw = cookies.parse_cookie_header(request.headers.get("cookie", "")).get(name)
     if raw is None:
         return None
-    return cookies.session_id_from_cookie(raw, services.session_secret.reveal())
+    secrets = (secret.reveal() for secret in services.session_secrets)
+    return cookies.session_id_from_cookie(raw, *secrets)
+
+
+async def session_claim(request: Request, services: Services, now: int) -> SessionClaim | None:
+    """The cookie's session as its store has it: for the platform's store a round trip
+    to it, so made before any database connection is taken."""
+    found = session_id(request, services)
+    return None if found is None else await services.sessions.claim(found, now)
+
+
+async def signed_in_user(request: Request, services: Services, now: int) -> tuple[str, int] | None:
+    """``(session id, user id)`` of the cookie's live session at ``now``, else None."""
+    claim = await session_claim(request, services, now)
+    if claim is None:
+        return None
+    async with services.db.read() as conn:
+        user_id = await claim.user_id(conn, now)
+    return None if user_id is None else (claim.session_id, user_id)
 
 
 def client_address(request: Request, services: Services) -> str:
@@ -126,23 +150,36 @@ def _api_key(request: Request) -> str | None:
     return key if key is not None and key.strip(" \t") else None
 
 
-async def _key_or_session_user(
-    conn: Connection, request: Request, services: Services, now: int
-) -> int:
-    """The caller's user id. ``X-Api-Key``, when sent, decides alone (SPEC 1)."""
+async def _key_or_session(
+    request: Request, services: Services, now: int
+) -> str | SessionClaim | None:
+    """What the caller signs in with: the API key, else the session's claim, else None.
+    ``X-Api-Key``, when sent, decides alone (SPEC 1), and no session store is asked."""
     api_key = _api_key(request)
     if api_key is not None:
+        return api_key
+    return await session_claim(request, services, now)
+
+
+async def _signed_user(
+    conn: Connection,
+    signed: str | SessionClaim | None,
+    request: Request,
+    services: Services,
+    now: int,
+) -> int:
+    """The user id of ``signed`` (from ``_key_or_session``), else the contract's refusal."""
+    if isinstance(signed, str):
         owner = await auth.user_for_api_key(
             conn,
-            api_key,
+            signed,
             now,
             client=client_address(request, services),
             budget=services.key_budget,
         )
         services.last_used.note(owner.key_id, now)
         return owner.user_id
-    found = session_id(request, services)
-    user_id = None if found is None else await auth.user_for_session(conn, found, now)
+    user_id = None if signed is None else await signed.user_id(conn, now)
     if user_id is None:
         raise Refusal("not_logged_in")
     return user_id
@@ -151,11 +188,8 @@ async def _key_or_session_user(
 async def _session_caller(request: Request, services: Services) -> Caller:
     if _api_key(request) is not None:
         raise Refusal("session_required")
-    found = session_id(request, services)
-    if found is not None:
-        now = services.clock()
-        async with services.db.read() as conn:
-            user_id = await auth.user_for_session(conn, found, now)
-        if user_id is not None:
-            return Caller(user_id, now)
-    raise Refusal("not_logged_in")
+    now = services.clock()
+    signed_in = await signed_in_user(request, services, now)
+    if signed_in is None:
+        raise Refusal("not_logged_in")
+    return Caller(signed_in[1], now)

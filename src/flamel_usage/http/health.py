@@ -2,12 +2,14 @@
 
 ``/healthz`` answers as long as the process serves HTTP, without touching the database:
 restart the process when it fails. ``/readyz`` answers ``200`` only when the database
-answers and every migration this version ships is applied: send it traffic only then.
+answers, every migration this version ships is applied and, with the platform's session
+store configured, that store answers too: send it traffic only then.
 ``/metrics`` is the server's counters, summed over its workers (``http/metrics.py``).
 """
 
 from __future__ import annotations
 
+from flamel_usage.auth.platform_sessions import SessionStoreUnavailable
 from flamel_usage.core.errors import Refusal
 from flamel_usage.db.migrate import MigrationEdited
 from flamel_usage.http import guards, metrics
@@ -29,6 +31,10 @@ async def readyz(request: Request, services: Services) -> Response:
     if pending:
         message = f"migrations not applied yet: {', '.join(map(str, pending))}"
         raise Refusal("service_unavailable", message)
+    try:
+        await services.sessions.ping()
+    except SessionStoreUnavailable:
+        raise Refusal("service_unavailable", "the session store does not answer") from None
     return body_response(HealthStatus("ready"))
 
 

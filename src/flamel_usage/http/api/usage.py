@@ -1,4 +1,9 @@
-"""What customers call: their usage, and logging in and out of a browser session."""
+"""What customers call: their usage, and logging in and out of a browser session.
+
+The session is our own sign-in's, or the platform's when ``FLAMEL_SESSION_STORE`` names
+its store (``auth.platform_sessions``); our sign-in endpoints then answer ``404``: the
+platform signs its customers in and out.
+"""
 
 from __future__ import annotations
 
@@ -102,9 +107,18 @@ def history_csv(history: History) -> str:
     return out.getvalue()
 
 
-def session_cookie_header(value: str, max_age: int, request: Request) -> tuple[bytes, bytes]:
-    """``Set-Cookie`` for ``connect.sid``: the API's login and the login page set the same."""
-    return _cookie_header(guards.SESSION_COOKIE, value, max_age, request)
+def session_cookie_header(
+    value: str, max_age: int, request: Request, services: Services
+) -> tuple[bytes, bytes]:
+    """``Set-Cookie`` for the session: the API's login and the login page set the same."""
+    return _cookie_header(services.settings.session_cookie_name, value, max_age, request)
+
+
+def refuse_without_own_sign_in(services: Services) -> None:
+    """``404`` for our sign-in and sign-out while sessions are the platform's: it alone
+    signs its customers in and out, and we never write its store."""
+    if services.sessions.external:
+        raise Refusal("not_found", "sign-in is the platform's: this server reads its sessions")
 
 
 def device_cookie(request: Request) -> str | None:
@@ -124,6 +138,7 @@ def _cookie_header(name: str, value: str, max_age: int, request: Request) -> tup
 
 
 async def login(request: Request, services: Services) -> Response:
+    refuse_without_own_sign_in(services)
     body = await read_body(request, LoginRequest)
     now = services.clock()
     ttl = services.settings.session_ttl_seconds
@@ -144,18 +159,19 @@ async def login(request: Request, services: Services) -> Response:
     return body_response(
         LoginResponse(expires),
         headers=[
-            session_cookie_header(value, ttl, request),
+            session_cookie_header(value, ttl, request, services),
             device_cookie_header(signed_in.device_cookie, request),
         ],
     )
 
 
 async def logout(request: Request, services: Services) -> Response:
+    refuse_without_own_sign_in(services)
     found = guards.session_id(request, services)
     if found is not None:
         async with services.db.transaction() as conn:
             await auth.logout(conn, found)
-    return empty_response(204, headers=[session_cookie_header("", 0, request)])
+    return empty_response(204, headers=[session_cookie_header("", 0, request, services)])
 
 
 ROUTES = [

@@ -13,7 +13,9 @@ from msgspec import UNSET, Meta, UnsetType
 
 from flamel_usage.accounts.users import (
     EMAIL_PATTERN,
+    EXTERNAL_ID_PATTERN,
     MAX_EMAIL_LENGTH,
+    MAX_EXTERNAL_ID,
     MAX_PLAN_NAME,
     PLAN_NAME_PATTERN,
     BillingMode,
@@ -120,6 +122,23 @@ _NewPassword = Annotated[
 ]
 
 
+_EXTERNAL_ID_RULES = (
+    f"unique among live users, kept exactly: 1-{MAX_EXTERNAL_ID} characters with no space at"
+    " either end and no control or invisible (format) character"
+)
+_ExternalId = Annotated[
+    str,
+    Meta(
+        max_length=MAX_EXTERNAL_ID,
+        description="The platform's id of this user, which its sessions carry (passport.user"
+        " unless configured; a number there is its decimal digits here): "
+        f"{_EXTERNAL_ID_RULES}; null or absent = none.",
+        examples=["64f1c2a9e8"],
+        extra_json_schema={"pattern": EXTERNAL_ID_PATTERN},
+    ),
+]
+
+
 class CreateUserRequest(RequestBody):
     email: Annotated[
         str,
@@ -135,6 +154,16 @@ class CreateUserRequest(RequestBody):
     plan: _PlanRef
     anchor: _Anchor | None = None
     password: _NewPassword | None = None
+    external_id: _ExternalId | None = None
+
+
+_NewExternalId = Annotated[
+    _ExternalId, Meta(description=f"New externalId; null = none; {_EXTERNAL_ID_RULES}.")
+]
+
+
+class UpdateUserRequest(RequestBody):
+    external_id: _NewExternalId | None
 
 
 _KeyExpiry = Annotated[

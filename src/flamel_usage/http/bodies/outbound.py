@@ -127,10 +127,13 @@ class User(ResponseBody):
     email: Annotated[str, Meta(examples=["user@example.com"])]
     plan: Annotated[str, Meta(description="Plan name.")]
     anchor: Annotated[str, shown_instant("Subscription anchor.")]
+    external_id: Annotated[
+        str | None, Meta(description="The platform's id of this user; null = none.")
+    ]
 
     @classmethod
     def of(cls, user: accounts.User) -> User:
-        return cls(user.id, user.email, user.plan_name, user.anchor.isoformat())
+        return cls(user.id, user.email, user.plan_name, user.anchor.isoformat(), user.external_id)
 
 
 _KeyId = Annotated[int, Meta(description="Key id (not the secret).")]

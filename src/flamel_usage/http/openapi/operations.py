@@ -34,7 +34,10 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "type": "apiKey",
         "in": "cookie",
         "name": "connect.sid",
-        "description": "Session cookie set by POST /api/auth/login (express-session format).",
+        "description": "Session cookie in express-session's format: set by POST"
+        " /api/auth/login, or by the platform's Express app when the server reads its"
+        " session store (FLAMEL_SESSION_STORE). Named connect.sid unless the server sets"
+        " FLAMEL_SESSION_COOKIE_NAME.",
     },
     "adminToken": {
         "type": "http",
@@ -109,6 +112,7 @@ def _links_to_user(expression: str, whose: str) -> dict[str, Any]:
             "createKey",
             "buyCredits",
             "changePlan",
+            "updateUser",
             "deleteUser",
         )
     }
@@ -206,9 +210,10 @@ OPERATIONS: tuple[Operation, ...] = (
         SIGNING_IN,
         Answer(200, "Logged in", outbound.LoginResponse, headers=SET_SESSION_COOKIE),
         body=inbound.LoginRequest,
-        refusals=("invalid_credentials", "too_many_requests"),
+        refusals=("invalid_credentials", "not_found", "too_many_requests"),
         error_headers={429: RETRY_AFTER},
-        description="Sets the connect.sid session cookie that GET /api/users/me/usage accepts.",
+        description="Sets the connect.sid session cookie that GET /api/users/me/usage accepts. "
+        + texts.OWN_SIGN_IN_ONLY,
     ),
     Operation(
         "POST",
@@ -217,7 +222,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "Log out",
         SIGNED_IN,
         Answer(204, "Logged out", headers=CLEAR_SESSION_COOKIE),
-        description="Deletes the session on the server and clears the cookie.",
+        refusals=("not_found",),
+        description="Deletes the session on the server and clears the cookie. "
+        + texts.OWN_SIGN_IN_ONLY,
     ),
     Operation(
         "POST",
@@ -246,6 +253,18 @@ OPERATIONS: tuple[Operation, ...] = (
         Answer(201, "Created", outbound.User, links=_links_to_user(BODY_ID, "this user")),
         body=inbound.CreateUserRequest,
         refusals=("plan_not_found", "user_exists"),
+    ),
+    Operation(
+        "PATCH",
+        _USER,
+        "updateUser",
+        "Change a user's externalId",
+        ADMIN,
+        Answer(200, "Updated", outbound.User),
+        body=inbound.UpdateUserRequest,
+        refusals=("user_not_found", "user_exists"),
+        description="The platform's sessions name their user by it (FLAMEL_SESSION_STORE)."
+        " The answer is the user as it is now.",
     ),
     Operation(
         "DELETE",

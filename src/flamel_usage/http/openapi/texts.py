@@ -25,6 +25,12 @@ REVOKE_MY_KEY = (
     " revocation time. Another user's key id is 404 key_not_found, as an unknown one is."
 )
 
+OWN_SIGN_IN_ONLY = (
+    "Only while sessions are the server's own: when it reads the platform's session store"
+    " (FLAMEL_SESSION_STORE), the platform signs customers in and out, and this answers 404"
+    " not_found."
+)
+
 CHANGE_PLAN = (
     "Now: the current period and its counts stay; the plan credit becomes the new allowance"
     " less what plan credit already paid for this period. next_period: the change waits for"

@@ -44,16 +44,17 @@ class _Visit:
 
 async def _visit(request: Request, services: Services) -> _Visit | None:
     """The visit, or None when no live session signs it in."""
-    found = guards.session_id(request, services)
-    if found is None:
+    now = services.clock()
+    claim = await guards.session_claim(request, services, now)
+    if claim is None:
         return None
     async with services.db.read() as conn:
-        user_id = await auth.user_for_session(conn, found, services.clock())
+        user_id = await claim.user_id(conn, now)
         if user_id is None:
             return None
         email = await email_of(conn, user_id)
     language, headers = page_language(request)
-    return _Visit(language, headers, found, user_id, email)
+    return _Visit(language, headers, claim.session_id, user_id, email)
 
 
 async def _answer(
@@ -77,6 +78,7 @@ async def _answer(
         now=services.clock(),
         zone=services.settings.timezone,
         email=visit.email,
+        sign_out=not services.sessions.external,
         csrf=visit.form_token(services),
         new_key=new_key,
         error=error,
@@ -89,7 +91,7 @@ async def _answer(
 async def show(request: Request, services: Services) -> Response:
     visit = await _visit(request, services)
     if visit is None:
-        return responses.redirect("/", page_language(request)[1])
+        return responses.to_sign_in(services, page_language(request)[1])
     return await _answer(visit, services)
 
 
@@ -165,7 +167,7 @@ async def _own_key(visit: _Visit, services: Services, raw_id: str) -> auth.KeyIn
 async def confirm_revoke(request: Request, services: Services) -> Response:
     visit = await _visit(request, services)
     if visit is None:
-        return responses.redirect("/", page_language(request)[1])
+        return responses.to_sign_in(services, page_language(request)[1])
     key = await _own_key(visit, services, request.params["keyId"])
     if key is None:  # gone, revoked, or someone else's: the list says what there is
         return responses.redirect("/keys", visit.headers)

@@ -130,7 +130,10 @@ def render_usage(
     email: str,
     logout_csrf: str,
     zone_name: str,
+    sign_out: bool = True,
 ) -> str:
+    """The usage page; without the sign-out form when ``sign_out`` is false (sessions
+    that are the platform's to end)."""
     return _render(
         "usage.html",
         language,
@@ -140,6 +143,7 @@ def render_usage(
         email=email,
         logout_csrf=logout_csrf,
         zone_name=zone_name,
+        sign_out=sign_out,
     )
 
 
@@ -155,9 +159,10 @@ def render_keys(
     error: str | None = None,
     name: str = "",
     expires: str = "",
+    sign_out: bool = True,
 ) -> str:
     """The keys page: the new key once, the error of the last form, the form with what
-    was typed kept, and the list."""
+    was typed kept, and the list; the sign-out form unless ``sign_out`` is false."""
     return _render(
         "keys.html",
         language,
@@ -171,6 +176,7 @@ def render_keys(
         error=error,
         name=name,
         expires=expires,
+        sign_out=sign_out,
     )
 
 

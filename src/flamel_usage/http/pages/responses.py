@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flamel_usage.http import security
+from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response
 
 Header = tuple[bytes, bytes]
@@ -31,6 +32,13 @@ def redirect(location: str, headers: Iterable[Header] = ()) -> Response:
     return Response(
         303, b"", [(b"location", location.encode()), (b"cache-control", b"no-store"), *headers]
     )
+
+
+def to_sign_in(services: Services, headers: Iterable[Header] = ()) -> Response:
+    """The redirect of a signed-out visitor: to our sign-in page, or to the platform's
+    (``FLAMEL_LOGIN_URL``) when sessions are the platform's."""
+    login_url = services.settings.login_url  # set whenever the store is external
+    return redirect(login_url if services.sessions.external and login_url else "/", headers)
 
 
 def set_cookie(

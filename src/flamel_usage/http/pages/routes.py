@@ -4,6 +4,10 @@
 Everything works without JavaScript: plain HTML forms posting
 ``application/x-www-form-urlencoded``, answered with ``303 See Other``. The forms'
 guards are in ``forms.py``, the HTML in the templates (``render.py``).
+
+With the platform's session store (``auth.platform_sessions``) signing in and out is the
+platform's: ``/login`` and ``/logout`` answer 404, a signed-out visitor is sent to
+``FLAMEL_LOGIN_URL``, and the pages show no sign-out button.
 """
 
 from __future__ import annotations
@@ -33,24 +37,18 @@ from flamel_usage.ledger.balances import read_usage
 from flamel_usage.ledger.history import read_history
 
 
-async def _signed_in(request: Request, services: Services) -> bool:
-    """Whether the ``connect.sid`` cookie names a live session."""
-    found = guards.session_id(request, services)
-    if found is None:
-        return False
-    async with services.db.read() as conn:
-        return await auth.user_for_session(conn, found, services.clock()) is not None
-
-
 async def login_page(request: Request, services: Services) -> Response:
     language, headers = page_language(request)
-    if await _signed_in(request, services):
+    if await guards.signed_in_user(request, services, services.clock()) is not None:
         return responses.redirect("/usage", headers)
+    if services.sessions.external:
+        return responses.to_sign_in(services, headers)
     token, token_headers = forms.login_token(request)
     return responses.page(200, render_login(language, token), [*headers, *token_headers])
 
 
 async def login_submit(request: Request, services: Services) -> Response:
+    public.refuse_without_own_sign_in(services)
     language, _ = page_language(request)
     if not security.same_origin(request):
         return responses.page(403, render_forbidden(language))
@@ -89,7 +87,9 @@ async def login_submit(request: Request, services: Services) -> Response:
     return responses.redirect(
         "/usage",
         [
-            public.session_cookie_header(value, services.settings.session_ttl_seconds, request),
+            public.session_cookie_header(
+                value, services.settings.session_ttl_seconds, request, services
+            ),
             public.device_cookie_header(signed_in.device_cookie, request),
             forms.used_login_token(request),
         ],
@@ -98,15 +98,15 @@ async def login_submit(request: Request, services: Services) -> Response:
 
 async def usage_page(request: Request, services: Services) -> Response:
     language, headers = page_language(request)
-    found = guards.session_id(request, services)
-    if found is None:
-        return responses.redirect("/", headers)
     now = services.clock()
+    claim = await guards.session_claim(request, services, now)
+    if claim is None:
+        return responses.to_sign_in(services, headers)
     zone = services.settings.timezone
     async with services.db.read() as conn:  # one read: the numbers agree with each other
-        user_id = await auth.user_for_session(conn, found, now)
+        user_id = await claim.user_id(conn, now)
         if user_id is None:
-            return responses.redirect("/", headers)
+            return responses.to_sign_in(services, headers)
         email = await email_of(conn, user_id)
         usage = await read_usage(conn, user_id, now, zone)
         history = await read_history(
@@ -124,18 +124,20 @@ async def usage_page(request: Request, services: Services) -> Response:
         usage,
         history=history,
         email=email,
-        logout_csrf=forms.session_form_token(found, services.session_secret.reveal()),
+        logout_csrf=forms.session_form_token(claim.session_id, services.session_secret.reveal()),
         zone_name=zone.key or str(zone),
+        sign_out=not services.sessions.external,
     )
     return responses.page(200, html, headers)
 
 
 async def logout_submit(request: Request, services: Services) -> Response:
+    public.refuse_without_own_sign_in(services)
     language, _ = page_language(request)
     if not security.same_origin(request):
         return responses.page(403, render_forbidden(language))
     form = await forms.read_form(request)
-    clear = public.session_cookie_header("", 0, request)
+    clear = public.session_cookie_header("", 0, request, services)
     found = guards.session_id(request, services)
     if found is None:  # no session to end: nothing a forged request could do
         return responses.redirect("/", [clear])

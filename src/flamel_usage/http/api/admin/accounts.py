@@ -58,8 +58,20 @@ async def create_user(request: Request, services: Services) -> Response:
             password_hash=password_hash,
             now=services.clock(),
             zone=services.settings.timezone,
+            external_id=accounts.external_id_value(body.external_id),
         )
     return body_response(outbound.User.of(user), 201)
+
+
+async def update_user(request: Request, services: Services) -> Response:
+    """Change the user's externalId (null takes it away); the user as it is now."""
+    user_id = parse_id(request.params["userId"], "userId")
+    body = await read_body(request, inbound.UpdateUserRequest)
+    external_id = accounts.external_id_value(body.external_id)
+    async with services.db.transaction() as conn:
+        await accounts.set_external_id(conn, user_id, external_id)
+        user = await accounts.user_by_id(conn, user_id)
+    return body_response(outbound.User.of(user))
 
 
 async def delete_user(request: Request, services: Services) -> Response:
@@ -158,6 +170,7 @@ ROUTES = [
     guards.admin("POST", "/api/admin/plans", create_plan),
     guards.admin("GET", "/api/admin/plans", list_plans),
     guards.admin("POST", "/api/admin/users", create_user),
+    guards.admin("PATCH", "/api/admin/users/{userId}", update_user),
     guards.admin("DELETE", "/api/admin/users/{userId}", delete_user),
     guards.admin("GET", "/api/admin/users/{userId}/usage", user_usage),
     guards.admin("POST", "/api/admin/users/{userId}/keys", create_key),
