@@ -75,6 +75,10 @@ async def test_a_user_is_created_moved_keyed_and_credited(
         datetime(2026, 11, 1, tzinfo=UTC),
     )
     assert user.external_id is None
+    assert await admin.get_user(user.id) == user
+    platform_user = await admin.create_user("bo@example.com", "Pro", external_id=42)
+    assert platform_user.external_id == "42"
+    assert await admin.get_user(platform_user.id) == platform_user
 
     later = await admin.change_plan(user.id, "Max", effective="next_period")
     assert (later.plan, later.pending_plan, later.usage.max_credit) == ("Pro", "Max", 100)
@@ -146,6 +150,7 @@ async def test_the_refusals_a_service_meets(
     with pytest.raises(PlanNotFound):
         await admin.create_user("new@example.com", "No such plan")
     unknown_user = [
+        lambda: admin.get_user(999_999),
         lambda: admin.user_usage(999_999),
         lambda: admin.create_key(999_999),
         lambda: admin.buy_credits(999_999, 1),

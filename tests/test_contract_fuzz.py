@@ -454,7 +454,7 @@ def test_served_document_admin_operations(
         config=_BASE_CONFIG + _dictionaries(server) + _ADMIN_OPERATIONS,
     )
     _assert_clean(run, record_property, authenticated=True)
-    assert run.report["operations"]["tested"] == 15, run.output
+    assert run.report["operations"]["tested"] == 16, run.output
 
 
 MY_KEYS_EMAIL = "fuzz-keys@example.com"
@@ -510,7 +510,7 @@ def test_served_document_my_keys_operations(
     [
         ("TRACE", "/api/users/me/usage", {"GET"}),
         ("DELETE", "/api/admin/charges", {"POST"}),
-        ("GET", "/api/admin/users/1", {"PATCH", "DELETE"}),
+        ("PUT", "/api/admin/users/1", {"GET", "PATCH", "DELETE"}),
         ("PUT", "/api/admin/users/1/keys", {"GET", "POST"}),
     ],
 )

@@ -45,6 +45,19 @@ async def test_a_user_is_created_with_an_external_id_and_shows_it(
     assert also_none.json()["externalId"] is None
 
 
+async def test_a_user_is_read_back_by_id_as_created_and_a_deleted_one_is_404(
+    admin: httpx.AsyncClient, plan: str
+) -> None:
+    created = (await _create(admin, "dee@example.com", externalId="p-42")).json()
+    read = await admin.get(f"{USERS}/{created['id']}")
+    assert read.status_code == 200, read.text
+    assert read.json() == created
+    assert (await admin.delete(f"{USERS}/{created['id']}")).status_code == 204
+    _error(await admin.get(f"{USERS}/{created['id']}"), 404, "user_not_found")
+    _error(await admin.get(f"{USERS}/0"), 404, "user_not_found")
+    _error(await admin.get(f"{USERS}/x"), 400, "bad_request")
+
+
 async def test_an_external_id_is_one_live_users(
     admin: httpx.AsyncClient, plan: str, db: Database
 ) -> None:

@@ -43,6 +43,7 @@ OUR_OPERATIONS = {
     ("post", "/api/admin/plans", "AdminController_createPlan", "admin"),
     ("get", "/api/admin/plans", "AdminController_listPlans", "admin"),
     ("post", "/api/admin/users", "AdminController_createUser", "admin"),
+    ("get", "/api/admin/users/{userId}", "AdminController_getUser", "admin"),
     ("patch", "/api/admin/users/{userId}", "AdminController_updateUser", "admin"),
     ("delete", "/api/admin/users/{userId}", "AdminController_deleteUser", "admin"),
     ("get", "/api/admin/users/{userId}/usage", "AdminController_getUserUsage", "admin"),
@@ -255,7 +256,7 @@ def _reasons(operation: dict[str, Any], status: str) -> set[str]:
 
 def test_admin_operations_require_the_admin_token() -> None:
     admin = [op for _, _, op in _our_operations() if op["tags"] == ["admin"]]
-    assert len(admin) == 15
+    assert len(admin) == 16
     for operation in admin:
         assert operation["security"] == [{"adminToken": []}]
         assert "admin_unauthorized" in _reasons(operation, "401")
@@ -282,6 +283,7 @@ def test_documented_domain_errors() -> None:
             "409": {"user_exists"},
         },
         "AdminController_deleteUser": {"404": {"user_not_found"}},
+        "AdminController_getUser": {"404": {"user_not_found"}},
         "AdminController_getUserUsage": {"404": {"user_not_found"}},
         "AdminController_createKey": {"404": {"user_not_found"}},
         "AdminController_listKeys": {"404": {"user_not_found"}},

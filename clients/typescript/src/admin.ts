@@ -50,6 +50,12 @@ export class AdminClient {
     return (await this.send({ method: "POST", path, json: input, repeatable: false })).body as User;
   }
 
+  /** `GET /api/admin/users/{userId}`: email, plan, anchor and externalId. */
+  async getUser(userId: number): Promise<User> {
+    const path = `/api/admin/users/${segment(userId)}`;
+    return (await this.send({ method: "GET", path, repeatable: true })).body as User;
+  }
+
   /** `GET /api/admin/users/{userId}/usage`: the user's usage, as the user would read it. */
   async getUserUsage(userId: number): Promise<UsageInfo> {
     const path = `/api/admin/users/${segment(userId)}/usage`;

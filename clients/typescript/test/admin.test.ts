@@ -48,6 +48,12 @@ test("createUser() is sent once: a lost answer is a TransportError, not a second
   assert.equal(sent.length, 1);
 });
 
+test("getUser() reads a user as created; an unknown user is UserNotFound", async () => {
+  const user = await newUser(server.smallPlan);
+  assert.deepEqual(await admin().getUser(user.id), user);
+  await assert.rejects(admin().getUser(999_999_999), UserNotFound);
+});
+
 test("getUserUsage() reads a user's usage; an unknown user is UserNotFound", async () => {
   const user = await newUser(server.smallPlan);
   const usage = await admin().getUserUsage(user.id);

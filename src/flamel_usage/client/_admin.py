@@ -5,7 +5,7 @@ expects and whether the request may be sent twice. That last is decided per call
 what a second arrival would do on the server:
 
 - sent again after any retryable failure (a transport error, ``502``-``504``, ``429``):
-  ``user_usage`` (a read), ``change_plan`` (setting the plan twice sets it once),
+  ``get_user`` and ``user_usage`` (reads), ``change_plan`` (setting the plan twice sets it once),
   ``revoke_key`` (a revoked key stays revoked, with its first time), ``charge`` (its
   idempotency key makes the second arrival a replay of the first answer) and ``refund``
   (a charge is refunded once; the second arrival is ``AlreadyRefunded``);
@@ -124,6 +124,11 @@ def _create_user(
     )
 
 
+def _get_user(user_id: object) -> Call[User]:
+    path = f"/api/admin/users/{_check_id(user_id, 'user_id')}"
+    return Call("GET", path, json_record(User.from_json))
+
+
 def _user_usage(user_id: object) -> Call[UsageInfo]:
     path = f"/api/admin/users/{_check_id(user_id, 'user_id')}/usage"
     return Call("GET", path, json_record(UsageInfo.from_dto))
@@ -233,6 +238,10 @@ class AdminClient(SyncBase):
         ``UserExists`` if the email or external id is taken."""
         return self._send(_create_user(email, plan, external_id, anchor, password))
 
+    def get_user(self, user_id: int) -> User:
+        """The user: email, plan, anchor and external id; ``UserNotFound`` for an unknown id."""
+        return self._send(_get_user(user_id))
+
     def user_usage(self, user_id: int) -> UsageInfo:
         """The user's usage, as they would read it; ``UserNotFound`` for an unknown id."""
         return self._send(_user_usage(user_id))
@@ -318,6 +327,10 @@ class AsyncAdminClient(AsyncBase):
     ) -> User:
         """See ``AdminClient.create_user``."""
         return await self._send(_create_user(email, plan, external_id, anchor, password))
+
+    async def get_user(self, user_id: int) -> User:
+        """See ``AdminClient.get_user``."""
+        return await self._send(_get_user(user_id))
 
     async def user_usage(self, user_id: int) -> UsageInfo:
         """See ``AdminClient.user_usage``."""

@@ -107,6 +107,7 @@ def _links_to_user(expression: str, whose: str) -> dict[str, Any]:
     return {
         name: link(f"AdminController_{name}", f"{name} for {whose}.", userId=expression)
         for name in (
+            "getUser",
             "getUserUsage",
             "listKeys",
             "createKey",
@@ -133,7 +134,7 @@ _DELETED_USER_LINKS = {
         f"{name} for the deleted user: 404 user_not_found.",
         userId="$request.path.userId",
     )
-    for name in ("getUserUsage", "listKeys", "createKey")
+    for name in ("getUser", "getUserUsage", "listKeys", "createKey")
 }
 _CHARGE_LINKS = {
     "refundCharge": link(
@@ -253,6 +254,15 @@ OPERATIONS: tuple[Operation, ...] = (
         Answer(201, "Created", outbound.User, links=_links_to_user(BODY_ID, "this user")),
         body=inbound.CreateUserRequest,
         refusals=("plan_not_found", "user_exists"),
+    ),
+    Operation(
+        "GET",
+        _USER,
+        "getUser",
+        "Read a user: email, plan, anchor and externalId",
+        ADMIN,
+        Answer(200, "The user", outbound.User),
+        refusals=("user_not_found",),
     ),
     Operation(
         "PATCH",

@@ -63,6 +63,13 @@ async def create_user(request: Request, services: Services) -> Response:
     return body_response(outbound.User.of(user), 201)
 
 
+async def get_user(request: Request, services: Services) -> Response:
+    user_id = parse_id(request.params["userId"], "userId")
+    async with services.db.read() as conn:
+        user = await accounts.user_by_id(conn, user_id)
+    return body_response(outbound.User.of(user))
+
+
 async def update_user(request: Request, services: Services) -> Response:
     """Change the user's externalId (null takes it away); the user as it is now."""
     user_id = parse_id(request.params["userId"], "userId")
@@ -170,6 +177,7 @@ ROUTES = [
     guards.admin("POST", "/api/admin/plans", create_plan),
     guards.admin("GET", "/api/admin/plans", list_plans),
     guards.admin("POST", "/api/admin/users", create_user),
+    guards.admin("GET", "/api/admin/users/{userId}", get_user),
     guards.admin("PATCH", "/api/admin/users/{userId}", update_user),
     guards.admin("DELETE", "/api/admin/users/{userId}", delete_user),
     guards.admin("GET", "/api/admin/users/{userId}/usage", user_usage),
