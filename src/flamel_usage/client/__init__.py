@@ -113,7 +113,8 @@ The operator API: ``AdminClient(token)`` -> ``/api/admin/...``
     ``create_user(email, plan, external_id=, anchor=, password=)`` -> ``User``;
     ``get_user(user_id)`` -> ``User``; ``user_usage(user_id)`` -> ``UsageInfo``;
     ``change_plan(user_id, plan, effective="now" | "next_period")`` -> ``PlanChange``;
-    ``create_key(user_id, name=, expires_at=)`` -> ``CreatedKey`` (its ``key`` is the secret, shown once);
+    ``create_key(user_id, name=, expires_at=)`` -> ``CreatedKey`` (its ``key`` is the
+    secret, shown once);
     ``revoke_key(key_id)``; ``buy_credits(user_id, amount, expires_at=)`` ->
     ``PurchaseResult``; ``charge(user_id, kind, cost=, idempotency_key=)`` and
     ``refund(idempotency_key)`` -> ``ChargeResult`` (``charge``, ``usage`` after it,
