@@ -8,6 +8,7 @@ entries. Read-only: it runs on a read connection and changes nothing.
 from __future__ import annotations
 
 from flamel_usage.db.gateway import Connection
+from flamel_usage.ledger import rollup
 from flamel_usage.metering.idempotency import CHARGED
 
 
@@ -15,7 +16,8 @@ async def reconcile(conn: Connection) -> list[str]:
     """Every difference between a stored balance and the sum of its ledger entries.
 
     Empty means the books agree. Checked: plan credit, counts and postpaid usage of each
-    account's stored period, and the remaining amount of every purchase.
+    account's stored period, the remaining amount of every purchase, each charge's
+    record, and the usage history's hourly rollup (``ledger.rollup``).
     """
     problems: list[str] = []
     period_sums = await conn.fetchall(
@@ -54,6 +56,7 @@ async def reconcile(conn: Connection) -> list[str]:
         for row in purchase_sums
     )
     problems.extend(await _charge_problems(conn))
+    problems.extend(await rollup.problems(conn))
     return problems
 
 

@@ -4,8 +4,9 @@ One transaction does everything for a charge: it takes the idempotency key's loc
 two requests with one key are applied once, even at the same instant), looks for the
 key's recorded outcome (``idempotency``), locks and rolls over the account, checks the
 period limit, spends plan credit, then purchased credit oldest-expiring first, accrues
-the rest as postpaid usage or refuses the whole charge, writes the ledger entries, and
-records the outcome under the key. A refusal is recorded too, and changes no balance.
+the rest as postpaid usage or refuses the whole charge, writes the ledger entries and
+the history's rollup (``ledger.rollup``), and records the outcome under the key. A
+refusal is recorded too, and changes no balance.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
 from flamel_usage.db.gateway import Connection, Row
 from flamel_usage.ledger.balances import append_entry, locked_account, read_usage
+from flamel_usage.ledger.rollup import record_spending
 from flamel_usage.metering import idempotency
 from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refused
 
@@ -111,6 +113,16 @@ async def charge(
         return spend
     charge_id = await idempotency.record(conn, fingerprint, unrecorded, period)
     await _apply(conn, account, request.kind, spend, charge_id, now)
+    await record_spending(
+        conn,
+        request.user_id,
+        now,
+        request.kind,
+        operations=1,
+        plan=spend.from_plan,
+        purchased=spend.from_purchased,
+        postpaid=spend.postpaid,
+    )
     usage = await read_usage(conn, request.user_id, now, zone)
     await idempotency.record_usage(conn, charge_id, usage)
     return Charged(dataclasses.replace(unrecorded, id=charge_id), usage)

@@ -4,7 +4,8 @@ Each entry goes back to the pool it came from; what can no longer be restored (p
 credit of an ended period, an expired purchase) is recorded in the ledger with the
 reason, at zero. Plan credit comes back within the current allowance, by the rule of
 ``plan_credit_due``, so what a refund leaves does not depend on the order of the
-period's plan changes.
+period's plan changes. The history's rollup takes the whole charge back from the hour
+it was made in (``ledger.rollup``): a refunded charge counts nowhere in the history.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import Connection, Row
 from flamel_usage.ledger.balances import append_entry, locked_account, plan_credit_due, read_usage
+from flamel_usage.ledger.rollup import record_spending
 from flamel_usage.metering import idempotency
 from flamel_usage.metering.charges import COUNTED
 from flamel_usage.metering.outcomes import Charge, Refunded
@@ -44,6 +46,16 @@ async def refund(conn: Connection, idempotency_key: str, *, now: int, zone: Zone
     )
     # Marked first: the plan credit due after the refund counts the charges that stand.
     await conn.execute("UPDATE charges SET refunded_at = ? WHERE id = ?", now, charged["id"])
+    await record_spending(
+        conn,
+        user_id,
+        charged["created_at"],
+        charged["kind"],
+        operations=-1,
+        plan=-charged["from_plan"],
+        purchased=-charged["from_purchased"],
+        postpaid=-charged["postpaid"],
+    )
     for part in parts:
         await _reverse(conn, account, part, charged["id"], now)
     charge = Charge(
