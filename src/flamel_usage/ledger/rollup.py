@@ -25,7 +25,8 @@ from flamel_usage.db.gateway import Connection
 #: An hour, in microseconds.
 HOUR = 3_600_000_000
 
-_ADD = (
+#: The statement of ``record_spending``, by name: ``bench/charges.py`` runs it too.
+RECORD_SPENDING = (
     "INSERT INTO usage_hours"
     " (user_id, hour, kind, operations, from_plan, from_purchased, postpaid)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -56,7 +57,9 @@ async def record_spending(
     """Add to ``user_id``'s spending in the hour of ``at``: ``operations`` of ``kind``
     and the credit taken per pool (millicredits). Negative numbers take back, as a
     refund does; call it in the transaction that makes the change."""
-    await conn.execute(_ADD, user_id, hour_of(at), kind, operations, plan, purchased, postpaid)
+    await conn.execute(
+        RECORD_SPENDING, user_id, hour_of(at), kind, operations, plan, purchased, postpaid
+    )
 
 
 #: The rollup recomputed from the ledger: per user, hour and kind, the charges whose
