@@ -204,7 +204,7 @@ async def raw_postgres(
         for text in (
             *(LOCK, READ_RECORD, LIVE_USER, LOCKED_ACCOUNT, EXPIRED_PURCHASES, LIVE_PURCHASES),
             *(INSERT_RECORD, SPEND_FROM_ACCOUNT, SPEND_FROM_PURCHASE, INSERT_ENTRY, USAGE),
-            RECORD_USAGE,
+            *(RECORD_SPENDING, RECORD_USAGE),
         )
     }
     statuses: dict[int, int] = {}

@@ -62,50 +62,54 @@ async def record_spending(
     )
 
 
-#: The rollup recomputed from the ledger: per user, hour and kind, the charges whose
-#: entries stand (charge entries and no refund entry), their number and what their
-#: charge entries took per pool. The hour and amounts are the entries'; only the kind
-#: (which an image charge writes no count entry for) is the charge row's.
+#: The rollup recomputed from the ledger, in one pass over the entries of charges: per
+#: user, hour and kind, the charges whose entries stand (charge entries and no refund
+#: entry), their number and what their charge entries took per pool. The hour and the
+#: amounts are the entries'; only the kind (an image charge writes no count entry) is the
+#: charge row's.
 _FROM_LEDGER = (
     "SELECT c.user_id, e.at / 3600000000 * 3600000000 AS hour, c.kind,"
     " COUNT(*) AS operations, CAST(SUM(e.plan) AS BIGINT) AS from_plan,"
     " CAST(SUM(e.purchased) AS BIGINT) AS from_purchased,"
     " CAST(SUM(e.postpaid) AS BIGINT) AS postpaid"
     " FROM charges c JOIN ("
-    " SELECT charge_id, MIN(at) AS at,"
-    " SUM(CASE WHEN pool = 'plan' THEN -amount ELSE 0 END) AS plan,"
-    " SUM(CASE WHEN pool = 'purchase' THEN -amount ELSE 0 END) AS purchased,"
-    " SUM(CASE WHEN pool = 'postpaid' THEN amount ELSE 0 END) AS postpaid"
-    " FROM ledger_entries WHERE entry_type = 'charge' AND charge_id IS NOT NULL"
-    " GROUP BY charge_id) e ON e.charge_id = c.id"
-    " WHERE NOT EXISTS (SELECT 1 FROM ledger_entries r"
-    " WHERE r.charge_id = c.id AND r.entry_type = 'refund')"
+    " SELECT charge_id, MIN(CASE WHEN entry_type = 'charge' THEN at END) AS at,"
+    " SUM(CASE WHEN entry_type = 'charge' AND pool = 'plan' THEN -amount ELSE 0 END) AS plan,"
+    " SUM(CASE WHEN entry_type = 'charge' AND pool = 'purchase' THEN -amount ELSE 0 END)"
+    " AS purchased,"
+    " SUM(CASE WHEN entry_type = 'charge' AND pool = 'postpaid' THEN amount ELSE 0 END)"
+    " AS postpaid,"
+    " SUM(CASE WHEN entry_type = 'refund' THEN 1 ELSE 0 END) AS refunds"
+    " FROM ledger_entries WHERE charge_id IS NOT NULL GROUP BY charge_id) e"
+    " ON e.charge_id = c.id"
+    " WHERE e.refunds = 0"
     " GROUP BY c.user_id, e.at / 3600000000 * 3600000000, c.kind"
 )
-_STORED = (
-    "SELECT user_id, hour, kind, operations, from_plan, from_purchased, postpaid"
-    " FROM usage_hours"
-    " WHERE operations <> 0 OR from_plan <> 0 OR from_purchased <> 0 OR postpaid <> 0"
+_COLUMNS = ("operations", "from_plan", "from_purchased", "postpaid")
+_SIDES = ", ".join(
+    f"CAST(SUM(CASE WHEN side = {number} THEN {column} ELSE 0 END) AS BIGINT) AS {side}_{column}"
+    for number, side in ((1, "stored"), (2, "ledger"))
+    for column in _COLUMNS
 )
-#: Rows of the rollup (``stored``) and of its recomputation (``ledger``) that the other
-#: lacks: empty when they agree. A row at zero counts as absent.
+_DIFFER = " OR ".join(
+    f"SUM(CASE WHEN side = 1 THEN {column} ELSE -{column} END) <> 0" for column in _COLUMNS
+)
+#: Each user, hour and kind where the rollup (``stored``) and its recomputation from the
+#: ledger differ, with both: empty when they agree. A row at zero counts as absent.
 PROBLEMS = (
-    f"SELECT 'stored' AS side, d.* FROM ({_STORED} EXCEPT {_FROM_LEDGER}) d"  # noqa: S608
-    f" UNION ALL SELECT 'ledger' AS side, d.* FROM ({_FROM_LEDGER} EXCEPT {_STORED}) d"
+    f"SELECT user_id, hour, kind, {_SIDES} FROM ("  # noqa: S608
+    " SELECT 1 AS side, user_id, hour, kind, operations, from_plan, from_purchased, postpaid"
+    f" FROM usage_hours UNION ALL SELECT 2 AS side, l.* FROM ({_FROM_LEDGER}) l) d"
+    f" GROUP BY user_id, hour, kind HAVING {_DIFFER} ORDER BY user_id, hour, kind"
 )
 
 
 async def problems(conn: Connection) -> list[str]:
     """Each user, hour and kind where the rollup and the ledger disagree, as one line."""
-    found: dict[tuple[int, int, str], dict[str, tuple[int, ...]]] = {}
-    for row in await conn.fetchall(PROBLEMS):
-        numbers = (row["operations"], row["from_plan"], row["from_purchased"], row["postpaid"])
-        found.setdefault((row["user_id"], row["hour"], row["kind"]), {})[row["side"]] = numbers
-    lines = []
-    for (user_id, hour, kind), sides in sorted(found.items()):
-        stored, ledger = (sides.get(side, (0, 0, 0, 0)) for side in ("stored", "ledger"))
-        lines.append(
-            f"user {user_id}: usage_hours at {hour} for {kind} holds"
-            f" operations/plan/purchased/postpaid {stored}, the ledger says {ledger}"
-        )
-    return lines
+    return [
+        f"user {row['user_id']}: usage_hours at {row['hour']} for {row['kind']} holds"
+        " operations/plan/purchased/postpaid"
+        f" {tuple(row['stored_' + column] for column in _COLUMNS)}, the ledger says"
+        f" {tuple(row['ledger_' + column] for column in _COLUMNS)}"
+        for row in await conn.fetchall(PROBLEMS)
+    ]
