@@ -7,7 +7,9 @@ entries. Read-only: it runs on a read connection and changes nothing.
 
 from __future__ import annotations
 
-from flamel_usage.db.gateway import Connection
+from collections.abc import Sequence
+
+from flamel_usage.db.gateway import Connection, Row
 from flamel_usage.ledger import rollup
 from flamel_usage.metering.idempotency import CHARGED
 
@@ -55,12 +57,32 @@ async def reconcile(conn: Connection) -> list[str]:
         f" ledger says {row['summed']}"
         for row in purchase_sums
     )
-    problems.extend(await _charge_problems(conn))
-    problems.extend(await rollup.problems(conn))
+    charges = await conn.fetchall(_CHARGES)
+    problems.extend(_charge_problems(charges))
+    problems.extend(await rollup.problems(conn, rollup.from_ledger(charges)))
     return problems
 
 
-async def _charge_problems(conn: Connection) -> list[str]:
+#: Each charge with the sums of its ledger entries: read once for the checks of charges
+#: and of the history's rollup, which is recomputed from it.
+_CHARGES = (
+    "SELECT c.id, c.user_id, c.kind, c.created_at, c.status, c.cost, c.refunded_at,"
+    " c.from_plan, c.from_purchased, c.postpaid,"
+    " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'plan'"
+    " THEN -e.amount END), 0) AS BIGINT) AS plan_entries,"
+    " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'purchase'"
+    " THEN -e.amount END), 0) AS BIGINT) AS purchase_entries,"
+    " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'postpaid'"
+    " THEN e.amount END), 0) AS BIGINT) AS postpaid_entries,"
+    " COUNT(CASE WHEN e.entry_type = 'charge' THEN 1 END) AS charge_entries,"
+    " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
+    " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
+    " GROUP BY c.id, c.user_id, c.kind, c.created_at, c.status, c.cost, c.refunded_at,"
+    " c.from_plan, c.from_purchased, c.postpaid ORDER BY c.id"
+)
+
+
+def _charge_problems(rows: Sequence[Row]) -> list[str]:
     """Charges whose ledger entries do not match their idempotency record.
 
     A successful charge's entries cover its cost exactly (plan and purchased credit
@@ -68,21 +90,6 @@ async def _charge_problems(conn: Connection) -> list[str]:
     split); a refused one has none and a split of zero; a refund exists exactly when the
     record says it was refunded.
     """
-    rows = await conn.fetchall(
-        "SELECT c.id, c.user_id, c.status, c.cost, c.refunded_at,"
-        " c.from_plan, c.from_purchased, c.postpaid,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'plan'"
-        " THEN -e.amount END), 0) AS BIGINT) AS plan_entries,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'purchase'"
-        " THEN -e.amount END), 0) AS BIGINT) AS purchase_entries,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'postpaid'"
-        " THEN e.amount END), 0) AS BIGINT) AS postpaid_entries,"
-        " COUNT(CASE WHEN e.entry_type = 'charge' THEN 1 END) AS charge_entries,"
-        " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
-        " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
-        " GROUP BY c.id, c.user_id, c.status, c.cost, c.refunded_at,"
-        " c.from_plan, c.from_purchased, c.postpaid ORDER BY c.id"
-    )
     problems = []
     for row in rows:
         where = f"user {row['user_id']}: charge {row['id']}"

@@ -15,12 +15,14 @@ The rollup is written in the transaction of every write that changes what stands
 one call: ``record_spending``, with the charge's numbers when it is made and with
 them negated when it is refunded (taken back from the hour the charge was made in, as
 the history takes a refund off the charge's own bucket). Reconcile recomputes it from
-the ledger (``PROBLEMS``).
+the ledger (``from_ledger``, ``problems``).
 """
 
 from __future__ import annotations
 
-from flamel_usage.db.gateway import Connection
+from collections.abc import Iterable
+
+from flamel_usage.db.gateway import Connection, Row
 
 #: An hour, in microseconds.
 HOUR = 3_600_000_000
@@ -62,54 +64,52 @@ async def record_spending(
     )
 
 
-#: The rollup recomputed from the ledger, in one pass over the entries of charges: per
-#: user, hour and kind, the charges whose entries stand (charge entries and no refund
-#: entry), their number and what their charge entries took per pool. The hour and the
-#: amounts are the entries'; only the kind (an image charge writes no count entry) is the
-#: charge row's.
-_FROM_LEDGER = (
-    "SELECT c.user_id, e.at / 3600000000 * 3600000000 AS hour, c.kind,"
-    " COUNT(*) AS operations, CAST(SUM(e.plan) AS BIGINT) AS from_plan,"
-    " CAST(SUM(e.purchased) AS BIGINT) AS from_purchased,"
-    " CAST(SUM(e.postpaid) AS BIGINT) AS postpaid"
-    " FROM charges c JOIN ("
-    " SELECT charge_id, MIN(CASE WHEN entry_type = 'charge' THEN at END) AS at,"
-    " SUM(CASE WHEN entry_type = 'charge' AND pool = 'plan' THEN -amount ELSE 0 END) AS plan,"
-    " SUM(CASE WHEN entry_type = 'charge' AND pool = 'purchase' THEN -amount ELSE 0 END)"
-    " AS purchased,"
-    " SUM(CASE WHEN entry_type = 'charge' AND pool = 'postpaid' THEN amount ELSE 0 END)"
-    " AS postpaid,"
-    " SUM(CASE WHEN entry_type = 'refund' THEN 1 ELSE 0 END) AS refunds"
-    " FROM ledger_entries WHERE charge_id IS NOT NULL GROUP BY charge_id) e"
-    " ON e.charge_id = c.id"
-    " WHERE e.refunds = 0"
-    " GROUP BY c.user_id, e.at / 3600000000 * 3600000000, c.kind"
-)
-_COLUMNS = ("operations", "from_plan", "from_purchased", "postpaid")
-_SIDES = ", ".join(
-    f"CAST(SUM(CASE WHEN side = {number} THEN {column} ELSE 0 END) AS BIGINT) AS {side}_{column}"
-    for number, side in ((1, "stored"), (2, "ledger"))
-    for column in _COLUMNS
-)
-_DIFFER = " OR ".join(
-    f"SUM(CASE WHEN side = 1 THEN {column} ELSE -{column} END) <> 0" for column in _COLUMNS
-)
-#: Each user, hour and kind where the rollup (``stored``) and its recomputation from the
-#: ledger differ, with both: empty when they agree. A row at zero counts as absent.
-PROBLEMS = (
-    f"SELECT user_id, hour, kind, {_SIDES} FROM ("  # noqa: S608
-    " SELECT 1 AS side, user_id, hour, kind, operations, from_plan, from_purchased, postpaid"
-    f" FROM usage_hours UNION ALL SELECT 2 AS side, l.* FROM ({_FROM_LEDGER}) l) d"
-    f" GROUP BY user_id, hour, kind HAVING {_DIFFER} ORDER BY user_id, hour, kind"
+Numbers = tuple[int, int, int, int]
+_STORED = (
+    "SELECT user_id, hour, kind, operations, from_plan, from_purchased, postpaid FROM usage_hours"
 )
 
 
-async def problems(conn: Connection) -> list[str]:
-    """Each user, hour and kind where the rollup and the ledger disagree, as one line."""
-    return [
-        f"user {row['user_id']}: usage_hours at {row['hour']} for {row['kind']} holds"
-        " operations/plan/purchased/postpaid"
-        f" {tuple(row['stored_' + column] for column in _COLUMNS)}, the ledger says"
-        f" {tuple(row['ledger_' + column] for column in _COLUMNS)}"
-        for row in await conn.fetchall(PROBLEMS)
-    ]
+def from_ledger(charges: Iterable[Row]) -> dict[tuple[int, int, str], Numbers]:
+    """The rollup recomputed from each charge's ledger entries: per user, hour and kind,
+    the charges whose entries stand (charge entries and no refund entry), their number
+    and what their charge entries took per pool. ``charges`` are the rows reconcile
+    reads once for all its checks of charges: each charge's ``user_id``, ``kind``,
+    ``created_at`` and its entries' sums (``plan_entries``, ``purchase_entries``,
+    ``postpaid_entries``, ``charge_entries``, ``refund_entries``)."""
+    found: dict[tuple[int, int, str], Numbers] = {}
+    for row in charges:
+        if not row["charge_entries"] or row["refund_entries"]:
+            continue
+        where = (row["user_id"], hour_of(row["created_at"]), row["kind"])
+        operations, plan, purchased, postpaid = found.get(where, (0, 0, 0, 0))
+        found[where] = (
+            operations + 1,
+            plan + row["plan_entries"],
+            purchased + row["purchase_entries"],
+            postpaid + row["postpaid_entries"],
+        )
+    return found
+
+
+async def problems(conn: Connection, expected: dict[tuple[int, int, str], Numbers]) -> list[str]:
+    """Each user, hour and kind where the rollup differs from ``expected`` (``from_ledger``),
+    as one line; a row at zero counts as absent."""
+    stored: dict[tuple[int, int, str], Numbers] = {}
+    for row in await conn.fetchall(_STORED):
+        numbers = (row[3], row[4], row[5], row[6])
+        if any(numbers):
+            stored[(row[0], row[1], row[2])] = numbers
+    none = (0, 0, 0, 0)
+    lines = []
+    for user_id, hour, kind in sorted(stored.keys() | expected.keys()):
+        held, due = (
+            stored.get((user_id, hour, kind), none),
+            expected.get((user_id, hour, kind), none),
+        )
+        if held != due:
+            lines.append(
+                f"user {user_id}: usage_hours at {hour} for {kind} holds"
+                f" operations/plan/purchased/postpaid {held}, the ledger says {due}"
+            )
+    return lines
