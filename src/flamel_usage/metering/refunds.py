@@ -18,7 +18,7 @@ from flamel_usage.metering import idempotency
 from flamel_usage.metering.charges import COUNTED
 from flamel_usage.metering.outcomes import Charge, Refunded
 
-_CHARGE = (
+CHARGE_BY_KEY = (
     "SELECT id, user_id, kind, cost, status, from_plan, from_purchased, postpaid, refunded_at,"
     " created_at FROM charges WHERE idempotency_key = ?"
 )
@@ -28,7 +28,7 @@ async def refund(conn: Connection, idempotency_key: str, *, now: int, zone: Zone
     """Reverse the charge made under ``idempotency_key``; ``charge_not_found``,
     ``not_refundable`` (it was refused) or ``already_refunded`` change nothing."""
     await idempotency.lock(conn, idempotency_key)
-    charged = await conn.fetchone(_CHARGE, idempotency_key)
+    charged = await conn.fetchone(CHARGE_BY_KEY, idempotency_key)
     if charged is None:
         raise Refusal("charge_not_found", "no charge with this idempotency key")
     if charged["status"] != idempotency.CHARGED:
