@@ -6,8 +6,8 @@ creates the users (each with its account, first ledger entry and one API key) an
 charges (a random user and kind, a fresh idempotency key, as the admin API makes them:
 the record with its replay body, the ledger entries) through the service's own code, and
 prints the bytes on disk of each table with its indexes divided by its rows: SQLite's
-`dbstat` pages, PostgreSQL's `pg_total_relation_size` (heap, indexes and TOAST) after
-VACUUM. Then it prunes every idempotency record (`FLAMEL_IDEMPOTENCY_RETENTION_DAYS`
+`dbstat` pages after VACUUM, PostgreSQL's `pg_total_relation_size` (heap, indexes and
+TOAST) after VACUUM FULL, so that neither counts free space. Then it prunes every idempotency record (`FLAMEL_IDEMPOTENCY_RETENTION_DAYS`
 passed) and measures a charge again, as it is kept after its retention. `docs/scaling.md`
 quotes the figures.
 """
@@ -107,7 +107,7 @@ async def vacuum(db: Database, url: str) -> None:
     else:
         raw = await asyncpg.connect(url)
         try:
-            await raw.execute("VACUUM ANALYZE")
+            await raw.execute("VACUUM FULL ANALYZE")
         finally:
             await raw.close()
 
