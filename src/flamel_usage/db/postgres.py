@@ -193,6 +193,9 @@ class PostgresDatabase(Database):
             await self.migrate()
             async with self._connection() as raw:
                 await self._refuse_async_commit(raw)
+        except DurabilityOff:
+            await self.close()  # never served: no connection is kept either
+            raise
         except DatabaseUnavailable:
             self._migrate_on_connect = True
             logger.warning("PostgreSQL unavailable at start: migrations wait for it")
