@@ -7,9 +7,9 @@ charges (a random user and kind, a fresh idempotency key, as the admin API makes
 the record with its replay body, the ledger entries) through the service's own code, and
 prints the bytes on disk of each table with its indexes divided by its rows: SQLite's
 `dbstat` pages after VACUUM, PostgreSQL's `pg_total_relation_size` (heap, indexes and
-TOAST) after VACUUM FULL, so that neither counts free space. Then it prunes every idempotency record (`FLAMEL_IDEMPOTENCY_RETENTION_DAYS`
-passed) and measures a charge again, as it is kept after its retention. `docs/scaling.md`
-quotes the figures.
+TOAST) after VACUUM FULL, so that neither counts free space. Then it prunes every
+idempotency record (`FLAMEL_IDEMPOTENCY_RETENTION_DAYS` passed) and measures a charge
+again, as it is kept after its retention. `docs/scaling.md` quotes the figures.
 """
 
 from __future__ import annotations
