@@ -29,7 +29,7 @@ from flamel_usage.auth.credentials import KEY_OWNER
 from flamel_usage.core.money import credits_value
 from flamel_usage.ledger.balances import USAGE
 
-PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON")
+PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON")
 HEADERS = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-store")]
 
 

@@ -7,8 +7,10 @@ the two can never disagree about what is valid, and returns the exit code.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from flamel_usage.accounts import users as accounts
@@ -18,6 +20,7 @@ from flamel_usage.core.config import Settings
 from flamel_usage.core.inputs import parse_id, parse_instant
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import to_micros
+from flamel_usage.db import sqlite
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
 from flamel_usage.http.context import system_clock
@@ -206,6 +209,37 @@ async def refund(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: What ``backup`` and ``restore`` say on PostgreSQL, rather than copy something.
+POSTGRES_BACKUP = (
+    "the database is PostgreSQL: back it up with PostgreSQL's own tools, e.g."
+    ' `pg_dump --format=custom --file=PATH "$FLAMEL_DATABASE_URL"` (restore with'
+    ' `pg_restore --clean --if-exists --dbname="$FLAMEL_DATABASE_URL" PATH`), or'
+    " continuous WAL archiving with a base backup (pg_basebackup) for point-in-time"
+    " recovery; the README's Backups section gives the commands"
+)
+
+
+async def backup(args: argparse.Namespace, settings: Settings) -> int:
+    db = Database.from_url(settings.database_url)
+    if not isinstance(db, sqlite.SQLiteDatabase):
+        print(f"flamel-usage: backup_not_embedded: {POSTGRES_BACKUP}", file=sys.stderr)
+        return 2
+    target = Path(args.path)
+    await asyncio.to_thread(sqlite.backup, db.path, target)
+    print(f"backup: {target} ({target.stat().st_size} bytes, quick_check ok)")
+    return 0
+
+
+async def restore(args: argparse.Namespace, settings: Settings) -> int:
+    db = Database.from_url(settings.database_url)
+    if not isinstance(db, sqlite.SQLiteDatabase):
+        print(f"flamel-usage: backup_not_embedded: {POSTGRES_BACKUP}", file=sys.stderr)
+        return 2
+    await asyncio.to_thread(sqlite.restore, Path(args.path), db.path)
+    print(f"restored: {db.path} from {args.path}; `flamel-usage reconcile` checks it")
+    return 0
+
+
 async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async def check(db: Database) -> list[str]:
         async with db.read() as conn:
@@ -230,6 +264,8 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("charge", None): charge,
     ("refund", None): refund,
     ("reconcile", None): reconcile,
+    ("backup", None): backup,
+    ("restore", None): restore,
 }
 
 

@@ -110,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     refund = commands.add_parser("refund", parents=[common], help="refund a charge, once")
     refund.add_argument("idempotency_key")
 
+    backup = commands.add_parser(
+        "backup",
+        parents=[common],
+        help="copy the SQLite database to a new file PATH, while servers run and write",
+    )
+    backup.add_argument("path")
+    restore = commands.add_parser(
+        "restore",
+        parents=[common],
+        help="put a backup back in place of the SQLite database (every server stopped)",
+    )
+    restore.add_argument("path")
+
     commands.add_parser(
         "reconcile",
         parents=[common],

@@ -418,6 +418,24 @@ LOGIN_URL: Setting[str | None] = Setting(
     _login_url,
     shown="none; required with an external store (else exit 2)",
 )
+IDEMPOTENCY_RETENTION_DAYS: Setting[int] = Setting(
+    "FLAMEL_IDEMPOTENCY_RETENTION_DAYS",
+    "30",
+    "Days an idempotency key's record is kept: a retry within them gets the first outcome back;"
+    " older records are deleted in the background (a few hundred rows at a time, without holding"
+    " up charges) and their key may be used again. The charge and its ledger entries stay"
+    " forever; a refund needs the record, so a charge can be refunded within these days. Keep it"
+    " longer than any client retries.",
+    _positive_int,
+)
+ALLOW_ASYNC_COMMIT: Setting[bool] = Setting(
+    "FLAMEL_ALLOW_ASYNC_COMMIT",
+    "off",
+    "`on`: start against a PostgreSQL whose `synchronous_commit` or `fsync` is off. Off by"
+    " default: the server refuses to start there, because a charge it acknowledged"
+    " could be lost in a crash of PostgreSQL's machine.",
+    _switch,
+)
 
 #: Every setting, in the README's order.
 SETTINGS: tuple[Setting[Any], ...] = (
@@ -446,6 +464,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SESSION_USER_FIELD,
     SESSION_COOKIE_NAME,
     LOGIN_URL,
+    IDEMPOTENCY_RETENTION_DAYS,
+    ALLOW_ASYNC_COMMIT,
 )
 
 DEFAULT_DATABASE_TIMEOUT_SECONDS = DATABASE_TIMEOUT_SECONDS.read({})
@@ -485,6 +505,8 @@ class Settings:
     session_user_field: tuple[str, ...]
     session_cookie_name: str
     login_url: str | None
+    idempotency_retention_days: int
+    allow_async_commit: bool
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -524,6 +546,8 @@ class Settings:
             session_user_field=SESSION_USER_FIELD.read(env),
             session_cookie_name=SESSION_COOKIE_NAME.read(env),
             login_url=login_url,
+            idempotency_retention_days=IDEMPOTENCY_RETENTION_DAYS.read(env),
+            allow_async_commit=ALLOW_ASYNC_COMMIT.read(env),
         )
 
     def resolved_session_secret(self) -> Secret:

@@ -54,6 +54,13 @@ class DatabaseNotReady(Exception):
     """
 
 
+class DurabilityOff(Exception):
+    """The store may lose a commit it has acknowledged: PostgreSQL with
+    ``synchronous_commit`` or ``fsync`` off. A charge answered 2xx must survive a crash,
+    so a server refuses to start there unless the operator says it is intended
+    (``FLAMEL_ALLOW_ASYNC_COMMIT``)."""
+
+
 class Row(Protocol):
     def __getitem__(self, key: str | int, /) -> Any: ...
 
@@ -112,7 +119,10 @@ class Database(abc.ABC):
 
     @staticmethod
     def from_url(
-        url: Secret | str, *, timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
+        url: Secret | str,
+        *,
+        timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS,
+        allow_async_commit: bool = False,
     ) -> Database:
         # Imported here: each store's module builds on this one.
         from flamel_usage.db.postgres import PostgresDatabase
@@ -123,7 +133,7 @@ class Database(abc.ABC):
         if scheme == "sqlite":
             return SQLiteDatabase(sqlite_path(raw), timeout=timeout)
         if scheme in ("postgresql", "postgres"):
-            return PostgresDatabase(raw, timeout=timeout)
+            return PostgresDatabase(raw, timeout=timeout, allow_async_commit=allow_async_commit)
         raise ValueError(
             f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://"
         )

@@ -29,6 +29,7 @@ from flamel_usage.http.pages import routes as pages
 from flamel_usage.http.render import error_response
 from flamel_usage.http.routing import Receive, Request, Response, Route, Router, Scope, Send
 from flamel_usage.http.security import NOSNIFF
+from flamel_usage.metering import idempotency
 
 logger = logging.getLogger("flamel_usage")
 access_logger = logging.getLogger(ACCESS_LOGGER)
@@ -60,7 +61,9 @@ class App:
     ) -> None:
         self._owns_db = db is None
         db = db or Database.from_url(
-            settings.database_url, timeout=settings.database_timeout_seconds
+            settings.database_url,
+            timeout=settings.database_timeout_seconds,
+            allow_async_commit=settings.allow_async_commit,
         )
         self.services = Services(settings, db, clock)
         self._cors_origins = settings.cors_origins
@@ -157,6 +160,15 @@ class App:
                 logger.warning(
                     "could not delete ended throttle windows and expired sessions", exc_info=True
                 )
+            await self._prune_idempotency_records()
+
+    async def _prune_idempotency_records(self) -> None:
+        """Records older than the retention go, in small batches between charges."""
+        days = self.services.settings.idempotency_retention_days
+        try:
+            await idempotency.prune(self.services.db, self.services.clock(), days)
+        except Exception:
+            logger.warning("could not prune idempotency records", exc_info=True)
 
     async def _record_last_used(self) -> None:
         try:

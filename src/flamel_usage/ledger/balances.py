@@ -240,7 +240,11 @@ async def _expire_purchases(conn: Connection, user_id: int, now: int, period_sta
             period_start,
             purchase_id=purchase["id"],
         )
-        await conn.execute("UPDATE credit_purchases SET remaining = 0 WHERE id = ?", purchase["id"])
+        await conn.execute(
+            "UPDATE credit_purchases SET remaining = 0 WHERE user_id = ? AND id = ?",
+            user_id,
+            purchase["id"],
+        )
 
 
 INSERT_ENTRY = (

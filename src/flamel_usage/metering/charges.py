@@ -79,7 +79,9 @@ SPEND_FROM_ACCOUNT = (
     "UPDATE accounts SET plan_credit = plan_credit - ?, postpaid_used = postpaid_used + ?,"
     " ttp_count = ttp_count + ?, edit_count = edit_count + ? WHERE user_id = ?"
 )
-SPEND_FROM_PURCHASE = "UPDATE credit_purchases SET remaining = remaining - ? WHERE id = ?"
+SPEND_FROM_PURCHASE = (
+    "UPDATE credit_purchases SET remaining = remaining - ? WHERE user_id = ? AND id = ?"
+)
 
 
 async def charge(
@@ -97,7 +99,7 @@ async def charge(
         message = f"unknown operation kind; known: {', '.join(sorted(costs))}"
         raise Refusal("unknown_kind", message)
     fingerprint = request.fingerprint()
-    first = await idempotency.first_outcome(conn, idempotency_key, fingerprint)
+    first = await idempotency.first_outcome(conn, request.user_id, idempotency_key, fingerprint)
     if first is not None:
         return first
     cost = costs[request.kind] if request.cost is None else request.cost
@@ -112,7 +114,7 @@ async def charge(
     charge_id = await idempotency.record(conn, fingerprint, unrecorded, period)
     await _apply(conn, account, request.kind, spend, charge_id, now)
     usage = await read_usage(conn, request.user_id, now, zone)
-    await idempotency.record_usage(conn, charge_id, usage)
+    await idempotency.record_usage(conn, request.user_id, charge_id, usage)
     return Charged(dataclasses.replace(unrecorded, id=charge_id), usage)
 
 
@@ -172,7 +174,7 @@ async def _apply(
     if counted:
         entries.append((kind, 1, None))
     for taken_from, part in spend.from_purchases:
-        await conn.execute(SPEND_FROM_PURCHASE, part, taken_from)
+        await conn.execute(SPEND_FROM_PURCHASE, part, user_id, taken_from)
     for pool, amount, purchase_id in entries:
         if amount or pool in COUNTED:
             await append_entry(

@@ -18,7 +18,7 @@ from flamel_usage.metering import idempotency
 from flamel_usage.metering.charges import COUNTED
 from flamel_usage.metering.outcomes import Charge, Refunded
 
-_CHARGE = (
+CHARGE_BY_KEY = (
     "SELECT id, user_id, kind, cost, status, from_plan, from_purchased, postpaid, refunded_at,"
     " created_at FROM charges WHERE idempotency_key = ?"
 )
@@ -28,7 +28,7 @@ async def refund(conn: Connection, idempotency_key: str, *, now: int, zone: Zone
     """Reverse the charge made under ``idempotency_key``; ``charge_not_found``,
     ``not_refundable`` (it was refused) or ``already_refunded`` change nothing."""
     await idempotency.lock(conn, idempotency_key)
-    charged = await conn.fetchone(_CHARGE, idempotency_key)
+    charged = await conn.fetchone(CHARGE_BY_KEY, idempotency_key)
     if charged is None:
         raise Refusal("charge_not_found", "no charge with this idempotency key")
     if charged["status"] != idempotency.CHARGED:
@@ -39,11 +39,17 @@ async def refund(conn: Connection, idempotency_key: str, *, now: int, zone: Zone
     account = await locked_account(conn, user_id, now, zone)
     parts = await conn.fetchall(
         "SELECT pool, amount, purchase_id, period_start FROM ledger_entries"
-        " WHERE charge_id = ? AND entry_type = 'charge' ORDER BY id",
+        " WHERE user_id = ? AND charge_id = ? AND entry_type = 'charge' ORDER BY id",
+        user_id,
         charged["id"],
     )
     # Marked first: the plan credit due after the refund counts the charges that stand.
-    await conn.execute("UPDATE charges SET refunded_at = ? WHERE id = ?", now, charged["id"])
+    await conn.execute(
+        "UPDATE charges SET refunded_at = ? WHERE user_id = ? AND id = ?",
+        now,
+        user_id,
+        charged["id"],
+    )
     for part in parts:
         await _reverse(conn, account, part, charged["id"], now)
     charge = Charge(
@@ -80,14 +86,18 @@ async def _reverse(conn: Connection, account: Row, part: Row, charge_id: int, no
             restored, note = 0, "plan credit of an ended period is not restored"
     elif pool == "purchase":
         expires_at = await conn.fetchval(
-            "SELECT expires_at FROM credit_purchases WHERE id = ?", part["purchase_id"]
+            "SELECT expires_at FROM credit_purchases WHERE user_id = ? AND id = ?",
+            user_id,
+            part["purchase_id"],
         )
         if expires_at is not None and expires_at <= now:
             restored, note = 0, "the purchase has expired since the charge"
         else:
             await conn.execute(
-                "UPDATE credit_purchases SET remaining = remaining + ? WHERE id = ?",
+                "UPDATE credit_purchases SET remaining = remaining + ?"
+                " WHERE user_id = ? AND id = ?",
                 -amount,
+                user_id,
                 part["purchase_id"],
             )
     elif same_period:
