@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import re
 import secrets
 import time
@@ -31,6 +32,8 @@ from flamel_usage.http.routing import Receive, Request, Response, Route, Router,
 from flamel_usage.http.security import NOSNIFF
 
 logger = logging.getLogger("flamel_usage")
+#: Logged by each worker once its lifespan has started.
+WORKER_READY = "worker ready"
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
 #: Every route the service answers, each with its guard (``http/guards.py``), except the
@@ -67,6 +70,8 @@ class App:
         self.router = Router([*ROUTES, cors.PREFLIGHT] if self._cors_origins else ROUTES)
         self._forwarded_header = settings.client_address_header
         self._request_ids = _RequestIds()
+        self._max_headers = settings.max_headers
+        self._max_header_bytes = settings.max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -83,7 +88,12 @@ class App:
         request_id_text = request_id.decode("ascii")
         token = REQUEST_ID.set(request_id_text)
         try:
-            route, response = await self.handle(scope, receive)
+            too_large = self._head_over_limit(scope)
+            if too_large is None:
+                route, response = await self.handle(scope, receive)
+            else:
+                route, response = UNMATCHED, error_response(too_large)
+                response.headers.append(CLOSE)
             extra = [(b"x-request-id", request_id), NOSNIFF]
             if self._cors_origins and route == cors.ROUTE:
                 origin = cors.origin_of(scope["headers"])
@@ -95,6 +105,21 @@ class App:
                 _log_access(scope["method"], route, response.status, seconds, request_id_text)
         finally:
             REQUEST_ID.reset(token)
+
+    def _head_over_limit(self, scope: Scope) -> Refusal | None:
+        """The complete head against FLAMEL_MAX_HEADERS and FLAMEL_MAX_HEADER_BYTES (its
+        target, names and values), before anything of it is read: the server bounds the
+        head while it arrives, this holds one that arrived whole to the same limits."""
+        headers = scope["headers"]
+        if len(headers) > self._max_headers:
+            message = f"more than {self._max_headers} header lines"
+            return Refusal("request_header_fields_too_large", message)
+        size = len(scope.get("raw_path") or b"") + len(scope["query_string"])
+        size += sum(len(name) + len(value) for name, value in headers)
+        if size > self._max_header_bytes:
+            message = f"the request head exceeds {self._max_header_bytes} bytes"
+            return Refusal("request_header_fields_too_large", message)
+        return None
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[str, Response]:
         """The route (its pattern, or ``unmatched``) and the response; never raises."""
@@ -133,6 +158,8 @@ class App:
                     return
                 flusher = asyncio.create_task(self._housekeeping())
                 await send({"type": "lifespan.startup.complete"})
+                # Whichever server runs it: supervisors and tests wait for each worker's.
+                logger.info("%s (pid %d)", WORKER_READY, os.getpid())
             elif message["type"] == "lifespan.shutdown":
                 flusher.cancel()
                 await self._record_last_used()
@@ -167,6 +194,8 @@ class App:
             logger.exception("could not record when API keys were last used")
 
 
+#: A response that ends its connection: the rest of a refused request is never read.
+CLOSE = (b"connection", b"close")
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
