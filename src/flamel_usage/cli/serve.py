@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import signal
 from collections.abc import Callable
@@ -70,6 +71,10 @@ def run_granian(args: argparse.Namespace, settings: Settings) -> None:
 
     from flamel_usage.core.logs import logging_config
 
+    # Workers start as new interpreters, as uvicorn's do, not forks of this process:
+    # this one imported prometheus_client before PROMETHEUS_MULTIPROC_DIR was set, and a
+    # fork would keep its per-process counters instead of the shared ones.
+    multiprocessing.set_start_method("spawn", force=True)
     if settings.max_headers > GRANIAN_MAX_HEADERS:
         raise SystemExit(
             f"FLAMEL_MAX_HEADERS={settings.max_headers}: granian reads at most"
