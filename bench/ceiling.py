@@ -18,6 +18,7 @@ alone can answer, the limit no app under it reaches.
 
 import argparse
 import hmac
+import multiprocessing
 import os
 import sqlite3
 import time
@@ -145,6 +146,8 @@ def create_fixed_app():
 def run_granian(target, args):
     from granian.constants import HTTPModes, Interfaces
     from granian.server import Server
+
+    multiprocessing.set_start_method("spawn", force=True)  # as ``serve`` starts them
 
     Server(
         target,

@@ -6,8 +6,9 @@ request id), no proxy-header rewriting (who the client is, for the throttle, is 
 app's decision alone: the peer, or FLAMEL_CLIENT_ADDRESS_HEADER when configured) and
 the request head bounded while it arrives (size, header lines, time).
 
-granian is the default: under ``scripts/bench`` the same bare ASGI callable answers a
-third more requests under it than under uvicorn. uvicorn stays selectable because its
+granian is the default: under ``scripts/bench`` the same bare ASGI callable answers one
+and a half to two and a half times the requests under it that it answers under uvicorn
+(README, Performance). uvicorn stays selectable because its
 limits are ours (``http/protocol.py``): any ``FLAMEL_MAX_HEADERS``, and a 431 in the API's
 envelope however large the head; granian's parser caps header lines at 100 and answers
 a head larger than its buffer with a bare 431.
