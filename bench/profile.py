@@ -35,7 +35,6 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flamel-metrics-")
     atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)
 
-import ceiling
 import seed
 
 from flamel_usage.http.app import create_app
@@ -136,7 +135,12 @@ def main() -> int:
             }
         )
         keys = [line.encode() for line in data.keys.read_text().split()]
-        app = create_app() if args.app == "ours" else ceiling.create_app()
+        if args.app == "ours":
+            app = create_app()
+        else:
+            import ceiling
+
+            app = ceiling.create_app()
         per_read = asyncio.run(_reads(app, args.reads, args.rounds, keys))
     rounds = ", ".join(f"{seconds * 1e6:.1f}" for seconds in per_read)
     print(
