@@ -31,8 +31,8 @@ import httpx
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
 CLI_TIMEOUT_S = 30.0
-#: What uvicorn logs once per worker when the app's lifespan has started.
-_WORKER_READY = "Application startup complete."
+#: What the app logs once per worker when its lifespan has started, under any server.
+WORKER_READY = "worker ready"
 
 
 def cli_command() -> list[str]:
@@ -137,7 +137,7 @@ class ServerProcess:
                 with suppress(httpx.TransportError):
                     httpx.get(f"{self.base_url}/api-json", timeout=2.0)
                     answered = True
-            if answered and self.output().count(_WORKER_READY) >= self.workers:
+            if answered and self.output().count(WORKER_READY) >= self.workers:
                 return
             time.sleep(0.05)
         raise RuntimeError(

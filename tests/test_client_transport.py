@@ -219,7 +219,7 @@ def test_importing_the_sdk_loads_no_server_code_or_dependencies() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     loaded = set(json.loads(done.stdout))
-    forbidden = {"uvicorn", "asyncpg", "orjson", "yaml", "swagger_ui_bundle"}
+    forbidden = {"granian", "uvicorn", "asyncpg", "orjson", "yaml", "swagger_ui_bundle"}
     assert not {name for name in loaded if name.split(".")[0] in forbidden}
     ours = {name for name in loaded if name.split(".")[0] == "flamel_usage"}
     allowed = {"flamel_usage", "flamel_usage.client"}

@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes (default: one per CPU core, the fastest found by scripts/bench)",
     )
     serve.add_argument(
+        "--server",
+        choices=["granian", "uvicorn"],
+        default="granian",
+        help="HTTP server (default granian, the fastest found by scripts/bench; uvicorn"
+        " answers every over-limit head in the API's envelope and takes any FLAMEL_MAX_HEADERS)",
+    )
+    serve.add_argument(
         "--demo",
         action="store_true",
         help="create a demo account on first start, print a curl line",

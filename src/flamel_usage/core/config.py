@@ -331,14 +331,18 @@ MAX_HEADER_BYTES: Setting[int] = Setting(
     "FLAMEL_MAX_HEADER_BYTES",
     "16384",
     "Largest request head (request line and headers) in bytes. A larger one gets `431"
-    " request_header_fields_too_large` and its connection closed as soon as that much has arrived,"
-    " so a huge header never fills a worker's memory.",
+    " request_header_fields_too_large` and its connection closed, so a huge header never fills a"
+    " worker's memory: under granian (the default server) a head up to twice this size gets the"
+    " API's envelope and a larger one a bare `431` once that much has arrived; under `--server"
+    " uvicorn` the envelope, as soon as this much has arrived.",
     _positive_int,
 )
 MAX_HEADERS: Setting[int] = Setting(
     "FLAMEL_MAX_HEADERS",
     "100",
-    "Most header lines in one request; more get the same `431`.",
+    "Most header lines in one request; more get the same `431`. Under granian at most 100 (its"
+    " parser's cap, whose `431` is bare); `serve` refuses a larger value there (`--server uvicorn`"
+    " takes any).",
     _positive_int,
 )
 HEADER_TIMEOUT_SECONDS: Setting[float] = Setting(
@@ -346,7 +350,8 @@ HEADER_TIMEOUT_SECONDS: Setting[float] = Setting(
     "10",
     "Longest time a request's head may take to arrive, counted from when its connection opens or"
     " the previous response went out (bytes trickling in do not restart it); past it the"
-    " connection is closed, so idle and slow connections do not pile up.",
+    " connection is closed, so idle and slow connections do not pile up. Under granian in"
+    " milliseconds, at most 60 s.",
     _positive_seconds,
 )
 LOG_FORMAT: Setting[LogFormat] = Setting(
@@ -354,7 +359,7 @@ LOG_FORMAT: Setting[LogFormat] = Setting(
     "text",
     "`text`: `<time> <LEVEL> <logger>: <message> request_id=…` per line; `json`: one JSON object"
     " per line (`time`, `level`, `logger`, `message`, `pid`, and `request_id`, `exc_info` when"
-    " there are), uvicorn's lines included. Both on stderr.",
+    " there are), the server's (granian's, uvicorn's) lines included. Both on stderr.",
     _log_format,
 )
 ACCESS_LOG: Setting[bool] = Setting(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth import throttle
@@ -32,6 +33,8 @@ from flamel_usage.http.security import NOSNIFF
 from flamel_usage.metering import idempotency
 
 logger = logging.getLogger("flamel_usage")
+#: Logged by each worker once its lifespan has started.
+WORKER_READY = "worker ready"
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
 #: Every route the service answers, each with its guard (``http/guards.py``), except the
@@ -70,6 +73,8 @@ class App:
         self.router = Router([*ROUTES, cors.PREFLIGHT] if self._cors_origins else ROUTES)
         self._forwarded_header = settings.client_address_header
         self._request_ids = _RequestIds()
+        self._max_headers = settings.max_headers
+        self._max_header_bytes = settings.max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -82,11 +87,17 @@ class App:
         """One request: its id, its answer with the headers every answer gets, its count
         and duration in the metrics, its access log line."""
         started = time.perf_counter()
-        request_id = self._request_ids.for_request(scope["headers"])
+        request = Request(scope, receive, self._forwarded_header)
+        request_id = self._request_ids.for_request(request.headers.get("x-request-id"))
         request_id_text = request_id.decode("ascii")
         token = REQUEST_ID.set(request_id_text)
         try:
-            route, response = await self.handle(scope, receive)
+            too_large = self._head_over_limit(request)
+            if too_large is None:
+                route, response = await self.handle(scope, request)
+            else:
+                route, response = UNMATCHED, error_response(too_large)
+                response.headers.append(CLOSE)
             extra = [(b"x-request-id", request_id), NOSNIFF]
             if self._cors_origins and route == cors.ROUTE:
                 origin = cors.origin_of(scope["headers"])
@@ -99,15 +110,26 @@ class App:
         finally:
             REQUEST_ID.reset(token)
 
-    async def handle(self, scope: Scope, receive: Receive) -> tuple[str, Response]:
+    def _head_over_limit(self, request: Request) -> Refusal | None:
+        """The complete head against FLAMEL_MAX_HEADERS and FLAMEL_MAX_HEADER_BYTES, before
+        anything of it is acted on: the server bounds the head while it arrives, this
+        holds one that arrived whole to the same limits."""
+        if request.header_lines > self._max_headers:
+            message = f"more than {self._max_headers} header lines"
+            return Refusal("request_header_fields_too_large", message)
+        if request.head_bytes > self._max_header_bytes:
+            message = f"the request head exceeds {self._max_header_bytes} bytes"
+            return Refusal("request_header_fields_too_large", message)
+        return None
+
+    async def handle(self, scope: Scope, request: Request) -> tuple[str, Response]:
         """The route (its pattern, or ``unmatched``) and the response; never raises."""
         route = UNMATCHED
         try:
-            path = scope["path"]
+            path = request.path
             raw_path = scope.get("raw_path") or path.encode()
-            route, methods, params = self.router.resolve(path, raw_path)
-            handler = self.router.handler(methods, scope["method"])
-            request = Request(scope, receive, params, self._forwarded_header)
+            route, methods, request.params = self.router.resolve(path, raw_path)
+            handler = self.router.handler(methods, request.method)
             return route, await handler(request, self.services)
         except Refusal as refusal:
             self.services.metrics.auth_failure(refusal.reason)
@@ -136,6 +158,8 @@ class App:
                     return
                 flusher = asyncio.create_task(self._housekeeping())
                 await send({"type": "lifespan.startup.complete"})
+                # Whichever server runs it: supervisors and tests wait for each worker's.
+                logger.info("%s (pid %d)", WORKER_READY, os.getpid())
             elif message["type"] == "lifespan.shutdown":
                 flusher.cancel()
                 await self._record_last_used()
@@ -179,7 +203,9 @@ class App:
             logger.exception("could not record when API keys were last used")
 
 
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+#: A response that ends its connection: the rest of a refused request is never read.
+CLOSE = (b"connection", b"close")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class _RequestIds:
@@ -194,12 +220,10 @@ class _RequestIds:
         self._prefix = secrets.token_hex(4)
         self._counter = itertools.count()
 
-    def for_request(self, raw_headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-        for name, value in raw_headers:
-            if name.lower() == b"x-request-id":
-                if _REQUEST_ID.fullmatch(value):
-                    return value
-                break
+    def for_request(self, sent: str | None) -> bytes:
+        """``sent``: the request's first ``X-Request-Id`` line, if any."""
+        if sent is not None and _REQUEST_ID.fullmatch(sent):
+            return sent.encode("ascii")
         return f"{self._prefix}{next(self._counter) & 0xFFFFFFFF:08x}".encode()
 
 

@@ -127,7 +127,7 @@ def _stored_usage(row: Row, purchased: int, zone: ZoneInfo) -> Usage:
         current_credit=row["plan_credit"],
         additional_credit=purchased,
         max_credit=row["max_credit"],
-        period=Period(from_micros(row["period_start"], zone), from_micros(row["period_end"], zone)),
+        period=Period.of_micros(row["period_start"], row["period_end"], zone),
         ttp_count=row["ttp_count"],
         max_ttp=row["max_ttp"],
         edit_count=row["edit_count"],
