@@ -28,7 +28,7 @@ import orjson
 from flamel_usage.core.errors import REASONS, Refusal
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import Period
-from flamel_usage.db.gateway import Connection
+from flamel_usage.db.gateway import Connection, Row
 from flamel_usage.ledger.balances import Usage
 from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refused
 
@@ -42,8 +42,9 @@ CHARGED = 201
 
 # The record's statements, by name: ``bench/charges.py`` runs them too.
 READ_RECORD = (
-    "SELECT id, fingerprint, user_id, kind, cost, status, response, from_plan,"
-    " from_purchased, postpaid, created_at FROM charges WHERE idempotency_key = ?"
+    "SELECT id, idempotency_key, fingerprint, user_id, kind, cost, status, response, from_plan,"
+    " from_purchased, postpaid, created_at, held, expires_at FROM charges"
+    " WHERE idempotency_key = ?"
 )
 INSERT_RECORD = (
     "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
@@ -74,12 +75,17 @@ async def read_record(conn: Connection, key: str) -> tuple[str, ChargeOutcome] |
     row = await conn.fetchone(READ_RECORD, key)
     if row is None:
         return None
-    recorded = orjson.loads(row["response"])
+    return row["fingerprint"], replayed_charge(row)
+
+
+def replayed_charge(row: Row) -> ChargeOutcome:
+    """The outcome a charge's record (a row of ``READ_RECORD``) replays."""
     if row["status"] != CHARGED:
-        return row["fingerprint"], Refused(recorded["data"], recorded.get("message"), True)
+        return replayed_refusal(row)
+    recorded = orjson.loads(row["response"])
     charge = Charge(
         row["id"],
-        key,
+        row["idempotency_key"],
         row["user_id"],
         row["kind"],
         row["cost"],
@@ -88,23 +94,36 @@ async def read_record(conn: Connection, key: str) -> tuple[str, ChargeOutcome] |
         row["postpaid"],
         row["created_at"],
     )
-    return row["fingerprint"], Charged(charge, _usage(recorded["usage"]), replayed=True)
+    return Charged(charge, usage_of(recorded["usage"]), replayed=True)
 
 
-async def first_outcome(conn: Connection, key: str, fingerprint: str) -> ChargeOutcome | None:
-    """The outcome recorded under ``key`` for this request (by its ``fingerprint``), None
-    for a new key; ``idempotency_key_reused`` when the key was used for another request.
+def replayed_refusal(row: Row) -> Refused:
+    recorded = orjson.loads(row["response"])
+    return Refused(recorded["data"], recorded.get("message"), True)
+
+
+async def claim(conn: Connection, key: str, fingerprint: str) -> Row | None:
+    """The record (a row of ``READ_RECORD``) under ``key`` made by this request (by its
+    ``fingerprint``), None for a new key; ``idempotency_key_reused`` when the key was used
+    for another request, a charge's key for a hold included.
 
     Takes the key's lock first, so the answer holds until the transaction ends.
     """
     await lock(conn, key)
-    found = await read_record(conn, key)
-    if found is None:
+    row = await conn.fetchone(READ_RECORD, key)
+    if row is None:
         return None
-    if found[0] != fingerprint:
-        message = "this Idempotency-Key was used for a different charge"
+    if row["fingerprint"] != fingerprint:
+        message = "this Idempotency-Key was used for a different charge or hold"
         raise Refusal("idempotency_key_reused", message)
-    return found[1]
+    return row
+
+
+async def first_outcome(conn: Connection, key: str, fingerprint: str) -> ChargeOutcome | None:
+    """The outcome recorded under ``key`` for this charge request, None for a new key (see
+    ``claim``)."""
+    row = await claim(conn, key, fingerprint)
+    return None if row is None else replayed_charge(row)
 
 
 async def record(
@@ -146,7 +165,7 @@ async def record_usage(conn: Connection, charge_id: int, usage: Usage) -> None:
     await conn.execute(RECORD_USAGE, response, charge_id)
 
 
-def _usage(recorded: dict[str, Any]) -> Usage:
+def usage_of(recorded: dict[str, Any]) -> Usage:
     """The ``Usage`` a record's ``usage`` was written from: ``to_dto`` gives it back."""
 
     def credit(name: str) -> int:
