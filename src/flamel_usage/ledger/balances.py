@@ -542,7 +542,7 @@ async def release_hold(conn: Connection, account: Row, hold_id: int, state: str,
     )
     for part in await conn.fetchall(TAKEN_PARTS, hold_id):
         await give_back(
-            conn, account, part, part["amount"], entry_type="release", charge_id=hold_id, now=now
+            conn, account, part, part["amount"], entry_type="refund", charge_id=hold_id, now=now
         )
     await next_hold_expiry(conn, account["user_id"])
 

@@ -87,9 +87,7 @@ async def _charge_problems(conn: Connection) -> list[str]:
         " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'postpaid'"
         " THEN e.amount END), 0) AS BIGINT) AS postpaid_entries,"
         " COUNT(CASE WHEN e.entry_type = 'charge' THEN 1 END) AS charge_entries,"
-        " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries,"
-        " COUNT(CASE WHEN e.entry_type = 'settle' THEN 1 END) AS settle_entries,"
-        " COUNT(CASE WHEN e.entry_type = 'release' THEN 1 END) AS release_entries"
+        " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
         " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
         " GROUP BY c.id, c.user_id, c.status, c.cost, c.refunded_at,"
         " c.from_plan, c.from_purchased, c.postpaid, c.held, c.hold_state ORDER BY c.id"
@@ -117,17 +115,16 @@ async def _charge_problems(conn: Connection) -> list[str]:
 
 
 def _hold_problems(row: Row, taken: tuple[int, int, int]) -> list[str]:
-    """A hold's record against its entries: it took what it held; active, it holds that
-    and nothing went back; settled, it keeps its cost, within what it took, the rest
-    given back; released (or expired), it stands no more and everything went back."""
+    """A hold's record against its entries (what went back is ``refund`` entries): it
+    took what it held; active, it holds that and nothing went back; settled, it keeps
+    its cost, within what it took, and the rest went back; released (or expired), it
+    stands no more and what it took went back."""
     where = f"user {row['user_id']}: hold {row['id']}"
     state, split = row["hold_state"], (row["from_plan"], row["from_purchased"], row["postpaid"])
     problems = []
     if sum(taken) != row["held"]:
         problems.append(f"{where} holds {row['held']}, its entries cover {sum(taken)}")
-    if row["refund_entries"]:
-        problems.append(f"{where} has refund entries: a hold is settled or released")
-    gone_back = row["settle_entries"] + row["release_entries"]
+    gone_back = row["refund_entries"]
     if state == "active" and (gone_back or row["cost"] != row["held"]):
         problems.append(f"{where} is active but gave credit back")
     elif state == "settled":
@@ -135,10 +132,8 @@ def _hold_problems(row: Row, taken: tuple[int, int, int]) -> list[str]:
             kept > part for kept, part in zip(split, taken, strict=True)
         ):
             problems.append(f"{where} keeps {split} for a cost of {row['cost']}, took {taken}")
-        if row["release_entries"] or (row["cost"] < row["held"]) != bool(row["settle_entries"]):
+        if row["refunded_at"] is not None or (row["cost"] < row["held"]) != bool(gone_back):
             problems.append(f"{where}: settlement and its entries disagree")
-    elif state in ("released", "expired") and (
-        row["refunded_at"] is None or not row["release_entries"] or row["settle_entries"]
-    ):
+    elif state in ("released", "expired") and (row["refunded_at"] is None or not gone_back):
         problems.append(f"{where}: release record and release entries disagree")
     return problems

@@ -13,7 +13,8 @@ credit. Releasing gives everything back, and the operation no longer counts; a h
 not settled by its expiry is released by itself (``balances.release_hold``, lazily when
 its account is locked, and by ``sweep_expired``), and the usage read shows it released
 before that. Both go through ``balances.give_back``, the rules of refunds: what was
-taken from a period that has ended stays with it.
+taken from a period that has ended stays with it. In the ledger what goes back is a
+``refund`` entry of the hold's row (the row's ``hold_state`` says by which call).
 
 Every write of a hold (create, settle, release, expiry) goes through ``locked_account``,
 ``apply_spend``, ``give_back`` and ``append_entry``, the ledger functions charges use:
@@ -243,7 +244,7 @@ async def _settle(conn: Connection, account: Row, row: Row, cost: int, now: int)
     )
     for part, amount in returns:
         await give_back(
-            conn, account, part, amount, entry_type="settle", charge_id=hold_id, now=now
+            conn, account, part, amount, entry_type="refund", charge_id=hold_id, now=now
         )
     await next_hold_expiry(conn, account["user_id"])
 
