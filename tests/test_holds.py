@@ -8,6 +8,7 @@ the clock's start, 2026-11-25T10:00Z, so their first period is
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,8 +26,8 @@ from flamel_usage.metering import holds
 from flamel_usage.metering.outcomes import Charged, Held, Refused
 from tests.conftest import ADMIN_TOKEN, FakeClock
 from tests.factories import Factory
-from tests.processes import running_server
-from tests.store import table_rows
+from tests.processes import run_cli, running_server, single_line
+from tests.store import reset_database, snapshot, table_rows
 
 HOLDS = "/api/admin/holds"
 NEXT_PERIOD = datetime(2026, 12, 25, 10, 0, tzinfo=UTC)
@@ -471,3 +472,51 @@ async def test_hold_timestamps_are_instants(factory: Factory) -> None:
     held = await _held(factory, user, "job", 1, ttl_seconds=holds.MAX_TTL_SECONDS)
     start = to_micros(datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
     assert held.hold.expires_at == start + 86_400 * 1_000_000
+
+
+# --- the CLI ---------------------------------------------------------------------------
+
+
+def test_the_holds_commands(environ: dict[str, str], database_url: str) -> None:
+    reset_database(database_url)
+
+    def ok(*args: str) -> Any:
+        done = run_cli(environ, *args)
+        assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stderr}"
+        return json.loads(done.stdout)
+
+    plan = run_cli(environ, "plans", "create", "Pro", "--credits", "10", "--period", "month")
+    assert plan.returncode == 0
+    assert run_cli(environ, "users", "create", "ann@example.com", "--plan", "Pro").returncode == 0
+    made = ok(
+        "holds",
+        "create",
+        "ann@example.com",
+        "image",
+        "--cost",
+        "6",
+        "--ttl",
+        "600",
+        "--idempotency-key",
+        "cli-job",
+    )
+    hold_id = str(made["hold"]["holdId"])
+    assert made["usage"]["currentCredit"] == 4
+    assert ok("holds", "list", "ann@example.com")["holds"] == [made["hold"]]
+    settled = ok("holds", "settle", hold_id, "2.5")
+    assert (settled["hold"]["state"], settled["usage"]["currentCredit"]) == ("settled", 7.5)
+    refused = run_cli(environ, "holds", "release", hold_id)
+    assert refused.returncode != 0
+    assert "hold_not_active" in refused.stderr or "settled" in refused.stderr
+    before = snapshot(database_url)
+    for bad in (
+        ("holds", "create", "ann@example.com", "image", "--ttl", "0", "--idempotency-key", "x"),
+        ("holds", "settle", hold_id, "-1"),
+        ("holds", "settle", "abc", "1"),
+        ("holds", "list", "nobody@example.com"),
+    ):
+        done = run_cli(environ, *bad)
+        assert done.returncode not in (0, 1), bad
+        assert single_line(done.stderr).startswith("flamel-usage: "), done.stderr
+    assert snapshot(database_url) == before
+    assert ok("holds", "list", "ann@example.com") == {"holds": []}

@@ -110,6 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     refund = commands.add_parser("refund", parents=[common], help="refund a charge, once")
     refund.add_argument("idempotency_key")
 
+    holds = commands.add_parser("holds").add_subparsers(dest="action", required=True)
+    hold = holds.add_parser("create", parents=[common], help="hold credit for a long job")
+    hold.add_argument("email")
+    hold.add_argument("kind")
+    hold.add_argument("--cost", help="most the job may cost (default: the kind's cost)")
+    hold.add_argument("--ttl", type=int, help="seconds until released by itself (default 900)")
+    hold.add_argument("--idempotency-key", required=True)
+    settle = holds.add_parser("settle", parents=[common], help="keep the actual cost")
+    settle.add_argument("hold_id")
+    settle.add_argument("cost")
+    release = holds.add_parser("release", parents=[common], help="give everything back")
+    release.add_argument("hold_id")
+    listed = holds.add_parser("list", parents=[common], help="a user's active holds")
+    listed.add_argument("email")
+
     commands.add_parser(
         "reconcile",
         parents=[common],
