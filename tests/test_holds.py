@@ -17,6 +17,13 @@ import httpx
 import pytest
 
 from flamel_usage.accounts.users import User
+from flamel_usage.client import (
+    AdminClient,
+    AsyncAdminClient,
+    HoldNotActive,
+    HoldNotFound,
+    InsufficientCredit,
+)
 from flamel_usage.core.config import Settings
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
@@ -520,3 +527,43 @@ def test_the_holds_commands(environ: dict[str, str], database_url: str) -> None:
         assert single_line(done.stderr).startswith("flamel-usage: "), done.stderr
     assert snapshot(database_url) == before
     assert ok("holds", "list", "ann@example.com") == {"holds": []}
+
+
+# --- the Python SDK --------------------------------------------------------------------
+
+
+async def test_the_admin_clients_hold_settle_release_and_list(app: App, factory: Factory) -> None:
+    user = await _user(factory, credits=10)
+    transport = httpx.ASGITransport(app=app)
+    async with AsyncAdminClient(
+        ADMIN_TOKEN, base_url="http://testserver", transport=transport
+    ) as sdk:
+        made = await sdk.hold(user.id, "image", cost=6, ttl_seconds=600, idempotency_key="sdk")
+        assert (made.hold.state, made.hold.held, made.usage.current_credit) == ("active", 6, 4)
+        assert not made.replayed
+        again = await sdk.hold(user.id, "image", cost=6, ttl_seconds=600, idempotency_key="sdk")
+        assert again.replayed
+        assert again.hold == made.hold
+        assert await sdk.list_holds(user.id) == [made.hold]
+        settled = await sdk.settle_hold(made.hold.hold_id, 2)
+        assert (settled.hold.state, settled.usage.current_credit) == ("settled", 8)
+        assert (await sdk.settle_hold(made.hold.hold_id, 2)).replayed
+        with pytest.raises(HoldNotActive):
+            await sdk.release_hold(made.hold.hold_id)
+        with pytest.raises(HoldNotFound):
+            await sdk.release_hold(999_999)
+        with pytest.raises(InsufficientCredit):
+            await sdk.hold(user.id, "image", cost=9)
+        second = await sdk.hold(user.id, "image", cost=1)
+        released = await sdk.release_hold(second.hold.hold_id)
+        assert (released.hold.state, released.usage.current_credit) == ("released", 8)
+        assert await sdk.list_holds(user.id) == []
+    with AdminClient(
+        ADMIN_TOKEN, base_url="http://testserver", transport=httpx.MockTransport(_no_holds)
+    ) as sync_sdk:
+        assert sync_sdk.list_holds(user.id) == []
+
+
+def _no_holds(request: httpx.Request) -> httpx.Response:
+    assert request.url.path.endswith("/holds")
+    return httpx.Response(200, json={"holds": []})
