@@ -11,7 +11,7 @@ DESCRIPTION = "``flamel-usage``: run the service and operate the ledger from a t
 #: A command that only reads found no database, or one not migrated: never "all clear".
 EXIT_DATABASE_NOT_READY = 5
 _EXIT_CODES = (
-    "exit codes: 0 done; 1 reconcile found differences, a charge was refused, or usage"
+    "exit codes: 0 done; 1 reconcile found differences, a charge or hold was refused, or usage"
     " failed otherwise; 2 bad arguments, input or settings, or the database does not"
     " answer; 3 usage: credential refused or missing; 4 usage: server unreachable;"
     f" {EXIT_DATABASE_NOT_READY} the database does not exist or is not migrated (reconcile,"

@@ -58,8 +58,9 @@ HOLD_IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
     "in": "header",
     "required": True,
     "description": "Names this hold: a retry with the same key and body is applied once"
-    " and answered with the first answer.",
+    " and answered with the first answer. A charge's key is not a hold's.",
     "schema": _IDEMPOTENCY_KEY_SCHEMA,
+    "example": "job-8d1f2c/hold",
 }
 
 IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
