@@ -2883,7 +2883,10 @@ export interface operations {
         parameters: {
             query?: never;
             header: {
-                /** @description Names this hold: a retry with the same key and body is applied once and answered with the first answer. */
+                /**
+                 * @description Names this hold: a retry with the same key and body is applied once and answered with the first answer. A charge's key is not a hold's.
+                 * @example job-8d1f2c/hold
+                 */
                 "Idempotency-Key": string;
             };
             path?: never;
