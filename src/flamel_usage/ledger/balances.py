@@ -455,12 +455,11 @@ async def give_back(
     part: Row,
     amount: int,
     *,
-    entry_type: str,
     charge_id: int,
     now: int,
 ) -> None:
     """Reverse ``amount`` of one ledger entry ``part`` of a charge or hold (in the entry's
-    sign), recording what was restored, and why not all of it, under ``entry_type``.
+    sign), recording what was restored, and why not all of it, as a ``refund`` entry.
 
     The rules of refunds, settled and released holds alike: plan credit comes back within
     the current allowance by the rule of ``plan_credit_due`` (the caller has taken the
@@ -512,7 +511,7 @@ async def give_back(
         conn,
         user_id,
         now,
-        entry_type,
+        "refund",
         pool,
         restored,
         period,
@@ -541,9 +540,7 @@ async def release_hold(conn: Connection, account: Row, hold_id: int, state: str,
         hold_id,
     )
     for part in await conn.fetchall(TAKEN_PARTS, hold_id):
-        await give_back(
-            conn, account, part, part["amount"], entry_type="refund", charge_id=hold_id, now=now
-        )
+        await give_back(conn, account, part, part["amount"], charge_id=hold_id, now=now)
     await next_hold_expiry(conn, account["user_id"])
 
 

@@ -243,9 +243,7 @@ async def _settle(conn: Connection, account: Row, row: Row, cost: int, now: int)
         hold_id,
     )
     for part, amount in returns:
-        await give_back(
-            conn, account, part, amount, entry_type="refund", charge_id=hold_id, now=now
-        )
+        await give_back(conn, account, part, amount, charge_id=hold_id, now=now)
     await next_hold_expiry(conn, account["user_id"])
 
 

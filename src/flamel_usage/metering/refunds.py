@@ -41,15 +41,7 @@ async def refund(conn: Connection, idempotency_key: str, *, now: int, zone: Zone
     # Marked first: the plan credit due after the refund counts the charges that stand.
     await conn.execute("UPDATE charges SET refunded_at = ? WHERE id = ?", now, charged["id"])
     for part in parts:
-        await give_back(
-            conn,
-            account,
-            part,
-            part["amount"],
-            entry_type="refund",
-            charge_id=charged["id"],
-            now=now,
-        )
+        await give_back(conn, account, part, part["amount"], charge_id=charged["id"], now=now)
     charge = Charge(
         charged["id"],
         idempotency_key,
