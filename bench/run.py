@@ -1,7 +1,7 @@
 """One benchmark run of flamel-usage against Prism and a bare-ASGI ceiling, and charges/s.
 
     scripts/bench [--quick] [--seconds 8] [--rounds 3] [--workers 2]
-                  [--parts read,flat,charges,history,sessions]
+                  [--parts read,flat,charges,holds,history,sessions]
 
 (``scripts/bench`` installs wrk and the pinned Prism CLI first, then runs this file with
 the project's venv.) Everything listens on and is called at 127.0.0.1.
@@ -35,6 +35,10 @@ flat: ours-sqlite at the first connection level on --flat-users users vs --users
 charges: ``POST /api/admin/charges`` (``bench/charges.lua``) on each store next to a raw
   single-process loop of the same statements (``bench/charges.py``), alternating; then
   ``reconcile`` must be clean on both stores.
+holds: a hold's life, ``POST /api/admin/holds`` then its settle (``bench/holds.lua``),
+  next to ``POST /api/admin/charges`` (``bench/charges.lua``) on the same server, each
+  store, the two alternating (their order rotates by round); printed: holds/s (holds
+  made, each then settled) next to charges/s; then ``reconcile`` must be clean.
 history: ``GET /api/users/me/usage/history`` (by day, then by hour: the current period)
   with the key of the seed's user with 10,000 charges in its current period
   (``seed.HISTORY_USER``), ``bench/usage.lua`` with ``BENCH_PATH``, at --history-connections,
@@ -102,7 +106,7 @@ HISTORY_PATH = "/api/users/me/usage/history"
 HISTORY_P99_MS = 20.0
 #: The platform issue's target: the session read's requests/s against the key read's.
 SESSION_PER_KEY = 0.60
-PARTS = ("read", "flat", "charges", "history", "sessions")
+PARTS = ("read", "flat", "charges", "holds", "history", "sessions")
 CONTENDERS = (
     "ours-sqlite",
     "ceiling-granian-sqlite",
@@ -495,6 +499,73 @@ def part_charges(run: Run, stores: dict[str, Store], users: int) -> dict[str, An
     }
 
 
+def part_holds(run: Run, stores: dict[str, Store], users: int) -> dict[str, Any]:
+    """Holds (made, then settled) per second next to charges per second, per store."""
+    args = run.args
+    pid = os.getpid()
+    measurements = []
+    for round_no in range(args.rounds):
+        for name, store in stores.items():
+            run.check_time()
+            log(f"holds: {name}, round {round_no + 1}/{args.rounds}")
+            run.quiet()
+            server = run.server("ours-" + ("pg" if name == "postgresql" else name), store)
+            url = f"http://{HOST}:{server.port}"
+            scripts = ["charges", "holds"][:: 1 if round_no % 2 == 0 else -1]
+            row: dict[str, Any] = {"store": name, "round": round_no + 1}
+            try:
+                for script in scripts:
+                    env = {
+                        "BENCH_ADMIN_TOKEN": TOKEN,
+                        "BENCH_USERS": str(users),
+                        "BENCH_SEED": str(round_no + 1),
+                        "BENCH_RUN": f"{script}-{name}-{round_no}-{pid}",
+                    }
+                    http = wrk(
+                        url,
+                        HERE / f"{script}.lua",
+                        seconds=args.seconds,
+                        connections=args.charge_connections,
+                        env=env,
+                    )
+                    made = http.statuses.get(201, 0)
+                    ok = charges.OK | charges.REFUSALS | ({200} if script == "holds" else set())
+                    row[script] = {
+                        "per_second": http.per_second * made / max(http.requests, 1),
+                        "requests_per_second": http.per_second,
+                        "p99_ms": http.p99_ms,
+                        "errors": http.errors(ok),
+                        "statuses": http.statuses,
+                    }
+            finally:
+                server.stop()
+            log(
+                f"  {name:<10} holds {row['holds']['per_second']:8.0f}/s"
+                f"  charges {row['charges']['per_second']:8.0f}/s"
+                f"  errors {row['holds']['errors'] + row['charges']['errors']}"
+            )
+            measurements.append(row)
+    summary = []
+    for name, store in stores.items():
+        rows = [m for m in measurements if m["store"] == name]
+        problems = asyncio.run(asyncio.wait_for(seed.reconcile(store.url), timeout=600))
+        entry = {
+            "store": name,
+            "holds_per_second": median(r["holds"]["per_second"] for r in rows),
+            "charges_per_second": median(r["charges"]["per_second"] for r in rows),
+            "holds_p99_ms": median(r["holds"]["p99_ms"] for r in rows),
+            "errors": sum(r["holds"]["errors"] + r["charges"]["errors"] for r in rows),
+            "reconcile_problems": len(problems),
+        }
+        entry["ratio"] = entry["holds_per_second"] / entry["charges_per_second"]
+        summary.append(entry)
+    return {
+        "connections": args.charge_connections,
+        "measurements": measurements,
+        "summary": summary,
+    }
+
+
 def part_history(run: Run, stores: dict[str, Store]) -> dict[str, Any]:
     """The usage history of the seed's user with 10,000 charges, on each store."""
     args = run.args
@@ -650,6 +721,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{entry['errors']} errors, {entry['refusals']} refusals,"
             f" {entry['reconcile_problems']} reconcile differences",
         )
+    for entry in results.get("holds", {}).get("summary", []):
+        target(
+            f"holds on {entry['store']}: no errors but refusals, reconcile clean",
+            entry["errors"] == 0 and entry["reconcile_problems"] == 0,
+            f"{entry['holds_per_second']:.0f} holds/s, {entry['charges_per_second']:.0f}"
+            f" charges/s; {entry['errors']} errors, {entry['reconcile_problems']} reconcile"
+            " differences",
+        )
     flat = results.get("flat")
     if flat:
         ratio = flat["large_per_small"]
@@ -781,6 +860,23 @@ def table(results: dict[str, Any]) -> str:
                 f"  {r['store']:<11}{r['per_second']:>10.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>9.2f}"
                 f"{r['errors']:>8}{r['refusals']:>10}{r['raw_per_second']:>10.0f}"
                 f"{r['ratio']:>7.2f}  "
+                + ("clean" if not r["reconcile_problems"] else f"{r['reconcile_problems']} diffs")
+            )
+    held = results.get("holds")
+    if held:
+        lines.append("")
+        lines.append(
+            f"holds (POST /api/admin/holds, then its settle) next to charges"
+            f" ({held['connections']} connections):"
+        )
+        lines.append(
+            f"  {'store':<11}{'holds/s':>9}{'charges/s':>11}{'ratio':>7}{'p99 ms':>8}"
+            f"{'errors':>8}  reconcile"
+        )
+        for r in held["summary"]:
+            lines.append(
+                f"  {r['store']:<11}{r['holds_per_second']:>9.0f}{r['charges_per_second']:>11.0f}"
+                f"{r['ratio']:>7.2f}{r['holds_p99_ms']:>8.2f}{r['errors']:>8}  "
                 + ("clean" if not r["reconcile_problems"] else f"{r['reconcile_problems']} diffs")
             )
     history = results.get("history")
@@ -937,6 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
     pg_created = False
     needs_pg = (
         "charges" in args.parts
+        or "holds" in args.parts
         or "history" in args.parts
         or ("read" in args.parts and any(store_of(c) == "pg" for c in args.contenders))
     )
@@ -987,6 +1084,8 @@ def main(argv: list[str] | None = None) -> int:
             results["flat"] = part_flat(run, small, small_store, main_seed, stores["sqlite"])
         if "charges" in args.parts:
             results["charges"] = part_charges(run, stores, args.users)
+        if "holds" in args.parts:
+            results["holds"] = part_holds(run, stores, args.users)
         if "history" in args.parts:
             results["history"] = part_history(run, read_stores)
         if "sessions" in args.parts:

@@ -392,6 +392,97 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Hold credit for a long operation
+         * @description Reserves credit for a long operation whose final cost is known only at its end. A hold
+         *     passes the same checks as a charge (402 insufficient_credit, 429 ttp_limit_exceeded or
+         *     edit_limit_exceeded), takes credit from the same pools in the same order and counts the
+         *     operation at once, all in one atomic step: the user's usage is exact while the job runs.
+         *
+         *     cost is the most the job may cost (default: the kind's configured cost); ttlSeconds
+         *     (default 900, at most 86400) is how long until the hold is released by itself unless
+         *     settled. The Idempotency-Key works as for a charge: the same key and body again get the
+         *     first answer, with Idempotent-Replayed: true.
+         */
+        post: operations["AdminController_createHold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/holds/{holdId}/settle": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Settle a hold with the actual cost
+         * @description Keeps the actual cost (at most the held cost, else 400) and gives the rest back:
+         *     postpaid usage first, then purchased credit, then plan credit. Final: the same call
+         *     again returns the first answer with Idempotent-Replayed: true; any other call on a
+         *     settled, released or expired hold is 409 hold_not_active. What was taken from a period
+         *     that has ended stays with that period, as for refunds.
+         */
+        post: operations["AdminController_settleHold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/holds/{holdId}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Release a hold: everything goes back
+         * @description Gives back everything the hold took, and the operation no longer counts (the job
+         *     failed). Final and idempotent as settling is. A hold that is neither settled nor
+         *     released by its expiresAt is released by itself.
+         */
+        post: operations["AdminController_releaseHold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/users/{userId}/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List a user's active holds */
+        get: operations["AdminController_listHolds"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -786,6 +877,79 @@ export interface components {
              * @example 2026-11-25T10:00:00+00:00
              */
             refundedAt: string | null;
+        };
+        CreateHoldRequest: {
+            /** @description The user to hold credit of. */
+            userId: number;
+            /**
+             * @description An operation kind from the server configuration (FLAMEL_OPERATION_COSTS; ttp, edit and image by default).
+             * @example ttp
+             */
+            kind: string;
+            /** @description The most the operation may cost; default: the kind's configured cost (credits, at most 3 decimals) */
+            cost?: number;
+            /** @description Seconds until the hold is released by itself unless settled; default 900. */
+            ttlSeconds?: number;
+        };
+        HoldResult: {
+            hold: components["schemas"]["Hold"];
+            usage: components["schemas"]["UsageInfoDto"];
+        };
+        /**
+         * @description One hold: what it reserved, and what it holds now (active), kept (settled) or
+         *     nothing (released or expired), per pool.
+         */
+        Hold: {
+            holdId: number;
+            /**
+             * @description The Idempotency-Key the hold was made with.
+             * @example job-8d1f2c/ttp
+             */
+            idempotencyKey: string;
+            userId: number;
+            /** @example image */
+            kind: string;
+            /**
+             * @description expired: released by itself, unsettled by expiresAt.
+             * @enum {string}
+             */
+            state: "active" | "expired" | "released" | "settled";
+            /** @description What the hold reserved (credits, at most 3 decimals) */
+            held: number;
+            /** @description What it holds now, kept when settled, 0 when released (credits, at most 3 decimals) */
+            cost: number;
+            /** @description Part of cost from the period's plan credit (credits, at most 3 decimals) */
+            fromPlanCredit: number;
+            /** @description Part of cost from purchased credit (credits, at most 3 decimals) */
+            fromPurchasedCredit: number;
+            /** @description Part of cost accrued as postpaid usage (credits, at most 3 decimals) */
+            postpaid: number;
+            /**
+             * Format: date-time
+             * @description When it is released by itself unless settled.
+             * @example 2026-11-25T10:00:00+00:00
+             */
+            expiresAt: string;
+            /**
+             * Format: date-time
+             * @description When the hold was made.
+             * @example 2026-11-25T10:00:00+00:00
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @description When it was settled, released or expired; null = active.
+             * @example 2026-11-25T10:00:00+00:00
+             */
+            finishedAt: string | null;
+        };
+        SettleHoldRequest: {
+            /** @description What the operation cost, at most the held cost; the rest goes back (credits, at most 3 decimals) */
+            cost: number;
+        };
+        HoldList: {
+            /** @description Active holds, oldest first. */
+            holds: components["schemas"]["Hold"][];
         };
     };
     responses: never;
@@ -2688,6 +2852,416 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Header Fields Too Large */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    AdminController_createHold: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description Names this hold: a retry with the same key and body is applied once and answered with the first answer. A charge's key is not a hold's.
+                 * @example job-8d1f2c/hold
+                 */
+                "Idempotency-Key": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateHoldRequest"];
+            };
+        };
+        responses: {
+            /** @description Held; the user's usage with the hold taken */
+            201: {
+                headers: {
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldResult"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Payment Required */
+            402: {
+                headers: {
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Header Fields Too Large */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    AdminController_settleHold: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Hold id (holdId of the hold's answer). */
+                holdId: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SettleHoldRequest"];
+            };
+        };
+        responses: {
+            /** @description Settled; the user's usage after */
+            200: {
+                headers: {
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldResult"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Header Fields Too Large */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    AdminController_releaseHold: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Hold id (holdId of the hold's answer). */
+                holdId: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Released; the user's usage after */
+            200: {
+                headers: {
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldResult"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Header Fields Too Large */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    AdminController_listHolds: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description User id. */
+                userId: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Active holds */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldList"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -46,6 +46,23 @@ export interface ChargeOutcome extends ChargeResult {
   replayed: boolean;
 }
 
+export type Hold = Schemas["Hold"];
+export type HoldResult = Schemas["HoldResult"];
+export type SettleHoldInput = Schemas["SettleHoldRequest"];
+
+export type HoldInput = Schemas["CreateHoldRequest"] & {
+  /** Names this hold, as a charge's key does; made (a random UUID) when left out. */
+  idempotencyKey?: string;
+};
+
+export interface HoldOutcome extends HoldResult {
+  /**
+   * True when the server answered with the first answer of this call (the same key, or
+   * the same settle or release again): nothing changed this time.
+   */
+  replayed: boolean;
+}
+
 /** Whose usage to read: an API key, or the Cookie header of the browser's request. */
 export type UsageCredentials =
   { apiKey: string; cookie?: never } | { cookie: string | undefined; apiKey?: never };

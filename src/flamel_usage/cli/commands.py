@@ -17,17 +17,20 @@ from flamel_usage.accounts import users as accounts
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_new_password
 from flamel_usage.core.config import Settings
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id, parse_instant
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db import sqlite
 from flamel_usage.db.gateway import Database
+from flamel_usage.http.api.admin.holds import hold_answer
 from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
+from flamel_usage.http.bodies import outbound
 from flamel_usage.http.context import system_clock
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.reconcile import reconcile as reconcile_books
-from flamel_usage.metering import charges, idempotency, refunds
-from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Refunded
+from flamel_usage.metering import charges, holds, idempotency, refunds
+from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Held, HoldOutcome, Refunded
 
 T = TypeVar("T")
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
@@ -240,6 +243,72 @@ async def restore(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def create_hold(args: argparse.Namespace, settings: Settings) -> int:
+    """Prints the API's answer; exit 1 when the hold was refused, as for a charge."""
+    now, zone = system_clock(), settings.timezone
+    key = idempotency.idempotency_key(args.idempotency_key)
+    cost = None if args.cost is None else parse_credits(args.cost, "--cost")
+    if args.ttl is not None and not 1 <= args.ttl <= holds.MAX_TTL_SECONDS:
+        raise Refusal("bad_request", f"--ttl must be 1 to {holds.MAX_TTL_SECONDS} seconds")
+
+    async def hold_one(db: Database) -> HoldOutcome:
+        async with db.transaction() as conn:
+            user_id = await accounts.user_id_by_email(conn, args.email)
+            return await holds.create(
+                conn,
+                holds.HoldRequest(user_id, args.kind, cost, args.ttl),
+                idempotency_key=key,
+                costs=settings.operation_costs,
+                now=now,
+                zone=zone,
+            )
+
+    outcome = await with_database(settings, hold_one)
+    print(hold_answer(outcome, 201).body.decode())
+    return 0 if isinstance(outcome, Held) else 1
+
+
+async def settle_hold(args: argparse.Namespace, settings: Settings) -> int:
+    now, zone = system_clock(), settings.timezone
+    hold_id = parse_id(args.hold_id, "HOLD_ID")
+    cost = parse_credits(args.cost, "COST", allow_zero=True)
+
+    async def settle_one(db: Database) -> Held:
+        async with db.transaction() as conn:
+            return await holds.settle(conn, hold_id, cost, now=now, zone=zone)
+
+    print(hold_answer(await with_database(settings, settle_one)).body.decode())
+    return 0
+
+
+async def release_hold(args: argparse.Namespace, settings: Settings) -> int:
+    now, zone = system_clock(), settings.timezone
+    hold_id = parse_id(args.hold_id, "HOLD_ID")
+
+    async def release_one(db: Database) -> Held:
+        async with db.transaction() as conn:
+            return await holds.release(conn, hold_id, now=now, zone=zone)
+
+    print(hold_answer(await with_database(settings, release_one)).body.decode())
+    return 0
+
+
+async def list_holds(args: argparse.Namespace, settings: Settings) -> int:
+    """Prints the API's answer: ``{"holds": [...]}``."""
+    now = system_clock()
+
+    async def active(db: Database) -> list[outbound.Hold]:
+        async with db.read() as conn:
+            user_id = await accounts.user_id_by_email(conn, args.email)
+            return [
+                outbound.Hold.of(hold) for hold in await holds.active_holds(conn, user_id, now=now)
+            ]
+
+    listed = outbound.HoldList(await with_database(settings, active, reads_only=True))
+    print(outbound.body_response(listed).body.decode())
+    return 0
+
+
 async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async def check(db: Database) -> list[str]:
         async with db.read() as conn:
@@ -263,6 +332,10 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("credits", "buy"): buy_credits,
     ("charge", None): charge,
     ("refund", None): refund,
+    ("holds", "create"): create_hold,
+    ("holds", "settle"): settle_hold,
+    ("holds", "release"): release_hold,
+    ("holds", "list"): list_holds,
     ("reconcile", None): reconcile,
     ("backup", None): backup,
     ("restore", None): restore,

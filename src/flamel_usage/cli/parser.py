@@ -11,7 +11,7 @@ DESCRIPTION = "``flamel-usage``: run the service and operate the ledger from a t
 #: A command that only reads found no database, or one not migrated: never "all clear".
 EXIT_DATABASE_NOT_READY = 5
 _EXIT_CODES = (
-    "exit codes: 0 done; 1 reconcile found differences, a charge was refused, or usage"
+    "exit codes: 0 done; 1 reconcile found differences, a charge or hold was refused, or usage"
     " failed otherwise; 2 bad arguments, input or settings, or the database does not"
     " answer; 3 usage: credential refused or missing; 4 usage: server unreachable;"
     f" {EXIT_DATABASE_NOT_READY} the database does not exist or is not migrated (reconcile,"
@@ -129,6 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="put a backup back in place of the SQLite database (every server stopped)",
     )
     restore.add_argument("path")
+    holds = commands.add_parser("holds").add_subparsers(dest="action", required=True)
+    hold = holds.add_parser("create", parents=[common], help="hold credit for a long job")
+    hold.add_argument("email")
+    hold.add_argument("kind")
+    hold.add_argument("--cost", help="most the job may cost (default: the kind's cost)")
+    hold.add_argument("--ttl", type=int, help="seconds until released by itself (default 900)")
+    hold.add_argument("--idempotency-key", required=True)
+    settle = holds.add_parser("settle", parents=[common], help="keep the actual cost")
+    settle.add_argument("hold_id")
+    settle.add_argument("cost")
+    release = holds.add_parser("release", parents=[common], help="give everything back")
+    release.add_argument("hold_id")
+    listed = holds.add_parser("list", parents=[common], help="a user's active holds")
+    listed.add_argument("email")
 
     commands.add_parser(
         "reconcile",

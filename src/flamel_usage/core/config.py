@@ -287,6 +287,14 @@ OPERATION_COSTS: Setting[Mapping[str, int]] = Setting(
     "Operation kinds that can be charged and their default cost in credits.",
     _operation_costs,
 )
+HOLD_SWEEP_SECONDS: Setting[float] = Setting(
+    "FLAMEL_HOLD_SWEEP_SECONDS",
+    "30",
+    "How often each worker releases the holds that expired unsettled (above 0, at most 3600"
+    " seconds). A read or write of the account sees them released at once anyway: the sweep"
+    " only writes down what the reads already show.",
+    _positive_seconds,
+)
 DATABASE_TIMEOUT_SECONDS: Setting[float] = Setting(
     "FLAMEL_DATABASE_TIMEOUT_SECONDS",
     "3",
@@ -451,6 +459,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     TIMEZONE,
     SESSION_TTL_SECONDS,
     OPERATION_COSTS,
+    HOLD_SWEEP_SECONDS,
     DATABASE_TIMEOUT_SECONDS,
     KEY_FAILURE_BUDGET,
     LOGIN_FAILURE_BUDGET,
@@ -491,6 +500,7 @@ class Settings:
     timezone: ZoneInfo
     session_ttl_seconds: int
     operation_costs: Mapping[str, int]
+    hold_sweep_seconds: float
     database_timeout_seconds: float
     key_failure_budget: int
     login_failure_budget: int
@@ -533,6 +543,7 @@ class Settings:
             timezone=TIMEZONE.read(env),
             session_ttl_seconds=SESSION_TTL_SECONDS.read(env),
             operation_costs=OPERATION_COSTS.read(env),
+            hold_sweep_seconds=HOLD_SWEEP_SECONDS.read(env),
             database_timeout_seconds=DATABASE_TIMEOUT_SECONDS.read(env),
             key_failure_budget=KEY_FAILURE_BUDGET.read(env),
             login_failure_budget=LOGIN_FAILURE_BUDGET.read(env),

@@ -22,6 +22,7 @@ from flamel_usage.db.gateway import Database, DatabaseUnavailable
 from flamel_usage.http import cors, health
 from flamel_usage.http.api import keys, usage
 from flamel_usage.http.api.admin import accounts as admin_accounts
+from flamel_usage.http.api.admin import holds as admin_holds
 from flamel_usage.http.api.admin import metering as admin_metering
 from flamel_usage.http.context import Clock, Services, system_clock
 from flamel_usage.http.metrics import UNMATCHED
@@ -30,7 +31,7 @@ from flamel_usage.http.pages import routes as pages
 from flamel_usage.http.render import error_response
 from flamel_usage.http.routing import Receive, Request, Response, Route, Router, Scope, Send
 from flamel_usage.http.security import NOSNIFF
-from flamel_usage.metering import idempotency
+from flamel_usage.metering import holds, idempotency
 
 logger = logging.getLogger("flamel_usage")
 #: Logged by each worker once its lifespan has started.
@@ -46,6 +47,7 @@ ROUTES: list[Route] = [
     *docs.ROUTES,
     *admin_accounts.ROUTES,
     *admin_metering.ROUTES,
+    *admin_holds.ROUTES,
     *pages.ROUTES,
     *health.ROUTES,
 ]
@@ -157,11 +159,13 @@ class App:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 flusher = asyncio.create_task(self._housekeeping())
+                sweeper = asyncio.create_task(self._sweep_holds())
                 await send({"type": "lifespan.startup.complete"})
                 # Whichever server runs it: supervisors and tests wait for each worker's.
                 logger.info("%s (pid %d)", WORKER_READY, os.getpid())
             elif message["type"] == "lifespan.shutdown":
                 flusher.cancel()
+                sweeper.cancel()
                 await self._record_last_used()
                 await self.services.sessions.close()
                 if self._owns_db:
@@ -194,6 +198,26 @@ class App:
         except Exception:
             logger.warning("could not prune idempotency records", exc_info=True)
 
+    async def _sweep_holds(self) -> None:
+        """Every ``FLAMEL_HOLD_SWEEP_SECONDS``: release the holds that expired unsettled,
+        one account per transaction (every worker sweeps; the account's lock makes the
+        second one find nothing to do)."""
+        services = self.services
+        while True:
+            await asyncio.sleep(services.settings.hold_sweep_seconds)
+            try:
+                async with services.db.read() as conn:
+                    due = await holds.accounts_with_expired_holds(
+                        conn, now=services.clock(), limit=_SWEEP_BATCH
+                    )
+                for user_id in due:
+                    async with services.db.transaction() as conn:
+                        await holds.expire(
+                            conn, user_id, now=services.clock(), zone=services.settings.timezone
+                        )
+            except Exception:
+                logger.warning("could not release expired holds", exc_info=True)
+
     async def _record_last_used(self) -> None:
         try:
             await self.services.last_used.flush(self.services.db)
@@ -205,6 +229,8 @@ class App:
 
 #: A response that ends its connection: the rest of a refused request is never read.
 CLOSE = (b"connection", b"close")
+#: Accounts a sweep releases holds of at most; the next sweep takes the rest.
+_SWEEP_BATCH = 500
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 

@@ -22,6 +22,9 @@ The rules, exactly:
   of the current period add up to what the usage read shows: the operations to its
   counts, postpaid to ``postpaidUsageCount``, and the plan part ``p`` to its credit by
   the ledger's rule ``max(0, min(maxCredit, maxCredit - p))`` (``plan_credit_due``).
+* A hold (``metering.holds``) counts as the charge it is kept as: while active, what it
+  holds; settled, what it kept; released, or active past its expiry (the usage read
+  shows it released), nowhere.
 * Every configured operation kind is in every bucket, zero included, followed by any
   other kind the range holds (one no longer configured), so the figures always add up.
 """
@@ -124,7 +127,7 @@ def _granules(bounds: list[int]) -> tuple[int, int]:
 
 
 #: Charges that stand, summed per slice of time and kind: one range scan of the
-#: covering index ``charges_user_spent`` (migration 0007), no join.
+#: covering index ``charges_user_spent`` (migrations 0007 and 0009), no join.
 _SPENT_SQL = (
     "SELECT (created_at - ?) / ? AS granule, kind, COUNT(*) AS operations,"
     " CAST(SUM(from_plan) AS BIGINT) AS plan,"
@@ -132,6 +135,7 @@ _SPENT_SQL = (
     " CAST(SUM(postpaid) AS BIGINT) AS postpaid"
     " FROM charges WHERE user_id = ? AND created_at >= ? AND created_at < ?"
     " AND status = 201 AND refunded_at IS NULL"
+    " AND (hold_state IS NULL OR hold_state <> 'active' OR expires_at > ?)"
     " GROUP BY granule, kind"
 )
 
@@ -156,8 +160,7 @@ async def read_history(
     check_range(start, end, granularity, zone)
     bounds = _boundaries(start, end, granularity, zone)
     origin, width = _granules(bounds)
-    rows = await conn.fetchall(_SPENT_SQL, origin, width, user_id, start, end)
-    # Holds (reserved credit) join here when they exist: released or settled, they count.
+    rows = await conn.fetchall(_SPENT_SQL, origin, width, user_id, start, end, now)
     spent: dict[int, list[int]] = {}
     operations: dict[int, dict[str, int]] = {}
     for row in rows:

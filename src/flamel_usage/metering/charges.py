@@ -57,7 +57,7 @@ class ChargeRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class _Spend:
+class Spend:
     from_plan: int
     from_purchases: list[tuple[int, int]]
     postpaid: int
@@ -105,21 +105,21 @@ async def charge(
     cost = costs[request.kind] if request.cost is None else request.cost
     await live_user_id(conn, request.user_id)
     account = await locked_account(conn, request.user_id, now, zone)
-    spend = await _plan_spend(conn, account, request.kind, cost, now)
+    spend = await plan_spend(conn, account, request.kind, cost, now)
     period = account["period_start"]
-    unrecorded = _unrecorded(request, idempotency_key, cost, spend, now)
+    unrecorded = unrecorded_charge(request, idempotency_key, cost, spend, now)
     if isinstance(spend, Refused):
         await idempotency.record(conn, fingerprint, unrecorded, period, refused=spend)
         return spend
     charge_id = await idempotency.record(conn, fingerprint, unrecorded, period)
-    await _apply(conn, account, request.kind, spend, charge_id, now)
+    await apply_spend(conn, account, request.kind, spend, charge_id, now)
     usage = await read_usage(conn, request.user_id, now, zone)
     await idempotency.record_usage(conn, request.user_id, charge_id, usage)
     return Charged(dataclasses.replace(unrecorded, id=charge_id), usage)
 
 
-def _unrecorded(
-    request: ChargeRequest, key: str, cost: int, spend: _Spend | Refused, now: int
+def unrecorded_charge(
+    request: ChargeRequest, key: str, cost: int, spend: Spend | Refused, now: int
 ) -> Charge:
     """The charge as its record will keep it, before the record gives it its id; a
     refused one took nothing."""
@@ -130,9 +130,9 @@ def _unrecorded(
     return Charge(0, key, request.user_id, request.kind, cost, *split, created_at=now)
 
 
-async def _plan_spend(
+async def plan_spend(
     conn: Connection, account: Row, kind: str, cost: int, now: int
-) -> _Spend | Refused:
+) -> Spend | Refused:
     """Where ``cost`` would come from, or why it cannot be charged; writes nothing."""
     counted = COUNTED.get(kind)
     if counted is not None:
@@ -152,12 +152,14 @@ async def _plan_spend(
                 break
     if owed and account["billing_mode"] == "prepaid":
         return Refused("insufficient_credit", f"the charge needs {credits_value(cost)} credits")
-    return _Spend(from_plan, taken, owed)
+    return Spend(from_plan, taken, owed)
 
 
-async def _apply(
-    conn: Connection, account: Row, kind: str, spend: _Spend, charge_id: int, now: int
+async def apply_spend(
+    conn: Connection, account: Row, kind: str, spend: Spend, charge_id: int, now: int
 ) -> None:
+    """Take ``spend`` and count the operation, each part with its ``charge`` entry: the one
+    way credit is taken, by charges and holds alike."""
     user_id, period = account["user_id"], account["period_start"]
     counted = 1 if kind in COUNTED else 0
     await conn.execute(

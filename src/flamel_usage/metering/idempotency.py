@@ -38,7 +38,7 @@ import orjson
 from flamel_usage.core.errors import REASONS, Refusal
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import Period
-from flamel_usage.db.gateway import Connection, Database, UniqueViolation
+from flamel_usage.db.gateway import Connection, Database, Row, UniqueViolation
 from flamel_usage.ledger.balances import Usage
 from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refused
 
@@ -52,8 +52,9 @@ CHARGED = 201
 
 # The record's statements, by name: ``bench/charges.py`` runs them too.
 READ_RECORD = (
-    "SELECT id, fingerprint, user_id, kind, cost, status, response, from_plan,"
-    " from_purchased, postpaid, created_at FROM charges WHERE user_id = ? AND idempotency_key = ?"
+    "SELECT id, idempotency_key, fingerprint, user_id, kind, cost, status, response, from_plan,"
+    " from_purchased, postpaid, created_at, held, expires_at FROM charges"
+    " WHERE user_id = ? AND idempotency_key = ?"
 )
 INSERT_RECORD = (
     "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
@@ -101,12 +102,17 @@ async def read_record(conn: Connection, user_id: int, key: str) -> tuple[str, Ch
     row = await conn.fetchone(READ_RECORD, user_id, key)
     if row is None:
         return None
-    recorded = orjson.loads(row["response"])
+    return row["fingerprint"], replayed_charge(row)
+
+
+def replayed_charge(row: Row) -> ChargeOutcome:
+    """The outcome a charge's record (a row of ``READ_RECORD``) replays."""
     if row["status"] != CHARGED:
-        return row["fingerprint"], Refused(recorded["data"], recorded.get("message"), True)
+        return replayed_refusal(row)
+    recorded = orjson.loads(row["response"])
     charge = Charge(
         row["id"],
-        key,
+        row["idempotency_key"],
         row["user_id"],
         row["kind"],
         row["cost"],
@@ -115,28 +121,41 @@ async def read_record(conn: Connection, user_id: int, key: str) -> tuple[str, Ch
         row["postpaid"],
         row["created_at"],
     )
-    return row["fingerprint"], Charged(charge, _usage(recorded["usage"]), replayed=True)
+    return Charged(charge, usage_of(recorded["usage"]), replayed=True)
 
 
-_REUSED = "this Idempotency-Key was used for a different charge"
+_REUSED = "this Idempotency-Key was used for a different charge or hold"
+
+
+def replayed_refusal(row: Row) -> Refused:
+    recorded = orjson.loads(row["response"])
+    return Refused(recorded["data"], recorded.get("message"), True)
+
+
+async def claim(conn: Connection, user_id: int, key: str, fingerprint: str) -> Row | None:
+    """``user_id``'s record (a row of ``READ_RECORD``) under ``key`` made by this request
+    (by its ``fingerprint``), None for a key new to the user; ``idempotency_key_reused``
+    when the key was used for another request of the user, a charge's key for a hold
+    included (``record`` refuses one used for another user).
+
+    Takes the key's lock first, so the answer holds until the transaction ends.
+    """
+    await lock(conn, key)
+    row = await conn.fetchone(READ_RECORD, user_id, key)
+    if row is None:
+        return None
+    if row["fingerprint"] != fingerprint:
+        raise Refusal("idempotency_key_reused", _REUSED)
+    return row
 
 
 async def first_outcome(
     conn: Connection, user_id: int, key: str, fingerprint: str
 ) -> ChargeOutcome | None:
-    """The outcome recorded under ``key`` for this request (by its ``fingerprint``), None
-    for a key new to ``user_id``; ``idempotency_key_reused`` when the key was used for
-    another request of the user (``record`` refuses one used for another user).
-
-    Takes the key's lock first, so the answer holds until the transaction ends.
-    """
-    await lock(conn, key)
-    found = await read_record(conn, user_id, key)
-    if found is None:
-        return None
-    if found[0] != fingerprint:
-        raise Refusal("idempotency_key_reused", _REUSED)
-    return found[1]
+    """The outcome recorded under ``key`` for this charge request, None for a key new to
+    ``user_id`` (see ``claim``)."""
+    row = await claim(conn, user_id, key, fingerprint)
+    return None if row is None else replayed_charge(row)
 
 
 async def record(
@@ -199,7 +218,7 @@ async def prune(db: Database, now: int, retention_days: int) -> int:
     return pruned
 
 
-def _usage(recorded: dict[str, Any]) -> Usage:
+def usage_of(recorded: dict[str, Any]) -> Usage:
     """The ``Usage`` a record's ``usage`` was written from: ``to_dto`` gives it back."""
 
     def credit(name: str) -> int:

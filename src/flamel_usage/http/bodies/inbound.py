@@ -34,6 +34,8 @@ from flamel_usage.http.bodies.fields import (
     credits,
     sent_instant,
 )
+from flamel_usage.metering.holds import DEFAULT_TTL_SECONDS as DEFAULT_HOLD_TTL_SECONDS
+from flamel_usage.metering.holds import MAX_TTL_SECONDS as MAX_HOLD_TTL_SECONDS
 
 #: A key name as sent: generous room for surrounding spaces, which are trimmed.
 _SENT_KEY_NAME = MAX_KEY_NAME * 4
@@ -223,16 +225,50 @@ _Cost = Annotated[
 ]
 
 
+_Kind = Annotated[
+    str,
+    Meta(
+        max_length=32,
+        pattern=NO_NUL,
+        description="An operation kind from the server configuration"
+        " (FLAMEL_OPERATION_COSTS; ttp, edit and image by default).",
+        examples=["ttp"],
+    ),
+]
+
+
 class CreateChargeRequest(RequestBody):
     user_id: Annotated[int, Meta(ge=1, le=MAX_INT, description="The user to charge.")]
-    kind: Annotated[
-        str,
-        Meta(
-            max_length=32,
-            pattern=NO_NUL,
-            description="An operation kind from the server configuration"
-            " (FLAMEL_OPERATION_COSTS; ttp, edit and image by default).",
-            examples=["ttp"],
-        ),
-    ]
+    kind: _Kind
     cost: _Cost | UnsetType = UNSET
+
+
+class CreateHoldRequest(RequestBody):
+    user_id: Annotated[int, Meta(ge=1, le=MAX_INT, description="The user to hold credit of.")]
+    kind: _Kind
+    cost: (
+        Annotated[
+            CreditAmount,
+            credits("The most the operation may cost; default: the kind's configured cost"),
+        ]
+        | UnsetType
+    ) = UNSET
+    ttl_seconds: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=MAX_HOLD_TTL_SECONDS,
+                description=f"Seconds until the hold is released by itself unless settled;"
+                f" default {DEFAULT_HOLD_TTL_SECONDS}.",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class SettleHoldRequest(RequestBody):
+    cost: Annotated[
+        CreditAllowance,
+        credits("What the operation cost, at most the held cost; the rest goes back"),
+    ]

@@ -24,6 +24,7 @@ from flamel_usage.http.bodies.fields import IdempotencyKey, credits, shown_insta
 from flamel_usage.http.routing import JSON_HEADERS, Response
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.history import Granularity, History
+from flamel_usage.metering import outcomes as metering
 
 #: Where the seed's schema of the usage read is; answers that include a user's usage
 #: show it in exactly that form.
@@ -263,6 +264,59 @@ class Charge(ResponseBody):
 class ChargeResult(ResponseBody):
     charge: Charge
     usage: UsageDto
+
+
+class Hold(ResponseBody):
+    """One hold: what it reserved, and what it holds now (active), kept (settled) or
+    nothing (released or expired), per pool."""
+
+    hold_id: int
+    idempotency_key: Annotated[
+        IdempotencyKey, Meta(description="The Idempotency-Key the hold was made with.")
+    ]
+    user_id: int
+    kind: Annotated[str, Meta(examples=["image"])]
+    state: Annotated[
+        metering.HoldState,
+        Meta(description="expired: released by itself, unsettled by expiresAt."),
+    ]
+    held: Annotated[float, credits("What the hold reserved")]
+    cost: Annotated[float, credits("What it holds now, kept when settled, 0 when released")]
+    from_plan_credit: Annotated[float, credits("Part of cost from the period's plan credit")]
+    from_purchased_credit: Annotated[float, credits("Part of cost from purchased credit")]
+    postpaid: Annotated[float, credits("Part of cost accrued as postpaid usage")]
+    expires_at: Annotated[str, shown_instant("When it is released by itself unless settled.")]
+    created_at: Annotated[str, shown_instant("When the hold was made.")]
+    finished_at: Annotated[
+        str | None, shown_instant("When it was settled, released or expired; null = active.")
+    ]
+
+    @classmethod
+    def of(cls, hold: metering.Hold) -> Hold:
+        return cls(
+            hold.id,
+            hold.idempotency_key,
+            hold.user_id,
+            hold.kind,
+            hold.state,
+            credits_value(hold.held),
+            credits_value(hold.cost),
+            credits_value(hold.from_plan),
+            credits_value(hold.from_purchased),
+            credits_value(hold.postpaid),
+            _shown(hold.expires_at),
+            _shown(hold.created_at),
+            _shown_if_any(hold.finished_at),
+        )
+
+
+class HoldResult(ResponseBody):
+    hold: Hold
+    usage: UsageDto
+
+
+class HoldList(ResponseBody):
+    holds: Annotated[list[Hold], Meta(description="Active holds, oldest first.")]
 
 
 class HistoryCredit(ResponseBody):

@@ -73,3 +73,29 @@ operations of each kind; a refunded charge counts nowhere. Summed over the curre
 period, the buckets agree exactly with the usage read: the operations with ttpCount and
 editCount, postpaid with postpaidUsageCount, and currentCredit is
 max(0, min(maxCredit, maxCredit - plan)). Unknown query fields are ignored."""
+
+HOLD = """\
+Reserves credit for a long operation whose final cost is known only at its end. A hold
+passes the same checks as a charge (402 insufficient_credit, 429 ttp_limit_exceeded or
+edit_limit_exceeded), takes credit from the same pools in the same order and counts the
+operation at once, all in one atomic step: the user's usage is exact while the job runs.
+
+cost is the most the job may cost (default: the kind's configured cost); ttlSeconds
+(default 900, at most 86400) is how long until the hold is released by itself unless
+settled. The Idempotency-Key works as for a charge: the same key and body again get the
+first answer, with Idempotent-Replayed: true.
+"""
+
+SETTLE_HOLD = """\
+Keeps the actual cost (at most the held cost, else 400) and gives the rest back:
+postpaid usage first, then purchased credit, then plan credit. Final: the same call
+again returns the first answer with Idempotent-Replayed: true; any other call on a
+settled, released or expired hold is 409 hold_not_active. What was taken from a period
+that has ended stays with that period, as for refunds.
+"""
+
+RELEASE_HOLD = """\
+Gives back everything the hold took, and the operation no longer counts (the job
+failed). Final and idempotent as settling is. A hold that is neither settled nor
+released by its expiresAt is released by itself.
+"""
