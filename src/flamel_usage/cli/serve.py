@@ -1,4 +1,16 @@
-"""``flamel-usage serve``: the service under uvicorn, its workers and its signals."""
+"""``flamel-usage serve``: the service under uvicorn, its workers, and a graceful stop.
+
+``serve`` itself does not answer HTTP: it prepares what every worker shares (the metrics
+directory, the drain flag), starts the HTTP server as a child process
+(``run_server`` below, the one part that knows uvicorn), and stands
+between it and the supervisor's signals. On SIGTERM or SIGINT it raises the drain flag
+(``http/drain.py``: ``/readyz`` answers 503 and answers close their connections), keeps
+the server serving for ``FLAMEL_SHUTDOWN_DRAIN_SECONDS`` so that the load balancer moves
+away, then sends the server SIGTERM: it stops listening, finishes the requests in flight,
+runs the app's shutdown (keys' last use is recorded) and exits; ``serve`` exits 0.
+Doing the drain here rather than inside the server keeps it the same whichever server
+runs the workers and however it handles its own signals.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +18,36 @@ import argparse
 import asyncio
 import os
 import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from flamel_usage.cli.commands import with_database
 from flamel_usage.cli.demo import DEMO_EMAIL, DEMO_PASSWORD, ensure_demo
 from flamel_usage.core.config import Settings
 from flamel_usage.http import metrics
+from flamel_usage.http.drain import DRAIN_FLAG_VARIABLE
+
+#: The server's process: not ``-m`` this module, which ``flamel_usage.cli`` imports first.
+_SERVER = "from flamel_usage.cli.serve import run_server; run_server()"
+#: The server's exit code when the app could not start (uvicorn's).
+_STARTUP_FAILED = 3
+#: The signals that start a graceful stop.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _StopRequested(Exception):
+    pass
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the service under uvicorn until it is stopped; 0 on a clean stop."""
+    """Run the service until it is stopped; 0 on a clean stop."""
     if args.database_url:
         os.environ["FLAMEL_DATABASE_URL"] = args.database_url
     os.environ["FLAMEL_DATA_DIR"] = str(settings.data_dir)
-    # uvicorn re-raises the SIGTERM it drained on; exiting 0 then tells a supervisor
-    # that the stop was clean.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings.resolved_session_secret()
     if args.demo:
         key = asyncio.run(with_database(settings, lambda db: ensure_demo(db, settings)))
@@ -31,24 +58,88 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             f"or sign in at http://{args.host}:{args.port}/ as {DEMO_EMAIL} / {DEMO_PASSWORD}\n",
             flush=True,
         )
-    with metrics.shared_by_workers():  # /metrics sums the workers' counts
-        _run_uvicorn(args, settings)
-    return 0
+    # /metrics sums the workers' counts; the flag tells every worker the node drains.
+    with metrics.shared_by_workers(), _drain_flag() as flag:
+        server = subprocess.Popen(
+            [sys.executable, "-c", _SERVER, args.host, str(args.port), str(args.workers)]
+        )
+        return _supervise(server, flag, settings.shutdown_drain_seconds)
 
 
-def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+@contextmanager
+def _drain_flag() -> Iterator[Path]:
+    """The flag's path (not created yet), named in ``FLAMEL_DRAIN_FLAG`` for the server."""
+    with tempfile.TemporaryDirectory(prefix="flamel-run-") as directory:
+        flag = Path(directory) / "draining"
+        os.environ[DRAIN_FLAG_VARIABLE] = str(flag)
+        try:
+            yield flag
+        finally:
+            del os.environ[DRAIN_FLAG_VARIABLE]
+
+
+def _supervise(server: subprocess.Popen[bytes], flag: Path, drain_seconds: float) -> int:
+    """Wait for the server; on a stop signal, drain, stop it, and exit 0 if it stopped cleanly."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _request_stop)
+    try:
+        # The server ending by itself (it could not start, say) ends serve with its code.
+        return _exit_code(server.wait())
+    except _StopRequested:
+        pass
+    for signum in _STOP_SIGNALS:  # one stop is enough; a terminal's Ctrl-C reaches both
+        signal.signal(signum, signal.SIG_IGN)
+    flag.touch()
+    try:
+        server.wait(timeout=drain_seconds)  # a Ctrl-C in a terminal stopped it already
+    except subprocess.TimeoutExpired:
+        server.send_signal(signal.SIGTERM)
+        server.wait()
+    return 0 if server.returncode in (0, -signal.SIGTERM, -signal.SIGINT) else 1
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    raise _StopRequested
+
+
+def _exit_code(returncode: int) -> int:
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+# --- The HTTP server: the child process ``serve`` runs ----------------------------------
+
+
+def run_server() -> None:
+    """uvicorn on ``HOST PORT WORKERS`` from the command line, settings from the environment."""
     # Imported here, so that every other command starts without uvicorn.
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from flamel_usage.core.logs import logging_config
     from flamel_usage.http.protocol import LimitedHttpToolsProtocol
 
-    uvicorn.run(
+    class Workers(Multiprocess):
+        """uvicorn's workers, but the listening socket is closed as soon as they are told
+        to stop: uvicorn's own keeps it open until the last one has finished its requests,
+        so that new connections would wait in the backlog and be reset, where a closed
+        port makes a proxy try the next node at once."""
+
+        def terminate_all(self) -> None:
+            super().terminate_all()
+            for sock in self.sockets:
+                sock.close()
+
+    host, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    settings = Settings.from_environ()
+    # uvicorn re-raises the SIGTERM it stopped on; exiting 0 then tells serve that the
+    # stop was clean.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    config = uvicorn.Config(
         "flamel_usage.http.app:create_app",
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+        host=host,
+        port=port,
+        workers=workers,
         # Bounds each request's head while it arrives; uvicorn's own would not.
         http=LimitedHttpToolsProtocol,
         # Applied by uvicorn in this process and in each worker it starts.
@@ -61,6 +152,13 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         proxy_headers=False,
         server_header=False,
     )
+    if workers > 1:
+        Workers(config, sockets=[config.bind_socket()]).run()
+        return
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(_STARTUP_FAILED)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

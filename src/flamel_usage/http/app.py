@@ -31,6 +31,9 @@ from flamel_usage.http.routing import Receive, Request, Response, Route, Router,
 from flamel_usage.http.security import NOSNIFF
 
 logger = logging.getLogger("flamel_usage")
+#: Sent while the node drains (``http/drain.py``): the client's next request opens a new
+#: connection, which the load balancer can send to another node.
+_CLOSE = (b"connection", b"close")
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
 #: Every route the service answers, each with its guard (``http/guards.py``), except the
@@ -85,6 +88,8 @@ class App:
         try:
             route, response = await self.handle(scope, receive)
             extra = [(b"x-request-id", request_id), NOSNIFF]
+            if self.services.drain.raised_lately():
+                extra.append(_CLOSE)
             if self._cors_origins and route == cors.ROUTE:
                 origin = cors.origin_of(scope["headers"])
                 extra += cors.response_headers(self._cors_origins, origin)
