@@ -20,16 +20,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
-import shlex
-import shutil
-import signal
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +32,8 @@ import pytest
 
 from flamel_usage.client import AdminClient
 from tests.conftest import ADMIN_TOKEN
-from tests.processes import ServerProcess, cli_command, free_port, run_cli
+from tests.deploy import example_settings, nginx, nginx_binary, node_command, unit_service_section
+from tests.processes import ServerProcess, free_port, run_cli
 from tests.store import reset_database, sql
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -51,36 +46,10 @@ CLIENTS = 6
 KEY_FAILURE_BUDGET = 3
 
 
-# --- deploy/'s files, rendered for this test ------------------------------------------
-
-
-def _unit_service_section() -> dict[str, str]:
-    text = (DEPLOY / "systemd" / "flamel-usage@.service").read_text()
-    section = text.split("[Service]", 1)[1].split("\n[", 1)[0]
-    values = {}
-    for line in section.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    return values
-
-
-def _node_command(port: int) -> list[str]:
-    """The unit's ExecStart for instance ``port``, run with this checkout's flamel-usage."""
-    argv = shlex.split(_unit_service_section()["ExecStart"].replace("%i", str(port)))
-    assert Path(argv[0]).name == "flamel-usage", argv
-    assert argv[1] == "serve", argv
-    return [*cli_command(), *argv[1:]]
-
-
 def _node_environ(database_url: str, data_dir: Path) -> dict[str, str]:
-    environ = {}
-    for line in (DEPLOY / "flamel-usage.env.example").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            environ[name] = value
+    environ = example_settings()
     assert environ["FLAMEL_CLIENT_ADDRESS_HEADER"] == "X-Forwarded-For"
-    assert float(_unit_service_section()["TimeoutStopSec"]) > float(
+    assert float(unit_service_section()["TimeoutStopSec"]) > float(
         environ["FLAMEL_SHUTDOWN_DRAIN_SECONDS"]
     ), "systemd would SIGKILL a node before its drain ends"
     environ.update(
@@ -95,68 +64,13 @@ def _node_environ(database_url: str, data_dir: Path) -> dict[str, str]:
     return environ
 
 
-def _nginx_site(node_ports: list[int], port: int) -> str:
-    site = (DEPLOY / "nginx" / "flamel-usage.conf").read_text()
-    ports = iter(node_ports)
-    site, servers = re.subn(
-        r"(?m)^(\s*server )127\.0\.0\.1:\d+", lambda m: f"{m[1]}127.0.0.1:{next(ports)}", site
-    )
-    assert servers == NODES, "the upstream should list three nodes"
-    site, listens = re.subn(r"(?m)^(\s*)listen 80;", rf"\g<1>listen 127.0.0.1:{port};", site)
-    assert listens == 1
-    return site
-
-
 def _nginx_binary() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    found = nginx_binary()
     if found is None:
         if os.environ.get("CI"):
             pytest.fail("nginx is missing: .ci/run installs Debian's")
         pytest.skip("nginx is not installed (.ci/run installs Debian's)")
     return found
-
-
-@contextmanager
-def _nginx(directory: Path, node_ports: list[int]) -> Iterator[str]:
-    """nginx in the foreground with deploy/'s site; yields its base URL."""
-    binary = _nginx_binary()
-    port = free_port()
-    (directory / "site.conf").write_text(_nginx_site(node_ports, port))
-    temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-    for path in temp.values():
-        path.mkdir()
-    user = "user root;\n" if os.geteuid() == 0 else ""  # else nginx would switch to nobody
-    (directory / "nginx.conf").write_text(
-        f"{user}worker_processes 1;\npid {directory}/nginx.pid;\n"
-        f"error_log {directory}/error.log;\n"
-        "events { worker_connections 1024; }\n"
-        "http {\n"
-        f"    access_log {directory}/access.log;\n"
-        + "".join(f"    {name}_temp_path {path};\n" for name, path in temp.items()).replace(
-            "body_temp_path", "client_body_temp_path"
-        )
-        + f"    include {directory}/site.conf;\n}}\n"
-    )
-    command = [binary, "-p", str(directory), "-e", str(directory / "error.log")]
-    command += ["-c", str(directory / "nginx.conf"), "-g", "daemon off;"]
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert process.poll() is None, (directory / "error.log").read_text()
-            with suppress(httpx.TransportError):
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            assert time.monotonic() < deadline, "nginx did not answer"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGQUIT)  # graceful
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 # --- The storm ---------------------------------------------------------------------------
@@ -275,7 +189,7 @@ def _wrong_key_status(base_url: str, source: str) -> int:
 
 
 def _start(environ: dict[str, str], port: int, cwd: Path) -> ServerProcess:
-    node = ServerProcess(environ, command=_node_command(port), port=port, cwd=cwd)
+    node = ServerProcess(environ, command=node_command(port), port=port, cwd=cwd)
     try:
         node.wait_until_ready()
     except BaseException as error:
@@ -299,7 +213,7 @@ def test_three_nodes_behind_nginx_lose_and_double_nothing(
     with ExitStack() as cleanup:
         cleanup.callback(lambda: [node.close() for node in nodes])
         nodes.extend(_start(environ, port, tmp_path) for port in ports)
-        base_url = cleanup.enter_context(_nginx(nginx_dir, ports))
+        base_url = cleanup.enter_context(nginx(_nginx_binary(), nginx_dir, ports))
 
         # The client's address is the one nginx saw: an address written by the client
         # into X-Forwarded-For neither escapes the wrong-key budget nor spends another's.
