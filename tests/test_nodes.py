@@ -241,7 +241,7 @@ def test_three_nodes_behind_nginx_lose_and_double_nothing(
                 assert nodes[place].stop() == 0, nodes[place].output()
                 nodes[place].close()
                 nodes[place] = _start(environ, port, tmp_path)
-                time.sleep(1)
+                time.sleep(3)  # the site's fail_timeout: nginx sends to it again
             rolling_until = time.monotonic()
             time.sleep(1)
         finally:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from flamel_usage.cli.commands import with_database
@@ -152,11 +152,14 @@ def run_server() -> None:
         proxy_headers=False,
         server_header=False,
     )
-    if workers > 1:
-        Workers(config, sockets=[config.bind_socket()]).run()
-        return
     server = uvicorn.Server(config)
-    server.run()
+    # uvicorn re-raises the SIGINT it stopped on (a terminal's Ctrl-C reaches this process
+    # too): the stop was clean all the same.
+    with suppress(KeyboardInterrupt):
+        if workers > 1:
+            Workers(config, sockets=[config.bind_socket()]).run()
+            return
+        server.run()
     if not server.started:
         sys.exit(_STARTUP_FAILED)
 
