@@ -87,24 +87,34 @@ class ServerProcess:
         workers: int = 1,
         extra_args: Sequence[str] = (),
         cwd: Path | None = None,
+        command: Sequence[str] | None = None,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        """``command``, when given, is the whole command line instead of ``flamel-usage
+        serve`` with these options; it must listen on 127.0.0.1:``port``."""
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.returncode: int | None = None
         fd, name = tempfile.mkstemp(prefix="flamel-serve-", suffix=".log")
         self.log_path = Path(name)
-        command = [
-            *cli_command(),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-            *extra_args,
-        ]
+        command = (
+            list(command)
+            if command is not None
+            else [
+                *cli_command(),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                *extra_args,
+            ]
+        )
+        # No drain unless a test asks for one: stopping each server would take seconds.
+        environ = {"FLAMEL_SHUTDOWN_DRAIN_SECONDS": "0", **environ}
         try:
             self.process = subprocess.Popen(
                 command,

@@ -1,17 +1,23 @@
-"""``flamel-usage serve``: the service under granian (or uvicorn), its workers and signals.
+"""``flamel-usage serve``: the service under granian (or uvicorn), and a graceful stop.
 
-Each server is one function below, started with the same app factory, the same worker
-count, our own logging (the app writes the access log, with the route pattern and
-request id), no proxy-header rewriting (who the client is, for the throttle, is the
-app's decision alone: the peer, or FLAMEL_CLIENT_ADDRESS_HEADER when configured) and
-the request head bounded while it arrives (size, header lines, time).
+``serve`` itself does not answer HTTP: it prepares what every worker shares (the metrics
+directory, the drain flag), starts the HTTP server as a child process (``run_server``
+below: one function per server, each started with the same app factory, worker count,
+our own logging, no proxy-header rewriting and the request head bounded while it
+arrives), and stands between it and the supervisor's signals. On SIGTERM or SIGINT it
+raises the drain flag (``http/drain.py``: ``/readyz`` answers 503 and answers close
+their connections), keeps the server serving for ``FLAMEL_SHUTDOWN_DRAIN_SECONDS`` so
+that the load balancer moves away, then sends the server SIGTERM: it stops listening,
+finishes the requests in flight, runs the app's shutdown (keys' last use is recorded)
+and exits; ``serve`` exits 0. Doing the drain here rather than inside the server keeps
+it the same whichever server runs the workers and however it handles its own signals.
 
 granian is the default: under ``scripts/bench`` the same bare ASGI callable answers one
 and a half to two and a half times the requests under it that it answers under uvicorn
-(README, Performance). uvicorn stays selectable because its
-limits are ours (``http/protocol.py``): any ``FLAMEL_MAX_HEADERS``, and a 431 in the API's
-envelope however large the head; granian's parser caps header lines at 100 and answers
-a head larger than its buffer with a bare 431.
+(README, Performance). uvicorn stays selectable because its limits are ours
+(``http/protocol.py``): any ``FLAMEL_MAX_HEADERS``, and a 431 in the API's envelope
+however large the head; granian's parser caps header lines at 100 and answers a head
+larger than its buffer with a bare 431.
 """
 
 from __future__ import annotations
@@ -21,13 +27,19 @@ import asyncio
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flamel_usage.cli.commands import with_database
 from flamel_usage.cli.demo import DEMO_EMAIL, DEMO_PASSWORD, ensure_demo
 from flamel_usage.core.config import Settings
 from flamel_usage.http import metrics
+from flamel_usage.http.drain import DRAIN_FLAG_VARIABLE
 
 if TYPE_CHECKING:
     from granian.http import HTTP1Settings
@@ -38,6 +50,16 @@ GRANIAN_MAX_HEADERS = 100
 #: granian's bounds for its HTTP/1 buffer, in bytes, and its header read timeout, in ms.
 GRANIAN_MIN_BUFFER = 8192
 GRANIAN_MAX_HEADER_TIMEOUT_MS = 60_000
+#: The server's process: not ``-m`` this module, which ``flamel_usage.cli`` imports first.
+_SERVER = "from flamel_usage.cli.serve import run_server; run_server()"
+#: The server's exit code when the app could not start (uvicorn's).
+_STARTUP_FAILED = 3
+#: The signals that start a graceful stop.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _StopRequested(Exception):
+    pass
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -45,9 +67,6 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.database_url:
         os.environ["FLAMEL_DATABASE_URL"] = args.database_url
     os.environ["FLAMEL_DATA_DIR"] = str(settings.data_dir)
-    # uvicorn re-raises the SIGTERM it drained on; exiting 0 then tells a supervisor
-    # that the stop was clean. granian sets its own handlers, which return normally.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings.resolved_session_secret()
     if args.demo:
         key = asyncio.run(with_database(settings, lambda db: ensure_demo(db, settings)))
@@ -58,9 +77,61 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             f"or sign in at http://{args.host}:{args.port}/ as {DEMO_EMAIL} / {DEMO_PASSWORD}\n",
             flush=True,
         )
-    with metrics.shared_by_workers():  # /metrics sums the workers' counts
-        SERVERS[args.server](args, settings)
-    return 0
+    # /metrics sums the workers' counts; the flag tells every worker the node drains.
+    with metrics.shared_by_workers(), _drain_flag() as flag:
+        command = [sys.executable, "-c", _SERVER, args.server, args.host, str(args.port)]
+        server = subprocess.Popen([*command, str(args.workers)])
+        return _supervise(server, flag, settings.shutdown_drain_seconds)
+
+
+@contextmanager
+def _drain_flag() -> Iterator[Path]:
+    """The flag's path (not created yet), named in ``FLAMEL_DRAIN_FLAG`` for the server."""
+    with tempfile.TemporaryDirectory(prefix="flamel-run-") as directory:
+        flag = Path(directory) / "draining"
+        os.environ[DRAIN_FLAG_VARIABLE] = str(flag)
+        try:
+            yield flag
+        finally:
+            del os.environ[DRAIN_FLAG_VARIABLE]
+
+
+def _supervise(server: subprocess.Popen[bytes], flag: Path, drain_seconds: float) -> int:
+    """Wait for the server; on a stop signal, drain, stop it, and exit 0 if it stopped cleanly."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _request_stop)
+    try:
+        # The server ending by itself (it could not start, say) ends serve with its code.
+        return _exit_code(server.wait())
+    except _StopRequested:
+        pass
+    for signum in _STOP_SIGNALS:  # one stop is enough; a terminal's Ctrl-C reaches both
+        signal.signal(signum, signal.SIG_IGN)
+    flag.touch()
+    try:
+        server.wait(timeout=drain_seconds)  # a Ctrl-C in a terminal stopped it already
+    except subprocess.TimeoutExpired:
+        server.send_signal(signal.SIGTERM)
+        server.wait()
+    return 0 if server.returncode in (0, -signal.SIGTERM, -signal.SIGINT) else 1
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    raise _StopRequested
+
+
+def _exit_code(returncode: int) -> int:
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+# --- The HTTP server: the child process ``serve`` runs ----------------------------------
+
+
+def run_server() -> None:
+    """``SERVER HOST PORT WORKERS`` from the command line, settings from the environment."""
+    name, host, port, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    where = argparse.Namespace(host=host, port=port, workers=workers)
+    SERVERS[name](where, Settings.from_environ())
 
 
 def run_granian(args: argparse.Namespace, settings: Settings) -> None:
@@ -116,12 +187,29 @@ def granian_http1(settings: Settings) -> HTTP1Settings:
 
 
 def run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+    """uvicorn with our head limits (``http/protocol.py``) and its own worker supervisor."""
+    # Imported here, so that every other command starts without uvicorn.
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from flamel_usage.core.logs import logging_config
     from flamel_usage.http.protocol import LimitedHttpToolsProtocol
 
-    uvicorn.run(
+    class Workers(Multiprocess):
+        """uvicorn's workers, but the listening socket is closed as soon as they are told
+        to stop: uvicorn's own keeps it open until the last one has finished its requests,
+        so that new connections would wait in the backlog and be reset, where a closed
+        port makes a proxy try the next node at once."""
+
+        def terminate_all(self) -> None:
+            super().terminate_all()
+            for sock in self.sockets:
+                sock.close()
+
+    # uvicorn re-raises the SIGTERM it stopped on; exiting 0 then tells serve that the
+    # stop was clean.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    config = uvicorn.Config(
         APP_FACTORY,
         factory=True,
         host=args.host,
@@ -132,10 +220,23 @@ def run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         # Applied by uvicorn in this process and in each worker it starts.
         log_config=logging_config(settings.log_format, access_log=settings.access_log),
         log_level="info",
-        access_log=False,
+        access_log=False,  # the app writes its own, with the route pattern and request id
+        # Who the client is (for the throttle) is the app's decision alone: the peer, or
+        # FLAMEL_CLIENT_ADDRESS_HEADER when configured. uvicorn's own proxy-header
+        # rewriting would trust X-Forwarded-For from any local peer.
         proxy_headers=False,
         server_header=False,
     )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the SIGINT it stopped on (a terminal's Ctrl-C reaches this process
+    # too): the stop was clean all the same.
+    with suppress(KeyboardInterrupt):
+        if args.workers > 1:
+            Workers(config, sockets=[config.bind_socket()]).run()
+            return
+        server.run()
+    if not server.started:
+        sys.exit(_STARTUP_FAILED)
 
 
 SERVERS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {

@@ -179,6 +179,17 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _drain_seconds(text: str) -> float:
+    "''A duration in seconds, decimals allowed, from 0 (no drain) to an hour.''"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:  # also refuses nan and inf
+        raise ConfigError(f"must be from 0 to 3600 seconds, got {text!r}")
+    return value
+
+
 def _log_format(text: str) -> LogFormat:
     if text == "text":
         return "text"
@@ -362,6 +373,16 @@ HEADER_TIMEOUT_SECONDS: Setting[float] = Setting(
     " milliseconds, at most 60 s.",
     _positive_seconds,
 )
+SHUTDOWN_DRAIN_SECONDS: Setting[float] = Setting(
+    "FLAMEL_SHUTDOWN_DRAIN_SECONDS",
+    "5",
+    "On SIGTERM (or SIGINT), how long `serve` keeps serving while `/readyz` answers `503` and"
+    " every answer closes its connection, so that a load balancer moves the traffic away; then it"
+    " stops taking connections, finishes the requests in flight, records keys' last use and exits"
+    " 0. `0`: stop at once. Give a supervisor more than this to wait (systemd's"
+    " `TimeoutStopSec`).",
+    _drain_seconds,
+)
 LOG_FORMAT: Setting[LogFormat] = Setting(
     "FLAMEL_LOG_FORMAT",
     "text",
@@ -468,6 +489,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     HEADER_TIMEOUT_SECONDS,
+    SHUTDOWN_DRAIN_SECONDS,
     LOG_FORMAT,
     ACCESS_LOG,
     CORS_ORIGINS,
@@ -509,6 +531,7 @@ class Settings:
     max_header_bytes: int
     max_headers: int
     header_timeout_seconds: float
+    shutdown_drain_seconds: float
     log_format: LogFormat
     access_log: bool
     cors_origins: frozenset[str]
@@ -552,6 +575,7 @@ class Settings:
             max_header_bytes=MAX_HEADER_BYTES.read(env),
             max_headers=MAX_HEADERS.read(env),
             header_timeout_seconds=HEADER_TIMEOUT_SECONDS.read(env),
+            shutdown_drain_seconds=SHUTDOWN_DRAIN_SECONDS.read(env),
             log_format=LOG_FORMAT.read(env),
             access_log=ACCESS_LOG.read(env),
             cors_origins=CORS_ORIGINS.read(env),

@@ -101,6 +101,8 @@ class App:
                 route, response = UNMATCHED, error_response(too_large)
                 response.headers.append(CLOSE)
             extra = [(b"x-request-id", request_id), NOSNIFF]
+            if self.services.drain.raised_lately():
+                extra.append(CLOSE)
             if self._cors_origins and route == cors.ROUTE:
                 origin = cors.origin_of(scope["headers"])
                 extra += cors.response_headers(self._cors_origins, origin)
