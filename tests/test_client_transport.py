@@ -142,6 +142,7 @@ def test_all_is_pinned() -> None:
         "Client",
         "Conflict",
         "CreatedKey",
+        "CreatedWebhook",
         "CreditPurchase",
         "DEFAULT_BASE_URL",
         "FlamelError",
@@ -150,6 +151,7 @@ def test_all_is_pinned() -> None:
         "InsufficientCredit",
         "InvalidRequest",
         "InvalidResponse",
+        "InvalidWebhook",
         "KeyNotFound",
         "LimitExceeded",
         "NotFound",
@@ -168,7 +170,10 @@ def test_all_is_pinned() -> None:
         "User",
         "UserExists",
         "UserNotFound",
+        "WebhookDelivery",
+        "WebhookEndpoint",
         "WrongApiKey",
+        "verify_webhook",
     ]
     assert len(set(sdk.__all__)) == len(sdk.__all__)
     for name in sdk.__all__:

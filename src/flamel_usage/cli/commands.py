@@ -11,6 +11,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import msgspec
+
 from flamel_usage.accounts import users as accounts
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_new_password
@@ -20,11 +22,15 @@ from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
+from flamel_usage.http.bodies import outbound
 from flamel_usage.http.context import system_clock
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.reconcile import reconcile as reconcile_books
 from flamel_usage.metering import charges, idempotency, refunds
 from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Refunded
+from flamel_usage.webhooks import endpoints as webhooks
+from flamel_usage.webhooks.addresses import public_target
+from flamel_usage.webhooks.events import EVENT_TYPES
 
 T = TypeVar("T")
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
@@ -125,6 +131,7 @@ async def change_plan(args: argparse.Namespace, settings: Settings) -> int:
                 at_next_period=args.at_next_period,
                 now=now,
                 zone=settings.timezone,
+                thresholds=settings.alert_thresholds,
             )
 
     await with_database(settings, change)
@@ -187,6 +194,7 @@ async def charge(args: argparse.Namespace, settings: Settings) -> int:
                 costs=settings.operation_costs,
                 now=now,
                 zone=zone,
+                thresholds=settings.alert_thresholds,
             )
 
     outcome = await with_database(settings, charge_one)
@@ -218,6 +226,71 @@ async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if problems else 0
 
 
+def _print(body: outbound.ResponseBody) -> None:
+    """A webhook command's result, as the admin API answers it."""
+    print(msgspec.json.encode(body).decode())
+
+
+async def add_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    now = system_clock()
+    events = args.event or list(EVENT_TYPES)
+    target = await public_target(args.url, allow_private=settings.webhook_allow_private)
+
+    async def add(db: Database) -> tuple[webhooks.Endpoint, str]:
+        async with db.transaction() as conn:
+            return await webhooks.create(conn, target, events, args.description, now=now)
+
+    endpoint, secret = await with_database(settings, add)
+    _print(outbound.CreatedWebhookEndpoint(outbound.WebhookEndpoint.of(endpoint), secret))
+    return 0
+
+
+async def list_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    async def read(db: Database) -> list[webhooks.Endpoint]:
+        async with db.read() as conn:
+            return await webhooks.list_all(conn)
+
+    found = await with_database(settings, read)
+    _print(outbound.WebhookEndpointList([outbound.WebhookEndpoint.of(e) for e in found]))
+    return 0
+
+
+async def remove_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    endpoint_id = parse_id(args.webhook_id, "WEBHOOK_ID")
+
+    async def remove(db: Database) -> None:
+        async with db.transaction() as conn:
+            await webhooks.remove(conn, endpoint_id)
+
+    await with_database(settings, remove)
+    return 0
+
+
+async def webhook_deliveries(args: argparse.Namespace, settings: Settings) -> int:
+    endpoint_id = parse_id(args.webhook_id, "WEBHOOK_ID")
+
+    async def read(db: Database) -> list[webhooks.Delivery]:
+        async with db.read() as conn:
+            return await webhooks.deliveries(conn, endpoint_id, limit=args.limit)
+
+    found = await with_database(settings, read)
+    _print(outbound.WebhookDeliveryList([outbound.WebhookDelivery.of(d) for d in found]))
+    return 0
+
+
+async def redeliver_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    now = system_clock()
+    endpoint_id = parse_id(args.webhook_id, "WEBHOOK_ID")
+    delivery_id = parse_id(args.delivery_id, "DELIVERY_ID")
+
+    async def redeliver(db: Database) -> webhooks.Delivery:
+        async with db.transaction() as conn:
+            return await webhooks.redeliver(conn, endpoint_id, delivery_id, now=now)
+
+    _print(outbound.WebhookDelivery.of(await with_database(settings, redeliver)))
+    return 0
+
+
 #: Each subcommand by ``(command, action)``; ``action`` is None for one-word commands.
 COMMANDS: dict[tuple[str, str | None], Command] = {
     ("migrate", None): migrate,
@@ -230,6 +303,11 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("charge", None): charge,
     ("refund", None): refund,
     ("reconcile", None): reconcile,
+    ("webhooks", "add"): add_webhook,
+    ("webhooks", "list"): list_webhooks,
+    ("webhooks", "remove"): remove_webhook,
+    ("webhooks", "deliveries"): webhook_deliveries,
+    ("webhooks", "redeliver"): redeliver_webhook,
 }
 
 

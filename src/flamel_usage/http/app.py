@@ -22,6 +22,7 @@ from flamel_usage.http import cors, health
 from flamel_usage.http.api import keys, usage
 from flamel_usage.http.api.admin import accounts as admin_accounts
 from flamel_usage.http.api.admin import metering as admin_metering
+from flamel_usage.http.api.admin import webhooks as admin_webhooks
 from flamel_usage.http.context import Clock, Services, system_clock
 from flamel_usage.http.metrics import UNMATCHED
 from flamel_usage.http.openapi import docs
@@ -29,6 +30,7 @@ from flamel_usage.http.pages import routes as pages
 from flamel_usage.http.render import error_response
 from flamel_usage.http.routing import Receive, Request, Response, Route, Router, Scope, Send
 from flamel_usage.http.security import NOSNIFF
+from flamel_usage.webhooks.dispatcher import Dispatcher
 
 logger = logging.getLogger("flamel_usage")
 access_logger = logging.getLogger(ACCESS_LOGGER)
@@ -42,6 +44,7 @@ ROUTES: list[Route] = [
     *docs.ROUTES,
     *admin_accounts.ROUTES,
     *admin_metering.ROUTES,
+    *admin_webhooks.ROUTES,
     *pages.ROUTES,
     *health.ROUTES,
 ]
@@ -132,9 +135,14 @@ class App:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 flusher = asyncio.create_task(self._housekeeping())
+                services = self.services
+                dispatcher = Dispatcher(services.db, services.settings, services.clock)
+                dispatching = asyncio.create_task(dispatcher.run())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 flusher.cancel()
+                dispatching.cancel()
+                await dispatcher.close()
                 await self._record_last_used()
                 await self.services.sessions.close()
                 if self._owns_db:
