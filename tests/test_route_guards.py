@@ -61,6 +61,8 @@ def _path(route: Route, known: Known) -> str:
         "userId": str(known.user_id),
         "keyId": str(known.key_id),
         "idempotencyKey": "guard-walk",
+        "webhookId": "1",
+        "deliveryId": "1",
         "name": "pages.css",
     }
 
