@@ -9,6 +9,7 @@ each test decides when time passes; the processes' own dispatchers are tested in
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from flamel_usage.ledger import balances as ledger
 from flamel_usage.webhooks.dispatcher import Dispatcher
 from tests.conftest import ADMIN_TOKEN, FakeClock
 from tests.factories import Factory
+from tests.processes import run_cli
 from tests.webhook_receiver import Receiver
 
 ALL_EVENTS = ["usage.threshold_reached", "credit.depleted", "limit.reached", "credit.expiring"]
@@ -467,3 +469,27 @@ async def test_credit_expiring_within_the_days_fires_once_per_purchase(
         21,
     )
     assert datetime.fromisoformat(data["expiresAt"]) == datetime.fromtimestamp(soon / 1e6, UTC)
+
+
+async def test_the_cli_manages_endpoints(
+    environ: dict[str, str], db: Database, receiver: Receiver
+) -> None:
+    refused = run_cli(environ, "webhooks", "add", "https://169.254.169.254/latest")
+    assert refused.returncode == 2
+    assert "private" in refused.stderr
+    allowed = {**environ, "FLAMEL_WEBHOOK_ALLOW_PRIVATE": "on"}
+    added = run_cli(allowed, "webhooks", "add", receiver.url, "--event", "credit.depleted")
+    assert added.returncode == 0, added.stderr
+    created = json.loads(added.stdout)
+    assert created["secret"].startswith("whsec_")
+    assert created["endpoint"]["events"] == ["credit.depleted"]
+    endpoint_id = str(created["endpoint"]["id"])
+    listed = json.loads(run_cli(allowed, "webhooks", "list").stdout)
+    assert listed == {"endpoints": [created["endpoint"]]}
+    log = run_cli(allowed, "webhooks", "deliveries", endpoint_id)
+    assert json.loads(log.stdout) == {"deliveries": []}
+    missing = run_cli(allowed, "webhooks", "redeliver", endpoint_id, "7")
+    assert missing.returncode == 2
+    assert run_cli(allowed, "webhooks", "remove", endpoint_id).returncode == 0
+    assert json.loads(run_cli(allowed, "webhooks", "list").stdout) == {"endpoints": []}
+    assert run_cli(allowed, "webhooks", "remove", endpoint_id).returncode == 2
