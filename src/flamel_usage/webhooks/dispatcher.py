@@ -57,6 +57,9 @@ _DUE = (
     " AND o.user_id = d.user_id AND o.status = 'pending' AND o.id < d.id)"
     " ORDER BY d.id LIMIT ?"
 )
+_ANY_DUE = (
+    "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1"
+)
 _JOB = (
     "SELECT d.id, d.endpoint_id, d.attempts, d.created_at, e.message_id, e.body, p.url,"
     " p.secret FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
@@ -117,7 +120,14 @@ class Dispatcher:
             await asyncio.sleep(self._settings.webhook_poll_seconds)
 
     async def deliver_due(self) -> int:
-        """Claim and send the deliveries due now; how many were claimed."""
+        """Claim and send the deliveries due now; how many were claimed.
+
+        A read looks first: most polls find nothing, and on SQLite a claim takes the
+        write lock that charges wait for.
+        """
+        async with self._db.read() as conn:
+            if await conn.fetchval(_ANY_DUE, self._clock()) is None:
+                return 0
         async with self._db.transaction() as conn:
             jobs = await self._claim(conn)
         if jobs:
@@ -149,7 +159,7 @@ class Dispatcher:
             return await asyncio.wait_for(self._post(job), LEASE_SECONDS - 5)
         except Refusal as refusal:
             return _Attempt(None, refusal.message)
-        except (httpx.HTTPError, OSError, TimeoutError) as error:
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, TimeoutError, ValueError) as error:
             return _Attempt(None, f"{type(error).__name__}: {error}"[:500])
 
     async def _post(self, job: Row) -> _Attempt:
@@ -229,10 +239,15 @@ class Dispatcher:
         not with a change anyone makes, so no transaction of a change can raise it."""
         now = self._clock()
         zone = self._settings.timezone
+        horizon = now + self._settings.alert_expiry_days * _DAY
+        async with self._db.read() as conn:
+            expiring = await conn.fetchall(_EXPIRING, now, horizon)
+        if not expiring:
+            return 0
         fired = 0
+        # Another worker may fire the same ones meanwhile: the marker keeps it to one.
         async with self._db.transaction() as conn:
-            horizon = now + self._settings.alert_expiry_days * _DAY
-            for purchase in await conn.fetchall(_EXPIRING, now, horizon):
+            for purchase in expiring:
                 detail = {
                     "purchaseId": purchase["id"],
                     "expiringCredit": credits_value(purchase["remaining"]),
