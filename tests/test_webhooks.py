@@ -18,7 +18,13 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from flamel_usage.client import InvalidWebhook, verify_webhook
+from flamel_usage.client import (
+    AsyncAdminClient,
+    InvalidRequest,
+    InvalidWebhook,
+    NotFound,
+    verify_webhook,
+)
 from flamel_usage.core.config import Settings
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
@@ -493,3 +499,42 @@ async def test_the_cli_manages_endpoints(
     assert run_cli(allowed, "webhooks", "remove", endpoint_id).returncode == 0
     assert json.loads(run_cli(allowed, "webhooks", "list").stdout) == {"endpoints": []}
     assert run_cli(allowed, "webhooks", "remove", endpoint_id).returncode == 2
+
+
+async def test_the_admin_clients_manage_endpoints(
+    hook_settings: Settings,
+    db: Database,
+    now_clock: FakeClock,
+    dispatcher: Dispatcher,
+    receiver: Receiver,
+    hook_factory: Factory,
+) -> None:
+    transport = httpx.ASGITransport(app=App(hook_settings, db, now_clock))
+    async with AsyncAdminClient(
+        ADMIN_TOKEN, base_url="http://testserver", transport=transport
+    ) as sdk:
+        with pytest.raises(InvalidRequest):
+            await sdk.create_webhook(receiver.url, ["credit.gone"])
+        created = await sdk.create_webhook(receiver.url, ALL_EVENTS, description="alerts")
+        assert created.endpoint.events == tuple(ALL_EVENTS)
+        assert created.endpoint.description == "alerts"
+        assert await sdk.list_webhooks() == [created.endpoint]
+        secret = await sdk.rotate_webhook_secret(created.endpoint.id)
+        assert secret != created.secret
+        user = await hook_factory.user(await hook_factory.plan(credits=1, max_ttp=None))
+        await hook_factory.charge(user, "image", "all")
+        await drain(dispatcher, now_clock)
+        assert len(receiver.received) == 3
+        for message in receiver.received:
+            verify_webhook(message.body, message.headers, secret)
+        log = await sdk.webhook_deliveries(created.endpoint.id)
+        assert [entry.status for entry in log] == ["delivered"] * 3
+        assert {entry.webhook_id for entry in log} == {m.webhook_id for m in receiver.received}
+        again = await sdk.redeliver_webhook(created.endpoint.id, log[0].id)
+        assert (again.status, again.webhook_id) == ("pending", log[0].webhook_id)
+        with pytest.raises(NotFound):
+            await sdk.redeliver_webhook(created.endpoint.id, 999)
+        await sdk.delete_webhook(created.endpoint.id)
+        assert await sdk.list_webhooks() == []
+        with pytest.raises(NotFound):
+            await sdk.delete_webhook(created.endpoint.id)
