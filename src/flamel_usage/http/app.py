@@ -9,6 +9,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth import throttle
@@ -142,6 +143,8 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 flusher.cancel()
                 dispatching.cancel()
+                with suppress(asyncio.CancelledError):
+                    await dispatching
                 await dispatcher.close()
                 await self._record_last_used()
                 await self.services.sessions.close()

@@ -106,14 +106,18 @@ class Dispatcher:
     async def run(self) -> None:
         """Forever: the sweep now and then, and every delivery due, each poll."""
         polls = 0
+        waiting = False  # logged once per outage, not once per poll
         while True:
             try:
                 if polls % SWEEP_EVERY == 0:
                     await self.sweep()
                 while await self.deliver_due():
                     pass
+                waiting = False
             except DatabaseUnavailable:
-                logger.warning("database unavailable: webhook deliveries wait")
+                if not waiting:
+                    logger.warning("database unavailable: webhook deliveries wait for it")
+                waiting = True
             except Exception:
                 logger.exception("webhook dispatcher round failed")
             polls += 1
