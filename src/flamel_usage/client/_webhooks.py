@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from ._admin_models import _id, _optional_instant, _optional_string, _parsed, _string
+from ._exceptions import FlamelError
 from ._models import _aware, _count, _field, _Malformed
 
 __all__ = [
@@ -35,8 +36,11 @@ __all__ = [
 DEFAULT_TOLERANCE_SECONDS = 300
 
 
-class InvalidWebhook(ValueError):
-    """A delivery that is not signed by the endpoint's secret, or too old or new: drop it."""
+class InvalidWebhook(FlamelError, ValueError):
+    """A delivery that is not signed by the endpoint's secret, or too old or new: drop it.
+
+    A ``FlamelError`` like every error of the SDK (with no status: no call was made),
+    and a ``ValueError``: the input was not what it claimed to be."""
 
 
 def verify_webhook(
