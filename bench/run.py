@@ -43,6 +43,9 @@ history: ``GET /api/users/me/usage/history`` (by day, then by hour: the current 
   with the key of the seed's user with 10,000 charges in its current period
   (``seed.HISTORY_USER``), ``bench/usage.lua`` with ``BENCH_PATH``, at --history-connections,
   on each store (ours-sqlite, ours-pg), alternating; ``--parts history`` runs it alone.
+webhooks: ``POST /api/admin/charges`` as in charges, on each store, with one webhook
+  endpoint registered (every event type, sent to a receiver in this process:
+  ``bench/webhooks.py``) next to none, alternating; judged: >= 80% of the charges/s.
 sessions: ``GET /api/users/me/usage`` on SQLite with the platform's session (a
   connect-redis session in Redis per cookie, ``bench/sessions.py``: --sessions of them,
   one random cookie per request) next to the same read with a random API key, the same
@@ -79,6 +82,7 @@ import granian
 import seed
 import sessions
 import uvicorn
+import webhooks
 from benchlib import (
     HERE,
     HOST,
@@ -106,7 +110,9 @@ HISTORY_PATH = "/api/users/me/usage/history"
 HISTORY_P99_MS = 20.0
 #: The platform issue's target: the session read's requests/s against the key read's.
 SESSION_PER_KEY = 0.60
-PARTS = ("read", "flat", "charges", "holds", "history", "sessions")
+PARTS = ("read", "flat", "charges", "holds", "history", "sessions", "webhooks")
+#: Charges/s with one webhook endpoint registered, at least this share of those with none.
+WEBHOOK_PER_NONE = 0.80
 CONTENDERS = (
     "ours-sqlite",
     "ceiling-granian-sqlite",
@@ -566,6 +572,94 @@ def part_holds(run: Run, stores: dict[str, Store], users: int) -> dict[str, Any]
     }
 
 
+def part_webhooks(run: Run, stores: dict[str, Store], users: int) -> dict[str, Any]:
+    """Charges/s with one webhook endpoint registered next to none, on each store."""
+    args = run.args
+    pid = os.getpid()
+    receiver = webhooks.Receiver()
+    measurements = []
+    try:
+        for round_no in range(args.rounds):
+            for name, store in stores.items():
+                variants = ["none", "one"] if round_no % 2 == 0 else ["one", "none"]
+                for variant in variants:
+                    run.check_time()
+                    log(f"webhooks: {name}, {variant} endpoint(s), round {round_no + 1}")
+                    run.quiet()
+                    contender = "ours-" + ("pg" if name == "postgresql" else name)
+                    server = run.server(contender, store, webhooks.SERVER_ENV)
+                    url = f"http://{HOST}:{server.port}"
+                    env = {
+                        "BENCH_ADMIN_TOKEN": TOKEN,
+                        "BENCH_USERS": str(users),
+                        "BENCH_SEED": str(100 + round_no),
+                    }
+                    endpoint = None
+                    try:
+                        if variant == "one":
+                            endpoint = webhooks.register(url, TOKEN, receiver.url)
+                        run_tag = f"hooks-{variant}-{name}-{round_no}-{pid}"
+                        if args.warmup > 0:
+                            wrk(
+                                url,
+                                HERE / "charges.lua",
+                                seconds=args.warmup,
+                                connections=args.charge_connections,
+                                env={**env, "BENCH_RUN": "warm-" + run_tag},
+                            )
+                        sent_before = receiver.received
+                        window = run.window(server)
+                        http = wrk(
+                            url,
+                            HERE / "charges.lua",
+                            seconds=args.seconds,
+                            connections=args.charge_connections,
+                            env={**env, "BENCH_RUN": run_tag},
+                        )
+                        others = window.other_cores()
+                        if endpoint is not None:
+                            webhooks.remove(url, TOKEN, endpoint)
+                    finally:
+                        server.stop()
+                    row = {
+                        "store": name,
+                        "endpoints": variant,
+                        "round": round_no + 1,
+                        "per_second": http.per_second,
+                        "p99_ms": http.p99_ms,
+                        "errors": http.errors(charges.OK | charges.REFUSALS),
+                        "webhooks_received": receiver.received - sent_before,
+                        "other_cores": others,
+                    }
+                    log(
+                        f"  {name:<10} {variant:<4} {http.per_second:8.0f}/s"
+                        f" (p99 {http.p99_ms:.1f} ms, errors {row['errors']},"
+                        f" webhooks sent {row['webhooks_received']})"
+                    )
+                    measurements.append(row)
+    finally:
+        receiver.close()
+    summary = []
+    for name in stores:
+        found = {
+            variant: [m for m in measurements if m["store"] == name and m["endpoints"] == variant]
+            for variant in ("none", "one")
+        }
+        none = median(m["per_second"] for m in found["none"])
+        one = median(m["per_second"] for m in found["one"])
+        summary.append(
+            {
+                "store": name,
+                "none_per_second": none,
+                "one_per_second": one,
+                "ratio": one / none,
+                "errors": sum(m["errors"] for rows in found.values() for m in rows),
+                "webhooks_received": sum(m["webhooks_received"] for m in found["one"]),
+            }
+        )
+    return {"measurements": measurements, "summary": summary}
+
+
 def part_history(run: Run, stores: dict[str, Store]) -> dict[str, Any]:
     """The usage history of the seed's user with 10,000 charges, on each store."""
     args = run.args
@@ -729,6 +823,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f" charges/s; {entry['errors']} errors, {entry['reconcile_problems']} reconcile"
             " differences",
         )
+    for entry in results.get("webhooks", {}).get("summary", []):
+        target(
+            f"charges on {entry['store']} with one webhook endpoint >= {WEBHOOK_PER_NONE:.0%}"
+            " of none",
+            entry["ratio"] >= WEBHOOK_PER_NONE and entry["errors"] == 0,
+            f"{entry['one_per_second']:.0f}/s vs {entry['none_per_second']:.0f}/s"
+            f" = {entry['ratio']:.1%}, {entry['webhooks_received']} webhooks sent,"
+            f" {entry['errors']} errors",
+        )
     flat = results.get("flat")
     if flat:
         ratio = flat["large_per_small"]
@@ -776,6 +879,7 @@ def _noise(results: dict[str, Any]) -> dict[str, Any] | None:
     ]
     for m in results.get("charges", {}).get("measurements", []):
         found += [m["other_cores"], m["raw_other_cores"]]
+    found += [m["other_cores"] for m in results.get("webhooks", {}).get("measurements", [])]
     if not found:
         return None
     return {
@@ -1034,6 +1138,7 @@ def main(argv: list[str] | None = None) -> int:
     needs_pg = (
         "charges" in args.parts
         or "holds" in args.parts
+        or "webhooks" in args.parts
         or "history" in args.parts
         or ("read" in args.parts and any(store_of(c) == "pg" for c in args.contenders))
     )
@@ -1086,6 +1191,8 @@ def main(argv: list[str] | None = None) -> int:
             results["charges"] = part_charges(run, stores, args.users)
         if "holds" in args.parts:
             results["holds"] = part_holds(run, stores, args.users)
+        if "webhooks" in args.parts:
+            results["webhooks"] = part_webhooks(run, stores, args.users)
         if "history" in args.parts:
             results["history"] = part_history(run, read_stores)
         if "sessions" in args.parts:

@@ -142,6 +142,7 @@ def test_all_is_pinned() -> None:
         "Client",
         "Conflict",
         "CreatedKey",
+        "CreatedWebhook",
         "CreditPurchase",
         "DEFAULT_BASE_URL",
         "FlamelError",
@@ -154,6 +155,7 @@ def test_all_is_pinned() -> None:
         "InsufficientCredit",
         "InvalidRequest",
         "InvalidResponse",
+        "InvalidWebhook",
         "KeyNotFound",
         "LimitExceeded",
         "NotFound",
@@ -172,7 +174,10 @@ def test_all_is_pinned() -> None:
         "User",
         "UserExists",
         "UserNotFound",
+        "WebhookDelivery",
+        "WebhookEndpoint",
         "WrongApiKey",
+        "verify_webhook",
     ]
     assert len(set(sdk.__all__)) == len(sdk.__all__)
     for name in sdk.__all__:

@@ -65,6 +65,27 @@ OUR_OPERATIONS = {
     ("post", "/api/admin/holds/{holdId}/settle", "AdminController_settleHold", "admin"),
     ("post", "/api/admin/holds/{holdId}/release", "AdminController_releaseHold", "admin"),
     ("get", "/api/admin/users/{userId}/holds", "AdminController_listHolds", "admin"),
+    ("post", "/api/admin/webhooks", "AdminController_createWebhook", "admin"),
+    ("get", "/api/admin/webhooks", "AdminController_listWebhooks", "admin"),
+    ("delete", "/api/admin/webhooks/{webhookId}", "AdminController_deleteWebhook", "admin"),
+    (
+        "post",
+        "/api/admin/webhooks/{webhookId}/rotate",
+        "AdminController_rotateWebhookSecret",
+        "admin",
+    ),
+    (
+        "get",
+        "/api/admin/webhooks/{webhookId}/deliveries",
+        "AdminController_listWebhookDeliveries",
+        "admin",
+    ),
+    (
+        "post",
+        "/api/admin/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver",
+        "AdminController_redeliverWebhook",
+        "admin",
+    ),
 }
 
 #: The type of every path parameter: ids are integers, an idempotency key is a string.
@@ -73,6 +94,8 @@ PATH_PARAMETER_TYPES = {
     "keyId": "integer",
     "holdId": "integer",
     "idempotencyKey": "string",
+    "webhookId": "integer",
+    "deliveryId": "integer",
 }
 
 
@@ -265,7 +288,7 @@ def _reasons(operation: dict[str, Any], status: str) -> set[str]:
 
 def test_admin_operations_require_the_admin_token() -> None:
     admin = [op for _, _, op in _our_operations() if op["tags"] == ["admin"]]
-    assert len(admin) == 20
+    assert len(admin) == 26
     for operation in admin:
         assert operation["security"] == [{"adminToken": []}]
         assert "admin_unauthorized" in _reasons(operation, "401")
@@ -338,6 +361,11 @@ def test_documented_domain_errors() -> None:
             "404": {"hold_not_found"},
             "409": {"hold_not_active"},
         },
+        "AdminController_createWebhook": {"400": {"bad_request"}},
+        "AdminController_deleteWebhook": {"404": {"not_found"}},
+        "AdminController_rotateWebhookSecret": {"404": {"not_found"}},
+        "AdminController_listWebhookDeliveries": {"404": {"not_found"}},
+        "AdminController_redeliverWebhook": {"404": {"not_found"}},
     }
     for operation_id, statuses in expected.items():
         for status, reasons in statuses.items():

@@ -66,6 +66,8 @@ def _path(route: Route, known: Known) -> str:
         "keyId": str(known.key_id),
         "holdId": str(known.hold_id),
         "idempotencyKey": "guard-walk",
+        "webhookId": "1",
+        "deliveryId": "1",
         "name": "pages.css",
     }
 

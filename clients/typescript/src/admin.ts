@@ -16,8 +16,13 @@ import type {
   HoldOutcome,
   HoldResult,
   SettleHoldInput,
+  CreateWebhookInput,
+  CreatedWebhook,
   UsageInfo,
   User,
+  WebhookDelivery,
+  WebhookEndpoint,
+  WebhookSecret,
 } from "./types.js";
 
 export interface AdminClientOptions extends ClientOptions {
@@ -160,6 +165,49 @@ export class AdminClient {
   async listHolds(userId: number): Promise<Hold[]> {
     const path = `/api/admin/users/${segment(userId)}/holds`;
     return ((await this.send({ method: "GET", path, repeatable: true })).body as { holds: Hold[] }).holds;
+  }
+
+  /**
+   * `POST /api/admin/webhooks`: an endpoint for the listed events; the answer is the only
+   * one that shows its signing `secret`. Sent once.
+   */
+  async createWebhook(input: CreateWebhookInput): Promise<CreatedWebhook> {
+    const path = "/api/admin/webhooks";
+    return (await this.send({ method: "POST", path, json: input, repeatable: false })).body as CreatedWebhook;
+  }
+
+  /** `GET /api/admin/webhooks`: every endpoint, without secrets. */
+  async listWebhooks(): Promise<WebhookEndpoint[]> {
+    const answer = await this.send({ method: "GET", path: "/api/admin/webhooks", repeatable: true });
+    return (answer.body as { endpoints: WebhookEndpoint[] }).endpoints;
+  }
+
+  /** `DELETE /api/admin/webhooks/{webhookId}`: the endpoint and its delivery log. */
+  async deleteWebhook(webhookId: number): Promise<void> {
+    await this.send({
+      method: "DELETE",
+      path: `/api/admin/webhooks/${segment(webhookId)}`,
+      repeatable: true,
+    });
+  }
+
+  /** `POST /api/admin/webhooks/{webhookId}/rotate`: a new signing secret, shown once. */
+  async rotateWebhookSecret(webhookId: number): Promise<WebhookSecret> {
+    const path = `/api/admin/webhooks/${segment(webhookId)}/rotate`;
+    return (await this.send({ method: "POST", path, repeatable: false })).body as WebhookSecret;
+  }
+
+  /** `GET /api/admin/webhooks/{webhookId}/deliveries`: the delivery log, newest first. */
+  async listWebhookDeliveries(webhookId: number): Promise<WebhookDelivery[]> {
+    const path = `/api/admin/webhooks/${segment(webhookId)}/deliveries`;
+    const answer = await this.send({ method: "GET", path, repeatable: true });
+    return (answer.body as { deliveries: WebhookDelivery[] }).deliveries;
+  }
+
+  /** `POST .../deliveries/{deliveryId}/redeliver`: sent again now, with the same webhook-id. */
+  async redeliverWebhook(webhookId: number, deliveryId: number): Promise<WebhookDelivery> {
+    const path = `/api/admin/webhooks/${segment(webhookId)}/deliveries/${segment(deliveryId)}/redeliver`;
+    return (await this.send({ method: "POST", path, repeatable: true })).body as WebhookDelivery;
   }
 
   /** `call`, with the admin token. */

@@ -30,6 +30,12 @@ export type BuyCreditsResult = Schemas["BuyCreditsResponse"];
 export type Charge = Schemas["Charge"];
 export type ChargeResult = Schemas["ChargeResult"];
 
+export type CreateWebhookInput = Schemas["CreateWebhookRequest"];
+export type CreatedWebhook = Schemas["CreatedWebhookEndpoint"];
+export type WebhookEndpoint = Schemas["WebhookEndpoint"];
+export type WebhookSecret = Schemas["WebhookSecret"];
+export type WebhookDelivery = Schemas["WebhookDelivery"];
+
 export type ChargeInput = Schemas["CreateChargeRequest"] & {
   /**
    * Names this charge: a retry with the same key is applied once. When left out, the

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
+
 from flamel_usage.accounts import users as accounts
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_new_password
@@ -31,6 +33,9 @@ from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.reconcile import reconcile as reconcile_books
 from flamel_usage.metering import charges, holds, idempotency, refunds
 from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Held, HoldOutcome, Refunded
+from flamel_usage.webhooks import endpoints as webhooks
+from flamel_usage.webhooks.addresses import public_target
+from flamel_usage.webhooks.events import EVENT_TYPES
 
 T = TypeVar("T")
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
@@ -131,6 +136,7 @@ async def change_plan(args: argparse.Namespace, settings: Settings) -> int:
                 at_next_period=args.at_next_period,
                 now=now,
                 zone=settings.timezone,
+                thresholds=settings.alert_thresholds,
             )
 
     await with_database(settings, change)
@@ -193,6 +199,7 @@ async def charge(args: argparse.Namespace, settings: Settings) -> int:
                 costs=settings.operation_costs,
                 now=now,
                 zone=zone,
+                thresholds=settings.alert_thresholds,
             )
 
     outcome = await with_database(settings, charge_one)
@@ -261,6 +268,7 @@ async def create_hold(args: argparse.Namespace, settings: Settings) -> int:
                 costs=settings.operation_costs,
                 now=now,
                 zone=zone,
+                thresholds=settings.alert_thresholds,
             )
 
     outcome = await with_database(settings, hold_one)
@@ -321,6 +329,71 @@ async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if problems else 0
 
 
+def _print(body: outbound.ResponseBody) -> None:
+    """A webhook command's result, as the admin API answers it."""
+    print(msgspec.json.encode(body).decode())
+
+
+async def add_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    now = system_clock()
+    events = args.event or list(EVENT_TYPES)
+    target = await public_target(args.url, allow_private=settings.webhook_allow_private)
+
+    async def add(db: Database) -> tuple[webhooks.Endpoint, str]:
+        async with db.transaction() as conn:
+            return await webhooks.create(conn, target, events, args.description, now=now)
+
+    endpoint, secret = await with_database(settings, add)
+    _print(outbound.CreatedWebhookEndpoint(outbound.WebhookEndpoint.of(endpoint), secret))
+    return 0
+
+
+async def list_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    async def read(db: Database) -> list[webhooks.Endpoint]:
+        async with db.read() as conn:
+            return await webhooks.list_all(conn)
+
+    found = await with_database(settings, read)
+    _print(outbound.WebhookEndpointList([outbound.WebhookEndpoint.of(e) for e in found]))
+    return 0
+
+
+async def remove_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    endpoint_id = parse_id(args.webhook_id, "WEBHOOK_ID")
+
+    async def remove(db: Database) -> None:
+        async with db.transaction() as conn:
+            await webhooks.remove(conn, endpoint_id)
+
+    await with_database(settings, remove)
+    return 0
+
+
+async def webhook_deliveries(args: argparse.Namespace, settings: Settings) -> int:
+    endpoint_id = parse_id(args.webhook_id, "WEBHOOK_ID")
+
+    async def read(db: Database) -> list[webhooks.Delivery]:
+        async with db.read() as conn:
+            return await webhooks.deliveries(conn, endpoint_id, limit=args.limit)
+
+    found = await with_database(settings, read)
+    _print(outbound.WebhookDeliveryList([outbound.WebhookDelivery.of(d) for d in found]))
+    return 0
+
+
+async def redeliver_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    now = system_clock()
+    endpoint_id = parse_id(args.webhook_id, "WEBHOOK_ID")
+    delivery_id = parse_id(args.delivery_id, "DELIVERY_ID")
+
+    async def redeliver(db: Database) -> webhooks.Delivery:
+        async with db.transaction() as conn:
+            return await webhooks.redeliver(conn, endpoint_id, delivery_id, now=now)
+
+    _print(outbound.WebhookDelivery.of(await with_database(settings, redeliver)))
+    return 0
+
+
 #: Each subcommand by ``(command, action)``; ``action`` is None for one-word commands.
 COMMANDS: dict[tuple[str, str | None], Command] = {
     ("migrate", None): migrate,
@@ -339,6 +412,11 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("reconcile", None): reconcile,
     ("backup", None): backup,
     ("restore", None): restore,
+    ("webhooks", "add"): add_webhook,
+    ("webhooks", "list"): list_webhooks,
+    ("webhooks", "remove"): remove_webhook,
+    ("webhooks", "deliveries"): webhook_deliveries,
+    ("webhooks", "redeliver"): redeliver_webhook,
 }
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from flamel_usage.client import DEFAULT_BASE_URL
+from flamel_usage.webhooks.events import EVENT_TYPES
 
 DESCRIPTION = "``flamel-usage``: run the service and operate the ledger from a terminal."
 #: A command that only reads found no database, or one not migrated: never "all clear".
@@ -143,6 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("hold_id")
     listed = holds.add_parser("list", parents=[common], help="a user's active holds")
     listed.add_argument("email")
+    hooks = commands.add_parser("webhooks", help="webhook endpoints and their deliveries")
+    hook_actions = hooks.add_subparsers(dest="action", required=True)
+    add = hook_actions.add_parser("add", parents=[common], help="register an endpoint")
+    add.add_argument("url")
+    add.add_argument(
+        "--event",
+        action="append",
+        choices=list(EVENT_TYPES),
+        help="an event type to send (repeat it; default: every type)",
+    )
+    add.add_argument("--description")
+    hook_actions.add_parser("list", parents=[common], help="the endpoints, without secrets")
+    remove = hook_actions.add_parser("remove", parents=[common])
+    remove.add_argument("webhook_id")
+    log = hook_actions.add_parser("deliveries", parents=[common], help="newest first")
+    log.add_argument("webhook_id")
+    log.add_argument("--limit", type=int, default=50)
+    again = hook_actions.add_parser("redeliver", parents=[common], help="send a delivery again")
+    again.add_argument("webhook_id")
+    again.add_argument("delivery_id")
 
     commands.add_parser(
         "reconcile",

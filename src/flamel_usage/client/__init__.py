@@ -200,6 +200,13 @@ from ._exceptions import (
     WrongApiKey,
 )
 from ._models import HistoryBucket, UsageHistory, UsageInfo
+from ._webhooks import (
+    CreatedWebhook,
+    InvalidWebhook,
+    WebhookDelivery,
+    WebhookEndpoint,
+    verify_webhook,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -216,6 +223,7 @@ __all__ = [
     "Client",
     "Conflict",
     "CreatedKey",
+    "CreatedWebhook",
     "CreditPurchase",
     "FlamelError",
     "HistoryBucket",
@@ -227,6 +235,7 @@ __all__ = [
     "InsufficientCredit",
     "InvalidRequest",
     "InvalidResponse",
+    "InvalidWebhook",
     "KeyNotFound",
     "LimitExceeded",
     "NotFound",
@@ -245,7 +254,10 @@ __all__ = [
     "User",
     "UserExists",
     "UserNotFound",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WrongApiKey",
+    "verify_webhook",
 ]
 
 # Public names show where users import them from (``flamel_usage.client.Client``).

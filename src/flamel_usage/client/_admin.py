@@ -40,6 +40,14 @@ from ._admin_models import (
 from ._answers import json_record, no_content
 from ._models import UsageInfo
 from ._transport import DEFAULT_BASE_URL, AsyncBase, Call, SyncBase
+from ._webhooks import (
+    CreatedWebhook,
+    WebhookDelivery,
+    WebhookEndpoint,
+    delivery_list,
+    endpoint_list,
+    secret_of,
+)
 
 __all__ = ["AdminClient", "AsyncAdminClient"]
 
@@ -249,6 +257,47 @@ def _list_holds(user_id: object) -> Call[list[Hold]]:
     return Call("GET", path, json_record(Hold.list_from_json))
 
 
+def _create_webhook(url: object, events: object, description: object) -> Call[CreatedWebhook]:
+    if not isinstance(events, list | tuple) or not all(isinstance(e, str) for e in events):
+        raise TypeError("events must be a list of event type names")
+    body = {
+        "url": _check_text(url, "url"),
+        "events": list(events),
+        **_present(
+            description=None if description is None else _check_text(description, "description")
+        ),
+    }
+    read = json_record(CreatedWebhook.from_json)
+    return Call("POST", "/api/admin/webhooks", read, 201, json=body, idempotent=False)
+
+
+def _list_webhooks() -> Call[list[WebhookEndpoint]]:
+    return Call("GET", "/api/admin/webhooks", json_record(endpoint_list))
+
+
+def _webhook_path(webhook_id: object) -> str:
+    return f"/api/admin/webhooks/{_check_id(webhook_id, 'webhook_id')}"
+
+
+def _delete_webhook(webhook_id: object) -> Call[None]:
+    return Call("DELETE", _webhook_path(webhook_id), no_content, 204)
+
+
+def _rotate_webhook_secret(webhook_id: object) -> Call[str]:
+    path = f"{_webhook_path(webhook_id)}/rotate"
+    return Call("POST", path, json_record(secret_of), idempotent=False)
+
+
+def _webhook_deliveries(webhook_id: object) -> Call[list[WebhookDelivery]]:
+    return Call("GET", f"{_webhook_path(webhook_id)}/deliveries", json_record(delivery_list))
+
+
+def _redeliver_webhook(webhook_id: object, delivery_id: object) -> Call[WebhookDelivery]:
+    delivery = _check_id(delivery_id, "delivery_id")
+    path = f"{_webhook_path(webhook_id)}/deliveries/{delivery}/redeliver"
+    return Call("POST", path, json_record(WebhookDelivery.from_json), 202)
+
+
 class AdminClient(SyncBase):
     """The operator API (``/api/admin/...``) with the server's admin token: users, their
     plans, API keys, purchased credit, charges and refunds. See the package docs."""
@@ -370,6 +419,33 @@ class AdminClient(SyncBase):
         """The user's active holds, oldest first."""
         return self._send(_list_holds(user_id))
 
+    def create_webhook(
+        self, url: str, events: list[str], *, description: str | None = None
+    ) -> CreatedWebhook:
+        """Register an endpoint for ``events``; its signing secret, ``.secret``, is in
+        this answer only. Sent once."""
+        return self._send(_create_webhook(url, events, description))
+
+    def list_webhooks(self) -> list[WebhookEndpoint]:
+        """Every endpoint, without secrets."""
+        return self._send(_list_webhooks())
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        """Delete the endpoint and its delivery log; ``NotFound`` for an unknown id."""
+        self._send(_delete_webhook(webhook_id))
+
+    def rotate_webhook_secret(self, webhook_id: int) -> str:
+        """A new signing secret for the endpoint, in this answer only. Sent once."""
+        return self._send(_rotate_webhook_secret(webhook_id))
+
+    def webhook_deliveries(self, webhook_id: int) -> list[WebhookDelivery]:
+        """The endpoint's delivery log, newest first."""
+        return self._send(_webhook_deliveries(webhook_id))
+
+    def redeliver_webhook(self, webhook_id: int, delivery_id: int) -> WebhookDelivery:
+        """Send a delivery again now, with its webhook-id (receivers deduplicate by it)."""
+        return self._send(_redeliver_webhook(webhook_id, delivery_id))
+
 
 class AsyncAdminClient(AsyncBase):
     """The asyncio twin of ``AdminClient``: the same calls, awaited; ``await aclose()``."""
@@ -476,3 +552,30 @@ class AsyncAdminClient(AsyncBase):
     async def list_holds(self, user_id: int) -> list[Hold]:
         """See ``AdminClient.list_holds``."""
         return await self._send(_list_holds(user_id))
+
+    async def create_webhook(
+        self, url: str, events: list[str], *, description: str | None = None
+    ) -> CreatedWebhook:
+        """Register an endpoint for ``events``; its signing secret, ``.secret``, is in
+        this answer only. Sent once."""
+        return await self._send(_create_webhook(url, events, description))
+
+    async def list_webhooks(self) -> list[WebhookEndpoint]:
+        """Every endpoint, without secrets."""
+        return await self._send(_list_webhooks())
+
+    async def delete_webhook(self, webhook_id: int) -> None:
+        """Delete the endpoint and its delivery log; ``NotFound`` for an unknown id."""
+        await self._send(_delete_webhook(webhook_id))
+
+    async def rotate_webhook_secret(self, webhook_id: int) -> str:
+        """A new signing secret for the endpoint, in this answer only. Sent once."""
+        return await self._send(_rotate_webhook_secret(webhook_id))
+
+    async def webhook_deliveries(self, webhook_id: int) -> list[WebhookDelivery]:
+        """The endpoint's delivery log, newest first."""
+        return await self._send(_webhook_deliveries(webhook_id))
+
+    async def redeliver_webhook(self, webhook_id: int, delivery_id: int) -> WebhookDelivery:
+        """Send a delivery again now, with its webhook-id (receivers deduplicate by it)."""
+        return await self._send(_redeliver_webhook(webhook_id, delivery_id))

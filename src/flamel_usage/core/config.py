@@ -168,6 +168,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _thresholds(text: str) -> tuple[int, ...]:
+    "''Percentages of plan credit used, 1-100, ascending and distinct.''"
+    try:
+        values = tuple(sorted({int(item) for item in text.split(",") if item.strip()}))
+    except ValueError:
+        raise ConfigError(
+            f"comma-separated whole percentages such as 80,100, got {text!r}"
+        ) from None
+    if not values or not all(1 <= value <= 100 for value in values):
+        raise ConfigError(f"percentages from 1 to 100, got {text!r}")
+    return values
+
+
 def _positive_seconds(text: str) -> float:
     "''A duration in seconds, decimals allowed (``0.5``), above zero and at most an hour.''"
     try:
@@ -471,6 +484,57 @@ ALLOW_ASYNC_COMMIT: Setting[bool] = Setting(
     _switch,
 )
 
+# --- Webhooks (SPEC 9; README "Webhooks") ---
+WEBHOOK_ALLOW_PRIVATE: Setting[bool] = Setting(
+    "FLAMEL_WEBHOOK_ALLOW_PRIVATE",
+    "off",
+    "`on`: webhook URLs may use plain `http` and point at private, loopback and link-local"
+    " addresses (tests, private networks). `off`: `https` only, and a host resolving to such an"
+    " address is refused when the endpoint is registered and again before every send.",
+    _switch,
+)
+ALERT_THRESHOLDS: Setting[tuple[int, ...]] = Setting(
+    "FLAMEL_ALERT_THRESHOLDS",
+    "80,100",
+    "Percentages of the period's plan credit used at which `usage.threshold_reached` fires, once"
+    " each per user and period.",
+    _thresholds,
+)
+ALERT_EXPIRY_DAYS: Setting[int] = Setting(
+    "FLAMEL_ALERT_EXPIRY_DAYS",
+    "7",
+    "`credit.expiring` fires, once per purchase, when purchased credit left expires within this"
+    " many days.",
+    _positive_int,
+)
+WEBHOOK_POLL_SECONDS: Setting[float] = Setting(
+    "FLAMEL_WEBHOOK_POLL_SECONDS",
+    "1",
+    "How often each worker's dispatcher looks for webhook deliveries due (and, every 60 polls,"
+    " for purchased credit about to expire).",
+    _positive_seconds,
+)
+WEBHOOK_BACKOFF_SECONDS: Setting[float] = Setting(
+    "FLAMEL_WEBHOOK_BACKOFF_SECONDS",
+    "10",
+    "Wait before the first retry of a failed delivery; each next wait doubles (with jitter), up"
+    " to an hour.",
+    _positive_seconds,
+)
+WEBHOOK_RETRY_SECONDS: Setting[int] = Setting(
+    "FLAMEL_WEBHOOK_RETRY_SECONDS",
+    "86400",
+    "How long a delivery is retried before it is marked failed (a day).",
+    _positive_int,
+)
+WEBHOOK_DISABLE_SECONDS: Setting[int] = Setting(
+    "FLAMEL_WEBHOOK_DISABLE_SECONDS",
+    "259200",
+    "An endpoint whose deliveries have failed without a success for this long (3 days) is"
+    " disabled; its pending deliveries are marked failed.",
+    _positive_int,
+)
+
 #: Every setting, in the README's order.
 SETTINGS: tuple[Setting[Any], ...] = (
     DATA_DIR,
@@ -502,6 +566,13 @@ SETTINGS: tuple[Setting[Any], ...] = (
     LOGIN_URL,
     IDEMPOTENCY_RETENTION_DAYS,
     ALLOW_ASYNC_COMMIT,
+    WEBHOOK_ALLOW_PRIVATE,
+    ALERT_THRESHOLDS,
+    ALERT_EXPIRY_DAYS,
+    WEBHOOK_POLL_SECONDS,
+    WEBHOOK_BACKOFF_SECONDS,
+    WEBHOOK_RETRY_SECONDS,
+    WEBHOOK_DISABLE_SECONDS,
 )
 
 DEFAULT_DATABASE_TIMEOUT_SECONDS = DATABASE_TIMEOUT_SECONDS.read({})
@@ -545,6 +616,13 @@ class Settings:
     login_url: str | None
     idempotency_retention_days: int
     allow_async_commit: bool
+    webhook_allow_private: bool
+    alert_thresholds: tuple[int, ...]
+    alert_expiry_days: int
+    webhook_poll_seconds: float
+    webhook_backoff_seconds: float
+    webhook_retry_seconds: int
+    webhook_disable_seconds: int
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -588,6 +666,13 @@ class Settings:
             login_url=login_url,
             idempotency_retention_days=IDEMPOTENCY_RETENTION_DAYS.read(env),
             allow_async_commit=ALLOW_ASYNC_COMMIT.read(env),
+            webhook_allow_private=WEBHOOK_ALLOW_PRIVATE.read(env),
+            alert_thresholds=ALERT_THRESHOLDS.read(env),
+            alert_expiry_days=ALERT_EXPIRY_DAYS.read(env),
+            webhook_poll_seconds=WEBHOOK_POLL_SECONDS.read(env),
+            webhook_backoff_seconds=WEBHOOK_BACKOFF_SECONDS.read(env),
+            webhook_retry_seconds=WEBHOOK_RETRY_SECONDS.read(env),
+            webhook_disable_seconds=WEBHOOK_DISABLE_SECONDS.read(env),
         )
 
     def resolved_session_secret(self) -> Secret:

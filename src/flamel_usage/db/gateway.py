@@ -68,13 +68,17 @@ class Row(Protocol):
 class Connection(abc.ABC):
     dialect: Dialect
 
-    def for_update(self, alias: str) -> str:
+    def for_update(self, alias: str, *, skip_locked: bool = False) -> str:
         """Suffix that locks the rows of ``alias`` until commit, where the store has row locks.
 
+        ``skip_locked``: rows another transaction holds are left out rather than waited
+        for, so that several workers claim different rows of a queue at once.
         SQLite needs none: ``BEGIN IMMEDIATE`` already holds the write lock for the
         whole transaction.
         """
-        return f" FOR UPDATE OF {alias}" if self.dialect == "postgresql" else ""
+        if self.dialect != "postgresql":
+            return ""
+        return f" FOR UPDATE OF {alias}" + (" SKIP LOCKED" if skip_locked else "")
 
     async def lock_name(self, name: str) -> None:
         """Hold a lock on ``name`` until this transaction ends, where the store needs one.

@@ -10,6 +10,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth import throttle
@@ -24,6 +25,7 @@ from flamel_usage.http.api import keys, usage
 from flamel_usage.http.api.admin import accounts as admin_accounts
 from flamel_usage.http.api.admin import holds as admin_holds
 from flamel_usage.http.api.admin import metering as admin_metering
+from flamel_usage.http.api.admin import webhooks as admin_webhooks
 from flamel_usage.http.context import Clock, Services, system_clock
 from flamel_usage.http.metrics import UNMATCHED
 from flamel_usage.http.openapi import docs
@@ -32,6 +34,7 @@ from flamel_usage.http.render import error_response
 from flamel_usage.http.routing import Receive, Request, Response, Route, Router, Scope, Send
 from flamel_usage.http.security import NOSNIFF
 from flamel_usage.metering import holds, idempotency
+from flamel_usage.webhooks.dispatcher import Dispatcher
 
 logger = logging.getLogger("flamel_usage")
 #: Logged by each worker once its lifespan has started.
@@ -48,6 +51,7 @@ ROUTES: list[Route] = [
     *admin_accounts.ROUTES,
     *admin_metering.ROUTES,
     *admin_holds.ROUTES,
+    *admin_webhooks.ROUTES,
     *pages.ROUTES,
     *health.ROUTES,
 ]
@@ -162,12 +166,19 @@ class App:
                     return
                 flusher = asyncio.create_task(self._housekeeping())
                 sweeper = asyncio.create_task(self._sweep_holds())
+                services = self.services
+                dispatcher = Dispatcher(services.db, services.settings, services.clock)
+                dispatching = asyncio.create_task(dispatcher.run())
                 await send({"type": "lifespan.startup.complete"})
                 # Whichever server runs it: supervisors and tests wait for each worker's.
                 logger.info("%s (pid %d)", WORKER_READY, os.getpid())
             elif message["type"] == "lifespan.shutdown":
                 flusher.cancel()
                 sweeper.cancel()
+                dispatching.cancel()
+                with suppress(asyncio.CancelledError):
+                    await dispatching
+                await dispatcher.close()
                 await self._record_last_used()
                 await self.services.sessions.close()
                 if self._owns_db:

@@ -15,6 +15,7 @@ Two rules keep the numbers exact:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Connection, Row
+from flamel_usage.webhooks.events import DEFAULT_THRESHOLDS, emit_usage_alerts
 
 
 class Usage(NamedTuple):
@@ -406,6 +408,7 @@ async def change_plan(
     at_next_period: bool,
     now: int,
     zone: ZoneInfo,
+    thresholds: Sequence[int] = DEFAULT_THRESHOLDS,
 ) -> None:
     """Move a subscription to another plan, now or from the next period start.
 
@@ -414,6 +417,8 @@ async def change_plan(
     entry records the difference, which may be negative). A change of period unit takes
     the new unit from the end of the current period. At the next period start: the
     change waits in ``pending_plan_id`` for the roll-over; asking again replaces it.
+    A change now fires the alerts it reaches (a smaller allowance can put the credit
+    used past a threshold, or leave no credit at all).
     """
     await live_user_id(conn, user_id)
     plan = await plan_by_name(conn, plan_name)
@@ -424,6 +429,7 @@ async def change_plan(
             "UPDATE accounts SET pending_plan_id = ? WHERE user_id = ?", pending, user_id
         )
         return
+    before = await read_usage(conn, user_id, now, zone)
     plan_credit = await plan_credit_due(conn, account, plan.max_credit)
     if plan_credit != account["plan_credit"]:
         await append_entry(
@@ -447,6 +453,8 @@ async def change_plan(
         plan_credit,
         user_id,
     )
+    after = await read_usage(conn, user_id, now, zone)
+    await emit_usage_alerts(conn, user_id, before, after, now=now, thresholds=thresholds)
 
 
 #: The columns a count or postpaid entry changes on the account, by pool.

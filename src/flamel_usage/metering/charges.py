@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -21,9 +21,10 @@ from flamel_usage.accounts.users import live_user_id
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
 from flamel_usage.db.gateway import Connection, Row
-from flamel_usage.ledger.balances import append_entry, locked_account, read_usage
+from flamel_usage.ledger.balances import Usage, append_entry, locked_account, read_usage
 from flamel_usage.metering import idempotency
 from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refused
+from flamel_usage.webhooks.events import DEFAULT_THRESHOLDS, emit_usage_alerts
 
 
 class CountedKind(NamedTuple):
@@ -92,9 +93,11 @@ async def charge(
     costs: Mapping[str, int],
     now: int,
     zone: ZoneInfo,
+    thresholds: Sequence[int] = DEFAULT_THRESHOLDS,
 ) -> ChargeOutcome:
     """Charge ``request`` once under ``idempotency_key``: made, refused, or the outcome
-    recorded under the key before, replayed."""
+    recorded under the key before, replayed; the alerts it reaches (``thresholds``:
+    percentages of plan credit used) are written with it."""
     if request.kind not in costs:
         message = f"unknown operation kind; known: {', '.join(sorted(costs))}"
         raise Refusal("unknown_kind", message)
@@ -115,7 +118,22 @@ async def charge(
     await apply_spend(conn, account, request.kind, spend, charge_id, now)
     usage = await read_usage(conn, request.user_id, now, zone)
     await idempotency.record_usage(conn, request.user_id, charge_id, usage)
+    before = usage_before(usage, request.kind, spend)
+    await emit_usage_alerts(conn, request.user_id, before, usage, now=now, thresholds=thresholds)
     return Charged(dataclasses.replace(unrecorded, id=charge_id), usage)
+
+
+def usage_before(after: Usage, kind: str, spend: Spend) -> Usage:
+    """The numbers just before a charge or hold took ``spend``, from those after it: no
+    second read."""
+    postpaid = None if after.postpaid_used is None else after.postpaid_used - spend.postpaid
+    return after._replace(
+        current_credit=after.current_credit + spend.from_plan,
+        additional_credit=after.additional_credit + spend.from_purchased,
+        ttp_count=after.ttp_count - (kind == "ttp"),
+        edit_count=after.edit_count - (kind == "edit"),
+        postpaid_used=postpaid,
+    )
 
 
 def unrecorded_charge(

@@ -28,7 +28,7 @@ its first answer (``finish`` keeps which call and the usage then); any other is
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -48,6 +48,7 @@ from flamel_usage.ledger.balances import (
 )
 from flamel_usage.metering import charges, idempotency
 from flamel_usage.metering.outcomes import Held, Hold, HoldOutcome, Refused
+from flamel_usage.webhooks.events import DEFAULT_THRESHOLDS, emit_usage_alerts
 
 #: How long a hold lasts unless asked otherwise, and at most, in seconds.
 DEFAULT_TTL_SECONDS = 900
@@ -85,9 +86,12 @@ async def create(
     costs: Mapping[str, int],
     now: int,
     zone: ZoneInfo,
+    thresholds: Sequence[int] = DEFAULT_THRESHOLDS,
 ) -> HoldOutcome:
     """Hold credit for ``request`` once under ``idempotency_key``: made, refused as a
-    charge would be, or the outcome recorded under the key before, replayed."""
+    charge would be, or the outcome recorded under the key before, replayed; the alerts
+    it reaches are written with it, as a charge's are (settling and releasing only give
+    back, so they reach none)."""
     if request.kind not in costs:
         message = f"unknown operation kind; known: {', '.join(sorted(costs))}"
         raise Refusal("unknown_kind", message)
@@ -127,6 +131,8 @@ async def create(
     taken = [unrecorded.from_plan, unrecorded.from_purchased, unrecorded.postpaid]
     response = orjson.dumps({"usage": usage.to_dto(), "taken": taken}).decode()
     await conn.execute(idempotency.RECORD_USAGE, response, request.user_id, hold_id)
+    before = charges.usage_before(usage, request.kind, spend)
+    await emit_usage_alerts(conn, request.user_id, before, usage, now=now, thresholds=thresholds)
     hold = Hold(
         hold_id,
         idempotency_key,

@@ -36,6 +36,9 @@ from flamel_usage.http.bodies.fields import (
 )
 from flamel_usage.metering.holds import DEFAULT_TTL_SECONDS as DEFAULT_HOLD_TTL_SECONDS
 from flamel_usage.metering.holds import MAX_TTL_SECONDS as MAX_HOLD_TTL_SECONDS
+from flamel_usage.webhooks.addresses import MAX_URL_LENGTH
+from flamel_usage.webhooks.endpoints import MAX_DESCRIPTION
+from flamel_usage.webhooks.events import EVENT_TYPES
 
 #: A key name as sent: generous room for surrounding spaces, which are trimmed.
 _SENT_KEY_NAME = MAX_KEY_NAME * 4
@@ -272,3 +275,34 @@ class SettleHoldRequest(RequestBody):
         CreditAllowance,
         credits("What the operation cost, at most the held cost; the rest goes back"),
     ]
+
+
+#: An event type; checked by ``webhooks.endpoints.event_types``, which names the known ones.
+_EventType = Annotated[str, Meta(max_length=64, extra_json_schema={"enum": list(EVENT_TYPES)})]
+
+
+class CreateWebhookRequest(RequestBody):
+    url: Annotated[
+        str,
+        Meta(
+            max_length=MAX_URL_LENGTH,
+            description="https, to a host that resolves to public addresses only (plain http"
+            " and private addresses only with FLAMEL_WEBHOOK_ALLOW_PRIVATE).",
+            examples=["https://hooks.example.com/flamel"],
+        ),
+    ]
+    events: Annotated[
+        list[_EventType],
+        Meta(min_length=1, max_length=4, description="The event types to send, distinct."),
+    ]
+    description: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_DESCRIPTION,
+                pattern=NO_NUL,
+                description="What the endpoint is for; null or absent = none.",
+            ),
+        ]
+        | None
+    ) = None

@@ -25,6 +25,7 @@ from flamel_usage.http.routing import JSON_HEADERS, Response
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.history import Granularity, History
 from flamel_usage.metering import outcomes as metering
+from flamel_usage.webhooks import endpoints as webhooks
 
 #: Where the seed's schema of the usage read is; answers that include a user's usage
 #: show it in exactly that form.
@@ -399,3 +400,108 @@ class HealthStatus(ResponseBody):
     """What ``/healthz`` and ``/readyz`` answer; for probes, so not in the document."""
 
     status: Literal["ok", "ready"]
+
+
+class WebhookEndpoint(ResponseBody):
+    """An endpoint as listed: never its secret."""
+
+    id: int
+    url: str
+    events: list[str]
+    description: str | None
+    enabled: Annotated[
+        bool,
+        Meta(description="false: disabled after 3 days of failures; a redelivery enables it."),
+    ]
+    created_at: Annotated[str, shown_instant("Registration time.")]
+    disabled_at: Annotated[str | None, shown_instant("When it was disabled; null = enabled.")]
+
+    @classmethod
+    def of(cls, endpoint: webhooks.Endpoint) -> WebhookEndpoint:
+        return cls(
+            endpoint.id,
+            endpoint.url,
+            list(endpoint.events),
+            endpoint.description,
+            endpoint.enabled,
+            _shown(endpoint.created_at),
+            _shown_if_any(endpoint.disabled_at),
+        )
+
+
+_WebhookSecret = Annotated[
+    str,
+    Meta(
+        description="The signing secret (whsec_ and base64), for a Standard Webhooks verifier."
+        " Shown only in this response.",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    ),
+]
+
+
+class CreatedWebhookEndpoint(ResponseBody):
+    endpoint: WebhookEndpoint
+    secret: _WebhookSecret
+
+
+class WebhookEndpointList(ResponseBody):
+    endpoints: list[WebhookEndpoint]
+
+
+class WebhookSecret(ResponseBody):
+    id: int
+    secret: _WebhookSecret
+
+
+class WebhookDelivery(ResponseBody):
+    """One event for one endpoint: its attempts so far."""
+
+    id: int
+    endpoint_id: int
+    webhook_id: Annotated[
+        str, Meta(description="The webhook-id header: the same on every attempt.")
+    ]
+    type: Annotated[str, Meta(examples=["usage.threshold_reached"])]
+    user_id: int
+    status: Annotated[
+        Literal["pending", "delivered", "failed"],
+        Meta(description="failed: retried for a day (or the endpoint was disabled)."),
+    ]
+    attempts: int
+    created_at: Annotated[str, shown_instant("When the event was written (or redelivered).")]
+    next_attempt_at: Annotated[str, shown_instant("When it is (or was last) due.")]
+    last_attempt_at: Annotated[str | None, shown_instant("Last attempt; null = none yet.")]
+    last_status: Annotated[
+        int | None, Meta(description="HTTP status of the last attempt; null = no answer.")
+    ]
+    last_error: Annotated[str | None, Meta(description="Why the last attempt failed.")]
+    delivered_at: Annotated[str | None, shown_instant("When a 2xx came back.")]
+
+    @classmethod
+    def of(cls, delivery: webhooks.Delivery) -> WebhookDelivery:
+        status: Literal["pending", "delivered", "failed"]
+        if delivery.status == "delivered":
+            status = "delivered"
+        elif delivery.status == "failed":
+            status = "failed"
+        else:
+            status = "pending"
+        return cls(
+            delivery.id,
+            delivery.endpoint_id,
+            delivery.message_id,
+            delivery.event_type,
+            delivery.user_id,
+            status,
+            delivery.attempts,
+            _shown(delivery.created_at),
+            _shown(delivery.next_attempt_at),
+            _shown_if_any(delivery.last_attempt_at),
+            delivery.last_status,
+            delivery.last_error,
+            _shown_if_any(delivery.delivered_at),
+        )
+
+
+class WebhookDeliveryList(ResponseBody):
+    deliveries: list[WebhookDelivery]

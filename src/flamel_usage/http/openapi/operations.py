@@ -105,6 +105,8 @@ _CHARGES = "/api/admin/charges"
 _HOLDS = "/api/admin/holds"
 _MY_KEYS = "/api/users/me/keys"
 _USAGE = "UsageInfoDto"
+_WEBHOOKS = "/api/admin/webhooks"
+_WEBHOOK = "/api/admin/webhooks/{webhookId}"
 
 
 def _links_to_user(expression: str, whose: str) -> dict[str, Any]:
@@ -465,5 +467,64 @@ OPERATIONS: tuple[Operation, ...] = (
         ADMIN,
         Answer(200, "Active holds", outbound.HoldList),
         refusals=("user_not_found",),
+    ),
+    Operation(
+        "POST",
+        _WEBHOOKS,
+        "createWebhook",
+        "Register a webhook endpoint",
+        ADMIN,
+        Answer(
+            201, "Registered; the secret is in this answer only", outbound.CreatedWebhookEndpoint
+        ),
+        body=inbound.CreateWebhookRequest,
+        description=texts.CREATE_WEBHOOK,
+    ),
+    Operation(
+        "GET",
+        _WEBHOOKS,
+        "listWebhooks",
+        "List webhook endpoints (without secrets)",
+        ADMIN,
+        Answer(200, "Endpoints", outbound.WebhookEndpointList),
+    ),
+    Operation(
+        "DELETE",
+        _WEBHOOK,
+        "deleteWebhook",
+        "Delete a webhook endpoint and its delivery log",
+        ADMIN,
+        Answer(204, "Deleted"),
+        refusals=("not_found",),
+    ),
+    Operation(
+        "POST",
+        f"{_WEBHOOK}/rotate",
+        "rotateWebhookSecret",
+        "Give a webhook endpoint a new signing secret",
+        ADMIN,
+        Answer(200, "The new secret, shown in this answer only", outbound.WebhookSecret),
+        refusals=("not_found",),
+        description="Every send from now on, retries included, is signed with the new secret.",
+    ),
+    Operation(
+        "GET",
+        f"{_WEBHOOK}/deliveries",
+        "listWebhookDeliveries",
+        "A webhook endpoint's delivery log, newest first",
+        ADMIN,
+        Answer(200, "Deliveries (the latest 500)", outbound.WebhookDeliveryList),
+        refusals=("not_found",),
+    ),
+    Operation(
+        "POST",
+        f"{_WEBHOOK}/deliveries/{{deliveryId}}/redeliver",
+        "redeliverWebhook",
+        "Send a delivery again",
+        ADMIN,
+        Answer(202, "Queued to be sent now", outbound.WebhookDelivery),
+        refusals=("not_found",),
+        description="Same webhook-id and body, retried for another day; enables the endpoint"
+        " again if it was disabled.",
     ),
 )

@@ -43,6 +43,20 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "Hold id (holdId of the hold's answer).",
         "schema": _ID_SCHEMA,
     },
+    "webhookId": {
+        "name": "webhookId",
+        "in": "path",
+        "required": True,
+        "description": "Webhook endpoint id.",
+        "schema": _ID_SCHEMA,
+    },
+    "deliveryId": {
+        "name": "deliveryId",
+        "in": "path",
+        "required": True,
+        "description": "Webhook delivery id.",
+        "schema": _ID_SCHEMA,
+    },
     "idempotencyKey": {
         "name": "idempotencyKey",
         "in": "path",

@@ -99,3 +99,15 @@ Gives back everything the hold took, and the operation no longer counts (the job
 failed). Final and idempotent as settling is. A hold that is neither settled nor
 released by its expiresAt is released by itself.
 """
+
+CREATE_WEBHOOK = """\
+Events: usage.threshold_reached (plan credit used reaches each of FLAMEL_ALERT_THRESHOLDS),
+credit.depleted (a prepaid account's credit reaches 0), limit.reached (the TTP or edit
+count reaches its maximum), credit.expiring (purchased credit expires within
+FLAMEL_ALERT_EXPIRY_DAYS); each fires at most once per user, threshold and period. Each
+delivery is a POST of {"type", "timestamp", "data"} (data: userId, externalId when set,
+the UsageInfoDto fields at that moment, and the event's own fields), signed per Standard
+Webhooks with the secret in this answer (webhook-id, webhook-timestamp,
+webhook-signature). A URL that is not https, or whose host resolves to a private,
+loopback or link-local address, is refused (400 bad_request) unless the server allows
+private addresses; it is checked again before every send."""

@@ -41,6 +41,7 @@ async def create_hold(request: Request, services: Services) -> Response:
             costs=services.settings.operation_costs,
             now=services.clock(),
             zone=services.settings.timezone,
+            thresholds=services.settings.alert_thresholds,
         )
     return hold_answer(outcome, 201)
 
