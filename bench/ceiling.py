@@ -1,19 +1,24 @@
 """The ceiling for GET /api/users/me/usage: the same work as a bare ASGI callable.
 
-    .venv/bin/python bench/ceiling.py --port 4011 --workers 2   # FLAMEL_DATABASE_URL set
+    .venv/bin/python bench/ceiling.py --port 4011 --workers 2 [--server granian] [--fixed]
+    # FLAMEL_DATABASE_URL set, except with --fixed
 
 Same statements as the service, imported from it (``user_for_api_key``'s key lookup,
 then ``read_usage``'s one-row read), the service's key check and credit numbers, same
 database (FLAMEL_DATABASE_URL: sqlite3 with the service's pragmas, or an asyncpg pool of
 the service's size that, like the service's, sends no reset query on release), same
-JSON, same server (uvicorn with the options ``flamel-usage serve`` uses), and nothing
-else: no routing, no envelope beyond 401/403, no record of the key's last use (the
-service batches those writes), billing zone UTC, periods taken as current
-(the benchmark seed keeps them so).
+JSON, same server (``--server``: uvicorn or granian, each with the options
+``flamel-usage serve`` gives it), and nothing else: no routing, no envelope beyond
+401/403, no record of the key's last use (the service batches those writes), billing
+zone UTC, periods taken as current (the benchmark seed keeps them so).
+
+``--fixed``: no database at all, one fixed JSON body for every request: what the server
+alone can answer, the limit no app under it reaches.
 """
 
 import argparse
 import hmac
+import multiprocessing
 import os
 import sqlite3
 import time
@@ -21,15 +26,16 @@ from datetime import UTC, datetime
 
 import asyncpg
 import orjson
-import uvicorn
 from benchlib import numbered
 
 from flamel_usage.auth import keys
 from flamel_usage.auth.credentials import KEY_OWNER
+from flamel_usage.cli.serve import granian_http1
+from flamel_usage.core.config import Settings
 from flamel_usage.core.money import credits_value
 from flamel_usage.ledger.balances import USAGE
 
-PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON")
+PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON")
 HEADERS = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-store")]
 
 
@@ -107,14 +113,61 @@ def create_app():
     return app
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=4011)
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
+FIXED_BODY = orjson.dumps(
+    {
+        "currentCredit": 1000,
+        "additionalCredit": 250,
+        "maxCredit": 1000,
+        "period": "2026-01-01T00:00:00+00:00/2026-02-01T00:00:00+00:00",
+        "ttpCount": 0,
+        "maxTtpCount": 100,
+        "editCount": 0,
+        "maxEditCount": 50,
+        "postpaidUsageCount": None,
+    }
+)
+
+
+def create_fixed_app():
+    """A body of the usage read's size for every request, nothing read, nothing looked up."""
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": FIXED_BODY})
+
+    return app
+
+
+def run_granian(target, args):
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server import Server
+
+    multiprocessing.set_start_method("spawn", force=True)  # as ``serve`` starts them
+
+    Server(
+        target,
+        factory=True,
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=granian_http1(Settings.from_environ()),
+        log_access=False,
+    ).serve()
+
+
+def run_uvicorn(target, args):
+    import uvicorn
+
     uvicorn.run(
-        "ceiling:create_app",
+        target,
         factory=True,
         host=args.host,
         port=args.port,
@@ -124,3 +177,15 @@ if __name__ == "__main__":
         proxy_headers=False,
         server_header=False,
     )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4011)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
+    parser.add_argument("--fixed", action="store_true", help="one fixed body, no database")
+    args = parser.parse_args()
+    target = "ceiling:create_fixed_app" if args.fixed else "ceiling:create_app"
+    (run_granian if args.server == "granian" else run_uvicorn)(target, args)

@@ -61,7 +61,7 @@ async def charge_once(
     now = time.time_ns() // 1000
     if postgres:
         await one(LOCK, f"charge:{key}")
-    if await one(READ_RECORD, key) is not None:
+    if await one(READ_RECORD, user_id, key) is not None:
         raise RuntimeError(f"idempotency key {key} repeated")
     await one(LIVE_USER, user_id)
     account = await one(LOCKED_ACCOUNT if postgres else ACCOUNT, user_id)
@@ -118,7 +118,7 @@ async def charge_once(
     if kind in COUNTED:
         entries.append((kind, 1, None))
     for purchase_id, part in taken:
-        await run(SPEND_FROM_PURCHASE, part, purchase_id)
+        await run(SPEND_FROM_PURCHASE, part, user_id, purchase_id)
     for pool, amount, purchase_id in entries:
         if amount or pool in COUNTED:
             await run(
@@ -136,7 +136,7 @@ async def charge_once(
     await run(RECORD_SPENDING, user_id, hour_of(now), kind, 1, from_plan, purchased, owed)
     usage = await one(USAGE, user_id, now, user_id)
     body = orjson.dumps({"usage": list(usage)})
-    await run(RECORD_USAGE, body.decode(), charge_id)
+    await run(RECORD_USAGE, body.decode(), user_id, charge_id)
     return 201
 
 
@@ -155,7 +155,7 @@ async def raw_sqlite(path: str, seconds: float, users: int, tag: str, seed: int)
     conn.row_factory = sqlite3.Row
     for pragma in (
         "journal_mode=WAL",
-        "synchronous=NORMAL",
+        "synchronous=FULL",
         "busy_timeout=10000",
         "foreign_keys=ON",
     ):

@@ -1,7 +1,7 @@
 """One benchmark run of flamel-usage against Prism and a bare-ASGI ceiling, and charges/s.
 
     scripts/bench [--quick] [--seconds 8] [--rounds 3] [--workers 2]
-                  [--parts read,flat,charges,history,sessions]
+                  [--parts read,flat,charges,holds,history,sessions]
 
 (``scripts/bench`` installs wrk and the pinned Prism CLI first, then runs this file with
 the project's venv.) Everything listens on and is called at 127.0.0.1.
@@ -14,9 +14,13 @@ server, dropped at the end. The run works on copies, so the cache stays clean.
 read: ``GET /api/users/me/usage`` with a random valid key per request
   (``bench/usage.lua``), at each --connections level, --rounds rounds, the contenders
   alternating (their order rotates by round): ours-sqlite and ours-pg
-  (``flamel-usage serve --workers N``), ceiling-sqlite and ceiling-pg
-  (``bench/ceiling.py``: the same statements as a bare ASGI callable under the same
-  uvicorn options and worker count), prism (``prism mock`` of the packaged seed spec
+  (``flamel-usage serve --workers N``, under its default server, granian),
+  ours-uvicorn-sqlite (the same under ``--server uvicorn``), ceiling-sqlite and ceiling-pg
+  (``bench/ceiling.py``: the same statements as a bare ASGI callable under uvicorn with
+  the options and worker count ``serve --server uvicorn`` uses), ceiling-granian-sqlite and
+  ceiling-granian-pg (the same callable under granian, the fastest server found),
+  fixed-granian (``bench/ceiling.py --fixed``: one fixed body of the read's size, no
+  database, under granian: the server's own limit), prism (``prism mock`` of the packaged seed spec
   ``src/flamel_usage/http/openapi/openapi-seed.yaml``, one process, as its CLI runs by default:
   a log line per request, as the issue measured it) and prism-quiet (the same with
   ``-v warn``; printed as ``ours/quiet``, not judged). Each
@@ -24,16 +28,24 @@ read: ``GET /api/users/me/usage`` with a random valid key per request
   reads the peak RSS (VmHWM) of every worker process and stops the server. Before it,
   every key's ``last_used_at`` is cleared, so that each measurement starts from the
   same state whatever the service does with it (today: batched writes). Figures are
-  medians over rounds; errors are summed, peak RSS is the largest.
+  medians over rounds; errors are summed, peak RSS is the largest. Ours is printed
+  against each ceiling; the targets are judged against the fastest ceiling of its store.
 flat: ours-sqlite at the first connection level on --flat-users users vs --users users,
   both with --entries entries, alternating.
 charges: ``POST /api/admin/charges`` (``bench/charges.lua``) on each store next to a raw
   single-process loop of the same statements (``bench/charges.py``), alternating; then
   ``reconcile`` must be clean on both stores.
+holds: a hold's life, ``POST /api/admin/holds`` then its settle (``bench/holds.lua``),
+  next to ``POST /api/admin/charges`` (``bench/charges.lua``) on the same server, each
+  store, the two alternating (their order rotates by round); printed: holds/s (holds
+  made, each then settled) next to charges/s; then ``reconcile`` must be clean.
 history: ``GET /api/users/me/usage/history`` (by day, then by hour: the current period)
   with the key of the seed's user with 10,000 charges in its current period
   (``seed.HISTORY_USER``), ``bench/usage.lua`` with ``BENCH_PATH``, at --history-connections,
   on each store (ours-sqlite, ours-pg), alternating; ``--parts history`` runs it alone.
+webhooks: ``POST /api/admin/charges`` as in charges, on each store, with one webhook
+  endpoint registered (every event type, sent to a receiver in this process:
+  ``bench/webhooks.py``) next to none, alternating; judged: >= 80% of the charges/s.
 sessions: ``GET /api/users/me/usage`` on SQLite with the platform's session (a
   connect-redis session in Redis per cookie, ``bench/sessions.py``: --sessions of them,
   one random cookie per request) next to the same read with a random API key, the same
@@ -66,9 +78,11 @@ from typing import Any
 
 import asyncpg
 import charges
+import granian
 import seed
 import sessions
 import uvicorn
+import webhooks
 from benchlib import (
     HERE,
     HOST,
@@ -96,8 +110,27 @@ HISTORY_PATH = "/api/users/me/usage/history"
 HISTORY_P99_MS = 20.0
 #: The platform issue's target: the session read's requests/s against the key read's.
 SESSION_PER_KEY = 0.60
-PARTS = ("read", "flat", "charges", "history", "sessions")
-CONTENDERS = ("ours-sqlite", "ceiling-sqlite", "ours-pg", "ceiling-pg", "prism", "prism-quiet")
+PARTS = ("read", "flat", "charges", "holds", "history", "sessions", "webhooks")
+#: Charges/s with one webhook endpoint registered, at least this share of those with none.
+WEBHOOK_PER_NONE = 0.80
+CONTENDERS = (
+    "ours-sqlite",
+    "ceiling-granian-sqlite",
+    "ceiling-sqlite",
+    "ours-uvicorn-sqlite",
+    "fixed-granian",
+    "ours-pg",
+    "ceiling-granian-pg",
+    "ceiling-pg",
+    "prism",
+    "prism-quiet",
+)
+#: The ceilings ours is printed against, by the name of their column.
+CEILINGS = {
+    "ceiling": "ceiling-{store}",
+    "granian": "ceiling-granian-{store}",
+    "fixed": "fixed-granian",
+}
 TOKEN = secrets.token_urlsafe(24)
 
 
@@ -148,9 +181,15 @@ class Run:
         if contender.startswith("ours"):
             argv = [str(VENV_BIN / "flamel-usage"), "serve", "--host", HOST, "--port", str(port)]
             argv += ["--workers", workers]
-        elif contender.startswith("ceiling"):
+            if "-uvicorn-" in contender:
+                argv += ["--server", "uvicorn"]
+        elif contender.startswith(("ceiling", "fixed")):
             argv = [sys.executable, str(HERE / "ceiling.py"), "--host", HOST, "--port", str(port)]
             argv += ["--workers", workers]
+            if "-granian" in contender:
+                argv += ["--server", "granian"]
+            if contender.startswith("fixed"):
+                argv += ["--fixed"]
         else:
             argv = [str(PRISM), "mock", "-h", HOST, "-p", str(port), str(SPEC)]
             if contender == "prism-quiet":
@@ -290,7 +329,7 @@ def part_read(
             log(f"read: {connections} connections, round {round_no + 1}/{args.rounds}")
             shift = round_no % len(contenders)
             for contender in contenders[shift:] + contenders[:shift]:
-                store = None if is_prism(contender) else stores[contender.split("-")[1]]
+                store = stores.get(store_of(contender) or "")
                 row = run.measure_read(
                     contender, store, keys, connections, 1000 * level_index + round_no + 1
                 )
@@ -309,8 +348,21 @@ def part_read(
         }
         for contender, figures in found.items():
             entry = {"connections": connections, "contender": contender, **figures}
-            if contender.startswith("ours"):
-                ceiling = found.get("ceiling-" + contender.split("-")[1])
+            store = store_of(contender)
+            if contender.startswith("ours") and store is not None:
+                for column, pattern in CEILINGS.items():
+                    ceiling = found.get(pattern.format(store=store))
+                    entry[f"ours_per_{column}"] = (
+                        figures["per_second"] / ceiling["per_second"] if ceiling else None
+                    )
+                ceilings = [
+                    found[c]["per_second"]
+                    for c in found
+                    if c.startswith("ceiling") and store_of(c) == store
+                ]
+                entry["ours_per_fastest_ceiling"] = (
+                    figures["per_second"] / max(ceilings) if ceilings else None
+                )
                 for name, prism in (
                     ("prism", found.get("prism")),
                     ("prism_quiet", found.get("prism-quiet")),
@@ -318,9 +370,6 @@ def part_read(
                     entry[f"ours_per_{name}"] = (
                         figures["per_second"] / prism["per_second"] if prism else None
                     )
-                entry["ours_per_ceiling"] = (
-                    figures["per_second"] / ceiling["per_second"] if ceiling else None
-                )
             summary.append(entry)
     return {"measurements": measurements, "summary": summary}
 
@@ -456,6 +505,161 @@ def part_charges(run: Run, stores: dict[str, Store], users: int) -> dict[str, An
     }
 
 
+def part_holds(run: Run, stores: dict[str, Store], users: int) -> dict[str, Any]:
+    """Holds (made, then settled) per second next to charges per second, per store."""
+    args = run.args
+    pid = os.getpid()
+    measurements = []
+    for round_no in range(args.rounds):
+        for name, store in stores.items():
+            run.check_time()
+            log(f"holds: {name}, round {round_no + 1}/{args.rounds}")
+            run.quiet()
+            server = run.server("ours-" + ("pg" if name == "postgresql" else name), store)
+            url = f"http://{HOST}:{server.port}"
+            scripts = ["charges", "holds"][:: 1 if round_no % 2 == 0 else -1]
+            row: dict[str, Any] = {"store": name, "round": round_no + 1}
+            try:
+                for script in scripts:
+                    env = {
+                        "BENCH_ADMIN_TOKEN": TOKEN,
+                        "BENCH_USERS": str(users),
+                        "BENCH_SEED": str(round_no + 1),
+                        "BENCH_RUN": f"{script}-{name}-{round_no}-{pid}",
+                    }
+                    http = wrk(
+                        url,
+                        HERE / f"{script}.lua",
+                        seconds=args.seconds,
+                        connections=args.charge_connections,
+                        env=env,
+                    )
+                    made = http.statuses.get(201, 0)
+                    ok = charges.OK | charges.REFUSALS | ({200} if script == "holds" else set())
+                    row[script] = {
+                        "per_second": http.per_second * made / max(http.requests, 1),
+                        "requests_per_second": http.per_second,
+                        "p99_ms": http.p99_ms,
+                        "errors": http.errors(ok),
+                        "statuses": http.statuses,
+                    }
+            finally:
+                server.stop()
+            log(
+                f"  {name:<10} holds {row['holds']['per_second']:8.0f}/s"
+                f"  charges {row['charges']['per_second']:8.0f}/s"
+                f"  errors {row['holds']['errors'] + row['charges']['errors']}"
+            )
+            measurements.append(row)
+    summary = []
+    for name, store in stores.items():
+        rows = [m for m in measurements if m["store"] == name]
+        problems = asyncio.run(asyncio.wait_for(seed.reconcile(store.url), timeout=600))
+        entry = {
+            "store": name,
+            "holds_per_second": median(r["holds"]["per_second"] for r in rows),
+            "charges_per_second": median(r["charges"]["per_second"] for r in rows),
+            "holds_p99_ms": median(r["holds"]["p99_ms"] for r in rows),
+            "errors": sum(r["holds"]["errors"] + r["charges"]["errors"] for r in rows),
+            "reconcile_problems": len(problems),
+        }
+        entry["ratio"] = entry["holds_per_second"] / entry["charges_per_second"]
+        summary.append(entry)
+    return {
+        "connections": args.charge_connections,
+        "measurements": measurements,
+        "summary": summary,
+    }
+
+
+def part_webhooks(run: Run, stores: dict[str, Store], users: int) -> dict[str, Any]:
+    """Charges/s with one webhook endpoint registered next to none, on each store."""
+    args = run.args
+    pid = os.getpid()
+    receiver = webhooks.Receiver()
+    measurements = []
+    try:
+        for round_no in range(args.rounds):
+            for name, store in stores.items():
+                variants = ["none", "one"] if round_no % 2 == 0 else ["one", "none"]
+                for variant in variants:
+                    run.check_time()
+                    log(f"webhooks: {name}, {variant} endpoint(s), round {round_no + 1}")
+                    run.quiet()
+                    contender = "ours-" + ("pg" if name == "postgresql" else name)
+                    server = run.server(contender, store, webhooks.SERVER_ENV)
+                    url = f"http://{HOST}:{server.port}"
+                    env = {
+                        "BENCH_ADMIN_TOKEN": TOKEN,
+                        "BENCH_USERS": str(users),
+                        "BENCH_SEED": str(100 + round_no),
+                    }
+                    endpoint = None
+                    try:
+                        if variant == "one":
+                            endpoint = webhooks.register(url, TOKEN, receiver.url)
+                        run_tag = f"hooks-{variant}-{name}-{round_no}-{pid}"
+                        if args.warmup > 0:
+                            wrk(
+                                url,
+                                HERE / "charges.lua",
+                                seconds=args.warmup,
+                                connections=args.charge_connections,
+                                env={**env, "BENCH_RUN": "warm-" + run_tag},
+                            )
+                        sent_before = receiver.received
+                        window = run.window(server)
+                        http = wrk(
+                            url,
+                            HERE / "charges.lua",
+                            seconds=args.seconds,
+                            connections=args.charge_connections,
+                            env={**env, "BENCH_RUN": run_tag},
+                        )
+                        others = window.other_cores()
+                        if endpoint is not None:
+                            webhooks.remove(url, TOKEN, endpoint)
+                    finally:
+                        server.stop()
+                    row = {
+                        "store": name,
+                        "endpoints": variant,
+                        "round": round_no + 1,
+                        "per_second": http.per_second,
+                        "p99_ms": http.p99_ms,
+                        "errors": http.errors(charges.OK | charges.REFUSALS),
+                        "webhooks_received": receiver.received - sent_before,
+                        "other_cores": others,
+                    }
+                    log(
+                        f"  {name:<10} {variant:<4} {http.per_second:8.0f}/s"
+                        f" (p99 {http.p99_ms:.1f} ms, errors {row['errors']},"
+                        f" webhooks sent {row['webhooks_received']})"
+                    )
+                    measurements.append(row)
+    finally:
+        receiver.close()
+    summary = []
+    for name in stores:
+        found = {
+            variant: [m for m in measurements if m["store"] == name and m["endpoints"] == variant]
+            for variant in ("none", "one")
+        }
+        none = median(m["per_second"] for m in found["none"])
+        one = median(m["per_second"] for m in found["one"])
+        summary.append(
+            {
+                "store": name,
+                "none_per_second": none,
+                "one_per_second": one,
+                "ratio": one / none,
+                "errors": sum(m["errors"] for rows in found.values() for m in rows),
+                "webhooks_received": sum(m["webhooks_received"] for m in found["one"]),
+            }
+        )
+    return {"measurements": measurements, "summary": summary}
+
+
 def part_history(run: Run, stores: dict[str, Store]) -> dict[str, Any]:
     """The usage history of the seed's user with 10,000 charges, on each store."""
     args = run.args
@@ -575,11 +779,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for contender, store in (("ours-sqlite", "SQLite"), ("ours-pg", "PostgreSQL")):
         if not all((contender, c) in rows for c in levels):
             continue
-        ratios = [(c, rows[(contender, c)].get("ours_per_ceiling")) for c in levels]
+        ratios = [(c, rows[(contender, c)].get("ours_per_fastest_ceiling")) for c in levels]
         ratios = [(c, v) for c, v in ratios if v is not None]
         if ratios:
             target(
-                f"read on {store} >= 75% of its ceiling",
+                f"read on {store} >= 75% of its fastest ceiling",
                 all(v >= 0.75 for _, v in ratios),
                 ", ".join(f"{c} conns {v:.1%}" for c, v in ratios),
             )
@@ -610,6 +814,23 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             entry["errors"] == 0 and entry["reconcile_problems"] == 0,
             f"{entry['errors']} errors, {entry['refusals']} refusals,"
             f" {entry['reconcile_problems']} reconcile differences",
+        )
+    for entry in results.get("holds", {}).get("summary", []):
+        target(
+            f"holds on {entry['store']}: no errors but refusals, reconcile clean",
+            entry["errors"] == 0 and entry["reconcile_problems"] == 0,
+            f"{entry['holds_per_second']:.0f} holds/s, {entry['charges_per_second']:.0f}"
+            f" charges/s; {entry['errors']} errors, {entry['reconcile_problems']} reconcile"
+            " differences",
+        )
+    for entry in results.get("webhooks", {}).get("summary", []):
+        target(
+            f"charges on {entry['store']} with one webhook endpoint >= {WEBHOOK_PER_NONE:.0%}"
+            " of none",
+            entry["ratio"] >= WEBHOOK_PER_NONE and entry["errors"] == 0,
+            f"{entry['one_per_second']:.0f}/s vs {entry['none_per_second']:.0f}/s"
+            f" = {entry['ratio']:.1%}, {entry['webhooks_received']} webhooks sent,"
+            f" {entry['errors']} errors",
         )
     flat = results.get("flat")
     if flat:
@@ -658,6 +879,7 @@ def _noise(results: dict[str, Any]) -> dict[str, Any] | None:
     ]
     for m in results.get("charges", {}).get("measurements", []):
         found += [m["other_cores"], m["raw_other_cores"]]
+    found += [m["other_cores"] for m in results.get("webhooks", {}).get("measurements", [])]
     if not found:
         return None
     return {
@@ -670,6 +892,12 @@ def _noise(results: dict[str, Any]) -> dict[str, Any] | None:
 
 def is_prism(contender: str) -> bool:
     return contender.startswith("prism")
+
+
+def store_of(contender: str) -> str | None:
+    """The store a contender reads (``sqlite``, ``pg``), None for Prism and the fixed body."""
+    store = contender.rsplit("-", 1)[-1]
+    return store if store in ("sqlite", "pg") else None
 
 
 def _ratio(value: float | None, suffix: str = "") -> str:
@@ -688,18 +916,24 @@ def table(results: dict[str, Any]) -> str:
             f" x {args['seconds']} s; random valid key per request"
         )
         lines.append(
-            f"{'conns':>5}  {'contender':<15}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>9}"
+            "ours/ceiling: against the same query under uvicorn; ours/granian: under granian"
+            " (the fastest); ours/fixed: a fixed body under granian, no query"
+        )
+        lines.append(
+            f"{'conns':>5}  {'contender':<23}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>9}"
             f"{'errors':>8}{'RSS/worker MB':>15}{'ours/Prism':>12}{'ours/quiet':>12}"
-            f"{'ours/ceiling':>14}"
+            f"{'ours/ceiling':>14}{'ours/granian':>14}{'ours/fixed':>12}"
         )
         for r in read["summary"]:
             lines.append(
-                f"{r['connections']:>5}  {r['contender']:<15}{r['per_second']:>9.0f}"
+                f"{r['connections']:>5}  {r['contender']:<23}{r['per_second']:>9.0f}"
                 f"{r['p50_ms']:>8.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
                 f"{r['peak_rss_mb_per_worker']:>11.1f} x{r['workers']:<2}"
                 f"{_ratio(r.get('ours_per_prism'), 'x'):>12}"
                 f"{_ratio(r.get('ours_per_prism_quiet'), 'x'):>12}"
                 f"{_ratio(r.get('ours_per_ceiling')):>14}"
+                f"{_ratio(r.get('ours_per_granian')):>14}"
+                f"{_ratio(r.get('ours_per_fixed')):>12}"
             )
     flat = results.get("flat")
     if flat:
@@ -730,6 +964,23 @@ def table(results: dict[str, Any]) -> str:
                 f"  {r['store']:<11}{r['per_second']:>10.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>9.2f}"
                 f"{r['errors']:>8}{r['refusals']:>10}{r['raw_per_second']:>10.0f}"
                 f"{r['ratio']:>7.2f}  "
+                + ("clean" if not r["reconcile_problems"] else f"{r['reconcile_problems']} diffs")
+            )
+    held = results.get("holds")
+    if held:
+        lines.append("")
+        lines.append(
+            f"holds (POST /api/admin/holds, then its settle) next to charges"
+            f" ({held['connections']} connections):"
+        )
+        lines.append(
+            f"  {'store':<11}{'holds/s':>9}{'charges/s':>11}{'ratio':>7}{'p99 ms':>8}"
+            f"{'errors':>8}  reconcile"
+        )
+        for r in held["summary"]:
+            lines.append(
+                f"  {r['store']:<11}{r['holds_per_second']:>9.0f}{r['charges_per_second']:>11.0f}"
+                f"{r['ratio']:>7.2f}{r['holds_p99_ms']:>8.2f}{r['errors']:>8}  "
                 + ("clean" if not r["reconcile_problems"] else f"{r['reconcile_problems']} diffs")
             )
     history = results.get("history")
@@ -848,6 +1099,7 @@ def _versions() -> dict[str, str]:
     found = {
         "python": platform.python_version(),
         "uvicorn": uvicorn.__version__,
+        "granian": granian.__version__,
         "sqlite": sqlite3.sqlite_version,
         "cores": str(os.cpu_count()),
     }
@@ -885,8 +1137,10 @@ def main(argv: list[str] | None = None) -> int:
     pg_created = False
     needs_pg = (
         "charges" in args.parts
+        or "holds" in args.parts
+        or "webhooks" in args.parts
         or "history" in args.parts
-        or ("read" in args.parts and any(c.endswith("-pg") for c in args.contenders))
+        or ("read" in args.parts and any(store_of(c) == "pg" for c in args.contenders))
     )
     started = time.monotonic()
     results: dict[str, Any] = {
@@ -924,7 +1178,7 @@ def main(argv: list[str] | None = None) -> int:
             contenders = [
                 c
                 for c in CONTENDERS
-                if c in args.contenders and (is_prism(c) or c.split("-")[1] in read_stores)
+                if c in args.contenders and store_of(c) in (None, *read_stores)
             ]
             results["read"] = part_read(run, read_stores, main_seed.keys, contenders)
         if "flat" in args.parts:
@@ -935,6 +1189,10 @@ def main(argv: list[str] | None = None) -> int:
             results["flat"] = part_flat(run, small, small_store, main_seed, stores["sqlite"])
         if "charges" in args.parts:
             results["charges"] = part_charges(run, stores, args.users)
+        if "holds" in args.parts:
+            results["holds"] = part_holds(run, stores, args.users)
+        if "webhooks" in args.parts:
+            results["webhooks"] = part_webhooks(run, stores, args.users)
         if "history" in args.parts:
             results["history"] = part_history(run, read_stores)
         if "sessions" in args.parts:

@@ -14,8 +14,8 @@ from flamel_usage.auth.passwords import hash_password
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.reconcile import reconcile
-from flamel_usage.metering import charges, refunds
-from flamel_usage.metering.outcomes import ChargeOutcome, Refunded
+from flamel_usage.metering import charges, holds, refunds
+from flamel_usage.metering.outcomes import ChargeOutcome, Held, HoldOutcome, Refunded
 
 _serial = count(1)
 
@@ -135,3 +135,35 @@ class Factory:
         """Refund the charge made with ``key``."""
         async with self.db.transaction() as conn:
             return await refunds.refund(conn, key, now=self.clock(), zone=self.zone)
+
+    async def hold(
+        self,
+        user: accounts.User,
+        kind: str,
+        key: str,
+        cost: float | None = None,
+        *,
+        ttl_seconds: int | None = None,
+    ) -> HoldOutcome:
+        """Hold ``kind`` (``cost`` in credits, default: the kind's cost) under ``key``."""
+        milli = None if cost is None else round(cost * 1000)
+        request = holds.HoldRequest(user.id, kind, milli, ttl_seconds)
+        async with self.db.transaction() as conn:
+            return await holds.create(
+                conn,
+                request,
+                idempotency_key=key,
+                costs={"ttp": 1000, "edit": 1000, "image": 1000},
+                now=self.clock(),
+                zone=self.zone,
+            )
+
+    async def settle(self, hold_id: int, cost: float) -> Held:
+        async with self.db.transaction() as conn:
+            return await holds.settle(
+                conn, hold_id, round(cost * 1000), now=self.clock(), zone=self.zone
+            )
+
+    async def release(self, hold_id: int) -> Held:
+        async with self.db.transaction() as conn:
+            return await holds.release(conn, hold_id, now=self.clock(), zone=self.zone)

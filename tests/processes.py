@@ -31,8 +31,8 @@ import httpx
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
 CLI_TIMEOUT_S = 30.0
-#: What uvicorn logs once per worker when the app's lifespan has started.
-_WORKER_READY = "Application startup complete."
+#: What the app logs once per worker when its lifespan has started, under any server.
+WORKER_READY = "worker ready"
 
 
 def cli_command() -> list[str]:
@@ -87,24 +87,34 @@ class ServerProcess:
         workers: int = 1,
         extra_args: Sequence[str] = (),
         cwd: Path | None = None,
+        command: Sequence[str] | None = None,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        """``command``, when given, is the whole command line instead of ``flamel-usage
+        serve`` with these options; it must listen on 127.0.0.1:``port``."""
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.returncode: int | None = None
         fd, name = tempfile.mkstemp(prefix="flamel-serve-", suffix=".log")
         self.log_path = Path(name)
-        command = [
-            *cli_command(),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-            *extra_args,
-        ]
+        command = (
+            list(command)
+            if command is not None
+            else [
+                *cli_command(),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                *extra_args,
+            ]
+        )
+        # No drain unless a test asks for one: stopping each server would take seconds.
+        environ = {"FLAMEL_SHUTDOWN_DRAIN_SECONDS": "0", **environ}
         try:
             self.process = subprocess.Popen(
                 command,
@@ -137,7 +147,7 @@ class ServerProcess:
                 with suppress(httpx.TransportError):
                     httpx.get(f"{self.base_url}/api-json", timeout=2.0)
                     answered = True
-            if answered and self.output().count(_WORKER_READY) >= self.workers:
+            if answered and self.output().count(WORKER_READY) >= self.workers:
                 return
             time.sleep(0.05)
         raise RuntimeError(

@@ -142,14 +142,20 @@ def test_all_is_pinned() -> None:
         "Client",
         "Conflict",
         "CreatedKey",
+        "CreatedWebhook",
         "CreditPurchase",
         "DEFAULT_BASE_URL",
         "FlamelError",
         "HistoryBucket",
+        "Hold",
+        "HoldNotActive",
+        "HoldNotFound",
+        "HoldResult",
         "IdempotencyKeyReused",
         "InsufficientCredit",
         "InvalidRequest",
         "InvalidResponse",
+        "InvalidWebhook",
         "KeyNotFound",
         "LimitExceeded",
         "NotFound",
@@ -168,7 +174,10 @@ def test_all_is_pinned() -> None:
         "User",
         "UserExists",
         "UserNotFound",
+        "WebhookDelivery",
+        "WebhookEndpoint",
         "WrongApiKey",
+        "verify_webhook",
     ]
     assert len(set(sdk.__all__)) == len(sdk.__all__)
     for name in sdk.__all__:
@@ -219,7 +228,7 @@ def test_importing_the_sdk_loads_no_server_code_or_dependencies() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     loaded = set(json.loads(done.stdout))
-    forbidden = {"uvicorn", "asyncpg", "orjson", "yaml", "swagger_ui_bundle"}
+    forbidden = {"granian", "uvicorn", "asyncpg", "orjson", "yaml", "swagger_ui_bundle"}
     assert not {name for name in loaded if name.split(".")[0] in forbidden}
     ours = {name for name in loaded if name.split(".")[0] == "flamel_usage"}
     allowed = {"flamel_usage", "flamel_usage.client"}

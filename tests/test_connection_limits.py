@@ -1,8 +1,9 @@
 """What a connection may cost the server before its request is parsed: the head's size,
 its number of lines, and the time it takes to arrive.
 
-These limits live in the server's protocol, not in the app, so every test talks raw
-HTTP/1.1 over a socket to a real ``flamel-usage serve`` process on 127.0.0.1, with a
+These limits live in the server (granian's HTTP/1 settings, or our uvicorn protocol)
+and, for a head that arrived whole, in the app, so every test talks raw HTTP/1.1 over a
+socket to a real ``flamel-usage serve`` process on 127.0.0.1, under each server, with a
 header timeout of one second so that the timeouts show quickly.
 """
 
@@ -19,7 +20,7 @@ import orjson
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tests.processes import ServerProcess, server_process
+from tests.processes import ServerProcess, run_cli, server_process
 
 HEADER_TIMEOUT_S = 1.0
 #: Long enough for any closing the server does after HEADER_TIMEOUT_S; never waited in full
@@ -29,16 +30,18 @@ USAGE = "/api/users/me/usage"
 CHUNK = b"a" * 65_536
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One single-process server (its pid is the worker's) for the whole module."""
+@pytest.fixture(scope="module", params=["granian", "uvicorn"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server with one worker for the whole module, under each server."""
     home = tmp_path_factory.mktemp("limits")
     environ = {
         "FLAMEL_DATA_DIR": str(home / "data"),
         "FLAMEL_ADMIN_TOKEN": ADMIN_TOKEN,
         "FLAMEL_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT_S),
     }
-    with server_process(environ, cwd=home) as running:
+    with server_process(environ, extra_args=["--server", request.param], cwd=home) as running:
         yield running
 
 
@@ -105,9 +108,11 @@ def _envelope(response: Response, status: int, reason: str) -> None:
 
 
 def _rss_bytes(pid: int) -> int:
+    """The resident memory of ``pid`` and its children (granian's worker is a child)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
+            return int(line.split()[1]) * 1024 + sum(_rss_bytes(int(c)) for c in children)
     raise AssertionError(f"no VmRSS for process {pid}")
 
 
@@ -180,13 +185,39 @@ def test_headers_just_under_the_limit_are_read(server: ServerProcess) -> None:
         _envelope(connection.response(), 403, "not_logged_in")
 
 
-def test_more_than_100_header_lines_are_refused(server: ServerProcess) -> None:
-    """The Host line and 99 others are read; one line more is refused."""
+def test_more_than_100_header_lines_are_refused(
+    server: ServerProcess, request: pytest.FixtureRequest
+) -> None:
+    """The Host line and 99 others are read; one line more is refused: by our limit under
+    uvicorn, in the envelope; by granian's parser, whose cap is the same 100 lines, with
+    a bare 431 and the connection closed."""
     with Connection(server) as connection:
         connection.send(_head("GET", USAGE, *(f"X-Line-{n}: {n}" for n in range(99))))
         _envelope(connection.response(), 403, "not_logged_in")
         connection.send(_head("GET", USAGE, *(f"X-Line-{n}: {n}" for n in range(100))))
+        response = connection.response()
+        if request.node.callspec.params["server"] == "granian":
+            assert response[0] == 431
+            assert response[1]["connection"] == "close"
+            assert connection.closed_by_server()
+        else:
+            _envelope(response, 431, "request_header_fields_too_large")
+
+
+def test_fewer_header_lines_than_granians_cap_are_refused_in_the_envelope(
+    tmp_path: Path,
+) -> None:
+    """Under granian a FLAMEL_MAX_HEADERS below its parser's cap is the app's, in the
+    envelope; one above it is refused at start, as granian could not read that many."""
+    environ = {"FLAMEL_DATA_DIR": str(tmp_path / "data"), "FLAMEL_MAX_HEADERS": "20"}
+    with server_process(environ, cwd=tmp_path) as server, Connection(server) as connection:
+        connection.send(_head("GET", USAGE, *(f"X-Line-{n}: {n}" for n in range(19))))
+        _envelope(connection.response(), 403, "not_logged_in")
+        connection.send(_head("GET", USAGE, *(f"X-Line-{n}: {n}" for n in range(20))))
         _envelope(connection.response(), 431, "request_header_fields_too_large")
+    refused = run_cli({**environ, "FLAMEL_MAX_HEADERS": "101"}, "serve", "--port", "1")
+    assert refused.returncode != 0
+    assert "--server uvicorn" in refused.stderr
 
 
 def test_an_idle_new_connection_is_closed_after_the_header_timeout(server: ServerProcess) -> None:

@@ -111,6 +111,12 @@ values = [{json.dumps(PLAN)}]
 [dictionaries.kinds]
 values = {json.dumps(list(KINDS))}
 
+[dictionaries.hold_ttls]
+values = [900, 86400]
+
+[dictionaries.settle_costs]
+values = [0]
+
 [dictionaries.future_instants]
 values = ["2099-12-31T23:59:59+00:00", "9000-01-01T00:00:00Z", "2999-06-30T12:00:00.5+09:00"]
 
@@ -169,6 +175,23 @@ checks.positive_data_acceptance.expected-statuses = \
 ["2xx", "3xx", "401", "402", "403", "404", "409", "429", "5xx"]
 phases.coverage.checks.positive_data_acceptance.enabled = false
 
+# A hold: the same as a charge; it lasts long enough to be settled or released (one
+# that expired is 409 hold_not_active, an answer about its state).
+[[operations]]
+include-operation-id = "AdminController_createHold"
+parameters = { "body.kind" = { dictionary = "kinds" }, \
+"body.ttlSeconds" = { dictionary = "hold_ttls", probability = 0.5 } }
+checks.positive_data_acceptance.expected-statuses = \
+["2xx", "3xx", "401", "402", "403", "404", "409", "429", "5xx"]
+phases.coverage.checks.positive_data_acceptance.enabled = false
+
+# Settling at more than the hold holds is 400: a statement about the hold's state that
+# a schema cannot make. Half the settles keep nothing, which any hold allows.
+[[operations]]
+include-operation-id = "AdminController_settleHold"
+parameters = { "body.cost" = { dictionary = "settle_costs", probability = 0.5 } }
+checks.positive_data_acceptance.enabled = false
+
 # A purchase or a new key must expire in the future (the credit would never count, the
 # key never work, otherwise): a statement about the clock that a schema cannot make. Same
 # treatment as kind above.
@@ -186,6 +209,13 @@ phases.coverage.checks.positive_data_acceptance.enabled = false
 [[operations]]
 include-operation-id = "AdminController_deleteUser"
 parameters = { "path.userId" = { dictionary = "doomed_user_ids", probability = 0.5 } }
+
+# A webhook URL must be https and resolve to public addresses only, checked by looking
+# the host up: a statement about DNS and the network that no schema can make (a
+# schema-valid URL of a host that does not resolve, or resolves to 127.0.0.1, is 400).
+[[operations]]
+include-operation-id = "AdminController_createWebhook"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403"]
 
 # Moving a user to a plan that does not exist is 404 plan_not_found: a 404 that is not
 # about the user just created, so "created resource not found" does not follow from it.
@@ -454,7 +484,7 @@ def test_served_document_admin_operations(
         config=_BASE_CONFIG + _dictionaries(server) + _ADMIN_OPERATIONS,
     )
     _assert_clean(run, record_property, authenticated=True)
-    assert run.report["operations"]["tested"] == 16, run.output
+    assert run.report["operations"]["tested"] == 26, run.output
 
 
 MY_KEYS_EMAIL = "fuzz-keys@example.com"

@@ -176,11 +176,11 @@ class Books:
 
 async def _books(db: Database) -> Books:
     async with db.read() as conn:
-        rows = await conn.fetchall("SELECT idempotency_key FROM charges ORDER BY id")
+        rows = await conn.fetchall("SELECT user_id, idempotency_key FROM charges ORDER BY id")
         answers = {}
         for row in rows:
             key = row["idempotency_key"]
-            recorded = await read_record(conn, key)
+            recorded = await read_record(conn, row["user_id"], key)
             assert recorded is not None
             answer = charge_answer(recorded[1])
             answers[key] = (answer.status, answer.body.decode())

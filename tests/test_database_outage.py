@@ -224,6 +224,8 @@ def _environ(tmp_path: Path, url: str) -> dict[str, str]:
         "FLAMEL_SESSION_SECRET": SESSION_SECRET,
         "FLAMEL_TIMEZONE": "UTC",
         "FLAMEL_DATABASE_TIMEOUT_SECONDS": str(TIMEOUT_S),
+        # The private PostgreSQL runs with fsync off, for speed: intended here.
+        "FLAMEL_ALLOW_ASYNC_COMMIT": "on",
     }
 
 
@@ -376,7 +378,7 @@ async def test_postgres_opens_without_a_server_and_reports_it_unavailable(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = f"postgresql://flamel:{DB_PASSWORD}@127.0.0.1:{free_port()}/nothing"
-    database = Database.from_url(url, timeout=1.0)
+    database = Database.from_url(url, timeout=1.0, allow_async_commit=True)
     with caplog.at_level(logging.DEBUG):
         await database.start()  # no server: starts anyway, migrations wait for it
         try:
@@ -399,7 +401,7 @@ async def test_pages_answer_a_503_page_in_their_language_the_api_its_envelope(
 ) -> None:
     """A browser gets a page it can show, not the API's JSON; the API keeps its envelope."""
     url = f"postgresql://flamel:{DB_PASSWORD}@127.0.0.1:{free_port()}/nothing"
-    database = Database.from_url(url, timeout=1.0)
+    database = Database.from_url(url, timeout=1.0, allow_async_commit=True)
     await database.start()  # no server: every statement is DatabaseUnavailable
     session_id = cookies.new_session_id()
     cookie = cookies.session_cookie_value(session_id, SESSION_SECRET)
@@ -453,7 +455,7 @@ async def test_sqlite_write_lock_timeout_is_a_503_and_leaves_the_store_usable(
     monkeypatch.setattr("flamel_usage.db.sqlite.SQLITE_MIN_BUSY_SECONDS", 0.0)
     path = tmp_path / "store.sqlite3"
     settings = Settings.from_environ(_environ(tmp_path, f"sqlite:///{path}"))
-    database = Database.from_url(settings.database_url, timeout=0.2)
+    database = Database.from_url(settings.database_url, timeout=0.2, allow_async_commit=True)
     await database.start()
     try:
         app = App(settings, database)
@@ -652,7 +654,7 @@ async def test_a_store_with_an_edited_migration_found_after_a_start_while_down_i
         await migrated.close()
     postgres.stop()
     settings = Settings.from_environ(_environ(tmp_path, url))
-    database = Database.from_url(settings.database_url, timeout=TIMEOUT_S)
+    database = Database.from_url(settings.database_url, timeout=TIMEOUT_S, allow_async_commit=True)
     await database.start()  # no server: starts anyway, migrations wait for it
     try:
         postgres.start()
@@ -677,7 +679,7 @@ async def outage_app(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     url = await postgres.create_database_async("flamel")
     settings = Settings.from_environ(_environ(tmp_path, url))
-    database = Database.from_url(settings.database_url, timeout=TIMEOUT_S)
+    database = Database.from_url(settings.database_url, timeout=TIMEOUT_S, allow_async_commit=True)
     await database.start()
     try:
         transport = httpx.ASGITransport(app=App(settings, database))

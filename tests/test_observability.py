@@ -33,7 +33,7 @@ from flamel_usage.http.metrics import BUCKETS
 from flamel_usage.http.routing import Request, Response
 from tests.conftest import ADMIN_TOKEN, POSTGRES_URL, FakeClock
 from tests.factories import Factory
-from tests.processes import ServerProcess, free_port, http_client, server_process
+from tests.processes import WORKER_READY, ServerProcess, free_port, http_client, server_process
 from tests.store import reset_database
 
 USAGE = "/api/users/me/usage"
@@ -368,7 +368,7 @@ def _live_workers(samples: Samples) -> set[str]:
 
 def _wait_for_workers_started(server: ServerProcess, count: int) -> None:
     deadline = time.monotonic() + 20
-    while server.output().count("Application startup complete.") < count:
+    while server.output().count(WORKER_READY) < count:
         assert time.monotonic() < deadline, server.output()
         time.sleep(0.05)
 
@@ -404,7 +404,7 @@ def test_metrics_of_two_workers_add_up_and_outlive_a_worker_that_dies(tmp_path: 
 
         dead = sorted(_live_workers(samples))[0]
         os.kill(int(dead), signal.SIGKILL)
-        _wait_for_workers_started(server, 3)  # uvicorn replaced it
+        _wait_for_workers_started(server, 3)  # the server replaced it
         samples = _scrape(server.base_url)
         assert dead not in _live_workers(samples)
         assert len(_live_workers(samples)) == 2
@@ -602,4 +602,4 @@ def test_a_json_server_logs_only_json_lines_that_carry_each_request_id_and_no_se
     assert others == {"/api-json"}  # the helper's readiness check: nothing else was asked
     for secret in secrets_sent:
         assert secret not in output
-    assert "Application startup complete." in output
+    assert WORKER_READY in output

@@ -61,10 +61,42 @@ OUR_OPERATIONS = {
         "AdminController_refundCharge",
         "admin",
     ),
+    ("post", "/api/admin/holds", "AdminController_createHold", "admin"),
+    ("post", "/api/admin/holds/{holdId}/settle", "AdminController_settleHold", "admin"),
+    ("post", "/api/admin/holds/{holdId}/release", "AdminController_releaseHold", "admin"),
+    ("get", "/api/admin/users/{userId}/holds", "AdminController_listHolds", "admin"),
+    ("post", "/api/admin/webhooks", "AdminController_createWebhook", "admin"),
+    ("get", "/api/admin/webhooks", "AdminController_listWebhooks", "admin"),
+    ("delete", "/api/admin/webhooks/{webhookId}", "AdminController_deleteWebhook", "admin"),
+    (
+        "post",
+        "/api/admin/webhooks/{webhookId}/rotate",
+        "AdminController_rotateWebhookSecret",
+        "admin",
+    ),
+    (
+        "get",
+        "/api/admin/webhooks/{webhookId}/deliveries",
+        "AdminController_listWebhookDeliveries",
+        "admin",
+    ),
+    (
+        "post",
+        "/api/admin/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver",
+        "AdminController_redeliverWebhook",
+        "admin",
+    ),
 }
 
 #: The type of every path parameter: ids are integers, an idempotency key is a string.
-PATH_PARAMETER_TYPES = {"userId": "integer", "keyId": "integer", "idempotencyKey": "string"}
+PATH_PARAMETER_TYPES = {
+    "userId": "integer",
+    "keyId": "integer",
+    "holdId": "integer",
+    "idempotencyKey": "string",
+    "webhookId": "integer",
+    "deliveryId": "integer",
+}
 
 
 def _packaged_seed_bytes() -> bytes:
@@ -256,7 +288,7 @@ def _reasons(operation: dict[str, Any], status: str) -> set[str]:
 
 def test_admin_operations_require_the_admin_token() -> None:
     admin = [op for _, _, op in _our_operations() if op["tags"] == ["admin"]]
-    assert len(admin) == 16
+    assert len(admin) == 26
     for operation in admin:
         assert operation["security"] == [{"adminToken": []}]
         assert "admin_unauthorized" in _reasons(operation, "401")
@@ -317,6 +349,23 @@ def test_documented_domain_errors() -> None:
             "404": {"charge_not_found"},
             "409": {"already_refunded", "not_refundable"},
         },
+        "AdminController_createHold": {
+            "400": {"bad_request", "unknown_kind", "invalid_idempotency_key"},
+            "402": {"insufficient_credit"},
+            "404": {"user_not_found"},
+            "409": {"idempotency_key_reused"},
+            "429": {"ttp_limit_exceeded", "edit_limit_exceeded"},
+        },
+        "AdminController_settleHold": {
+            "400": {"bad_request"},
+            "404": {"hold_not_found"},
+            "409": {"hold_not_active"},
+        },
+        "AdminController_createWebhook": {"400": {"bad_request"}},
+        "AdminController_deleteWebhook": {"404": {"not_found"}},
+        "AdminController_rotateWebhookSecret": {"404": {"not_found"}},
+        "AdminController_listWebhookDeliveries": {"404": {"not_found"}},
+        "AdminController_redeliverWebhook": {"404": {"not_found"}},
     }
     for operation_id, statuses in expected.items():
         for status, reasons in statuses.items():

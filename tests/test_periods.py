@@ -471,3 +471,25 @@ def test_property_micros_in_a_zone_are_that_zones_wall_time(
 @given(instant=instants(), zone=ZONES)
 def test_property_micros_ignore_the_zone_of_the_instant(instant: datetime, zone: ZoneInfo) -> None:
     assert to_micros(instant.astimezone(zone)) == to_micros(instant)
+
+
+@given(
+    st.integers(min_value=0, max_value=4_000_000_000_000_000),
+    st.integers(min_value=1, max_value=400 * 86_400_000_000),
+    st.sampled_from([UTC_ZONE, SEOUL, NEW_YORK]),
+)
+def test_a_period_of_stored_instants_is_the_period_of_their_datetimes(
+    start: int, length: int, zone: ZoneInfo
+) -> None:
+    made = Period.of_micros(start, start + length, zone)
+    assert made == Period(from_micros(start, zone), from_micros(start + length, zone))
+    assert (
+        made.iso_interval()
+        == Period(from_micros(start, zone), from_micros(start + length, zone)).iso_interval()
+    )
+
+
+@pytest.mark.parametrize("length", [0, -1])
+def test_a_period_of_stored_instants_starts_before_it_ends(length: int) -> None:
+    with pytest.raises(ValueError, match="not before its end"):
+        Period.of_micros(1_000_000, 1_000_000 + length, SEOUL)

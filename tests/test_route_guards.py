@@ -22,6 +22,7 @@ from flamel_usage.core.config import Settings
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.app import ROUTES, App
 from flamel_usage.http.routing import Guard, Route
+from flamel_usage.metering.outcomes import Held
 from tests.conftest import ADMIN_TOKEN, FakeClock
 from tests.factories import Factory
 from tests.store import table_rows
@@ -44,6 +45,7 @@ class Known:
     user_id: int
     key_id: int
     key: str
+    hold_id: int
 
 
 @pytest.fixture
@@ -52,7 +54,9 @@ async def known(factory: Factory, db: Database) -> Known:
     key = await factory.key(user)
     async with db.read() as conn:
         key_id = await conn.fetchval("SELECT id FROM api_keys WHERE user_id = ?", user.id)
-    return Known(user.id, int(key_id), key)
+    held = await factory.hold(user, "image", "guard-walk-hold")
+    assert isinstance(held, Held)
+    return Known(user.id, int(key_id), key, held.hold.id)
 
 
 def _path(route: Route, known: Known) -> str:
@@ -60,7 +64,10 @@ def _path(route: Route, known: Known) -> str:
     values = {
         "userId": str(known.user_id),
         "keyId": str(known.key_id),
+        "holdId": str(known.hold_id),
         "idempotencyKey": "guard-walk",
+        "webhookId": "1",
+        "deliveryId": "1",
         "name": "pages.css",
     }
 

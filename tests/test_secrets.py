@@ -34,7 +34,7 @@ from flamel_usage.db.gateway import Database
 from flamel_usage.http import guards
 from flamel_usage.http.pages.forms import CSRF_COOKIE, CSRF_FIELD
 from tests.conftest import ADMIN_TOKEN, SESSION_SECRET
-from tests.processes import server_process
+from tests.processes import WORKER_READY, server_process
 from tests.store import table_rows
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -287,7 +287,7 @@ async def test_a_server_process_writes_no_secret_to_its_output(
             found = await _realistic_session(http, db, server_errors=True)
         assert server.stop() == 0
         output = server.output()
-    assert "Application startup complete." in output
+    assert WORKER_READY in output
     assert found.found_in(output) == []
 
 

@@ -11,8 +11,18 @@ import type {
   CreatedKey,
   CreateKeyInput,
   CreateUserInput,
+  Hold,
+  HoldInput,
+  HoldOutcome,
+  HoldResult,
+  SettleHoldInput,
+  CreateWebhookInput,
+  CreatedWebhook,
   UsageInfo,
   User,
+  WebhookDelivery,
+  WebhookEndpoint,
+  WebhookSecret,
 } from "./types.js";
 
 export interface AdminClientOptions extends ClientOptions {
@@ -27,11 +37,13 @@ function segment(value: number | string): string {
 
 /**
  * The operator API (`/api/admin/...`) for the platform's services: users, plans of
- * users, keys, purchased credit, and charges.
+ * users, keys, purchased credit, charges, and holds for long jobs.
  *
  * Retried (transport errors, 502-504, with backoff): the calls that cannot apply twice,
  * namely the reads, `changePlan`, `revokeKey`, `charge` (its idempotency key makes a
- * retry a replay) and `refund` (a charge is refunded once). `createUser`, `createKey`
+ * retry a replay), `refund` (a charge is refunded once), `hold` (as `charge`),
+ * `settleHold` and `releaseHold` (the same call again answers its first answer) and
+ * `listHolds`. `createUser`, `createKey`
  * and `buyCredits` are sent once: a lost answer is a `TransportError`, and the caller
  * decides (a second purchase would buy twice).
  */
@@ -117,8 +129,94 @@ export class AdminClient {
     return (await this.send({ method: "POST", path, repeatable: true })).body as ChargeResult;
   }
 
+  /**
+   * `POST /api/admin/holds`: reserve credit for a long job, checked and taken as a charge
+   * is (same refusals), at most once per idempotency key (made when left out, and sent
+   * again by every retry). Released by itself after `ttlSeconds` (default 900) unless
+   * settled.
+   */
+  async hold(input: HoldInput): Promise<HoldOutcome> {
+    const { idempotencyKey = randomUUID(), ...json } = input;
+    const answer = await this.send({
+      method: "POST",
+      path: "/api/admin/holds",
+      headers: { "idempotency-key": idempotencyKey },
+      json,
+      repeatable: true,
+    });
+    return { ...(answer.body as HoldResult), replayed: replayedOf(answer) };
+  }
+
+  /** `POST /api/admin/holds/{holdId}/settle`: keep `cost` (at most the held cost), give the rest back. */
+  async settleHold(holdId: number, input: SettleHoldInput): Promise<HoldOutcome> {
+    const path = `/api/admin/holds/${segment(holdId)}/settle`;
+    const answer = await this.send({ method: "POST", path, json: input, repeatable: true });
+    return { ...(answer.body as HoldResult), replayed: replayedOf(answer) };
+  }
+
+  /** `POST /api/admin/holds/{holdId}/release`: give everything back; the job failed. */
+  async releaseHold(holdId: number): Promise<HoldOutcome> {
+    const path = `/api/admin/holds/${segment(holdId)}/release`;
+    const answer = await this.send({ method: "POST", path, repeatable: true });
+    return { ...(answer.body as HoldResult), replayed: replayedOf(answer) };
+  }
+
+  /** `GET /api/admin/users/{userId}/holds`: the user's active holds, oldest first. */
+  async listHolds(userId: number): Promise<Hold[]> {
+    const path = `/api/admin/users/${segment(userId)}/holds`;
+    return ((await this.send({ method: "GET", path, repeatable: true })).body as { holds: Hold[] }).holds;
+  }
+
+  /**
+   * `POST /api/admin/webhooks`: an endpoint for the listed events; the answer is the only
+   * one that shows its signing `secret`. Sent once.
+   */
+  async createWebhook(input: CreateWebhookInput): Promise<CreatedWebhook> {
+    const path = "/api/admin/webhooks";
+    return (await this.send({ method: "POST", path, json: input, repeatable: false })).body as CreatedWebhook;
+  }
+
+  /** `GET /api/admin/webhooks`: every endpoint, without secrets. */
+  async listWebhooks(): Promise<WebhookEndpoint[]> {
+    const answer = await this.send({ method: "GET", path: "/api/admin/webhooks", repeatable: true });
+    return (answer.body as { endpoints: WebhookEndpoint[] }).endpoints;
+  }
+
+  /** `DELETE /api/admin/webhooks/{webhookId}`: the endpoint and its delivery log. */
+  async deleteWebhook(webhookId: number): Promise<void> {
+    await this.send({
+      method: "DELETE",
+      path: `/api/admin/webhooks/${segment(webhookId)}`,
+      repeatable: true,
+    });
+  }
+
+  /** `POST /api/admin/webhooks/{webhookId}/rotate`: a new signing secret, shown once. */
+  async rotateWebhookSecret(webhookId: number): Promise<WebhookSecret> {
+    const path = `/api/admin/webhooks/${segment(webhookId)}/rotate`;
+    return (await this.send({ method: "POST", path, repeatable: false })).body as WebhookSecret;
+  }
+
+  /** `GET /api/admin/webhooks/{webhookId}/deliveries`: the delivery log, newest first. */
+  async listWebhookDeliveries(webhookId: number): Promise<WebhookDelivery[]> {
+    const path = `/api/admin/webhooks/${segment(webhookId)}/deliveries`;
+    const answer = await this.send({ method: "GET", path, repeatable: true });
+    return (answer.body as { deliveries: WebhookDelivery[] }).deliveries;
+  }
+
+  /** `POST .../deliveries/{deliveryId}/redeliver`: sent again now, with the same webhook-id. */
+  async redeliverWebhook(webhookId: number, deliveryId: number): Promise<WebhookDelivery> {
+    const path = `/api/admin/webhooks/${segment(webhookId)}/deliveries/${segment(deliveryId)}/redeliver`;
+    return (await this.send({ method: "POST", path, repeatable: true })).body as WebhookDelivery;
+  }
+
   /** `call`, with the admin token. */
   private send(call: Call): Promise<Answer> {
     return this.transport.call({ ...call, headers: { ...call.headers, ...this.authorization } });
   }
+}
+
+/** Whether `answer` is the first answer of the same call, replayed by the server. */
+function replayedOf(answer: Answer): boolean {
+  return answer.headers.get("idempotent-replayed") === "true";
 }

@@ -11,9 +11,10 @@
  *     ├── PermissionDenied         403
  *     │   ├── NotLoggedIn, AdminDisabled
  *     ├── NotFound                 404
- *     │   ├── UserNotFound, PlanNotFound, KeyNotFound, ChargeNotFound
+ *     │   ├── UserNotFound, PlanNotFound, KeyNotFound, ChargeNotFound, HoldNotFound
  *     ├── Conflict                 409
- *     │   ├── IdempotencyKeyReused, AlreadyRefunded, NotRefundable, UserExists, TooManyKeys
+ *     │   ├── IdempotencyKeyReused, AlreadyRefunded, NotRefundable, UserExists, TooManyKeys,
+ *     │   │   HoldNotActive (the hold was settled, released or has expired)
  *     ├── LimitExceeded            429 a plan limit of the period: TtpLimitExceeded, EditLimitExceeded
  *     ├── RateLimited              429 too many requests: wait .retryAfter seconds
  *     ├── ServerError              5xx, the envelope's or a proxy's
@@ -70,6 +71,7 @@ export class UserNotFound extends NotFound {}
 export class PlanNotFound extends NotFound {}
 export class KeyNotFound extends NotFound {}
 export class ChargeNotFound extends NotFound {}
+export class HoldNotFound extends NotFound {}
 
 export class Conflict extends FlamelError {}
 export class IdempotencyKeyReused extends Conflict {}
@@ -77,6 +79,7 @@ export class AlreadyRefunded extends Conflict {}
 export class NotRefundable extends Conflict {}
 export class UserExists extends Conflict {}
 export class TooManyKeys extends Conflict {}
+export class HoldNotActive extends Conflict {}
 
 export class LimitExceeded extends FlamelError {}
 export class TtpLimitExceeded extends LimitExceeded {}
@@ -119,9 +122,11 @@ export const REASON_ERRORS: Readonly<Record<string, readonly [number, ErrorClass
   plan_not_found: [404, PlanNotFound],
   key_not_found: [404, KeyNotFound],
   charge_not_found: [404, ChargeNotFound],
+  hold_not_found: [404, HoldNotFound],
   idempotency_key_reused: [409, IdempotencyKeyReused],
   already_refunded: [409, AlreadyRefunded],
   not_refundable: [409, NotRefundable],
+  hold_not_active: [409, HoldNotActive],
   user_exists: [409, UserExists],
   too_many_keys: [409, TooManyKeys],
   limit_exceeded: [429, LimitExceeded],

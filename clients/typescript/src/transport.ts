@@ -16,7 +16,7 @@ export interface ClientOptions {
 
 /** One request of a call, tried once or, when `repeatable`, up to `retries` more times. */
 export interface Call {
-  method: "GET" | "POST" | "PUT";
+  method: "GET" | "POST" | "PUT" | "DELETE";
   /** The path, its parameters already encoded. */
   path: string;
   headers?: Record<string, string>;

@@ -30,6 +30,12 @@ export type BuyCreditsResult = Schemas["BuyCreditsResponse"];
 export type Charge = Schemas["Charge"];
 export type ChargeResult = Schemas["ChargeResult"];
 
+export type CreateWebhookInput = Schemas["CreateWebhookRequest"];
+export type CreatedWebhook = Schemas["CreatedWebhookEndpoint"];
+export type WebhookEndpoint = Schemas["WebhookEndpoint"];
+export type WebhookSecret = Schemas["WebhookSecret"];
+export type WebhookDelivery = Schemas["WebhookDelivery"];
+
 export type ChargeInput = Schemas["CreateChargeRequest"] & {
   /**
    * Names this charge: a retry with the same key is applied once. When left out, the
@@ -42,6 +48,23 @@ export interface ChargeOutcome extends ChargeResult {
   /**
    * True when the server answered with the first answer for this idempotency key (an
    * earlier attempt had charged): nothing was charged by this one.
+   */
+  replayed: boolean;
+}
+
+export type Hold = Schemas["Hold"];
+export type HoldResult = Schemas["HoldResult"];
+export type SettleHoldInput = Schemas["SettleHoldRequest"];
+
+export type HoldInput = Schemas["CreateHoldRequest"] & {
+  /** Names this hold, as a charge's key does; made (a random UUID) when left out. */
+  idempotencyKey?: string;
+};
+
+export interface HoldOutcome extends HoldResult {
+  /**
+   * True when the server answered with the first answer of this call (the same key, or
+   * the same settle or release again): nothing changed this time.
    */
   replayed: boolean;
 }

@@ -120,3 +120,19 @@ test("a wrong admin token is AdminUnauthorized, for every call", async () => {
     assert.equal(error.reason, "admin_unauthorized");
   }
 });
+
+test("webhooks: a private address is BadRequest; unknown endpoints are NotFound", async () => {
+  await assert.rejects(
+    admin().createWebhook({ url: "https://127.0.0.1/hooks", events: ["credit.depleted"] }),
+    BadRequest,
+  );
+  await assert.rejects(
+    admin().createWebhook({ url: "https://169.254.169.254/latest", events: ["credit.depleted"] }),
+    BadRequest,
+  );
+  assert.ok(Array.isArray(await admin().listWebhooks()));
+  await assert.rejects(admin().deleteWebhook(999_999_999), NotFound);
+  await assert.rejects(admin().rotateWebhookSecret(999_999_999), NotFound);
+  await assert.rejects(admin().listWebhookDeliveries(999_999_999), NotFound);
+  await assert.rejects(admin().redeliverWebhook(999_999_999, 1), NotFound);
+});

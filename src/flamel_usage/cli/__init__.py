@@ -25,6 +25,7 @@ from flamel_usage.core.config import ConfigError, Settings
 from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import DatabaseNotReady
 from flamel_usage.db.migrate import MigrationEdited
+from flamel_usage.db.sqlite import DataDirInUse
 
 __all__ = ["main"]
 
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_DATABASE_NOT_READY
-    except (Refusal, ConfigError, MigrationEdited, ValueError) as error:
+    except (Refusal, ConfigError, MigrationEdited, DataDirInUse, ValueError) as error:
         reason = getattr(error, "reason", "invalid")
         print(f"flamel-usage: {reason}: {error}", file=sys.stderr)
         return 2

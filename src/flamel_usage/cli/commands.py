@@ -7,24 +7,35 @@ the two can never disagree about what is valid, and returns the exit code.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
+
+import msgspec
 
 from flamel_usage.accounts import users as accounts
 from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_new_password
 from flamel_usage.core.config import Settings
+from flamel_usage.core.errors import Refusal
 from flamel_usage.core.inputs import parse_id, parse_instant
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import to_micros
+from flamel_usage.db import sqlite
 from flamel_usage.db.gateway import Database
+from flamel_usage.http.api.admin.holds import hold_answer
 from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
+from flamel_usage.http.bodies import outbound
 from flamel_usage.http.context import system_clock
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.reconcile import reconcile as reconcile_books
-from flamel_usage.metering import charges, idempotency, refunds
-from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Refunded
+from flamel_usage.metering import charges, holds, idempotency, refunds
+from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Held, HoldOutcome, Refunded
+from flamel_usage.webhooks import endpoints as webhooks
+from flamel_usage.webhooks.addresses import public_target
+from flamel_usage.webhooks.events import EVENT_TYPES
 
 T = TypeVar("T")
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
@@ -125,6 +136,7 @@ async def change_plan(args: argparse.Namespace, settings: Settings) -> int:
                 at_next_period=args.at_next_period,
                 now=now,
                 zone=settings.timezone,
+                thresholds=settings.alert_thresholds,
             )
 
     await with_database(settings, change)
@@ -187,6 +199,7 @@ async def charge(args: argparse.Namespace, settings: Settings) -> int:
                 costs=settings.operation_costs,
                 now=now,
                 zone=zone,
+                thresholds=settings.alert_thresholds,
             )
 
     outcome = await with_database(settings, charge_one)
@@ -206,6 +219,104 @@ async def refund(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: What ``backup`` and ``restore`` say on PostgreSQL, rather than copy something.
+POSTGRES_BACKUP = (
+    "the database is PostgreSQL: back it up with PostgreSQL's own tools, e.g."
+    ' `pg_dump --format=custom --file=PATH "$FLAMEL_DATABASE_URL"` (restore with'
+    ' `pg_restore --clean --if-exists --dbname="$FLAMEL_DATABASE_URL" PATH`), or'
+    " continuous WAL archiving with a base backup (pg_basebackup) for point-in-time"
+    " recovery; the README's Backups section gives the commands"
+)
+
+
+async def backup(args: argparse.Namespace, settings: Settings) -> int:
+    db = Database.from_url(settings.database_url)
+    if not isinstance(db, sqlite.SQLiteDatabase):
+        print(f"flamel-usage: backup_not_embedded: {POSTGRES_BACKUP}", file=sys.stderr)
+        return 2
+    target = Path(args.path)
+    await asyncio.to_thread(sqlite.backup, db.path, target)
+    print(f"backup: {target} ({target.stat().st_size} bytes, quick_check ok)")
+    return 0
+
+
+async def restore(args: argparse.Namespace, settings: Settings) -> int:
+    db = Database.from_url(settings.database_url)
+    if not isinstance(db, sqlite.SQLiteDatabase):
+        print(f"flamel-usage: backup_not_embedded: {POSTGRES_BACKUP}", file=sys.stderr)
+        return 2
+    await asyncio.to_thread(sqlite.restore, Path(args.path), db.path)
+    print(f"restored: {db.path} from {args.path}; `flamel-usage reconcile` checks it")
+    return 0
+
+
+async def create_hold(args: argparse.Namespace, settings: Settings) -> int:
+    """Prints the API's answer; exit 1 when the hold was refused, as for a charge."""
+    now, zone = system_clock(), settings.timezone
+    key = idempotency.idempotency_key(args.idempotency_key)
+    cost = None if args.cost is None else parse_credits(args.cost, "--cost")
+    if args.ttl is not None and not 1 <= args.ttl <= holds.MAX_TTL_SECONDS:
+        raise Refusal("bad_request", f"--ttl must be 1 to {holds.MAX_TTL_SECONDS} seconds")
+
+    async def hold_one(db: Database) -> HoldOutcome:
+        async with db.transaction() as conn:
+            user_id = await accounts.user_id_by_email(conn, args.email)
+            return await holds.create(
+                conn,
+                holds.HoldRequest(user_id, args.kind, cost, args.ttl),
+                idempotency_key=key,
+                costs=settings.operation_costs,
+                now=now,
+                zone=zone,
+                thresholds=settings.alert_thresholds,
+            )
+
+    outcome = await with_database(settings, hold_one)
+    print(hold_answer(outcome, 201).body.decode())
+    return 0 if isinstance(outcome, Held) else 1
+
+
+async def settle_hold(args: argparse.Namespace, settings: Settings) -> int:
+    now, zone = system_clock(), settings.timezone
+    hold_id = parse_id(args.hold_id, "HOLD_ID")
+    cost = parse_credits(args.cost, "COST", allow_zero=True)
+
+    async def settle_one(db: Database) -> Held:
+        async with db.transaction() as conn:
+            return await holds.settle(conn, hold_id, cost, now=now, zone=zone)
+
+    print(hold_answer(await with_database(settings, settle_one)).body.decode())
+    return 0
+
+
+async def release_hold(args: argparse.Namespace, settings: Settings) -> int:
+    now, zone = system_clock(), settings.timezone
+    hold_id = parse_id(args.hold_id, "HOLD_ID")
+
+    async def release_one(db: Database) -> Held:
+        async with db.transaction() as conn:
+            return await holds.release(conn, hold_id, now=now, zone=zone)
+
+    print(hold_answer(await with_database(settings, release_one)).body.decode())
+    return 0
+
+
+async def list_holds(args: argparse.Namespace, settings: Settings) -> int:
+    """Prints the API's answer: ``{"holds": [...]}``."""
+    now = system_clock()
+
+    async def active(db: Database) -> list[outbound.Hold]:
+        async with db.read() as conn:
+            user_id = await accounts.user_id_by_email(conn, args.email)
+            return [
+                outbound.Hold.of(hold) for hold in await holds.active_holds(conn, user_id, now=now)
+            ]
+
+    listed = outbound.HoldList(await with_database(settings, active, reads_only=True))
+    print(outbound.body_response(listed).body.decode())
+    return 0
+
+
 async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async def check(db: Database) -> list[str]:
         async with db.read() as conn:
@@ -216,6 +327,71 @@ async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
         print(problem)
     print("reconcile: " + (f"{len(problems)} difference(s)" if problems else "clean"))
     return 1 if problems else 0
+
+
+def _print(body: outbound.ResponseBody) -> None:
+    """A webhook command's result, as the admin API answers it."""
+    print(msgspec.json.encode(body).decode())
+
+
+async def add_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    now = system_clock()
+    events = args.event or list(EVENT_TYPES)
+    target = await public_target(args.url, allow_private=settings.webhook_allow_private)
+
+    async def add(db: Database) -> tuple[webhooks.Endpoint, str]:
+        async with db.transaction() as conn:
+            return await webhooks.create(conn, target, events, args.description, now=now)
+
+    endpoint, secret = await with_database(settings, add)
+    _print(outbound.CreatedWebhookEndpoint(outbound.WebhookEndpoint.of(endpoint), secret))
+    return 0
+
+
+async def list_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    async def read(db: Database) -> list[webhooks.Endpoint]:
+        async with db.read() as conn:
+            return await webhooks.list_all(conn)
+
+    found = await with_database(settings, read)
+    _print(outbound.WebhookEndpointList([outbound.WebhookEndpoint.of(e) for e in found]))
+    return 0
+
+
+async def remove_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    endpoint_id = parse_id(args.webhook_id, "WEBHOOK_ID")
+
+    async def remove(db: Database) -> None:
+        async with db.transaction() as conn:
+            await webhooks.remove(conn, endpoint_id)
+
+    await with_database(settings, remove)
+    return 0
+
+
+async def webhook_deliveries(args: argparse.Namespace, settings: Settings) -> int:
+    endpoint_id = parse_id(args.webhook_id, "WEBHOOK_ID")
+
+    async def read(db: Database) -> list[webhooks.Delivery]:
+        async with db.read() as conn:
+            return await webhooks.deliveries(conn, endpoint_id, limit=args.limit)
+
+    found = await with_database(settings, read)
+    _print(outbound.WebhookDeliveryList([outbound.WebhookDelivery.of(d) for d in found]))
+    return 0
+
+
+async def redeliver_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    now = system_clock()
+    endpoint_id = parse_id(args.webhook_id, "WEBHOOK_ID")
+    delivery_id = parse_id(args.delivery_id, "DELIVERY_ID")
+
+    async def redeliver(db: Database) -> webhooks.Delivery:
+        async with db.transaction() as conn:
+            return await webhooks.redeliver(conn, endpoint_id, delivery_id, now=now)
+
+    _print(outbound.WebhookDelivery.of(await with_database(settings, redeliver)))
+    return 0
 
 
 #: Each subcommand by ``(command, action)``; ``action`` is None for one-word commands.
@@ -229,7 +405,18 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("credits", "buy"): buy_credits,
     ("charge", None): charge,
     ("refund", None): refund,
+    ("holds", "create"): create_hold,
+    ("holds", "settle"): settle_hold,
+    ("holds", "release"): release_hold,
+    ("holds", "list"): list_holds,
     ("reconcile", None): reconcile,
+    ("backup", None): backup,
+    ("restore", None): restore,
+    ("webhooks", "add"): add_webhook,
+    ("webhooks", "list"): list_webhooks,
+    ("webhooks", "remove"): remove_webhook,
+    ("webhooks", "deliveries"): webhook_deliveries,
+    ("webhooks", "redeliver"): redeliver_webhook,
 }
 
 

@@ -6,12 +6,13 @@ import argparse
 import os
 
 from flamel_usage.client import DEFAULT_BASE_URL
+from flamel_usage.webhooks.events import EVENT_TYPES
 
 DESCRIPTION = "``flamel-usage``: run the service and operate the ledger from a terminal."
 #: A command that only reads found no database, or one not migrated: never "all clear".
 EXIT_DATABASE_NOT_READY = 5
 _EXIT_CODES = (
-    "exit codes: 0 done; 1 reconcile found differences, a charge was refused, or usage"
+    "exit codes: 0 done; 1 reconcile found differences, a charge or hold was refused, or usage"
     " failed otherwise; 2 bad arguments, input or settings, or the database does not"
     " answer; 3 usage: credential refused or missing; 4 usage: server unreachable;"
     f" {EXIT_DATABASE_NOT_READY} the database does not exist or is not migrated (reconcile,"
@@ -44,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=cpu_cores(),
         help="worker processes (default: one per CPU core, the fastest found by scripts/bench)",
+    )
+    serve.add_argument(
+        "--server",
+        choices=["granian", "uvicorn"],
+        default="granian",
+        help="HTTP server (default granian, the fastest found by scripts/bench; uvicorn"
+        " answers every over-limit head in the API's envelope and takes any FLAMEL_MAX_HEADERS)",
     )
     serve.add_argument(
         "--demo",
@@ -109,6 +117,53 @@ def build_parser() -> argparse.ArgumentParser:
     charge.add_argument("--idempotency-key", required=True)
     refund = commands.add_parser("refund", parents=[common], help="refund a charge, once")
     refund.add_argument("idempotency_key")
+
+    backup = commands.add_parser(
+        "backup",
+        parents=[common],
+        help="copy the SQLite database to a new file PATH, while servers run and write",
+    )
+    backup.add_argument("path")
+    restore = commands.add_parser(
+        "restore",
+        parents=[common],
+        help="put a backup back in place of the SQLite database (every server stopped)",
+    )
+    restore.add_argument("path")
+    holds = commands.add_parser("holds").add_subparsers(dest="action", required=True)
+    hold = holds.add_parser("create", parents=[common], help="hold credit for a long job")
+    hold.add_argument("email")
+    hold.add_argument("kind")
+    hold.add_argument("--cost", help="most the job may cost (default: the kind's cost)")
+    hold.add_argument("--ttl", type=int, help="seconds until released by itself (default 900)")
+    hold.add_argument("--idempotency-key", required=True)
+    settle = holds.add_parser("settle", parents=[common], help="keep the actual cost")
+    settle.add_argument("hold_id")
+    settle.add_argument("cost")
+    release = holds.add_parser("release", parents=[common], help="give everything back")
+    release.add_argument("hold_id")
+    listed = holds.add_parser("list", parents=[common], help="a user's active holds")
+    listed.add_argument("email")
+    hooks = commands.add_parser("webhooks", help="webhook endpoints and their deliveries")
+    hook_actions = hooks.add_subparsers(dest="action", required=True)
+    add = hook_actions.add_parser("add", parents=[common], help="register an endpoint")
+    add.add_argument("url")
+    add.add_argument(
+        "--event",
+        action="append",
+        choices=list(EVENT_TYPES),
+        help="an event type to send (repeat it; default: every type)",
+    )
+    add.add_argument("--description")
+    hook_actions.add_parser("list", parents=[common], help="the endpoints, without secrets")
+    remove = hook_actions.add_parser("remove", parents=[common])
+    remove.add_argument("webhook_id")
+    log = hook_actions.add_parser("deliveries", parents=[common], help="newest first")
+    log.add_argument("webhook_id")
+    log.add_argument("--limit", type=int, default=50)
+    again = hook_actions.add_parser("redeliver", parents=[common], help="send a delivery again")
+    again.add_argument("webhook_id")
+    again.add_argument("delivery_id")
 
     commands.add_parser(
         "reconcile",

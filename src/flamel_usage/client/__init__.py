@@ -139,10 +139,10 @@ Errors
         ├── PermissionDenied        403 otherwise (admin_disabled...)
         ├── InvalidRequest          400 (bad_request, unknown_kind...), 413, 415, 431
         ├── NotFound                404
-        │   └── UserNotFound, PlanNotFound, KeyNotFound, ChargeNotFound
+        │   └── UserNotFound, PlanNotFound, KeyNotFound, ChargeNotFound, HoldNotFound
         ├── Conflict                409
         │   └── UserExists, TooManyKeys, IdempotencyKeyReused, AlreadyRefunded,
-        │       NotRefundable
+        │       NotRefundable, HoldNotActive
         ├── ChargeRefused           the account cannot take the charge now
         │   ├── InsufficientCredit  402 insufficient_credit
         │   └── LimitExceeded       429 ttp_limit_exceeded, edit_limit_exceeded
@@ -163,6 +163,8 @@ from ._admin_models import (
     ChargeResult,
     CreatedKey,
     CreditPurchase,
+    Hold,
+    HoldResult,
     PlanChange,
     PurchaseResult,
     User,
@@ -176,6 +178,8 @@ from ._exceptions import (
     ChargeRefused,
     Conflict,
     FlamelError,
+    HoldNotActive,
+    HoldNotFound,
     IdempotencyKeyReused,
     InsufficientCredit,
     InvalidRequest,
@@ -196,6 +200,13 @@ from ._exceptions import (
     WrongApiKey,
 )
 from ._models import HistoryBucket, UsageHistory, UsageInfo
+from ._webhooks import (
+    CreatedWebhook,
+    InvalidWebhook,
+    WebhookDelivery,
+    WebhookEndpoint,
+    verify_webhook,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -212,13 +223,19 @@ __all__ = [
     "Client",
     "Conflict",
     "CreatedKey",
+    "CreatedWebhook",
     "CreditPurchase",
     "FlamelError",
     "HistoryBucket",
+    "Hold",
+    "HoldNotActive",
+    "HoldNotFound",
+    "HoldResult",
     "IdempotencyKeyReused",
     "InsufficientCredit",
     "InvalidRequest",
     "InvalidResponse",
+    "InvalidWebhook",
     "KeyNotFound",
     "LimitExceeded",
     "NotFound",
@@ -237,7 +254,10 @@ __all__ = [
     "User",
     "UserExists",
     "UserNotFound",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WrongApiKey",
+    "verify_webhook",
 ]
 
 # Public names show where users import them from (``flamel_usage.client.Client``).

@@ -7,8 +7,10 @@ what a second arrival would do on the server:
 - sent again after any retryable failure (a transport error, ``502``-``504``, ``429``):
   ``get_user`` and ``user_usage`` (reads), ``change_plan`` (setting the plan twice sets it once),
   ``revoke_key`` (a revoked key stays revoked, with its first time), ``charge`` (its
-  idempotency key makes the second arrival a replay of the first answer) and ``refund``
-  (a charge is refunded once; the second arrival is ``AlreadyRefunded``);
+  idempotency key makes the second arrival a replay of the first answer), ``refund``
+  (a charge is refunded once; the second arrival is ``AlreadyRefunded``), ``hold`` (as
+  ``charge``), ``settle_hold`` and ``release_hold`` (the same call again answers its
+  first answer) and ``list_holds``;
 - sent again only when it surely never reached the server (no connection was made) or
   the server refused it before doing anything (``429``): ``create_user``, ``create_key``
   and ``buy_credits``. A second arrival would make a second key, a second purchase (the
@@ -26,10 +28,26 @@ from urllib.parse import quote
 
 import httpx
 
-from ._admin_models import ChargeResult, CreatedKey, PlanChange, PurchaseResult, User
+from ._admin_models import (
+    ChargeResult,
+    CreatedKey,
+    Hold,
+    HoldResult,
+    PlanChange,
+    PurchaseResult,
+    User,
+)
 from ._answers import json_record, no_content
 from ._models import UsageInfo
 from ._transport import DEFAULT_BASE_URL, AsyncBase, Call, SyncBase
+from ._webhooks import (
+    CreatedWebhook,
+    WebhookDelivery,
+    WebhookEndpoint,
+    delivery_list,
+    endpoint_list,
+    secret_of,
+)
 
 __all__ = ["AdminClient", "AsyncAdminClient"]
 
@@ -197,6 +215,89 @@ def _refund(idempotency_key: object) -> Call[ChargeResult]:
     return Call("POST", path, json_record(ChargeResult.from_json), idempotency_key=key)
 
 
+def _read_hold(response: httpx.Response) -> HoldResult:
+    replayed = response.headers.get("idempotent-replayed") == "true"
+    return json_record(lambda data: HoldResult.from_json(data, replayed=replayed))(response)
+
+
+def _hold(
+    user_id: object, kind: object, cost: object, ttl_seconds: object, idempotency_key: object
+) -> Call[HoldResult]:
+    key = str(uuid.uuid4()) if idempotency_key is None else _check_idempotency_key(idempotency_key)
+    body = {
+        "userId": _check_id(user_id, "user_id"),
+        "kind": _check_text(kind, "kind"),
+        **_present(
+            cost=None if cost is None else _check_credits(cost, "cost"),
+            ttlSeconds=None if ttl_seconds is None else _check_id(ttl_seconds, "ttl_seconds"),
+        ),
+    }
+    return Call(
+        "POST",
+        "/api/admin/holds",
+        _read_hold,
+        201,
+        json=body,
+        headers={"Idempotency-Key": key},
+        idempotency_key=key,
+    )
+
+
+def _settle_hold(hold_id: object, cost: object) -> Call[HoldResult]:
+    path = f"/api/admin/holds/{_check_id(hold_id, 'hold_id')}/settle"
+    return Call("POST", path, _read_hold, json={"cost": _check_credits(cost, "cost")})
+
+
+def _release_hold(hold_id: object) -> Call[HoldResult]:
+    return Call("POST", f"/api/admin/holds/{_check_id(hold_id, 'hold_id')}/release", _read_hold)
+
+
+def _list_holds(user_id: object) -> Call[list[Hold]]:
+    path = f"/api/admin/users/{_check_id(user_id, 'user_id')}/holds"
+    return Call("GET", path, json_record(Hold.list_from_json))
+
+
+def _create_webhook(url: object, events: object, description: object) -> Call[CreatedWebhook]:
+    if not isinstance(events, list | tuple) or not all(isinstance(e, str) for e in events):
+        raise TypeError("events must be a list of event type names")
+    body = {
+        "url": _check_text(url, "url"),
+        "events": list(events),
+        **_present(
+            description=None if description is None else _check_text(description, "description")
+        ),
+    }
+    read = json_record(CreatedWebhook.from_json)
+    return Call("POST", "/api/admin/webhooks", read, 201, json=body, idempotent=False)
+
+
+def _list_webhooks() -> Call[list[WebhookEndpoint]]:
+    return Call("GET", "/api/admin/webhooks", json_record(endpoint_list))
+
+
+def _webhook_path(webhook_id: object) -> str:
+    return f"/api/admin/webhooks/{_check_id(webhook_id, 'webhook_id')}"
+
+
+def _delete_webhook(webhook_id: object) -> Call[None]:
+    return Call("DELETE", _webhook_path(webhook_id), no_content, 204)
+
+
+def _rotate_webhook_secret(webhook_id: object) -> Call[str]:
+    path = f"{_webhook_path(webhook_id)}/rotate"
+    return Call("POST", path, json_record(secret_of), idempotent=False)
+
+
+def _webhook_deliveries(webhook_id: object) -> Call[list[WebhookDelivery]]:
+    return Call("GET", f"{_webhook_path(webhook_id)}/deliveries", json_record(delivery_list))
+
+
+def _redeliver_webhook(webhook_id: object, delivery_id: object) -> Call[WebhookDelivery]:
+    delivery = _check_id(delivery_id, "delivery_id")
+    path = f"{_webhook_path(webhook_id)}/deliveries/{delivery}/redeliver"
+    return Call("POST", path, json_record(WebhookDelivery.from_json), 202)
+
+
 class AdminClient(SyncBase):
     """The operator API (``/api/admin/...``) with the server's admin token: users, their
     plans, API keys, purchased credit, charges and refunds. See the package docs."""
@@ -290,6 +391,61 @@ class AdminClient(SyncBase):
         to the pools it came from. ``AlreadyRefunded`` the second time."""
         return self._send(_refund(idempotency_key))
 
+    def hold(
+        self,
+        user_id: int,
+        kind: str,
+        *,
+        cost: float | None = None,
+        ttl_seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> HoldResult:
+        """Reserve credit for a long job of ``kind``: at most ``cost`` credits (default the
+        server's price), released by itself after ``ttl_seconds`` (default 900, at most
+        86400) unless settled. Checked and taken as a charge is, once per
+        ``idempotency_key`` (default a new UUID4); the same refusals as ``charge``."""
+        return self._send(_hold(user_id, kind, cost, ttl_seconds, idempotency_key))
+
+    def settle_hold(self, hold_id: int, cost: float) -> HoldResult:
+        """Keep ``cost`` (at most the held cost) and give the rest back. Final:
+        ``HoldNotActive`` for any other call on the hold afterwards."""
+        return self._send(_settle_hold(hold_id, cost))
+
+    def release_hold(self, hold_id: int) -> HoldResult:
+        """Give back everything the hold took: the job failed. Final, as settling is."""
+        return self._send(_release_hold(hold_id))
+
+    def list_holds(self, user_id: int) -> list[Hold]:
+        """The user's active holds, oldest first."""
+        return self._send(_list_holds(user_id))
+
+    def create_webhook(
+        self, url: str, events: list[str], *, description: str | None = None
+    ) -> CreatedWebhook:
+        """Register an endpoint for ``events``; its signing secret, ``.secret``, is in
+        this answer only. Sent once."""
+        return self._send(_create_webhook(url, events, description))
+
+    def list_webhooks(self) -> list[WebhookEndpoint]:
+        """Every endpoint, without secrets."""
+        return self._send(_list_webhooks())
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        """Delete the endpoint and its delivery log; ``NotFound`` for an unknown id."""
+        self._send(_delete_webhook(webhook_id))
+
+    def rotate_webhook_secret(self, webhook_id: int) -> str:
+        """A new signing secret for the endpoint, in this answer only. Sent once."""
+        return self._send(_rotate_webhook_secret(webhook_id))
+
+    def webhook_deliveries(self, webhook_id: int) -> list[WebhookDelivery]:
+        """The endpoint's delivery log, newest first."""
+        return self._send(_webhook_deliveries(webhook_id))
+
+    def redeliver_webhook(self, webhook_id: int, delivery_id: int) -> WebhookDelivery:
+        """Send a delivery again now, with its webhook-id (receivers deduplicate by it)."""
+        return self._send(_redeliver_webhook(webhook_id, delivery_id))
+
 
 class AsyncAdminClient(AsyncBase):
     """The asyncio twin of ``AdminClient``: the same calls, awaited; ``await aclose()``."""
@@ -372,3 +528,54 @@ class AsyncAdminClient(AsyncBase):
     async def refund(self, idempotency_key: str) -> ChargeResult:
         """See ``AdminClient.refund``."""
         return await self._send(_refund(idempotency_key))
+
+    async def hold(
+        self,
+        user_id: int,
+        kind: str,
+        *,
+        cost: float | None = None,
+        ttl_seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> HoldResult:
+        """See ``AdminClient.hold``."""
+        return await self._send(_hold(user_id, kind, cost, ttl_seconds, idempotency_key))
+
+    async def settle_hold(self, hold_id: int, cost: float) -> HoldResult:
+        """See ``AdminClient.settle_hold``."""
+        return await self._send(_settle_hold(hold_id, cost))
+
+    async def release_hold(self, hold_id: int) -> HoldResult:
+        """See ``AdminClient.release_hold``."""
+        return await self._send(_release_hold(hold_id))
+
+    async def list_holds(self, user_id: int) -> list[Hold]:
+        """See ``AdminClient.list_holds``."""
+        return await self._send(_list_holds(user_id))
+
+    async def create_webhook(
+        self, url: str, events: list[str], *, description: str | None = None
+    ) -> CreatedWebhook:
+        """Register an endpoint for ``events``; its signing secret, ``.secret``, is in
+        this answer only. Sent once."""
+        return await self._send(_create_webhook(url, events, description))
+
+    async def list_webhooks(self) -> list[WebhookEndpoint]:
+        """Every endpoint, without secrets."""
+        return await self._send(_list_webhooks())
+
+    async def delete_webhook(self, webhook_id: int) -> None:
+        """Delete the endpoint and its delivery log; ``NotFound`` for an unknown id."""
+        await self._send(_delete_webhook(webhook_id))
+
+    async def rotate_webhook_secret(self, webhook_id: int) -> str:
+        """A new signing secret for the endpoint, in this answer only. Sent once."""
+        return await self._send(_rotate_webhook_secret(webhook_id))
+
+    async def webhook_deliveries(self, webhook_id: int) -> list[WebhookDelivery]:
+        """The endpoint's delivery log, newest first."""
+        return await self._send(_webhook_deliveries(webhook_id))
+
+    async def redeliver_webhook(self, webhook_id: int, delivery_id: int) -> WebhookDelivery:
+        """Send a delivery again now, with its webhook-id (receivers deduplicate by it)."""
+        return await self._send(_redeliver_webhook(webhook_id, delivery_id))

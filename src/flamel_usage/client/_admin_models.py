@@ -21,6 +21,8 @@ __all__ = [
     "ChargeResult",
     "CreatedKey",
     "CreditPurchase",
+    "Hold",
+    "HoldResult",
     "PlanChange",
     "PurchaseResult",
     "User",
@@ -258,3 +260,77 @@ class ChargeResult:
     @classmethod
     def _parse(cls, data: object, replayed: bool) -> ChargeResult:
         return cls(Charge._parse(_field(data, "charge")), _usage(data), replayed)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Credit reserved for a long job, named by ``hold_id``: ``held`` is what it reserved;
+    ``cost`` and the split (plan credit, purchased credit, postpaid accrual; they add up
+    to ``cost``) are what it holds while ``state`` is ``active``, what it kept when
+    ``settled``, and 0 when ``released`` or ``expired`` (released by itself at
+    ``expires_at``)."""
+
+    hold_id: int
+    idempotency_key: str
+    user_id: int
+    kind: str
+    state: str
+    held: float
+    cost: float
+    from_plan_credit: float
+    from_purchased_credit: float
+    postpaid: float
+    expires_at: datetime
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def _parse(cls, data: object) -> Hold:
+        return cls(
+            hold_id=_id(data, "holdId"),
+            idempotency_key=_string(data, "idempotencyKey"),
+            user_id=_id(data, "userId"),
+            kind=_string(data, "kind"),
+            state=_string(data, "state"),
+            held=_credits(data, "held"),
+            cost=_credits(data, "cost"),
+            from_plan_credit=_credits(data, "fromPlanCredit"),
+            from_purchased_credit=_credits(data, "fromPurchasedCredit"),
+            postpaid=_credits(data, "postpaid"),
+            expires_at=_aware(data, "expiresAt"),
+            created_at=_aware(data, "createdAt"),
+            finished_at=_optional_instant(data, "finishedAt"),
+        )
+
+    @classmethod
+    def list_from_json(cls, data: object) -> list[Hold]:
+        """Parse ``{"holds": [...]}``; ``InvalidResponse`` when it is not that."""
+
+        def parse(body: object) -> list[Hold]:
+            holds = _field(body, "holds")
+            if not isinstance(holds, list):
+                raise _Malformed(f"holds is not a list: {holds!r:.80}")
+            return [cls._parse(hold) for hold in holds]
+
+        return _parsed("hold list", parse, data)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldResult:
+    """What ``hold()``, ``settle_hold()`` and ``release_hold()`` answer: the ``hold``, the
+    user's ``usage`` after it, and ``replayed``: True when the server answered with the
+    first answer of the same call (the same idempotency key, the same settle or
+    release), so nothing changed this time."""
+
+    hold: Hold
+    usage: UsageInfo
+    replayed: bool = False
+
+    @classmethod
+    def from_json(cls, data: object, *, replayed: bool = False) -> HoldResult:
+        """Parse a hold's answer; ``InvalidResponse`` when it is not one."""
+        return _parsed(
+            "hold",
+            lambda body: cls(Hold._parse(_field(body, "hold")), _usage(body), replayed),
+            data,
+        )

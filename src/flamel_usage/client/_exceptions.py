@@ -54,6 +54,8 @@ __all__ = [
     "ChargeRefused",
     "Conflict",
     "FlamelError",
+    "HoldNotActive",
+    "HoldNotFound",
     "IdempotencyKeyReused",
     "InsufficientCredit",
     "InvalidRequest",
@@ -157,6 +159,10 @@ class ChargeNotFound(NotFound):
     """``404 charge_not_found``: no charge was made with that idempotency key."""
 
 
+class HoldNotFound(NotFound):
+    """``404 hold_not_found``: no hold has that id."""
+
+
 class Conflict(FlamelError):
     """``409``: the request conflicts with what the server holds (the subclasses say how)."""
 
@@ -180,7 +186,13 @@ class AlreadyRefunded(Conflict):
 
 
 class NotRefundable(Conflict):
-    """``409 not_refundable``: the charge was refused (402 or 429), so nothing was taken."""
+    """``409 not_refundable``: the charge was refused (402 or 429), so nothing was taken;
+    or it is a hold, which is settled or released instead."""
+
+
+class HoldNotActive(Conflict):
+    """``409 hold_not_active``: the hold was settled, released or has expired; only the
+    call that finished it may be repeated (it answers its first answer)."""
 
 
 class ChargeRefused(FlamelError):
@@ -278,6 +290,7 @@ ERRORS_BY_REASON: Mapping[str, tuple[int, type[FlamelError]]] = MappingProxyType
         "plan_not_found": (404, PlanNotFound),
         "key_not_found": (404, KeyNotFound),
         "charge_not_found": (404, ChargeNotFound),
+        "hold_not_found": (404, HoldNotFound),
         "method_not_allowed": (405, FlamelError),
         "conflict": (409, Conflict),
         "plan_exists": (409, Conflict),
@@ -286,6 +299,7 @@ ERRORS_BY_REASON: Mapping[str, tuple[int, type[FlamelError]]] = MappingProxyType
         "idempotency_key_reused": (409, IdempotencyKeyReused),
         "already_refunded": (409, AlreadyRefunded),
         "not_refundable": (409, NotRefundable),
+        "hold_not_active": (409, HoldNotActive),
         "payload_too_large": (413, InvalidRequest),
         "unsupported_media_type": (415, InvalidRequest),
         "ttp_limit_exceeded": (429, LimitExceeded),

@@ -168,6 +168,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _thresholds(text: str) -> tuple[int, ...]:
+    "''Percentages of plan credit used, 1-100, ascending and distinct.''"
+    try:
+        values = tuple(sorted({int(item) for item in text.split(",") if item.strip()}))
+    except ValueError:
+        raise ConfigError(
+            f"comma-separated whole percentages such as 80,100, got {text!r}"
+        ) from None
+    if not values or not all(1 <= value <= 100 for value in values):
+        raise ConfigError(f"percentages from 1 to 100, got {text!r}")
+    return values
+
+
 def _positive_seconds(text: str) -> float:
     "''A duration in seconds, decimals allowed (``0.5``), above zero and at most an hour.''"
     try:
@@ -176,6 +189,17 @@ def _positive_seconds(text: str) -> float:
         raise ConfigError(f"not a number of seconds: {text!r}") from None
     if not 0 < value <= 3600:  # also refuses nan and inf
         raise ConfigError(f"must be above 0 and at most 3600 seconds, got {text!r}")
+    return value
+
+
+def _drain_seconds(text: str) -> float:
+    "''A duration in seconds, decimals allowed, from 0 (no drain) to an hour.''"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:  # also refuses nan and inf
+        raise ConfigError(f"must be from 0 to 3600 seconds, got {text!r}")
     return value
 
 
@@ -287,6 +311,14 @@ OPERATION_COSTS: Setting[Mapping[str, int]] = Setting(
     "Operation kinds that can be charged and their default cost in credits.",
     _operation_costs,
 )
+HOLD_SWEEP_SECONDS: Setting[float] = Setting(
+    "FLAMEL_HOLD_SWEEP_SECONDS",
+    "30",
+    "How often each worker releases the holds that expired unsettled (above 0, at most 3600"
+    " seconds). A read or write of the account sees them released at once anyway: the sweep"
+    " only writes down what the reads already show.",
+    _positive_seconds,
+)
 DATABASE_TIMEOUT_SECONDS: Setting[float] = Setting(
     "FLAMEL_DATABASE_TIMEOUT_SECONDS",
     "3",
@@ -331,14 +363,18 @@ MAX_HEADER_BYTES: Setting[int] = Setting(
     "FLAMEL_MAX_HEADER_BYTES",
     "16384",
     "Largest request head (request line and headers) in bytes. A larger one gets `431"
-    " request_header_fields_too_large` and its connection closed as soon as that much has arrived,"
-    " so a huge header never fills a worker's memory.",
+    " request_header_fields_too_large` and its connection closed, so a huge header never fills a"
+    " worker's memory: under granian (the default server) a head up to twice this size gets the"
+    " API's envelope and a larger one a bare `431` once that much has arrived; under `--server"
+    " uvicorn` the envelope, as soon as this much has arrived.",
     _positive_int,
 )
 MAX_HEADERS: Setting[int] = Setting(
     "FLAMEL_MAX_HEADERS",
     "100",
-    "Most header lines in one request; more get the same `431`.",
+    "Most header lines in one request; more get the same `431`. Under granian at most 100 (its"
+    " parser's cap, whose `431` is bare); `serve` refuses a larger value there (`--server uvicorn`"
+    " takes any).",
     _positive_int,
 )
 HEADER_TIMEOUT_SECONDS: Setting[float] = Setting(
@@ -346,15 +382,26 @@ HEADER_TIMEOUT_SECONDS: Setting[float] = Setting(
     "10",
     "Longest time a request's head may take to arrive, counted from when its connection opens or"
     " the previous response went out (bytes trickling in do not restart it); past it the"
-    " connection is closed, so idle and slow connections do not pile up.",
+    " connection is closed, so idle and slow connections do not pile up. Under granian in"
+    " milliseconds, at most 60 s.",
     _positive_seconds,
+)
+SHUTDOWN_DRAIN_SECONDS: Setting[float] = Setting(
+    "FLAMEL_SHUTDOWN_DRAIN_SECONDS",
+    "5",
+    "On SIGTERM (or SIGINT), how long `serve` keeps serving while `/readyz` answers `503` and"
+    " every answer closes its connection, so that a load balancer moves the traffic away; then it"
+    " stops taking connections, finishes the requests in flight, records keys' last use and exits"
+    " 0. `0`: stop at once. Give a supervisor more than this to wait (systemd's"
+    " `TimeoutStopSec`).",
+    _drain_seconds,
 )
 LOG_FORMAT: Setting[LogFormat] = Setting(
     "FLAMEL_LOG_FORMAT",
     "text",
     "`text`: `<time> <LEVEL> <logger>: <message> request_id=…` per line; `json`: one JSON object"
     " per line (`time`, `level`, `logger`, `message`, `pid`, and `request_id`, `exc_info` when"
-    " there are), uvicorn's lines included. Both on stderr.",
+    " there are), the server's (granian's, uvicorn's) lines included. Both on stderr.",
     _log_format,
 )
 ACCESS_LOG: Setting[bool] = Setting(
@@ -418,6 +465,75 @@ LOGIN_URL: Setting[str | None] = Setting(
     _login_url,
     shown="none; required with an external store (else exit 2)",
 )
+IDEMPOTENCY_RETENTION_DAYS: Setting[int] = Setting(
+    "FLAMEL_IDEMPOTENCY_RETENTION_DAYS",
+    "30",
+    "Days an idempotency key's record is kept: a retry within them gets the first outcome back;"
+    " older records are deleted in the background (a few hundred rows at a time, without holding"
+    " up charges) and their key may be used again. The charge and its ledger entries stay"
+    " forever; a refund needs the record, so a charge can be refunded within these days. Keep it"
+    " longer than any client retries.",
+    _positive_int,
+)
+ALLOW_ASYNC_COMMIT: Setting[bool] = Setting(
+    "FLAMEL_ALLOW_ASYNC_COMMIT",
+    "off",
+    "`on`: start against a PostgreSQL whose `synchronous_commit` or `fsync` is off. Off by"
+    " default: the server refuses to start there, because a charge it acknowledged"
+    " could be lost in a crash of PostgreSQL's machine.",
+    _switch,
+)
+
+# --- Webhooks (SPEC 9; README "Webhooks") ---
+WEBHOOK_ALLOW_PRIVATE: Setting[bool] = Setting(
+    "FLAMEL_WEBHOOK_ALLOW_PRIVATE",
+    "off",
+    "`on`: webhook URLs may use plain `http` and point at private, loopback and link-local"
+    " addresses (tests, private networks). `off`: `https` only, and a host resolving to such an"
+    " address is refused when the endpoint is registered and again before every send.",
+    _switch,
+)
+ALERT_THRESHOLDS: Setting[tuple[int, ...]] = Setting(
+    "FLAMEL_ALERT_THRESHOLDS",
+    "80,100",
+    "Percentages of the period's plan credit used at which `usage.threshold_reached` fires, once"
+    " each per user and period.",
+    _thresholds,
+)
+ALERT_EXPIRY_DAYS: Setting[int] = Setting(
+    "FLAMEL_ALERT_EXPIRY_DAYS",
+    "7",
+    "`credit.expiring` fires, once per purchase, when purchased credit left expires within this"
+    " many days.",
+    _positive_int,
+)
+WEBHOOK_POLL_SECONDS: Setting[float] = Setting(
+    "FLAMEL_WEBHOOK_POLL_SECONDS",
+    "1",
+    "How often each worker's dispatcher looks for webhook deliveries due (and, every 60 polls,"
+    " for purchased credit about to expire).",
+    _positive_seconds,
+)
+WEBHOOK_BACKOFF_SECONDS: Setting[float] = Setting(
+    "FLAMEL_WEBHOOK_BACKOFF_SECONDS",
+    "10",
+    "Wait before the first retry of a failed delivery; each next wait doubles (with jitter), up"
+    " to an hour.",
+    _positive_seconds,
+)
+WEBHOOK_RETRY_SECONDS: Setting[int] = Setting(
+    "FLAMEL_WEBHOOK_RETRY_SECONDS",
+    "86400",
+    "How long a delivery is retried before it is marked failed (a day).",
+    _positive_int,
+)
+WEBHOOK_DISABLE_SECONDS: Setting[int] = Setting(
+    "FLAMEL_WEBHOOK_DISABLE_SECONDS",
+    "259200",
+    "An endpoint whose deliveries have failed without a success for this long (3 days) is"
+    " disabled; its pending deliveries are marked failed.",
+    _positive_int,
+)
 
 #: Every setting, in the README's order.
 SETTINGS: tuple[Setting[Any], ...] = (
@@ -428,6 +544,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     TIMEZONE,
     SESSION_TTL_SECONDS,
     OPERATION_COSTS,
+    HOLD_SWEEP_SECONDS,
     DATABASE_TIMEOUT_SECONDS,
     KEY_FAILURE_BUDGET,
     LOGIN_FAILURE_BUDGET,
@@ -436,6 +553,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     HEADER_TIMEOUT_SECONDS,
+    SHUTDOWN_DRAIN_SECONDS,
     LOG_FORMAT,
     ACCESS_LOG,
     CORS_ORIGINS,
@@ -446,6 +564,15 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SESSION_USER_FIELD,
     SESSION_COOKIE_NAME,
     LOGIN_URL,
+    IDEMPOTENCY_RETENTION_DAYS,
+    ALLOW_ASYNC_COMMIT,
+    WEBHOOK_ALLOW_PRIVATE,
+    ALERT_THRESHOLDS,
+    ALERT_EXPIRY_DAYS,
+    WEBHOOK_POLL_SECONDS,
+    WEBHOOK_BACKOFF_SECONDS,
+    WEBHOOK_RETRY_SECONDS,
+    WEBHOOK_DISABLE_SECONDS,
 )
 
 DEFAULT_DATABASE_TIMEOUT_SECONDS = DATABASE_TIMEOUT_SECONDS.read({})
@@ -466,6 +593,7 @@ class Settings:
     timezone: ZoneInfo
     session_ttl_seconds: int
     operation_costs: Mapping[str, int]
+    hold_sweep_seconds: float
     database_timeout_seconds: float
     key_failure_budget: int
     login_failure_budget: int
@@ -474,6 +602,7 @@ class Settings:
     max_header_bytes: int
     max_headers: int
     header_timeout_seconds: float
+    shutdown_drain_seconds: float
     log_format: LogFormat
     access_log: bool
     cors_origins: frozenset[str]
@@ -485,6 +614,15 @@ class Settings:
     session_user_field: tuple[str, ...]
     session_cookie_name: str
     login_url: str | None
+    idempotency_retention_days: int
+    allow_async_commit: bool
+    webhook_allow_private: bool
+    alert_thresholds: tuple[int, ...]
+    alert_expiry_days: int
+    webhook_poll_seconds: float
+    webhook_backoff_seconds: float
+    webhook_retry_seconds: int
+    webhook_disable_seconds: int
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -506,6 +644,7 @@ class Settings:
             timezone=TIMEZONE.read(env),
             session_ttl_seconds=SESSION_TTL_SECONDS.read(env),
             operation_costs=OPERATION_COSTS.read(env),
+            hold_sweep_seconds=HOLD_SWEEP_SECONDS.read(env),
             database_timeout_seconds=DATABASE_TIMEOUT_SECONDS.read(env),
             key_failure_budget=KEY_FAILURE_BUDGET.read(env),
             login_failure_budget=LOGIN_FAILURE_BUDGET.read(env),
@@ -514,6 +653,7 @@ class Settings:
             max_header_bytes=MAX_HEADER_BYTES.read(env),
             max_headers=MAX_HEADERS.read(env),
             header_timeout_seconds=HEADER_TIMEOUT_SECONDS.read(env),
+            shutdown_drain_seconds=SHUTDOWN_DRAIN_SECONDS.read(env),
             log_format=LOG_FORMAT.read(env),
             access_log=ACCESS_LOG.read(env),
             cors_origins=CORS_ORIGINS.read(env),
@@ -524,6 +664,15 @@ class Settings:
             session_user_field=SESSION_USER_FIELD.read(env),
             session_cookie_name=SESSION_COOKIE_NAME.read(env),
             login_url=login_url,
+            idempotency_retention_days=IDEMPOTENCY_RETENTION_DAYS.read(env),
+            allow_async_commit=ALLOW_ASYNC_COMMIT.read(env),
+            webhook_allow_private=WEBHOOK_ALLOW_PRIVATE.read(env),
+            alert_thresholds=ALERT_THRESHOLDS.read(env),
+            alert_expiry_days=ALERT_EXPIRY_DAYS.read(env),
+            webhook_poll_seconds=WEBHOOK_POLL_SECONDS.read(env),
+            webhook_backoff_seconds=WEBHOOK_BACKOFF_SECONDS.read(env),
+            webhook_retry_seconds=WEBHOOK_RETRY_SECONDS.read(env),
+            webhook_disable_seconds=WEBHOOK_DISABLE_SECONDS.read(env),
         )
 
     def resolved_session_secret(self) -> Secret:

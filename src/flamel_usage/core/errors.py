@@ -78,7 +78,19 @@ REASONS: Mapping[str, Reason] = {
             "idempotency_key_reused", 409, "The Idempotency-Key was used for a different charge."
         ),
         Reason("already_refunded", 409, "The charge was refunded already."),
-        Reason("not_refundable", 409, "The charge was refused (402 or 429): nothing to refund."),
+        Reason(
+            "not_refundable",
+            409,
+            "The charge was refused (402 or 429): nothing to refund; or it is a hold, which is"
+            " settled or released instead.",
+        ),
+        Reason("hold_not_found", 404, "No hold has that id."),
+        Reason(
+            "hold_not_active",
+            409,
+            "The hold was settled, released or has expired: only the call that finished it"
+            " may be repeated.",
+        ),
         Reason(
             "too_many_requests",
             429,

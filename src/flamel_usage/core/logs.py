@@ -91,8 +91,9 @@ class TextFormatter(logging.Formatter):
 def logging_config(log_format: LogFormat, *, access_log: bool = True) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` mapping: every record to stderr in ``log_format``.
 
-    Our loggers and uvicorn's log from INFO up, everything else from WARNING up; the
-    access log is at INFO, or off (WARNING) when ``access_log`` is false.
+    Our loggers and the server's (granian's, uvicorn's) log from INFO up, everything else
+    from WARNING up; the access log is at INFO, or off (WARNING) when ``access_log`` is
+    false.
     """
     formatter = JsonFormatter if log_format == "json" else TextFormatter
     return {
@@ -110,6 +111,7 @@ def logging_config(log_format: LogFormat, *, access_log: bool = True) -> dict[st
         "loggers": {
             "flamel_usage": {"level": "INFO"},
             ACCESS_LOGGER: {"level": "INFO" if access_log else "WARNING"},
+            "_granian": {"level": "INFO", "propagate": True},
             "uvicorn": {"level": "INFO", "propagate": True},
             "uvicorn.error": {"level": "INFO", "propagate": True},
             "uvicorn.access": {"level": "WARNING", "propagate": False},

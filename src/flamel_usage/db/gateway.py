@@ -54,6 +54,13 @@ class DatabaseNotReady(Exception):
     """
 
 
+class DurabilityOff(Exception):
+    """The store may lose a commit it has acknowledged: PostgreSQL with
+    ``synchronous_commit`` or ``fsync`` off. A charge answered 2xx must survive a crash,
+    so a server refuses to start there unless the operator says it is intended
+    (``FLAMEL_ALLOW_ASYNC_COMMIT``)."""
+
+
 class Row(Protocol):
     def __getitem__(self, key: str | int, /) -> Any: ...
 
@@ -61,13 +68,17 @@ class Row(Protocol):
 class Connection(abc.ABC):
     dialect: Dialect
 
-    def for_update(self, alias: str) -> str:
+    def for_update(self, alias: str, *, skip_locked: bool = False) -> str:
         """Suffix that locks the rows of ``alias`` until commit, where the store has row locks.
 
+        ``skip_locked``: rows another transaction holds are left out rather than waited
+        for, so that several workers claim different rows of a queue at once.
         SQLite needs none: ``BEGIN IMMEDIATE`` already holds the write lock for the
         whole transaction.
         """
-        return f" FOR UPDATE OF {alias}" if self.dialect == "postgresql" else ""
+        if self.dialect != "postgresql":
+            return ""
+        return f" FOR UPDATE OF {alias}" + (" SKIP LOCKED" if skip_locked else "")
 
     async def lock_name(self, name: str) -> None:
         """Hold a lock on ``name`` until this transaction ends, where the store needs one.
@@ -112,7 +123,10 @@ class Database(abc.ABC):
 
     @staticmethod
     def from_url(
-        url: Secret | str, *, timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
+        url: Secret | str,
+        *,
+        timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS,
+        allow_async_commit: bool = False,
     ) -> Database:
         # Imported here: each store's module builds on this one.
         from flamel_usage.db.postgres import PostgresDatabase
@@ -123,7 +137,7 @@ class Database(abc.ABC):
         if scheme == "sqlite":
             return SQLiteDatabase(sqlite_path(raw), timeout=timeout)
         if scheme in ("postgresql", "postgres"):
-            return PostgresDatabase(raw, timeout=timeout)
+            return PostgresDatabase(raw, timeout=timeout, allow_async_commit=allow_async_commit)
         raise ValueError(
             f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://"
         )

@@ -23,6 +23,7 @@ from flamel_usage.db.gateway import (
     DatabaseNotReady,
     DatabaseUnavailable,
     Dialect,
+    DurabilityOff,
     Row,
     UniqueViolation,
 )
@@ -30,7 +31,11 @@ from flamel_usage.db.gateway import (
 logger = logging.getLogger("flamel_usage.db.postgres")
 
 _REFUSED = "PostgreSQL store refused: an applied migration was edited"
+_NOT_DURABLE = "PostgreSQL store refused: synchronous_commit or fsync is off"
 _PLACEHOLDER = re.compile(r"\?")
+#: What decides whether a COMMIT PostgreSQL acknowledged survives a crash of its machine,
+#: as this database and role see them (each can be set per database or role).
+_DURABILITY = "SELECT current_setting('synchronous_commit'), current_setting('fsync')"
 
 #: What asyncpg raises when the server cannot be reached or did not answer in time, as
 #: opposed to an error in a statement: socket errors and timeouts (``TimeoutError`` is
@@ -132,17 +137,24 @@ class PostgresDatabase(Database):
     dialect: Dialect = "postgresql"
 
     def __init__(
-        self, url: str, *, max_size: int = 10, timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
+        self,
+        url: str,
+        *,
+        max_size: int = 10,
+        timeout: float = DEFAULT_DATABASE_TIMEOUT_SECONDS,
+        allow_async_commit: bool = False,
     ) -> None:
         self._url = Secret(url)
+        self._allow_async_commit = allow_async_commit
         self._pool: asyncpg.Pool | None = None
         self._translate: dict[str, str] = {}
         self._max_size = max_size
         self.timeout = timeout
         #: Set when the server was down at ``start``: the first connection migrates.
         self._migrate_on_connect = False
-        #: Set when those deferred migrations found an applied one edited: never served.
-        self._refused = False
+        #: Why the deferred start refused the store (an applied migration edited, commits
+        #: not durable): never served until a restart.
+        self._refused: str | None = None
         self._down = False
 
     def __repr__(self) -> str:
@@ -179,9 +191,31 @@ class PostgresDatabase(Database):
         await self.open()
         try:
             await self.migrate()
+            async with self._connection() as raw:
+                await self._refuse_async_commit(raw)
+        except DurabilityOff:
+            await self.close()  # never served: no connection is kept either
+            raise
         except DatabaseUnavailable:
             self._migrate_on_connect = True
             logger.warning("PostgreSQL unavailable at start: migrations wait for it")
+
+    async def _refuse_async_commit(self, raw: asyncpg.Connection) -> None:
+        """``DurabilityOff`` unless a COMMIT this server acknowledges is on disk, or the
+        operator said that need not be so."""
+        if self._allow_async_commit:
+            return
+        try:
+            synchronous_commit, fsync = await raw.fetchrow(_DURABILITY)
+        except _PG_UNAVAILABLE as error:
+            raise await self._unavailable(error) from error
+        if synchronous_commit == "off" or fsync == "off":
+            raise DurabilityOff(
+                f"{self!r} has synchronous_commit={synchronous_commit} and fsync={fsync}: a"
+                " charge acknowledged could be lost if its machine crashes. Turn both on"
+                " (ALTER DATABASE ... SET synchronous_commit = on), or set"
+                " FLAMEL_ALLOW_ASYNC_COMMIT=on if losing the last commits is intended"
+            )
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -201,16 +235,21 @@ class PostgresDatabase(Database):
         """
         if not self._migrate_on_connect:
             return
-        if self._refused:
-            raise DatabaseUnavailable(_REFUSED)
+        if self._refused is not None:
+            raise DatabaseUnavailable(self._refused)
         try:
             applied = await migrate.apply(
                 lambda: self._raw_transaction(raw), migrate.packaged(self.dialect)
             )
+            await self._refuse_async_commit(raw)
         except migrate.MigrationEdited as error:
-            self._refused = True
+            self._refused = _REFUSED
             logger.error("PostgreSQL store refused until a restart: %s", error)
             raise DatabaseUnavailable(_REFUSED) from error
+        except DurabilityOff as error:
+            self._refused = _NOT_DURABLE
+            logger.error("PostgreSQL store refused until a restart: %s", error)
+            raise DatabaseUnavailable(_NOT_DURABLE) from error
         except DatabaseUnavailable:
             raise
         except _PG_UNAVAILABLE as error:

@@ -10,13 +10,15 @@ write lock (``BEGIN IMMEDIATE``) from its start, and waits for it with the loop 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, closing, suppress
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -67,6 +69,112 @@ def script_statements(script: str) -> list[str]:
     if rest:  # comments, or a last statement without its ";": SQLite judges which
         statements.append(rest)
     return statements
+
+
+class DataDirInUse(Exception):
+    """``restore`` while a server uses the database, or a server start during a restore."""
+
+    reason = "database_in_use"
+
+
+def _lock_path(path: Path) -> Path:
+    """The file servers hold a shared lock on while they use ``path``, and ``restore`` an
+    exclusive one while it replaces the database's contents."""
+    return path.with_name(f"{path.name}.lock")
+
+
+def _take_lock(path: Path, mode: int) -> int:
+    """A descriptor holding ``mode`` (``fcntl.LOCK_SH`` or ``LOCK_EX``) on ``path``'s lock
+    file; ``BlockingIOError`` when another process holds the other kind."""
+    fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def backup(source: Path, target: Path) -> None:
+    """Copy the database at ``source`` to a new file ``target`` while servers write to it.
+
+    SQLite's backup API copies every page in one step under one read transaction: the
+    copy is the database as of one commit (charges committed after it began are not in
+    it, none is half in it), and in WAL mode writers go on meanwhile. It is written to a
+    temporary file beside ``target``, synced, checked, then renamed: ``target`` is a whole
+    backup or absent, even after a crash.
+    """
+    if not source.is_file():
+        raise DatabaseNotReady(f"no SQLite database at {source}")
+    if target.exists():
+        raise ValueError(f"{target} exists: a backup never overwrites a file")
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        # mode=rw, not ro: a reader of a WAL database needs its SHM file, made if missing.
+        live = sqlite3.connect(f"file:{quote(str(source))}?mode=rw", uri=True)
+        with closing(live), closing(sqlite3.connect(partial, isolation_level=None)) as copy:
+            live.backup(copy)
+            # A file of its own, in no journal: copied, moved and opened alone.
+            copy.execute("PRAGMA journal_mode=DELETE")
+            _check_whole(copy, partial)
+        _fsync(partial)
+        partial.rename(target)
+        _fsync(target.parent)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def restore(source: Path, target: Path) -> None:
+    """Replace the contents of the database at ``target`` with the backup at ``source``.
+
+    Refused (``DataDirInUse``) while a server uses ``target``: servers hold a shared lock
+    on its lock file, and this takes it exclusively for the whole restore, so no server
+    starts meanwhile either. The pages go in through SQLite's backup API, into the live
+    file and its WAL, so that no stale WAL is ever replayed over the restored pages.
+    """
+    if not source.is_file():
+        raise ValueError(f"no backup at {source}")
+    with closing(sqlite3.connect(f"file:{quote(str(source))}?mode=ro", uri=True)) as src:
+        _check_whole(src, source)
+        if src.execute(_HAS_MIGRATIONS).fetchone() is None:
+            raise ValueError(f"{source} is not a flamel-usage database: no schema_migrations")
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target.touch(mode=0o600)
+        try:
+            lock = _take_lock(target, fcntl.LOCK_EX)
+        except BlockingIOError:
+            raise DataDirInUse(
+                f"a server is using {target}: stop every server of this data dir first"
+            ) from None
+        try:
+            with closing(sqlite3.connect(target, isolation_level=None)) as live:
+                live.execute("PRAGMA synchronous=FULL")
+                src.backup(live)
+                live.execute("PRAGMA journal_mode=WAL")
+                live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            os.close(lock)
+    _owner_only(target)
+
+
+_HAS_MIGRATIONS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+
+
+def _check_whole(conn: sqlite3.Connection, path: Path) -> None:
+    result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+        raise ValueError(f"{path} fails SQLite's quick_check: {result}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _SQLiteConnection(Connection):
@@ -128,6 +236,8 @@ class SQLiteDatabase(Database):
         self._busy_ms = round(max(timeout, SQLITE_MIN_BUSY_SECONDS) * 1000)
         self._batch: sqlite3.Connection | None = None
         self._batch_lock = threading.Lock()
+        #: A server's shared lock on the lock file (``restore`` waits for none to hold it).
+        self._server_lock: int | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteDatabase({str(self.path)!r})"
@@ -140,6 +250,17 @@ class SQLiteDatabase(Database):
         self._open_file()
         # Kept in the file: every later connection, in any process, finds it in WAL mode.
         self._connection()._raw.execute("PRAGMA journal_mode=WAL")
+
+    async def start(self) -> None:
+        """``Database.start``, holding the server's shared lock until ``close``."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self._server_lock = _take_lock(self.path, fcntl.LOCK_SH)
+        except BlockingIOError:
+            raise DataDirInUse(
+                f"a restore is putting a backup in place at {self.path}: start when it is done"
+            ) from None
+        await super().start()
 
     async def _open_existing(self) -> None:
         if not self.path.is_file():
@@ -161,7 +282,9 @@ class SQLiteDatabase(Database):
             isolation_level=None,
             check_same_thread=False,
         )
-        raw.execute("PRAGMA synchronous=NORMAL")
+        # FULL: every commit syncs the WAL to disk before it returns, so a charge answered
+        # 2xx survives a power loss or an OS crash (NORMAL could lose the last ones).
+        raw.execute("PRAGMA synchronous=FULL")
         raw.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         raw.execute("PRAGMA foreign_keys=ON")
         # PostgreSQL's normalize(text), to NFC, so that SQL using it (migration 0005) runs
@@ -173,6 +296,9 @@ class SQLiteDatabase(Database):
         if self._conn is not None:
             self._conn._raw.close()
             self._conn = None
+        if self._server_lock is not None:
+            os.close(self._server_lock)
+            self._server_lock = None
         with self._batch_lock:
             if self._batch is not None:
                 self._batch.close()

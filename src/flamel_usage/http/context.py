@@ -11,6 +11,7 @@ from flamel_usage.auth.platform_sessions import Sessions, sessions_for
 from flamel_usage.auth.throttle import Budget
 from flamel_usage.core.config import Secret, Settings
 from flamel_usage.db.gateway import Database
+from flamel_usage.http.drain import DrainFlag
 from flamel_usage.http.metrics import Metrics
 
 Clock = Callable[[], int]
@@ -32,6 +33,7 @@ class Services:
         self.sessions: Sessions = sessions_for(settings)
         self.last_used = LastUsed()
         self.metrics = Metrics()
+        self.drain = DrainFlag.from_environ()
         window = settings.throttle_window_seconds
         self.key_budget = Budget(settings.key_failure_budget, window)
         self.login_budget = Budget(settings.login_failure_budget, window)

@@ -1,9 +1,10 @@
 """What operators and orchestrators call: liveness, readiness, metrics.
 
 ``/healthz`` answers as long as the process serves HTTP, without touching the database:
-restart the process when it fails. ``/readyz`` answers ``200`` only when the database
-answers, every migration this version ships is applied and, with the platform's session
-store configured, that store answers too: send it traffic only then.
+restart the process when it fails. ``/readyz`` answers ``200`` only when the node is not
+draining (``http/drain.py``), the database answers, every migration this version ships
+is applied and, with the platform's session store configured, that store answers too:
+send it traffic only then.
 ``/metrics`` is the server's counters, summed over its workers (``http/metrics.py``).
 """
 
@@ -23,6 +24,8 @@ async def healthz(request: Request, services: Services) -> Response:
 
 
 async def readyz(request: Request, services: Services) -> Response:
+    if services.drain.raised():
+        raise Refusal("service_unavailable", "this node is stopping: send traffic elsewhere")
     # DatabaseUnavailable (also for a store that is not open) becomes the 503 in the app.
     try:
         pending = await services.db.pending_migrations()

@@ -1,12 +1,13 @@
-"""The server's HTTP/1.1 protocol: uvicorn's httptools one, with what a request may cost
-before the app sees it bounded.
+"""uvicorn's HTTP/1.1 protocol (``flamel-usage serve --server uvicorn``): its httptools
+one, with what a request may cost before the app sees it bounded.
 
 uvicorn hands a request to the app only once its whole head has arrived, and until then
 keeps every byte of it (httptools joins each header's pieces as they come) for as long
 as the client takes. So the limits are enforced here, while the bytes arrive: the size
-of the head (``FLAMEL_MAX_HEADER_BYTES``), its number of header lines
-(``FLAMEL_MAX_HEADERS``) and the time it may take (``FLAMEL_HEADER_TIMEOUT_SECONDS``).
-Another server would bring limits of its own in place of this module.
+of the head (``FLAMEL_MAX_HEADER_BYTES``) and the time it may take
+(``FLAMEL_HEADER_TIMEOUT_SECONDS``). The complete head (its size, its number of lines)
+is checked by the app, under either server; granian brings limits of its own in place
+of this module (``cli/serve.py``).
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     restart it. A head over a limit is answered 431 in the API's envelope, and nothing
     after it is read.
 
-    A head's size is counted twice. While it arrives: every read that holds nothing but
-    this head, so the parser never holds more than the limit plus one read. Once it is
-    complete: its target, names and values (the parser's own framing aside), which holds
-    a head that arrived in a single read to the limit too.
+    A head's size is counted while it arrives: every read that holds nothing but this
+    head, so the parser never holds more than the limit plus one read. One that arrived
+    in a single read is held to the limit by the app, once complete.
     """
 
     def __init__(
@@ -84,10 +84,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._stop_head_timer()
-        error = self._complete_head_over_limit()
-        if error is not None:
-            self._refuse(error)
-            raise error  # stops the parser: nothing after this head is read
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -99,13 +95,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's answer when the parser stops; none when a refusal already went out."""
         if not self.transport.is_closing():
             super().send_400_response(msg)
-
-    def _complete_head_over_limit(self) -> Refusal | None:
-        if len(self.headers) > self._settings.max_headers:
-            message = f"more than {self._settings.max_headers} header lines"
-            return Refusal("request_header_fields_too_large", message)
-        size = len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
-        return self._too_large() if size > self._settings.max_header_bytes else None
 
     def _too_large(self) -> Refusal:
         message = f"the request head exceeds {self._settings.max_header_bytes} bytes"

@@ -61,7 +61,9 @@ def empty_response(status: int = 204, headers: Iterable[tuple[bytes, bytes]] = (
 
 
 class Request:
-    """One HTTP request: method, path, headers (lower-case names).
+    """One HTTP request: method, path, headers (lower-case names), read from the scope
+    once for everything the app asks of them (the request id, the head's limits, the
+    guard's credential), and its route's ``params`` once routed.
 
     Of a header sent on several lines the first line wins, except two that are joined
     in order: ``Cookie`` with ``"; "``, as Node does before Express reads it, so that a
@@ -72,6 +74,8 @@ class Request:
 
     __slots__ = (
         "_receive",
+        "head_bytes",
+        "header_lines",
         "headers",
         "method",
         "params",
@@ -85,19 +89,22 @@ class Request:
         self,
         scope: Scope,
         receive: Receive,
-        params: dict[str, str],
         forwarded_header: str | None = None,
     ) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query_string: bytes = scope.get("query_string", b"")
-        self.params = params
+        self.params: dict[str, str] = {}
         self.scheme: str = scope.get("scheme", "http")
         self._receive = receive
         client = scope.get("client")
         self.peer: str = client[0] if client else "unknown"
         headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
+        raw_headers = scope["headers"]
+        #: The head's size as FLAMEL_MAX_HEADER_BYTES counts it: target, names, values.
+        size = len(scope.get("raw_path") or b"") + len(self.query_string)
+        for raw_name, raw_value in raw_headers:
+            size += len(raw_name) + len(raw_value)
             name = raw_name.decode("latin-1").lower()
             if name not in headers:
                 headers[name] = raw_value.decode("latin-1")
@@ -106,6 +113,8 @@ class Request:
             elif name == forwarded_header:
                 headers[name] += ", " + raw_value.decode("latin-1")
         self.headers = headers
+        self.head_bytes = size
+        self.header_lines = len(raw_headers)
 
     async def body(self) -> bytes:
         declared = self.headers.get("content-length", "")

@@ -22,6 +22,9 @@ The rules, exactly:
   of the current period add up to what the usage read shows: the operations to its
   counts, postpaid to ``postpaidUsageCount``, and the plan part ``p`` to its credit by
   the ledger's rule ``max(0, min(maxCredit, maxCredit - p))`` (``plan_credit_due``).
+* A hold (``metering.holds``) counts as the charge it is kept as: while active, what it
+  holds; settled, what it kept; released, or active past its expiry (the usage read
+  shows it released), nowhere.
 * Every configured operation kind is in every bucket, zero included, followed by any
   other kind the range holds (one no longer configured), so the figures always add up.
 """
@@ -138,9 +141,9 @@ def _granules(bounds: list[int]) -> tuple[int, int]:
 
 
 #: Charges that stand, summed per slice of time and kind: one range scan of the
-#: covering index ``charges_user_spent`` (migration 0007), no join. For what the rollup
-#: does not hold: the ends of the range inside an hour, or every hour in a zone whose
-#: offset is not whole hours.
+#: covering index ``charges_user_spent`` (migrations 0007 and 0009), no join. For what
+#: the rollup does not hold: the ends of the range inside an hour, or every hour in a
+#: zone whose offset is not whole hours.
 _CHARGES = (
     "SELECT (created_at - ?) / ? AS granule, kind, COUNT(*) AS operations,"
     " CAST(SUM(from_plan) AS BIGINT) AS plan,"
@@ -148,6 +151,7 @@ _CHARGES = (
     " CAST(SUM(postpaid) AS BIGINT) AS postpaid"
     " FROM charges WHERE user_id = ? AND created_at >= ? AND created_at < ?"
     " AND status = 201 AND refunded_at IS NULL"
+    " AND (hold_state IS NULL OR hold_state <> 'active' OR expires_at > ?)"
     " GROUP BY granule, kind"
 )
 #: The rollup's whole hours (``ledger.rollup``), one row per hour and kind: when each
@@ -166,32 +170,45 @@ _HOURS_SUMMED = (
     " FROM usage_hours WHERE user_id = ? AND hour >= ? AND hour < ?"
     " GROUP BY granule, kind"
 )
+#: Taken off the rollup's hours: the active holds past their expiry, which the rollup
+#: counts until a write releases them (the usage read shows them released already).
+#: Few rows, found by the partial index ``charges_active_holds`` (migration 0009).
+_EXPIRED_HOLDS = (
+    "SELECT (created_at - ?) / ? AS granule, kind, -COUNT(*) AS operations,"
+    " CAST(-SUM(from_plan) AS BIGINT) AS plan,"
+    " CAST(-SUM(from_purchased) AS BIGINT) AS purchased,"
+    " CAST(-SUM(postpaid) AS BIGINT) AS postpaid"
+    " FROM charges WHERE user_id = ? AND hold_state = 'active' AND expires_at <= ?"
+    " AND created_at >= ? AND created_at < ?"
+    " GROUP BY granule, kind"
+)
 
 
 def _spent_query(
-    user_id: int, bounds: list[int], origin: int, width: int
+    user_id: int, bounds: list[int], origin: int, width: int, now: int
 ) -> tuple[str, list[object]]:
     """One statement for the range's spending per slice (``granule``) and kind; a slice
-    and kind may come in more than one row.
+    and kind may come in more than one row, and a row may take off (negative numbers).
 
     The rollup serves the range's whole UTC hours when no bucket boundary cuts one (a
-    zone whose offsets are whole hours), the charges the rest: the range's ends inside
-    an hour, or the whole range.
+    zone whose offsets are whole hours), less the active holds past their expiry at
+    ``now``; the charges the rest: the range's ends inside an hour, or the whole range.
     """
     start, end = bounds[0], bounds[-1]
     first_hour, last_hour = -(-start // HOUR) * HOUR, end // HOUR * HOUR
     if first_hour >= last_hour or any(boundary % HOUR for boundary in bounds[1:-1]):
-        return _CHARGES, [origin, width, user_id, start, end]
+        return _CHARGES, [origin, width, user_id, start, end, now]
     parts: list[str] = []
     args: list[object] = []
     if start < first_hour:
         parts.append(_CHARGES)
-        args += [origin, width, user_id, start, first_hour]
-    parts.append(_HOURS if width == HOUR else _HOURS_SUMMED)
+        args += [origin, width, user_id, start, first_hour, now]
+    parts += [_HOURS if width == HOUR else _HOURS_SUMMED, _EXPIRED_HOLDS]
     args += [origin, width, user_id, first_hour, last_hour]
+    args += [origin, width, user_id, now, first_hour, last_hour]
     if last_hour < end:
         parts.append(_CHARGES)
-        args += [origin, width, user_id, last_hour, end]
+        args += [origin, width, user_id, last_hour, end, now]
     return " UNION ALL ".join(parts), args
 
 
@@ -215,9 +232,8 @@ async def read_history(
     check_range(start, end, granularity, zone)
     bounds = _boundaries(start, end, granularity, zone)
     origin, width = _granules(bounds)
-    sql, args = _spent_query(user_id, bounds, origin, width)
+    sql, args = _spent_query(user_id, bounds, origin, width, now)
     rows = await conn.fetchall(sql, *args)
-    # Holds (reserved credit) join here when they exist: released or settled, they count.
     spent: dict[int, list[int]] = {}
     operations: dict[int, dict[str, int]] = {}
     last_granule, bucket = None, 0
@@ -226,7 +242,7 @@ async def read_history(
         if not count:  # an hour and kind whose charges were all refunded: nothing stands
             continue
         granule: int = row[0]
-        if granule != last_granule:  # rows come by slice, a row per kind
+        if granule != last_granule:  # rows come mostly by slice, a row per kind
             last_granule = granule
             bucket = bisect_right(bounds, max(start, origin + granule * width)) - 1
             sums = spent.setdefault(bucket, [0, 0, 0])
@@ -236,6 +252,10 @@ async def read_history(
         sums[2] += row[5]
         counts[row[1]] = counts.get(row[1], 0) + count
     configured = list(kinds)
+    # A kind whose operations an expired hold took off, to zero, was not in the range.
+    for counts in operations.values():
+        for kind in [kind for kind, count in counts.items() if not count]:
+            del counts[kind]
     found = {kind for counts in operations.values() for kind in counts}
     zero = dict.fromkeys([*configured, *sorted(found.difference(configured))], 0)
     instants = _local_instants(bounds, zone)

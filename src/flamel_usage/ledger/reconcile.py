@@ -18,8 +18,9 @@ async def reconcile(conn: Connection) -> list[str]:
     """Every difference between a stored balance and the sum of its ledger entries.
 
     Empty means the books agree. Checked: plan credit, counts and postpaid usage of each
-    account's stored period, the remaining amount of every purchase, each charge's
-    record, and the usage history's hourly rollup (``ledger.rollup``).
+    account's stored period, the remaining amount of every purchase, every charge and
+    hold against its entries, each account's earliest hold expiry, and the usage
+    history's hourly rollup (``ledger.rollup``).
     """
     problems: list[str] = []
     period_sums = await conn.fetchall(
@@ -60,6 +61,17 @@ async def reconcile(conn: Connection) -> list[str]:
     charges = await conn.fetchall(_CHARGES)
     problems.extend(_charge_problems(charges))
     problems.extend(await rollup.problems(conn, rollup.from_ledger(charges)))
+    stale = await conn.fetchall(
+        "SELECT a.user_id, a.hold_expiry, (SELECT MIN(h.expires_at) FROM charges h"
+        " WHERE h.user_id = a.user_id AND h.hold_state = 'active') AS earliest"
+        " FROM accounts a ORDER BY a.user_id"
+    )
+    problems.extend(
+        f"user {row['user_id']}: hold expiry is {row['hold_expiry']},"
+        f" its active holds say {row['earliest']}"
+        for row in stale
+        if row["hold_expiry"] != row["earliest"]
+    )
     return problems
 
 
@@ -67,7 +79,7 @@ async def reconcile(conn: Connection) -> list[str]:
 #: and of the history's rollup, which is recomputed from it.
 _CHARGES = (
     "SELECT c.id, c.user_id, c.kind, c.created_at, c.status, c.cost, c.refunded_at,"
-    " c.from_plan, c.from_purchased, c.postpaid,"
+    " c.from_plan, c.from_purchased, c.postpaid, c.held, c.hold_state,"
     " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'plan'"
     " THEN -e.amount END), 0) AS BIGINT) AS plan_entries,"
     " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'purchase'"
@@ -78,7 +90,7 @@ _CHARGES = (
     " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
     " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
     " GROUP BY c.id, c.user_id, c.kind, c.created_at, c.status, c.cost, c.refunded_at,"
-    " c.from_plan, c.from_purchased, c.postpaid ORDER BY c.id"
+    " c.from_plan, c.from_purchased, c.postpaid, c.held, c.hold_state ORDER BY c.id"
 )
 
 
@@ -96,15 +108,42 @@ def _charge_problems(rows: Sequence[Row]) -> list[str]:
         split = (row["from_plan"], row["from_purchased"], row["postpaid"])
         entries = (row["plan_entries"], row["purchase_entries"], row["postpaid_entries"])
         covered = sum(entries)
-        if row["status"] != CHARGED:
+        if row["hold_state"] is not None:
+            problems.extend(_hold_problems(row, entries))
+        elif row["status"] != CHARGED:
             if row["charge_entries"] or row["refund_entries"]:
                 problems.append(f"{where} was refused but has ledger entries")
         elif covered != row["cost"]:
             problems.append(f"{where} costs {row['cost']}, its entries cover {covered}")
         elif (row["refunded_at"] is None) != (row["refund_entries"] == 0):
             problems.append(f"{where}: refund record and refund entries disagree")
-        if split != entries:
+        if split != entries and row["hold_state"] != "settled":
             problems.append(
                 f"{where} records plan/purchased/postpaid {split}, its entries say {entries}"
             )
+    return problems
+
+
+def _hold_problems(row: Row, taken: tuple[int, int, int]) -> list[str]:
+    """A hold's record against its entries (what went back is ``refund`` entries): it
+    took what it held; active, it holds that and nothing went back; settled, it keeps
+    its cost, within what it took, and the rest went back; released (or expired), it
+    stands no more and what it took went back."""
+    where = f"user {row['user_id']}: hold {row['id']}"
+    state, split = row["hold_state"], (row["from_plan"], row["from_purchased"], row["postpaid"])
+    problems = []
+    if sum(taken) != row["held"]:
+        problems.append(f"{where} holds {row['held']}, its entries cover {sum(taken)}")
+    gone_back = row["refund_entries"]
+    if state == "active" and (gone_back or row["cost"] != row["held"]):
+        problems.append(f"{where} is active but gave credit back")
+    elif state == "settled":
+        if sum(split) != row["cost"] or any(
+            kept > part for kept, part in zip(split, taken, strict=True)
+        ):
+            problems.append(f"{where} keeps {split} for a cost of {row['cost']}, took {taken}")
+        if row["refunded_at"] is not None or (row["cost"] < row["held"]) != bool(gone_back):
+            problems.append(f"{where}: settlement and its entries disagree")
+    elif state in ("released", "expired") and (row["refunded_at"] is None or not gone_back):
+        problems.append(f"{where}: release record and release entries disagree")
     return problems

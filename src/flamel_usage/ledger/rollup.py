@@ -14,8 +14,13 @@ history reads the charges themselves there.)
 The rollup is written in the transaction of every write that changes what stands, by
 one call: ``record_spending``, with the charge's numbers when it is made and with
 them negated when it is refunded (taken back from the hour the charge was made in, as
-the history takes a refund off the charge's own bucket). Reconcile recomputes it from
-the ledger (``from_ledger``, ``problems``).
+the history takes a refund off the charge's own bucket). A hold (``metering.holds``)
+is written the same way: added when made (``charges.apply_spend``, shared with
+charges), what goes back taken off when it is settled (its operation still counts),
+all of it taken off when it is released or expires (``balances.release_hold``, lazily
+at the account's lock or by the sweep). An active hold past its expiry stays in the
+rollup until then; the history's read takes it off meanwhile, as the usage read does.
+Reconcile recomputes the rollup from the ledger (``from_ledger``, ``problems``).
 """
 
 from __future__ import annotations
@@ -72,23 +77,28 @@ _STORED = (
 
 def from_ledger(charges: Iterable[Row]) -> dict[tuple[int, int, str], Numbers]:
     """The rollup recomputed from each charge's ledger entries: per user, hour and kind,
-    the charges whose entries stand (charge entries and no refund entry), their number
-    and what their charge entries took per pool. ``charges`` are the rows reconcile
+    the charges and holds that stand, their number and what they took per pool.
+
+    A charge, or an active hold, stands when it has charge entries and no refund entry,
+    for what its charge entries took; a settled hold stands for what it kept (its row's
+    split, which reconcile checks against its entries: what went back may be recorded
+    at zero); a released or expired hold, or a refunded charge, not at all. An active
+    hold past its expiry still stands here: the rollup counts it until a write releases
+    it (the history's read takes it off until then). ``charges`` are the rows reconcile
     reads once for all its checks of charges: each charge's ``user_id``, ``kind``,
-    ``created_at`` and its entries' sums (``plan_entries``, ``purchase_entries``,
-    ``postpaid_entries``, ``charge_entries``, ``refund_entries``)."""
+    ``created_at``, ``hold_state``, split and its entries' sums (``plan_entries``,
+    ``purchase_entries``, ``postpaid_entries``, ``charge_entries``, ``refund_entries``)."""
     found: dict[tuple[int, int, str], Numbers] = {}
     for row in charges:
-        if not row["charge_entries"] or row["refund_entries"]:
+        if row["hold_state"] == "settled":
+            took = (row["from_plan"], row["from_purchased"], row["postpaid"])
+        elif row["charge_entries"] and not row["refund_entries"]:
+            took = (row["plan_entries"], row["purchase_entries"], row["postpaid_entries"])
+        else:
             continue
         where = (row["user_id"], hour_of(row["created_at"]), row["kind"])
         operations, plan, purchased, postpaid = found.get(where, (0, 0, 0, 0))
-        found[where] = (
-            operations + 1,
-            plan + row["plan_entries"],
-            purchased + row["purchase_entries"],
-            postpaid + row["postpaid_entries"],
-        )
+        found[where] = (operations + 1, plan + took[0], purchased + took[1], postpaid + took[2])
     return found
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -22,10 +22,11 @@ from flamel_usage.accounts.users import live_user_id
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
 from flamel_usage.db.gateway import Connection, Row
-from flamel_usage.ledger.balances import append_entry, locked_account, read_usage
+from flamel_usage.ledger.balances import Usage, append_entry, locked_account, read_usage
 from flamel_usage.ledger.rollup import record_spending
 from flamel_usage.metering import idempotency
 from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refused
+from flamel_usage.webhooks.events import DEFAULT_THRESHOLDS, emit_usage_alerts
 
 
 class CountedKind(NamedTuple):
@@ -59,7 +60,7 @@ class ChargeRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class _Spend:
+class Spend:
     from_plan: int
     from_purchases: list[tuple[int, int]]
     postpaid: int
@@ -81,7 +82,9 @@ SPEND_FROM_ACCOUNT = (
     "UPDATE accounts SET plan_credit = plan_credit - ?, postpaid_used = postpaid_used + ?,"
     " ttp_count = ttp_count + ?, edit_count = edit_count + ? WHERE user_id = ?"
 )
-SPEND_FROM_PURCHASE = "UPDATE credit_purchases SET remaining = remaining - ? WHERE id = ?"
+SPEND_FROM_PURCHASE = (
+    "UPDATE credit_purchases SET remaining = remaining - ? WHERE user_id = ? AND id = ?"
+)
 
 
 async def charge(
@@ -92,44 +95,51 @@ async def charge(
     costs: Mapping[str, int],
     now: int,
     zone: ZoneInfo,
+    thresholds: Sequence[int] = DEFAULT_THRESHOLDS,
 ) -> ChargeOutcome:
     """Charge ``request`` once under ``idempotency_key``: made, refused, or the outcome
-    recorded under the key before, replayed."""
+    recorded under the key before, replayed; the alerts it reaches (``thresholds``:
+    percentages of plan credit used) are written with it."""
     if request.kind not in costs:
         message = f"unknown operation kind; known: {', '.join(sorted(costs))}"
         raise Refusal("unknown_kind", message)
     fingerprint = request.fingerprint()
-    first = await idempotency.first_outcome(conn, idempotency_key, fingerprint)
+    first = await idempotency.first_outcome(conn, request.user_id, idempotency_key, fingerprint)
     if first is not None:
         return first
     cost = costs[request.kind] if request.cost is None else request.cost
     await live_user_id(conn, request.user_id)
     account = await locked_account(conn, request.user_id, now, zone)
-    spend = await _plan_spend(conn, account, request.kind, cost, now)
+    spend = await plan_spend(conn, account, request.kind, cost, now)
     period = account["period_start"]
-    unrecorded = _unrecorded(request, idempotency_key, cost, spend, now)
+    unrecorded = unrecorded_charge(request, idempotency_key, cost, spend, now)
     if isinstance(spend, Refused):
         await idempotency.record(conn, fingerprint, unrecorded, period, refused=spend)
         return spend
     charge_id = await idempotency.record(conn, fingerprint, unrecorded, period)
-    await _apply(conn, account, request.kind, spend, charge_id, now)
-    await record_spending(
-        conn,
-        request.user_id,
-        now,
-        request.kind,
-        operations=1,
-        plan=spend.from_plan,
-        purchased=spend.from_purchased,
-        postpaid=spend.postpaid,
-    )
+    await apply_spend(conn, account, request.kind, spend, charge_id, now)
     usage = await read_usage(conn, request.user_id, now, zone)
-    await idempotency.record_usage(conn, charge_id, usage)
+    await idempotency.record_usage(conn, request.user_id, charge_id, usage)
+    before = usage_before(usage, request.kind, spend)
+    await emit_usage_alerts(conn, request.user_id, before, usage, now=now, thresholds=thresholds)
     return Charged(dataclasses.replace(unrecorded, id=charge_id), usage)
 
 
-def _unrecorded(
-    request: ChargeRequest, key: str, cost: int, spend: _Spend | Refused, now: int
+def usage_before(after: Usage, kind: str, spend: Spend) -> Usage:
+    """The numbers just before a charge or hold took ``spend``, from those after it: no
+    second read."""
+    postpaid = None if after.postpaid_used is None else after.postpaid_used - spend.postpaid
+    return after._replace(
+        current_credit=after.current_credit + spend.from_plan,
+        additional_credit=after.additional_credit + spend.from_purchased,
+        ttp_count=after.ttp_count - (kind == "ttp"),
+        edit_count=after.edit_count - (kind == "edit"),
+        postpaid_used=postpaid,
+    )
+
+
+def unrecorded_charge(
+    request: ChargeRequest, key: str, cost: int, spend: Spend | Refused, now: int
 ) -> Charge:
     """The charge as its record will keep it, before the record gives it its id; a
     refused one took nothing."""
@@ -140,9 +150,9 @@ def _unrecorded(
     return Charge(0, key, request.user_id, request.kind, cost, *split, created_at=now)
 
 
-async def _plan_spend(
+async def plan_spend(
     conn: Connection, account: Row, kind: str, cost: int, now: int
-) -> _Spend | Refused:
+) -> Spend | Refused:
     """Where ``cost`` would come from, or why it cannot be charged; writes nothing."""
     counted = COUNTED.get(kind)
     if counted is not None:
@@ -162,12 +172,14 @@ async def _plan_spend(
                 break
     if owed and account["billing_mode"] == "prepaid":
         return Refused("insufficient_credit", f"the charge needs {credits_value(cost)} credits")
-    return _Spend(from_plan, taken, owed)
+    return Spend(from_plan, taken, owed)
 
 
-async def _apply(
-    conn: Connection, account: Row, kind: str, spend: _Spend, charge_id: int, now: int
+async def apply_spend(
+    conn: Connection, account: Row, kind: str, spend: Spend, charge_id: int, now: int
 ) -> None:
+    """Take ``spend`` and count the operation, each part with its ``charge`` entry and in
+    the history's rollup: the one way credit is taken, by charges and holds alike."""
     user_id, period = account["user_id"], account["period_start"]
     counted = 1 if kind in COUNTED else 0
     await conn.execute(
@@ -184,7 +196,7 @@ async def _apply(
     if counted:
         entries.append((kind, 1, None))
     for taken_from, part in spend.from_purchases:
-        await conn.execute(SPEND_FROM_PURCHASE, part, taken_from)
+        await conn.execute(SPEND_FROM_PURCHASE, part, user_id, taken_from)
     for pool, amount, purchase_id in entries:
         if amount or pool in COUNTED:
             await append_entry(
@@ -198,3 +210,13 @@ async def _apply(
                 purchase_id=purchase_id,
                 charge_id=charge_id,
             )
+    await record_spending(
+        conn,
+        user_id,
+        now,
+        kind,
+        operations=1,
+        plan=spend.from_plan,
+        purchased=spend.from_purchased,
+        postpaid=spend.postpaid,
+    )

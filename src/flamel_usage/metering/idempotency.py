@@ -15,10 +15,20 @@ not: for a charge the usage right after it (the contract's ``UsageInfoDto``, as
 answer (``usage``; ``data``, ``message``). Records written before outcomes were typed
 hold the whole first answer under those names, so every record reads alike, and a replay
 renders the outcome the first answer was rendered from: the same bytes.
+
+A record is found by its user and key, so that it lives with its user's rows in a store
+sharded by user; the key's uniqueness across users is the store's unique index, whose
+violation is answered ``idempotency_key_reused`` like any other reuse.
+
+Records are kept ``FLAMEL_IDEMPOTENCY_RETENTION_DAYS``: ``prune`` then deletes a
+refusal's record and retires a charge's (the charge stays, with its ledger entries): its
+key becomes ``RETIRED`` and its id, which no client's key can be (a key never starts with
+a space), so the client's key may be used again, and its replay body is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime
 from typing import Any
@@ -28,7 +38,7 @@ import orjson
 from flamel_usage.core.errors import REASONS, Refusal
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import Period
-from flamel_usage.db.gateway import Connection
+from flamel_usage.db.gateway import Connection, Database, Row, UniqueViolation
 from flamel_usage.ledger.balances import Usage
 from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refused
 
@@ -42,15 +52,33 @@ CHARGED = 201
 
 # The record's statements, by name: ``bench/charges.py`` runs them too.
 READ_RECORD = (
-    "SELECT id, fingerprint, user_id, kind, cost, status, response, from_plan,"
-    " from_purchased, postpaid, created_at FROM charges WHERE idempotency_key = ?"
+    "SELECT id, idempotency_key, fingerprint, user_id, kind, cost, status, response, from_plan,"
+    " from_purchased, postpaid, created_at, held, expires_at FROM charges"
+    " WHERE user_id = ? AND idempotency_key = ?"
 )
 INSERT_RECORD = (
     "INSERT INTO charges (idempotency_key, fingerprint, user_id, kind, cost, status, response,"
     " from_plan, from_purchased, postpaid, period_start, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
-RECORD_USAGE = "UPDATE charges SET response = ? WHERE id = ?"
+RECORD_USAGE = "UPDATE charges SET response = ? WHERE user_id = ? AND id = ?"
+
+#: The start of a retired record's key (see the module's docstring).
+RETIRED = " retired:"
+#: Records pruned per transaction: each holds SQLite's write lock, or PostgreSQL's row
+#: locks, for a few milliseconds, and charges go on between them.
+PRUNE_BATCH = 500
+#: The records still holding their key, oldest first, through migration 0012's index.
+_KEYED_BEFORE = (
+    "SELECT id FROM charges WHERE substr(idempotency_key, 1, 1) <> ' ' AND created_at < ?"
+    " AND status {} ? ORDER BY created_at LIMIT ?"
+)
+_DELETE_REFUSALS = f"DELETE FROM charges WHERE id IN ({_KEYED_BEFORE.format('<>')})"  # noqa: S608
+_RETIRE_CHARGES = (
+    f"UPDATE charges SET idempotency_key = '{RETIRED}' || id, response = '{{}}'"  # noqa: S608
+    f" WHERE id IN ({_KEYED_BEFORE.format('=')})"
+)
+_MICROS_PER_DAY = 86_400_000_000
 
 
 def idempotency_key(value: str | None) -> str:
@@ -69,17 +97,22 @@ async def lock(conn: Connection, key: str) -> None:
     await conn.lock_name(f"charge:{key}")
 
 
-async def read_record(conn: Connection, key: str) -> tuple[str, ChargeOutcome] | None:
-    """The fingerprint and the replayed outcome of the record under ``key``, if any."""
-    row = await conn.fetchone(READ_RECORD, key)
+async def read_record(conn: Connection, user_id: int, key: str) -> tuple[str, ChargeOutcome] | None:
+    """The fingerprint and the replayed outcome of ``user_id``'s record under ``key``."""
+    row = await conn.fetchone(READ_RECORD, user_id, key)
     if row is None:
         return None
-    recorded = orjson.loads(row["response"])
+    return row["fingerprint"], replayed_charge(row)
+
+
+def replayed_charge(row: Row) -> ChargeOutcome:
+    """The outcome a charge's record (a row of ``READ_RECORD``) replays."""
     if row["status"] != CHARGED:
-        return row["fingerprint"], Refused(recorded["data"], recorded.get("message"), True)
+        return replayed_refusal(row)
+    recorded = orjson.loads(row["response"])
     charge = Charge(
         row["id"],
-        key,
+        row["idempotency_key"],
         row["user_id"],
         row["kind"],
         row["cost"],
@@ -88,23 +121,41 @@ async def read_record(conn: Connection, key: str) -> tuple[str, ChargeOutcome] |
         row["postpaid"],
         row["created_at"],
     )
-    return row["fingerprint"], Charged(charge, _usage(recorded["usage"]), replayed=True)
+    return Charged(charge, usage_of(recorded["usage"]), replayed=True)
 
 
-async def first_outcome(conn: Connection, key: str, fingerprint: str) -> ChargeOutcome | None:
-    """The outcome recorded under ``key`` for this request (by its ``fingerprint``), None
-    for a new key; ``idempotency_key_reused`` when the key was used for another request.
+_REUSED = "this Idempotency-Key was used for a different charge or hold"
+
+
+def replayed_refusal(row: Row) -> Refused:
+    recorded = orjson.loads(row["response"])
+    return Refused(recorded["data"], recorded.get("message"), True)
+
+
+async def claim(conn: Connection, user_id: int, key: str, fingerprint: str) -> Row | None:
+    """``user_id``'s record (a row of ``READ_RECORD``) under ``key`` made by this request
+    (by its ``fingerprint``), None for a key new to the user; ``idempotency_key_reused``
+    when the key was used for another request of the user, a charge's key for a hold
+    included (``record`` refuses one used for another user).
 
     Takes the key's lock first, so the answer holds until the transaction ends.
     """
     await lock(conn, key)
-    found = await read_record(conn, key)
-    if found is None:
+    row = await conn.fetchone(READ_RECORD, user_id, key)
+    if row is None:
         return None
-    if found[0] != fingerprint:
-        message = "this Idempotency-Key was used for a different charge"
-        raise Refusal("idempotency_key_reused", message)
-    return found[1]
+    if row["fingerprint"] != fingerprint:
+        raise Refusal("idempotency_key_reused", _REUSED)
+    return row
+
+
+async def first_outcome(
+    conn: Connection, user_id: int, key: str, fingerprint: str
+) -> ChargeOutcome | None:
+    """The outcome recorded under ``key`` for this charge request, None for a key new to
+    ``user_id`` (see ``claim``)."""
+    row = await claim(conn, user_id, key, fingerprint)
+    return None if row is None else replayed_charge(row)
 
 
 async def record(
@@ -123,30 +174,51 @@ async def record(
     else:
         status = REASONS[refused.reason].status
         recorded = {"data": refused.reason, "message": refused.message}
-    charge_id = await conn.fetchval(
-        INSERT_RECORD,
-        charge.idempotency_key,
-        fingerprint,
-        charge.user_id,
-        charge.kind,
-        charge.cost,
-        status,
-        orjson.dumps(recorded).decode(),
-        charge.from_plan,
-        charge.from_purchased,
-        charge.postpaid,
-        period_start,
-        charge.created_at,
-    )
+    try:
+        charge_id = await conn.fetchval(
+            INSERT_RECORD,
+            charge.idempotency_key,
+            fingerprint,
+            charge.user_id,
+            charge.kind,
+            charge.cost,
+            status,
+            orjson.dumps(recorded).decode(),
+            charge.from_plan,
+            charge.from_purchased,
+            charge.postpaid,
+            period_start,
+            charge.created_at,
+        )
+    except UniqueViolation:
+        # Another user's record holds the key: the transaction is rolled back, as for
+        # every refusal that is raised.
+        raise Refusal("idempotency_key_reused", _REUSED) from None
     return int(charge_id)
 
 
-async def record_usage(conn: Connection, charge_id: int, usage: Usage) -> None:
+async def record_usage(conn: Connection, user_id: int, charge_id: int, usage: Usage) -> None:
     response = orjson.dumps({"usage": usage.to_dto()}).decode()
-    await conn.execute(RECORD_USAGE, response, charge_id)
+    await conn.execute(RECORD_USAGE, response, user_id, charge_id)
 
 
-def _usage(recorded: dict[str, Any]) -> Usage:
+async def prune(db: Database, now: int, retention_days: int) -> int:
+    """Delete or retire the records older than ``retention_days``, ``PRUNE_BATCH`` at a
+    time, each batch in a transaction of its own; how many."""
+    before = now - retention_days * _MICROS_PER_DAY
+    pruned = 0
+    for statement in (_DELETE_REFUSALS, _RETIRE_CHARGES):
+        while True:
+            async with db.transaction() as conn:
+                done = await conn.execute(statement, before, CHARGED, PRUNE_BATCH)
+            pruned += done
+            if done < PRUNE_BATCH:
+                break
+            await asyncio.sleep(0)  # the requests waiting for the store go first
+    return pruned
+
+
+def usage_of(recorded: dict[str, Any]) -> Usage:
     """The ``Usage`` a record's ``usage`` was written from: ``to_dto`` gives it back."""
 
     def credit(name: str) -> int:

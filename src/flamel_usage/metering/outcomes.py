@@ -9,6 +9,7 @@ the metrics count outcomes by kind (``charged``, ``replayed`` or the refusal's r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from flamel_usage.ledger.balances import Usage
 
@@ -65,3 +66,43 @@ class Refunded:
 
     charge: Charge
     usage: Usage
+
+
+HoldState = Literal["active", "settled", "released", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """One hold as its answer shows it: ``held`` is what it reserved; ``cost`` and the
+    split are what it holds now (active), what it kept (settled) or zero (released or
+    expired). ``state`` is ``active``, ``settled``, ``released`` or ``expired``."""
+
+    id: int
+    idempotency_key: str
+    user_id: int
+    kind: str
+    held: int
+    cost: int
+    from_plan: int
+    from_purchased: int
+    postpaid: int
+    state: HoldState
+    expires_at: int
+    created_at: int
+    finished_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A hold made, settled or released: the hold, and the user's usage right after.
+
+    ``replayed``: the outcome recorded by an earlier request (the same key at creation,
+    the same settle or release call after), and nothing changed now.
+    """
+
+    hold: Hold
+    usage: Usage
+    replayed: bool = False
+
+
+HoldOutcome = Held | Refused

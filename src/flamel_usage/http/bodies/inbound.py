@@ -34,6 +34,11 @@ from flamel_usage.http.bodies.fields import (
     credits,
     sent_instant,
 )
+from flamel_usage.metering.holds import DEFAULT_TTL_SECONDS as DEFAULT_HOLD_TTL_SECONDS
+from flamel_usage.metering.holds import MAX_TTL_SECONDS as MAX_HOLD_TTL_SECONDS
+from flamel_usage.webhooks.addresses import MAX_URL_LENGTH
+from flamel_usage.webhooks.endpoints import MAX_DESCRIPTION
+from flamel_usage.webhooks.events import EVENT_TYPES
 
 #: A key name as sent: generous room for surrounding spaces, which are trimmed.
 _SENT_KEY_NAME = MAX_KEY_NAME * 4
@@ -223,16 +228,81 @@ _Cost = Annotated[
 ]
 
 
+_Kind = Annotated[
+    str,
+    Meta(
+        max_length=32,
+        pattern=NO_NUL,
+        description="An operation kind from the server configuration"
+        " (FLAMEL_OPERATION_COSTS; ttp, edit and image by default).",
+        examples=["ttp"],
+    ),
+]
+
+
 class CreateChargeRequest(RequestBody):
     user_id: Annotated[int, Meta(ge=1, le=MAX_INT, description="The user to charge.")]
-    kind: Annotated[
+    kind: _Kind
+    cost: _Cost | UnsetType = UNSET
+
+
+class CreateHoldRequest(RequestBody):
+    user_id: Annotated[int, Meta(ge=1, le=MAX_INT, description="The user to hold credit of.")]
+    kind: _Kind
+    cost: (
+        Annotated[
+            CreditAmount,
+            credits("The most the operation may cost; default: the kind's configured cost"),
+        ]
+        | UnsetType
+    ) = UNSET
+    ttl_seconds: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=MAX_HOLD_TTL_SECONDS,
+                description=f"Seconds until the hold is released by itself unless settled;"
+                f" default {DEFAULT_HOLD_TTL_SECONDS}.",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class SettleHoldRequest(RequestBody):
+    cost: Annotated[
+        CreditAllowance,
+        credits("What the operation cost, at most the held cost; the rest goes back"),
+    ]
+
+
+#: An event type; checked by ``webhooks.endpoints.event_types``, which names the known ones.
+_EventType = Annotated[str, Meta(max_length=64, extra_json_schema={"enum": list(EVENT_TYPES)})]
+
+
+class CreateWebhookRequest(RequestBody):
+    url: Annotated[
         str,
         Meta(
-            max_length=32,
-            pattern=NO_NUL,
-            description="An operation kind from the server configuration"
-            " (FLAMEL_OPERATION_COSTS; ttp, edit and image by default).",
-            examples=["ttp"],
+            max_length=MAX_URL_LENGTH,
+            description="https, to a host that resolves to public addresses only (plain http"
+            " and private addresses only with FLAMEL_WEBHOOK_ALLOW_PRIVATE).",
+            examples=["https://hooks.example.com/flamel"],
         ),
     ]
-    cost: _Cost | UnsetType = UNSET
+    events: Annotated[
+        list[_EventType],
+        Meta(min_length=1, max_length=4, description="The event types to send, distinct."),
+    ]
+    description: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_DESCRIPTION,
+                pattern=NO_NUL,
+                description="What the endpoint is for; null or absent = none.",
+            ),
+        ]
+        | None
+    ) = None

@@ -24,6 +24,8 @@ from flamel_usage.http.bodies.fields import IdempotencyKey, credits, shown_insta
 from flamel_usage.http.routing import JSON_HEADERS, Response
 from flamel_usage.ledger import balances as ledger
 from flamel_usage.ledger.history import Granularity, History
+from flamel_usage.metering import outcomes as metering
+from flamel_usage.webhooks import endpoints as webhooks
 
 #: Where the seed's schema of the usage read is; answers that include a user's usage
 #: show it in exactly that form.
@@ -265,6 +267,59 @@ class ChargeResult(ResponseBody):
     usage: UsageDto
 
 
+class Hold(ResponseBody):
+    """One hold: what it reserved, and what it holds now (active), kept (settled) or
+    nothing (released or expired), per pool."""
+
+    hold_id: int
+    idempotency_key: Annotated[
+        IdempotencyKey, Meta(description="The Idempotency-Key the hold was made with.")
+    ]
+    user_id: int
+    kind: Annotated[str, Meta(examples=["image"])]
+    state: Annotated[
+        metering.HoldState,
+        Meta(description="expired: released by itself, unsettled by expiresAt."),
+    ]
+    held: Annotated[float, credits("What the hold reserved")]
+    cost: Annotated[float, credits("What it holds now, kept when settled, 0 when released")]
+    from_plan_credit: Annotated[float, credits("Part of cost from the period's plan credit")]
+    from_purchased_credit: Annotated[float, credits("Part of cost from purchased credit")]
+    postpaid: Annotated[float, credits("Part of cost accrued as postpaid usage")]
+    expires_at: Annotated[str, shown_instant("When it is released by itself unless settled.")]
+    created_at: Annotated[str, shown_instant("When the hold was made.")]
+    finished_at: Annotated[
+        str | None, shown_instant("When it was settled, released or expired; null = active.")
+    ]
+
+    @classmethod
+    def of(cls, hold: metering.Hold) -> Hold:
+        return cls(
+            hold.id,
+            hold.idempotency_key,
+            hold.user_id,
+            hold.kind,
+            hold.state,
+            credits_value(hold.held),
+            credits_value(hold.cost),
+            credits_value(hold.from_plan),
+            credits_value(hold.from_purchased),
+            credits_value(hold.postpaid),
+            _shown(hold.expires_at),
+            _shown(hold.created_at),
+            _shown_if_any(hold.finished_at),
+        )
+
+
+class HoldResult(ResponseBody):
+    hold: Hold
+    usage: UsageDto
+
+
+class HoldList(ResponseBody):
+    holds: Annotated[list[Hold], Meta(description="Active holds, oldest first.")]
+
+
 class HistoryCredit(ResponseBody):
     """The credit a bucket's charges took, per pool."""
 
@@ -343,3 +398,108 @@ class HealthStatus(ResponseBody):
     """What ``/healthz`` and ``/readyz`` answer; for probes, so not in the document."""
 
     status: Literal["ok", "ready"]
+
+
+class WebhookEndpoint(ResponseBody):
+    """An endpoint as listed: never its secret."""
+
+    id: int
+    url: str
+    events: list[str]
+    description: str | None
+    enabled: Annotated[
+        bool,
+        Meta(description="false: disabled after 3 days of failures; a redelivery enables it."),
+    ]
+    created_at: Annotated[str, shown_instant("Registration time.")]
+    disabled_at: Annotated[str | None, shown_instant("When it was disabled; null = enabled.")]
+
+    @classmethod
+    def of(cls, endpoint: webhooks.Endpoint) -> WebhookEndpoint:
+        return cls(
+            endpoint.id,
+            endpoint.url,
+            list(endpoint.events),
+            endpoint.description,
+            endpoint.enabled,
+            _shown(endpoint.created_at),
+            _shown_if_any(endpoint.disabled_at),
+        )
+
+
+_WebhookSecret = Annotated[
+    str,
+    Meta(
+        description="The signing secret (whsec_ and base64), for a Standard Webhooks verifier."
+        " Shown only in this response.",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    ),
+]
+
+
+class CreatedWebhookEndpoint(ResponseBody):
+    endpoint: WebhookEndpoint
+    secret: _WebhookSecret
+
+
+class WebhookEndpointList(ResponseBody):
+    endpoints: list[WebhookEndpoint]
+
+
+class WebhookSecret(ResponseBody):
+    id: int
+    secret: _WebhookSecret
+
+
+class WebhookDelivery(ResponseBody):
+    """One event for one endpoint: its attempts so far."""
+
+    id: int
+    endpoint_id: int
+    webhook_id: Annotated[
+        str, Meta(description="The webhook-id header: the same on every attempt.")
+    ]
+    type: Annotated[str, Meta(examples=["usage.threshold_reached"])]
+    user_id: int
+    status: Annotated[
+        Literal["pending", "delivered", "failed"],
+        Meta(description="failed: retried for a day (or the endpoint was disabled)."),
+    ]
+    attempts: int
+    created_at: Annotated[str, shown_instant("When the event was written (or redelivered).")]
+    next_attempt_at: Annotated[str, shown_instant("When it is (or was last) due.")]
+    last_attempt_at: Annotated[str | None, shown_instant("Last attempt; null = none yet.")]
+    last_status: Annotated[
+        int | None, Meta(description="HTTP status of the last attempt; null = no answer.")
+    ]
+    last_error: Annotated[str | None, Meta(description="Why the last attempt failed.")]
+    delivered_at: Annotated[str | None, shown_instant("When a 2xx came back.")]
+
+    @classmethod
+    def of(cls, delivery: webhooks.Delivery) -> WebhookDelivery:
+        status: Literal["pending", "delivered", "failed"]
+        if delivery.status == "delivered":
+            status = "delivered"
+        elif delivery.status == "failed":
+            status = "failed"
+        else:
+            status = "pending"
+        return cls(
+            delivery.id,
+            delivery.endpoint_id,
+            delivery.message_id,
+            delivery.event_type,
+            delivery.user_id,
+            status,
+            delivery.attempts,
+            _shown(delivery.created_at),
+            _shown(delivery.next_attempt_at),
+            _shown_if_any(delivery.last_attempt_at),
+            delivery.last_status,
+            delivery.last_error,
+            _shown_if_any(delivery.delivered_at),
+        )
+
+
+class WebhookDeliveryList(ResponseBody):
+    deliveries: list[WebhookDelivery]

@@ -15,7 +15,11 @@ from typing import Any, NamedTuple
 
 from flamel_usage.http.bodies import inbound, outbound
 from flamel_usage.http.openapi import texts
-from flamel_usage.http.openapi.parameters import HISTORY_PARAMETERS, IDEMPOTENCY_KEY_HEADER
+from flamel_usage.http.openapi.parameters import (
+    HISTORY_PARAMETERS,
+    HOLD_IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
+)
 from flamel_usage.http.openapi.responses import (
     BODY_ID,
     CLEAR_SESSION_COOKIE,
@@ -98,8 +102,11 @@ class Operation:
 _USER = "/api/admin/users/{userId}"
 _KEY = "/api/admin/keys/{keyId}"
 _CHARGES = "/api/admin/charges"
+_HOLDS = "/api/admin/holds"
 _MY_KEYS = "/api/users/me/keys"
 _USAGE = "UsageInfoDto"
+_WEBHOOKS = "/api/admin/webhooks"
+_WEBHOOK = "/api/admin/webhooks/{webhookId}"
 
 
 def _links_to_user(expression: str, whose: str) -> dict[str, Any]:
@@ -136,6 +143,13 @@ _DELETED_USER_LINKS = {
     )
     for name in ("getUser", "getUserUsage", "listKeys", "createKey")
 }
+_HOLD_LINKS = {
+    name: link(
+        f"AdminController_{name}", f"{name} this hold.", holdId="$response.body#/hold/holdId"
+    )
+    for name in ("settleHold", "releaseHold")
+}
+
 _CHARGE_LINKS = {
     "refundCharge": link(
         "AdminController_refundCharge",
@@ -400,5 +414,117 @@ OPERATIONS: tuple[Operation, ...] = (
             *("already_refunded", "not_refundable"),
         ),
         description=texts.REFUND,
+    ),
+    Operation(
+        "POST",
+        _HOLDS,
+        "createHold",
+        "Hold credit for a long operation",
+        ADMIN,
+        Answer(
+            201,
+            "Held; the user's usage with the hold taken",
+            outbound.HoldResult,
+            headers=REPLAYED,
+            links=_HOLD_LINKS,
+        ),
+        body=inbound.CreateHoldRequest,
+        refusals=(
+            *("unknown_kind", "invalid_idempotency_key", "insufficient_credit"),
+            *("user_not_found", "idempotency_key_reused"),
+            *("ttp_limit_exceeded", "edit_limit_exceeded"),
+        ),
+        error_headers={402: REPLAYED, 429: REPLAYED},
+        parameters=(HOLD_IDEMPOTENCY_KEY_HEADER,),
+        description=texts.HOLD,
+    ),
+    Operation(
+        "POST",
+        f"{_HOLDS}/{{holdId}}/settle",
+        "settleHold",
+        "Settle a hold with the actual cost",
+        ADMIN,
+        Answer(200, "Settled; the user's usage after", outbound.HoldResult, headers=REPLAYED),
+        body=inbound.SettleHoldRequest,
+        refusals=("hold_not_found", "hold_not_active"),
+        description=texts.SETTLE_HOLD,
+    ),
+    Operation(
+        "POST",
+        f"{_HOLDS}/{{holdId}}/release",
+        "releaseHold",
+        "Release a hold: everything goes back",
+        ADMIN,
+        Answer(200, "Released; the user's usage after", outbound.HoldResult, headers=REPLAYED),
+        refusals=("hold_not_found", "hold_not_active"),
+        description=texts.RELEASE_HOLD,
+    ),
+    Operation(
+        "GET",
+        f"{_USER}/holds",
+        "listHolds",
+        "List a user's active holds",
+        ADMIN,
+        Answer(200, "Active holds", outbound.HoldList),
+        refusals=("user_not_found",),
+    ),
+    Operation(
+        "POST",
+        _WEBHOOKS,
+        "createWebhook",
+        "Register a webhook endpoint",
+        ADMIN,
+        Answer(
+            201, "Registered; the secret is in this answer only", outbound.CreatedWebhookEndpoint
+        ),
+        body=inbound.CreateWebhookRequest,
+        description=texts.CREATE_WEBHOOK,
+    ),
+    Operation(
+        "GET",
+        _WEBHOOKS,
+        "listWebhooks",
+        "List webhook endpoints (without secrets)",
+        ADMIN,
+        Answer(200, "Endpoints", outbound.WebhookEndpointList),
+    ),
+    Operation(
+        "DELETE",
+        _WEBHOOK,
+        "deleteWebhook",
+        "Delete a webhook endpoint and its delivery log",
+        ADMIN,
+        Answer(204, "Deleted"),
+        refusals=("not_found",),
+    ),
+    Operation(
+        "POST",
+        f"{_WEBHOOK}/rotate",
+        "rotateWebhookSecret",
+        "Give a webhook endpoint a new signing secret",
+        ADMIN,
+        Answer(200, "The new secret, shown in this answer only", outbound.WebhookSecret),
+        refusals=("not_found",),
+        description="Every send from now on, retries included, is signed with the new secret.",
+    ),
+    Operation(
+        "GET",
+        f"{_WEBHOOK}/deliveries",
+        "listWebhookDeliveries",
+        "A webhook endpoint's delivery log, newest first",
+        ADMIN,
+        Answer(200, "Deliveries (the latest 500)", outbound.WebhookDeliveryList),
+        refusals=("not_found",),
+    ),
+    Operation(
+        "POST",
+        f"{_WEBHOOK}/deliveries/{{deliveryId}}/redeliver",
+        "redeliverWebhook",
+        "Send a delivery again",
+        ADMIN,
+        Answer(202, "Queued to be sent now", outbound.WebhookDelivery),
+        refusals=("not_found",),
+        description="Same webhook-id and body, retried for another day; enables the endpoint"
+        " again if it was disabled.",
     ),
 )

@@ -36,6 +36,27 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "API key id.",
         "schema": _ID_SCHEMA,
     },
+    "holdId": {
+        "name": "holdId",
+        "in": "path",
+        "required": True,
+        "description": "Hold id (holdId of the hold's answer).",
+        "schema": _ID_SCHEMA,
+    },
+    "webhookId": {
+        "name": "webhookId",
+        "in": "path",
+        "required": True,
+        "description": "Webhook endpoint id.",
+        "schema": _ID_SCHEMA,
+    },
+    "deliveryId": {
+        "name": "deliveryId",
+        "in": "path",
+        "required": True,
+        "description": "Webhook delivery id.",
+        "schema": _ID_SCHEMA,
+    },
     "idempotencyKey": {
         "name": "idempotencyKey",
         "in": "path",
@@ -44,6 +65,16 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         " (a '/' in it becomes %2F).",
         "schema": _IDEMPOTENCY_KEY_SCHEMA,
     },
+}
+
+HOLD_IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "description": "Names this hold: a retry with the same key and body is applied once"
+    " and answered with the first answer. A charge's key is not a hold's.",
+    "schema": _IDEMPOTENCY_KEY_SCHEMA,
+    "example": "job-8d1f2c/hold",
 }
 
 IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {

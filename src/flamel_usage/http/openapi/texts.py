@@ -73,3 +73,41 @@ operations of each kind; a refunded charge counts nowhere. Summed over the curre
 period, the buckets agree exactly with the usage read: the operations with ttpCount and
 editCount, postpaid with postpaidUsageCount, and currentCredit is
 max(0, min(maxCredit, maxCredit - plan)). Unknown query fields are ignored."""
+
+HOLD = """\
+Reserves credit for a long operation whose final cost is known only at its end. A hold
+passes the same checks as a charge (402 insufficient_credit, 429 ttp_limit_exceeded or
+edit_limit_exceeded), takes credit from the same pools in the same order and counts the
+operation at once, all in one atomic step: the user's usage is exact while the job runs.
+
+cost is the most the job may cost (default: the kind's configured cost); ttlSeconds
+(default 900, at most 86400) is how long until the hold is released by itself unless
+settled. The Idempotency-Key works as for a charge: the same key and body again get the
+first answer, with Idempotent-Replayed: true.
+"""
+
+SETTLE_HOLD = """\
+Keeps the actual cost (at most the held cost, else 400) and gives the rest back:
+postpaid usage first, then purchased credit, then plan credit. Final: the same call
+again returns the first answer with Idempotent-Replayed: true; any other call on a
+settled, released or expired hold is 409 hold_not_active. What was taken from a period
+that has ended stays with that period, as for refunds.
+"""
+
+RELEASE_HOLD = """\
+Gives back everything the hold took, and the operation no longer counts (the job
+failed). Final and idempotent as settling is. A hold that is neither settled nor
+released by its expiresAt is released by itself.
+"""
+
+CREATE_WEBHOOK = """\
+Events: usage.threshold_reached (plan credit used reaches each of FLAMEL_ALERT_THRESHOLDS),
+credit.depleted (a prepaid account's credit reaches 0), limit.reached (the TTP or edit
+count reaches its maximum), credit.expiring (purchased credit expires within
+FLAMEL_ALERT_EXPIRY_DAYS); each fires at most once per user, threshold and period. Each
+delivery is a POST of {"type", "timestamp", "data"} (data: userId, externalId when set,
+the UsageInfoDto fields at that moment, and the event's own fields), signed per Standard
+Webhooks with the secret in this answer (webhook-id, webhook-timestamp,
+webhook-signature). A URL that is not https, or whose host resolves to a private,
+loopback or link-local address, is refused (400 bad_request) unless the server allows
+private addresses; it is checked again before every send."""

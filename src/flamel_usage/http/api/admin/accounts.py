@@ -161,6 +161,7 @@ async def change_plan(request: Request, services: Services) -> Response:
             at_next_period=body.effective == "next_period",
             now=now,
             zone=zone,
+            thresholds=services.settings.alert_thresholds,
         )
         subscription = await accounts.subscription(conn, user_id)
         usage = await ledger.read_usage(conn, user_id, now, zone)

@@ -42,6 +42,7 @@ async def create_charge(request: Request, services: Services) -> Response:
             costs=services.settings.operation_costs,
             now=services.clock(),
             zone=services.settings.timezone,
+            thresholds=services.settings.alert_thresholds,
         )
     services.metrics.charge(charge_request.kind, charge_outcome(outcome))
     return charge_answer(outcome)
