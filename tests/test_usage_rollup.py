@@ -1,7 +1,8 @@
-"""The usage history's hourly rollup (``ledger.rollup``): kept by charges and refunds,
-equal to its recomputation from the ledger, checked by reconcile, backfilled by its
-migration. That the history read from it agrees with the usage read is in
-``test_usage_history_properties.py``; buckets, zones and edges in ``test_usage_history.py``.
+"""The usage history's hourly rollup (``ledger.rollup``): kept by charges, refunds and
+holds (made, settled, released, expired), equal to its recomputation from the ledger,
+checked by reconcile, backfilled by its migration. That the history read from it agrees
+with the usage read is in ``test_usage_history_properties.py`` (and, holds in the mix,
+``test_holds_properties.py``); buckets, zones and edges in ``test_usage_history.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger import rollup
 from flamel_usage.ledger.history import read_history
-from flamel_usage.metering.outcomes import Charged, Refused
+from flamel_usage.metering import holds
+from flamel_usage.metering.outcomes import Charged, Held, Refused
 from tests.conftest import FakeClock
 from tests.factories import Factory
 
@@ -72,6 +74,81 @@ async def test_charges_add_to_their_hour_and_refunds_take_back(
         (user.id, hour + rollup.HOUR, "image", 0, 0, 0, 0),
         (other.id, hour, "edit", 0, 0, 0, 0),
     ]
+    assert await factory.reconcile() == []
+
+
+async def test_holds_count_in_their_hour_as_the_history_counts_them(
+    db: Database, factory: Factory, clock: FakeClock
+) -> None:
+    """A hold adds what it holds and its operation to its hour; a settle takes off what
+    went back, not the operation; a release, or an expiry (by the sweep, or lazily at
+    the account's lock), takes off the whole hold. Past its expiry and not yet released,
+    it stays in the rollup, and the history leaves it out already."""
+    start = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    hour = to_micros(start)
+    user = await factory.user(await factory.plan(credits=10, max_ttp=None))
+    await factory.purchase(user, 2)
+    clock.set(start + timedelta(minutes=5))
+    made = []
+    for kind, key, cost, ttl in (
+        ("ttp", "released", 3, 86_400),
+        ("image", "settled", 2, 86_400),
+        ("edit", "swept", 1, 60),
+        ("image", "lazily", 5.5, 120),  # the 4 plan credit left, 1.5 purchased
+    ):
+        outcome = await factory.hold(user, kind, key, cost, ttl_seconds=ttl)
+        assert isinstance(outcome, Held)
+        made.append(outcome.hold.id)
+    released, settled, _, _ = made
+    assert await _rollup(db) == [
+        (user.id, hour, "edit", 1, 1000, 0, 0),
+        (user.id, hour, "image", 2, 6000, 1500, 0),
+        (user.id, hour, "ttp", 1, 3000, 0, 0),
+    ]
+
+    clock.set(start + timedelta(hours=1, minutes=30))  # two expired, not yet released
+    async with db.read() as conn:
+        history = await read_history(
+            conn,
+            user.id,
+            start=hour,
+            end=hour + rollup.HOUR,
+            granularity="hour",
+            kinds=["ttp", "edit", "image"],
+            now=clock(),
+            zone=factory.zone,
+        )
+    (bucket,) = history.buckets
+    assert (bucket.plan, bucket.purchased, bucket.postpaid) == (5000, 0, 0)
+    assert bucket.operations == {"ttp": 1, "edit": 0, "image": 1}
+
+    await factory.settle(settled, 0.5)  # gives back 1.5 of plan credit
+    await factory.release(released)
+    async with db.transaction() as conn:  # the sweep
+        assert await holds.accounts_with_expired_holds(conn, now=clock(), limit=10) == []
+    # The settle and the release locked the account: the expired holds went with them.
+    assert await _rollup(db) == [
+        (user.id, hour, "edit", 0, 0, 0, 0),
+        (user.id, hour, "image", 1, 500, 0, 0),
+        (user.id, hour, "ttp", 0, 0, 0, 0),
+    ]
+    assert await factory.reconcile() == []
+
+
+async def test_the_sweep_takes_an_expired_hold_off_its_hour(
+    db: Database, factory: Factory, clock: FakeClock
+) -> None:
+    start = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    user = await factory.user(await factory.plan(credits=10, max_ttp=None))
+    clock.set(start)
+    assert isinstance(await factory.hold(user, "edit", "h", 2, ttl_seconds=60), Held)
+    assert await _rollup(db) == [(user.id, to_micros(start), "edit", 1, 2000, 0, 0)]
+    clock.set(start + timedelta(minutes=2))
+    async with db.transaction() as conn:
+        due = await holds.accounts_with_expired_holds(conn, now=clock(), limit=10)
+        assert due == [user.id]
+        await holds.expire(conn, user.id, now=clock(), zone=factory.zone)
+    assert await _rollup(db) == [(user.id, to_micros(start), "edit", 0, 0, 0, 0)]
     assert await factory.reconcile() == []
 
 
