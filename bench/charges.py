@@ -28,6 +28,7 @@ from benchlib import numbered
 from flamel_usage.accounts.users import LIVE_USER
 from flamel_usage.core.config import OPERATION_COSTS
 from flamel_usage.ledger.balances import ACCOUNT, EXPIRED_PURCHASES, INSERT_ENTRY, USAGE
+from flamel_usage.ledger.rollup import RECORD_SPENDING, hour_of
 from flamel_usage.metering.charges import (
     LIVE_PURCHASES,
     SPEND_FROM_ACCOUNT,
@@ -132,6 +133,7 @@ async def charge_once(
                 charge_id,
                 None,
             )
+    await run(RECORD_SPENDING, user_id, hour_of(now), kind, 1, from_plan, purchased, owed)
     usage = await one(USAGE, user_id, now, user_id)
     body = orjson.dumps({"usage": list(usage)})
     await run(RECORD_USAGE, body.decode(), user_id, charge_id)
@@ -202,7 +204,7 @@ async def raw_postgres(
         for text in (
             *(LOCK, READ_RECORD, LIVE_USER, LOCKED_ACCOUNT, EXPIRED_PURCHASES, LIVE_PURCHASES),
             *(INSERT_RECORD, SPEND_FROM_ACCOUNT, SPEND_FROM_PURCHASE, INSERT_ENTRY, USAGE),
-            RECORD_USAGE,
+            *(RECORD_SPENDING, RECORD_USAGE),
         )
     }
     statuses: dict[int, int] = {}

@@ -14,6 +14,7 @@ What it makes (every instant relative to the moment of seeding, billing zone UTC
   its current period and the entries of a few charges in it (reflected in the account's
   balances), and filler in EARLIER periods: period starts, charges (with their
   ``charges`` rows), some refunds, expired purchases and period-end expiries;
+* the usage history's hourly rollup of the charges that stand (``usage_hours``);
 * ``reconcile`` is clean on the result (checked when a seed is made).
 
 SQLite seeds are cached under ``bench/.cache`` (keyed by the parameters, the day, the
@@ -50,7 +51,7 @@ from flamel_usage.auth import keys
 from flamel_usage.core.periods import Period, from_micros, period_containing, to_micros
 from flamel_usage.db import migrate
 from flamel_usage.db.gateway import Database
-from flamel_usage.ledger import balances
+from flamel_usage.ledger import balances, rollup
 from flamel_usage.ledger import reconcile as books
 from flamel_usage.metering.charges import ChargeRequest
 
@@ -76,6 +77,7 @@ TABLES = (
     "credit_purchases",
     "charges",
     "ledger_entries",
+    "usage_hours",
 )
 #: The columns the seed writes in bulk, in the order of its rows; the ledger's entries
 #: go in through the service's own statement (``balances.INSERT_ENTRY``).
@@ -91,6 +93,9 @@ COLUMNS = {
         *("id", "idempotency_key", "fingerprint", "user_id", "kind", "cost", "status"),
         *("response", "period_start", "created_at", "refunded_at"),
         *("from_plan", "from_purchased", "postpaid"),
+    ),
+    "usage_hours": (
+        *("user_id", "hour", "kind", "operations", "from_plan", "from_purchased", "postpaid"),
     ),
 }
 KINDS = ("ttp", "edit", "image")
@@ -134,6 +139,8 @@ class _Generator:
         self.next_charge = 1
         self.keys: list[str] = []
         self.anchors: dict[int, int] = {}
+        #: The history's rollup of the charges that stand: (user, hour, kind) -> numbers.
+        self.hours: dict[tuple[int, int, str], list[int]] = {}
 
     def entry(
         self,
@@ -159,6 +166,7 @@ class _Generator:
             plan = self.rng.choices(PLANS, weights)[0]
             self.user(user_id, plan, per_user + (1 if user_id - HISTORY_USER <= extra else 0))
         self.ledger.sort(key=lambda row: row[1])
+        self.rows["usage_hours"] = [(*where, *numbers) for where, numbers in self.hours.items()]
 
     def periods(self, unit: str, past: int) -> tuple[int, list[Period]]:
         """An anchor (whole seconds) and the current period plus ``past`` earlier ones."""
@@ -375,7 +383,11 @@ class _Generator:
             setattr(account, field, getattr(account, field) + 1)
         for pool, amount in parts:
             self.entry(user_id, at, "charge", pool, amount, period_start, charge_id=charge_id)
-        if refunded_at is not None:
+        if refunded_at is None:
+            hour = self.hours.setdefault((user_id, rollup.hour_of(at), kind), [0, 0, 0, 0])
+            for index, number in enumerate((1, from_plan, 0, owed)):
+                hour[index] += number
+        else:
             for pool, amount in parts:
                 self.entry(
                     user_id, refunded_at, "refund", pool, -amount, period_start, charge_id=charge_id

@@ -2,10 +2,13 @@
 books exact (SPEC sections 3 and 8).
 
 Random sequences on both stores, with time moving on so that holds expire and periods
-end. After every step: each balance equals its ledger (``reconcile``), a prepaid
-account's credit never goes below zero, and the usage read, which releases expired
-holds only in what it shows, equals what the account holds once a write has released
-them (the read is exact without writing).
+end. After every step: each balance equals its ledger (``reconcile``, the history's
+rollup included), a prepaid account's credit never goes below zero, and the usage read,
+which releases expired holds only in what it shows, equals what the account holds once
+a write has released them (the read is exact without writing). The history of the
+period agrees with the usage read, before and after that write: read from the hourly
+rollup (UTC hours) and from the charges themselves (a zone of half-hour offset), the
+same totals.
 
 Each example gets its own plan and user in one database per store, so the books of the
 earlier examples must stay reconciled too.
@@ -25,13 +28,17 @@ from hypothesis import strategies as st
 
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.periods import to_micros
-from flamel_usage.db.gateway import Database
+from flamel_usage.db.gateway import Connection, Database
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger.history import Granularity, read_history
 from flamel_usage.metering.outcomes import Charged, Held
 from tests.factories import Factory
 from tests.store import truncate_all
 
 UTC_ZONE = ZoneInfo("UTC")
+#: Offsets of whole hours and a half: its buckets cut UTC hours, so the history reads the
+#: charges themselves, by the rule the rollup must keep.
+HALF_HOUR_ZONE = ZoneInfo("Asia/Kolkata")
 START = datetime(2026, 11, 30, 20, tzinfo=UTC)
 ANCHOR = datetime(2026, 11, 1, tzinfo=UTC)  # the period ends on 2026-12-01T00:00Z
 
@@ -114,17 +121,60 @@ class _Store:
     async def _check(self, user_id: int, sequence: object, postpaid: bool) -> None:
         async with self.db.read() as conn:
             shown = await ledger.read_usage(conn, user_id, self.now, UTC_ZONE)
+            await self._check_history(conn, user_id, shown, sequence)
         assert await self.factory.reconcile() == [], sequence
         async with self.db.transaction() as conn:
             await ledger.locked_account(conn, user_id, self.now, UTC_ZONE)
         async with self.db.read() as conn:
             written = await ledger.read_usage(conn, user_id, self.now, UTC_ZONE)
+            await self._check_history(conn, user_id, written, sequence)
         assert shown == written, sequence
         assert await self.factory.reconcile() == [], sequence
         assert shown.additional_credit >= 0
         assert shown.current_credit >= 0
         if not postpaid:
             assert shown.postpaid_used is None
+
+    async def _check_history(
+        self, conn: Connection, user_id: int, usage: ledger.Usage, sequence: object
+    ) -> None:
+        """The period's history by UTC hour (the rollup, less expired active holds) and by
+        day in a half-hour zone (the charges): the same totals, agreeing with ``usage``."""
+        start, end = to_micros(usage.period.start), to_micros(usage.period.end)
+        totals = []
+        reads: tuple[tuple[ZoneInfo, Granularity], ...] = (
+            (UTC_ZONE, "hour"),
+            (HALF_HOUR_ZONE, "day"),
+        )
+        for zone, granularity in reads:
+            history = await read_history(
+                conn,
+                user_id,
+                start=start,
+                end=end,
+                granularity=granularity,
+                kinds=("ttp",),
+                now=self.now,
+                zone=zone,
+            )
+            buckets = history.buckets
+            totals.append(
+                (
+                    sum(bucket.plan for bucket in buckets),
+                    sum(bucket.purchased for bucket in buckets),
+                    sum(bucket.postpaid for bucket in buckets),
+                    sum(bucket.operations["ttp"] for bucket in buckets),
+                    {kind for bucket in buckets for kind in bucket.operations},
+                )
+            )
+        from_rollup, from_charges = totals
+        assert from_rollup == from_charges, sequence
+        plan, _, postpaid, operations, kinds = from_rollup
+        assert kinds == {"ttp"}, sequence
+        assert operations == usage.ttp_count, sequence
+        assert postpaid == (usage.postpaid_used or 0), sequence
+        allowance = usage.max_credit
+        assert usage.current_credit == max(0, min(allowance, allowance - plan)), sequence
 
 
 @pytest.fixture

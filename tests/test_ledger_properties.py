@@ -60,7 +60,10 @@ DAY = 24 * HOUR
 COSTS = {"ttp": 1000, "edit": 1000, "image": 1000}
 COUNTED = {"ttp", "edit"}
 REPLAYED = (b"idempotent-replayed", b"true")
-_TABLES = "ledger_entries, charges, sessions, api_keys, credit_purchases, accounts, users, plans"
+_TABLES = (
+    "usage_hours, ledger_entries, charges, sessions, api_keys, credit_purchases, accounts, users,"
+    " plans"
+)
 
 
 def micros(instant: datetime) -> int:

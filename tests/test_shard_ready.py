@@ -31,7 +31,7 @@ from flamel_usage.metering import refunds
 from tests.factories import Factory
 
 #: Tables holding users' rows, each distributed by its user's id.
-BY_USER = {"users", "accounts", "credit_purchases", "ledger_entries", "charges"}
+BY_USER = {"users", "accounts", "credit_purchases", "ledger_entries", "charges", "usage_hours"}
 #: Tables every shard holds a copy of.
 REFERENCE = {"plans"}
 #: Tables distributed by a key of their own: a throttle bucket, a credential's hash.
@@ -43,7 +43,8 @@ LOOKUPS = {
 USERS = 8
 ROUNDS = 6
 
-_TABLE = re.compile(r"\b(?:FROM|JOIN|(?<!FOR )UPDATE|INTO)\s+([a-z_]+)", re.IGNORECASE)
+#: Tables a statement names; ``FOR UPDATE`` and an upsert's ``DO UPDATE`` name none.
+_TABLE = re.compile(r"\b(?:FROM|JOIN|(?<!FOR )(?<!DO )UPDATE|INTO)\s+([a-z_]+)", re.IGNORECASE)
 _BY_USER = re.compile(r"\b(?:[a-z]+\.)?user_id\s*=\s*\$\d+", re.IGNORECASE)
 _USER_ROW = re.compile(r"\b(?:u\.)?id\s*=\s*\$\d+", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*INSERT INTO\s+([a-z_]+)\s*\(([^)]*)\)", re.IGNORECASE)
@@ -76,6 +77,8 @@ def test_the_check_tells_keyed_from_unkeyed_statements() -> None:
     assert unkeyed("SELECT * FROM plans WHERE id = $1") is None
     assert unkeyed("SELECT a.x FROM accounts a WHERE a.user_id = $1 FOR UPDATE OF a") is None
     assert unkeyed("SELECT pg_advisory_xact_lock(hashtext($1))") is None
+    upsert = "INSERT INTO usage_hours (user_id, n) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE"
+    assert unkeyed(f"{upsert} SET n = usage_hours.n + excluded.n") is None
     assert unkeyed("UPDATE credit_purchases SET remaining = 0 WHERE id = $1") is not None
     assert unkeyed("SELECT x FROM charges WHERE idempotency_key = $1") is not None
     assert unkeyed("INSERT INTO charges (id) VALUES ($1)") is not None

@@ -25,6 +25,7 @@ from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
 from flamel_usage.core.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Connection, Row
+from flamel_usage.ledger.rollup import record_spending
 from flamel_usage.webhooks.events import DEFAULT_THRESHOLDS, emit_usage_alerts
 
 
@@ -544,11 +545,13 @@ TAKEN_PARTS = (
 )
 
 
-async def release_hold(conn: Connection, account: Row, hold_id: int, state: str, now: int) -> None:
-    """Give back everything the active hold ``hold_id`` took: the operation no longer
-    counts. ``state`` is ``released`` (asked) or ``expired`` (by itself)."""
+async def release_hold(conn: Connection, account: Row, hold: Row, state: str, now: int) -> None:
+    """Give back everything the active ``hold`` (its row: ``id``, ``kind``, ``created_at``
+    and what it took, ``from_plan``, ``from_purchased``, ``postpaid``) took: the operation
+    no longer counts, in the history's rollup neither. ``state`` is ``released`` (asked)
+    or ``expired`` (by itself)."""
     # Marked first: the plan credit due after the release counts the charges that stand.
-    user_id = account["user_id"]
+    user_id, hold_id = account["user_id"], hold["id"]
     await conn.execute(
         "UPDATE charges SET hold_state = ?, refunded_at = ?, finished_at = ?"
         " WHERE user_id = ? AND id = ?",
@@ -557,6 +560,16 @@ async def release_hold(conn: Connection, account: Row, hold_id: int, state: str,
         now,
         user_id,
         hold_id,
+    )
+    await record_spending(
+        conn,
+        user_id,
+        hold["created_at"],
+        hold["kind"],
+        operations=-1,
+        plan=-hold["from_plan"],
+        purchased=-hold["from_purchased"],
+        postpaid=-hold["postpaid"],
     )
     for part in await conn.fetchall(TAKEN_PARTS, user_id, hold_id):
         await give_back(conn, account, part, part["amount"], charge_id=hold_id, now=now)
@@ -575,12 +588,12 @@ async def next_hold_expiry(conn: Connection, user_id: int) -> None:
 
 async def _expire_holds(conn: Connection, account: Row, now: int) -> None:
     expired = await conn.fetchall(
-        "SELECT id FROM charges WHERE user_id = ? AND hold_state = 'active' AND expires_at <= ?"
-        " ORDER BY id",
+        "SELECT id, kind, created_at, from_plan, from_purchased, postpaid FROM charges"
+        " WHERE user_id = ? AND hold_state = 'active' AND expires_at <= ? ORDER BY id",
         account["user_id"],
         now,
     )
     for hold in expired:
-        await release_hold(conn, account, hold["id"], "expired", now)
+        await release_hold(conn, account, hold, "expired", now)
     if not expired:
         await next_hold_expiry(conn, account["user_id"])

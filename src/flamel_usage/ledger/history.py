@@ -35,23 +35,22 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from flamel_usage.core.errors import Refusal
-from flamel_usage.core.periods import from_micros, local_instant, local_midnight, to_micros
+from flamel_usage.core.periods import from_micros, local_midnight, to_micros
 from flamel_usage.db.gateway import Connection
 from flamel_usage.ledger.balances import read_usage
+from flamel_usage.ledger.rollup import HOUR
 
 Granularity = Literal["day", "hour"]
 GRANULARITIES: tuple[Granularity, ...] = ("day", "hour")
 
 #: The longest range of each granularity, in calendar days of the billing zone.
 MAX_RANGE_DAYS: Mapping[Granularity, int] = {"day": 366, "hour": 31}
-
-_HOUR = 3_600_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +84,9 @@ def _next_boundary(instant: int, granularity: Granularity, zone: ZoneInfo) -> in
     # local hours stay whole hours, 23 or 25 of them in the day. An hour later is
     # usually a local hour start already (the offset is the same, or changed by whole
     # hours): then it is the answer, with no wall time to convert back.
-    later = from_micros(instant + _HOUR, zone)
+    later = from_micros(instant + HOUR, zone)
     if later.minute == later.second == later.microsecond == 0:
-        return instant + _HOUR
+        return instant + HOUR
     return to_micros(later.replace(minute=0, second=0, microsecond=0))
 
 
@@ -96,6 +95,21 @@ def _boundaries(start: int, end: int, granularity: Granularity, zone: ZoneInfo) 
     found = [start]
     while found[-1] < end:
         found.append(min(end, _next_boundary(found[-1], granularity, zone)))
+    return found
+
+
+def _local_instants(bounds: list[int], zone: ZoneInfo) -> list[datetime]:
+    """Each of ``bounds`` as ``local_instant`` gives it, but made once, in a fixed-offset
+    zone per offset (a month of hours has 745 boundaries, and two or three offsets)."""
+    fixed: dict[timedelta, timezone] = {}
+    found = []
+    for boundary in bounds:
+        offset = from_micros(boundary, zone).utcoffset()
+        assert offset is not None  # a ZoneInfo always knows its offset
+        pinned = fixed.get(offset)
+        if pinned is None:
+            pinned = fixed[offset] = timezone(offset)
+        found.append(from_micros(boundary, pinned))
     return found
 
 
@@ -127,8 +141,10 @@ def _granules(bounds: list[int]) -> tuple[int, int]:
 
 
 #: Charges that stand, summed per slice of time and kind: one range scan of the
-#: covering index ``charges_user_spent`` (migrations 0007 and 0009), no join.
-_SPENT_SQL = (
+#: covering index ``charges_user_spent`` (migrations 0007 and 0009), no join. For what
+#: the rollup does not hold: the ends of the range inside an hour, or every hour in a
+#: zone whose offset is not whole hours.
+_CHARGES = (
     "SELECT (created_at - ?) / ? AS granule, kind, COUNT(*) AS operations,"
     " CAST(SUM(from_plan) AS BIGINT) AS plan,"
     " CAST(SUM(from_purchased) AS BIGINT) AS purchased,"
@@ -138,6 +154,62 @@ _SPENT_SQL = (
     " AND (hold_state IS NULL OR hold_state <> 'active' OR expires_at > ?)"
     " GROUP BY granule, kind"
 )
+#: The rollup's whole hours (``ledger.rollup``), one row per hour and kind: when each
+#: slice is an hour, summing would only cost a sort.
+_HOURS = (
+    "SELECT (hour - ?) / ? AS granule, kind, operations,"
+    " from_plan AS plan, from_purchased AS purchased, postpaid"
+    " FROM usage_hours WHERE user_id = ? AND hour >= ? AND hour < ?"
+)
+#: The same summed per slice of several hours (a day).
+_HOURS_SUMMED = (
+    "SELECT (hour - ?) / ? AS granule, kind, CAST(SUM(operations) AS BIGINT) AS operations,"
+    " CAST(SUM(from_plan) AS BIGINT) AS plan,"
+    " CAST(SUM(from_purchased) AS BIGINT) AS purchased,"
+    " CAST(SUM(postpaid) AS BIGINT) AS postpaid"
+    " FROM usage_hours WHERE user_id = ? AND hour >= ? AND hour < ?"
+    " GROUP BY granule, kind"
+)
+#: Taken off the rollup's hours: the active holds past their expiry, which the rollup
+#: counts until a write releases them (the usage read shows them released already).
+#: Few rows, found by the partial index ``charges_active_holds`` (migration 0009).
+_EXPIRED_HOLDS = (
+    "SELECT (created_at - ?) / ? AS granule, kind, -COUNT(*) AS operations,"
+    " CAST(-SUM(from_plan) AS BIGINT) AS plan,"
+    " CAST(-SUM(from_purchased) AS BIGINT) AS purchased,"
+    " CAST(-SUM(postpaid) AS BIGINT) AS postpaid"
+    " FROM charges WHERE user_id = ? AND hold_state = 'active' AND expires_at <= ?"
+    " AND created_at >= ? AND created_at < ?"
+    " GROUP BY granule, kind"
+)
+
+
+def _spent_query(
+    user_id: int, bounds: list[int], origin: int, width: int, now: int
+) -> tuple[str, list[object]]:
+    """One statement for the range's spending per slice (``granule``) and kind; a slice
+    and kind may come in more than one row, and a row may take off (negative numbers).
+
+    The rollup serves the range's whole UTC hours when no bucket boundary cuts one (a
+    zone whose offsets are whole hours), less the active holds past their expiry at
+    ``now``; the charges the rest: the range's ends inside an hour, or the whole range.
+    """
+    start, end = bounds[0], bounds[-1]
+    first_hour, last_hour = -(-start // HOUR) * HOUR, end // HOUR * HOUR
+    if first_hour >= last_hour or any(boundary % HOUR for boundary in bounds[1:-1]):
+        return _CHARGES, [origin, width, user_id, start, end, now]
+    parts: list[str] = []
+    args: list[object] = []
+    if start < first_hour:
+        parts.append(_CHARGES)
+        args += [origin, width, user_id, start, first_hour, now]
+    parts += [_HOURS if width == HOUR else _HOURS_SUMMED, _EXPIRED_HOLDS]
+    args += [origin, width, user_id, first_hour, last_hour]
+    args += [origin, width, user_id, now, first_hour, last_hour]
+    if last_hour < end:
+        parts.append(_CHARGES)
+        args += [origin, width, user_id, last_hour, end, now]
+    return " UNION ALL ".join(parts), args
 
 
 async def read_history(
@@ -160,34 +232,37 @@ async def read_history(
     check_range(start, end, granularity, zone)
     bounds = _boundaries(start, end, granularity, zone)
     origin, width = _granules(bounds)
-    rows = await conn.fetchall(_SPENT_SQL, origin, width, user_id, start, end, now)
+    sql, args = _spent_query(user_id, bounds, origin, width, now)
+    rows = await conn.fetchall(sql, *args)
     spent: dict[int, list[int]] = {}
     operations: dict[int, dict[str, int]] = {}
-    for row in rows:
-        granule_start = max(start, origin + row["granule"] * width)
-        bucket = bisect_right(bounds, granule_start) - 1
-        sums = spent.setdefault(bucket, [0, 0, 0])
-        sums[0] += row["plan"]
-        sums[1] += row["purchased"]
-        sums[2] += row["postpaid"]
-        counts = operations.setdefault(bucket, {})
-        counts[row["kind"]] = counts.get(row["kind"], 0) + row["operations"]
+    last_granule, bucket = None, 0
+    for row in rows:  # by position: (granule, kind, operations, plan, purchased, postpaid)
+        count: int = row[2]
+        if not count:  # an hour and kind whose charges were all refunded: nothing stands
+            continue
+        granule: int = row[0]
+        if granule != last_granule:  # rows come mostly by slice, a row per kind
+            last_granule = granule
+            bucket = bisect_right(bounds, max(start, origin + granule * width)) - 1
+            sums = spent.setdefault(bucket, [0, 0, 0])
+            counts = operations.setdefault(bucket, {})
+        sums[0] += row[3]
+        sums[1] += row[4]
+        sums[2] += row[5]
+        counts[row[1]] = counts.get(row[1], 0) + count
     configured = list(kinds)
+    # A kind whose operations an expired hold took off, to zero, was not in the range.
+    for counts in operations.values():
+        for kind in [kind for kind, count in counts.items() if not count]:
+            del counts[kind]
     found = {kind for counts in operations.values() for kind in counts}
-    every_kind = [*configured, *sorted(found.difference(configured))]
-    instants = [local_instant(boundary, zone) for boundary in bounds]
+    zero = dict.fromkeys([*configured, *sorted(found.difference(configured))], 0)
+    instants = _local_instants(bounds, zone)
     buckets = []
     for bucket, (bucket_start, bucket_end) in enumerate(pairwise(instants)):
         plan, purchased, postpaid = spent.get(bucket, (0, 0, 0))
-        counts = operations.get(bucket, {})
-        buckets.append(
-            Bucket(
-                bucket_start,
-                bucket_end,
-                plan,
-                purchased,
-                postpaid,
-                {kind: counts.get(kind, 0) for kind in every_kind},
-            )
-        )
+        counted = dict(zero)
+        counted.update(operations.get(bucket, ()))
+        buckets.append(Bucket(bucket_start, bucket_end, plan, purchased, postpaid, counted))
     return History(zone.key, granularity, instants[0], instants[-1], tuple(buckets))

@@ -7,7 +7,10 @@ entries. Read-only: it runs on a read connection and changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flamel_usage.db.gateway import Connection, Row
+from flamel_usage.ledger import rollup
 from flamel_usage.metering.idempotency import CHARGED
 
 
@@ -16,7 +19,8 @@ async def reconcile(conn: Connection) -> list[str]:
 
     Empty means the books agree. Checked: plan credit, counts and postpaid usage of each
     account's stored period, the remaining amount of every purchase, every charge and
-    hold against its entries, and each account's earliest hold expiry.
+    hold against its entries, each account's earliest hold expiry, and the usage
+    history's hourly rollup (``ledger.rollup``).
     """
     problems: list[str] = []
     period_sums = await conn.fetchall(
@@ -54,7 +58,9 @@ async def reconcile(conn: Connection) -> list[str]:
         f" ledger says {row['summed']}"
         for row in purchase_sums
     )
-    problems.extend(await _charge_problems(conn))
+    charges = await conn.fetchall(_CHARGES)
+    problems.extend(_charge_problems(charges))
+    problems.extend(await rollup.problems(conn, rollup.from_ledger(charges)))
     stale = await conn.fetchall(
         "SELECT a.user_id, a.hold_expiry, (SELECT MIN(h.expires_at) FROM charges h"
         " WHERE h.user_id = a.user_id AND h.hold_state = 'active') AS earliest"
@@ -69,7 +75,26 @@ async def reconcile(conn: Connection) -> list[str]:
     return problems
 
 
-async def _charge_problems(conn: Connection) -> list[str]:
+#: Each charge with the sums of its ledger entries: read once for the checks of charges
+#: and of the history's rollup, which is recomputed from it.
+_CHARGES = (
+    "SELECT c.id, c.user_id, c.kind, c.created_at, c.status, c.cost, c.refunded_at,"
+    " c.from_plan, c.from_purchased, c.postpaid, c.held, c.hold_state,"
+    " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'plan'"
+    " THEN -e.amount END), 0) AS BIGINT) AS plan_entries,"
+    " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'purchase'"
+    " THEN -e.amount END), 0) AS BIGINT) AS purchase_entries,"
+    " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'postpaid'"
+    " THEN e.amount END), 0) AS BIGINT) AS postpaid_entries,"
+    " COUNT(CASE WHEN e.entry_type = 'charge' THEN 1 END) AS charge_entries,"
+    " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
+    " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
+    " GROUP BY c.id, c.user_id, c.kind, c.created_at, c.status, c.cost, c.refunded_at,"
+    " c.from_plan, c.from_purchased, c.postpaid, c.held, c.hold_state ORDER BY c.id"
+)
+
+
+def _charge_problems(rows: Sequence[Row]) -> list[str]:
     """Charges whose ledger entries do not match their idempotency record.
 
     A successful charge's entries cover its cost exactly (plan and purchased credit
@@ -77,21 +102,6 @@ async def _charge_problems(conn: Connection) -> list[str]:
     split); a refused one has none and a split of zero; a refund exists exactly when the
     record says it was refunded.
     """
-    rows = await conn.fetchall(
-        "SELECT c.id, c.user_id, c.status, c.cost, c.refunded_at,"
-        " c.from_plan, c.from_purchased, c.postpaid, c.held, c.hold_state,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'plan'"
-        " THEN -e.amount END), 0) AS BIGINT) AS plan_entries,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'purchase'"
-        " THEN -e.amount END), 0) AS BIGINT) AS purchase_entries,"
-        " CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'charge' AND e.pool = 'postpaid'"
-        " THEN e.amount END), 0) AS BIGINT) AS postpaid_entries,"
-        " COUNT(CASE WHEN e.entry_type = 'charge' THEN 1 END) AS charge_entries,"
-        " COUNT(CASE WHEN e.entry_type = 'refund' THEN 1 END) AS refund_entries"
-        " FROM charges c LEFT JOIN ledger_entries e ON e.charge_id = c.id"
-        " GROUP BY c.id, c.user_id, c.status, c.cost, c.refunded_at,"
-        " c.from_plan, c.from_purchased, c.postpaid, c.held, c.hold_state ORDER BY c.id"
-    )
     problems = []
     for row in rows:
         where = f"user {row['user_id']}: charge {row['id']}"

@@ -4,8 +4,9 @@ One transaction does everything for a charge: it takes the idempotency key's loc
 two requests with one key are applied once, even at the same instant), looks for the
 key's recorded outcome (``idempotency``), locks and rolls over the account, checks the
 period limit, spends plan credit, then purchased credit oldest-expiring first, accrues
-the rest as postpaid usage or refuses the whole charge, writes the ledger entries, and
-records the outcome under the key. A refusal is recorded too, and changes no balance.
+the rest as postpaid usage or refuses the whole charge, writes the ledger entries and
+the history's rollup (``ledger.rollup``), and records the outcome under the key. A
+refusal is recorded too, and changes no balance.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
 from flamel_usage.db.gateway import Connection, Row
 from flamel_usage.ledger.balances import Usage, append_entry, locked_account, read_usage
+from flamel_usage.ledger.rollup import record_spending
 from flamel_usage.metering import idempotency
 from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refused
 from flamel_usage.webhooks.events import DEFAULT_THRESHOLDS, emit_usage_alerts
@@ -176,8 +178,8 @@ async def plan_spend(
 async def apply_spend(
     conn: Connection, account: Row, kind: str, spend: Spend, charge_id: int, now: int
 ) -> None:
-    """Take ``spend`` and count the operation, each part with its ``charge`` entry: the one
-    way credit is taken, by charges and holds alike."""
+    """Take ``spend`` and count the operation, each part with its ``charge`` entry and in
+    the history's rollup: the one way credit is taken, by charges and holds alike."""
     user_id, period = account["user_id"], account["period_start"]
     counted = 1 if kind in COUNTED else 0
     await conn.execute(
@@ -208,3 +210,13 @@ async def apply_spend(
                 purchase_id=purchase_id,
                 charge_id=charge_id,
             )
+    await record_spending(
+        conn,
+        user_id,
+        now,
+        kind,
+        operations=1,
+        plan=spend.from_plan,
+        purchased=spend.from_purchased,
+        postpaid=spend.postpaid,
+    )

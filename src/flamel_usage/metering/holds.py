@@ -14,7 +14,10 @@ not settled by its expiry is released by itself (``balances.release_hold``, lazi
 its account is locked, and by ``sweep_expired``), and the usage read shows it released
 before that. Both go through ``balances.give_back``, the rules of refunds: what was
 taken from a period that has ended stays with it. In the ledger what goes back is a
-``refund`` entry of the hold's row (the row's ``hold_state`` says by which call).
+``refund`` entry of the hold's row (the row's ``hold_state`` says by which call). The
+history's rollup (``ledger.rollup``) follows in the same transactions: a hold is added
+to its hour when made, a settle takes off what went back, a release or expiry takes the
+whole hold off, its operation included.
 
 Every write of a hold (create, settle, release, expiry) goes through ``locked_account``,
 ``apply_spend``, ``give_back`` and ``append_entry``, the ledger functions charges use:
@@ -46,6 +49,7 @@ from flamel_usage.ledger.balances import (
     read_usage,
     release_hold,
 )
+from flamel_usage.ledger.rollup import record_spending
 from flamel_usage.metering import charges, idempotency
 from flamel_usage.metering.outcomes import Held, Hold, HoldOutcome, Refused
 from flamel_usage.webhooks.events import DEFAULT_THRESHOLDS, emit_usage_alerts
@@ -208,7 +212,7 @@ async def _finish(
             return Held(_shown(row), idempotency.usage_of(recorded["usage"]), replayed=True)
         raise Refusal("hold_not_active", f"the hold is {row['hold_state']}")
     if cost is None:
-        await release_hold(conn, account, hold_id, "released", now)
+        await release_hold(conn, account, row, "released", now)
     else:
         await _settle(conn, account, row, cost, now)
     usage = await read_usage(conn, row["user_id"], now, zone)
@@ -255,6 +259,17 @@ async def _settle(conn: Connection, account: Row, row: Row, cost: int, now: int)
         now,
         row["user_id"],
         hold_id,
+    )
+    # The history keeps the operation in the hold's own hour, for what it kept.
+    await record_spending(
+        conn,
+        row["user_id"],
+        row["created_at"],
+        row["kind"],
+        operations=0,
+        plan=-back_by_pool["plan"],
+        purchased=-back_by_pool["purchase"],
+        postpaid=-back_by_pool["postpaid"],
     )
     for part, amount in returns:
         await give_back(conn, account, part, amount, charge_id=hold_id, now=now)

@@ -2,8 +2,10 @@
 
 Each entry goes back to the pool it came from by the rules of ``balances.give_back``
 (which holds share): what can no longer be restored (plan credit of an ended period, an
-expired purchase) is recorded in the ledger with the reason, at zero. A hold is not
-refunded: it is settled or released (``metering.holds``).
+expired purchase) is recorded in the ledger with the reason, at zero. The history's
+rollup takes the whole charge back from the hour it was made in (``ledger.rollup``): a
+refunded charge counts nowhere in the history. A hold is not refunded: it is settled or
+released (``metering.holds``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from zoneinfo import ZoneInfo
 from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import Connection
 from flamel_usage.ledger.balances import TAKEN_PARTS, give_back, locked_account, read_usage
+from flamel_usage.ledger.rollup import record_spending
 from flamel_usage.metering import idempotency
 from flamel_usage.metering.outcomes import Charge, Refunded
 
@@ -44,6 +47,16 @@ async def refund(conn: Connection, idempotency_key: str, *, now: int, zone: Zone
         now,
         user_id,
         charged["id"],
+    )
+    await record_spending(
+        conn,
+        user_id,
+        charged["created_at"],
+        charged["kind"],
+        operations=-1,
+        plan=-charged["from_plan"],
+        purchased=-charged["from_purchased"],
+        postpaid=-charged["postpaid"],
     )
     for part in parts:
         await give_back(conn, account, part, part["amount"], charge_id=charged["id"], now=now)

@@ -367,10 +367,14 @@ class UsageHistory(ResponseBody):
 
     @classmethod
     def of(cls, history: History) -> UsageHistory:
+        # Each bucket ends where the next starts: one ISO string per boundary (a month
+        # of hours has 745 of them).
+        starts = [bucket.start.isoformat() for bucket in history.buckets]
+        ends = [*starts[1:], history.end.isoformat()]
         buckets = [
             UsageHistoryBucket(
-                bucket.start.isoformat(),
-                bucket.end.isoformat(),
+                bucket_start,
+                bucket_end,
                 HistoryCredit(
                     credits_value(bucket.plan),
                     credits_value(bucket.purchased),
@@ -378,15 +382,9 @@ class UsageHistory(ResponseBody):
                 ),
                 dict(bucket.operations),
             )
-            for bucket in history.buckets
+            for bucket, bucket_start, bucket_end in zip(history.buckets, starts, ends, strict=True)
         ]
-        return cls(
-            history.timezone,
-            history.granularity,
-            history.start.isoformat(),
-            history.end.isoformat(),
-            buckets,
-        )
+        return cls(history.timezone, history.granularity, starts[0], ends[-1], buckets)
 
 
 class ReconcileReport(ResponseBody):
