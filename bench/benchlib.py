@@ -124,10 +124,11 @@ class Server:
         return self
 
     def worker_pids(self) -> list[int]:
-        """The processes that serve requests: uvicorn's spawned workers, else the server."""
+        """The processes that serve requests: the server's spawned workers (granian's and
+        uvicorn's, grandchildren under `flamel-usage serve`'s supervisor), else the server."""
         assert self.process is not None
         pid = self.process.pid
-        spawned = [child for child in _children(pid) if "spawn_main" in _cmdline(child)]
+        spawned = [child for child in _descendants(pid) if "spawn_main" in _cmdline(child)]
         return spawned or [pid]
 
     def peak_rss_per_worker(self) -> list[float]:
