@@ -118,6 +118,12 @@ class HeldOpen:
         await asyncio.wait_for(asyncio.gather(self.first, self.second), BOUND)
 
 
+async def cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, BOUND)
+
+
 # --- grouping -----------------------------------------------------------------------------
 
 
@@ -290,9 +296,7 @@ async def test_cancelled_while_its_group_commits_its_writes_go_with_the_group(
 ) -> None:
     held = HeldOpen(store)
     await held.open()
-    held.first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await held.first
+    await cancel(held.first)
     held.second_go.set()
     await asyncio.wait_for(held.second, BOUND)
     assert await written(store) == [1, 2]
@@ -303,9 +307,7 @@ async def test_cancelled_in_its_own_statements_its_writes_alone_are_rolled_back(
 ) -> None:
     held = HeldOpen(store)
     await held.second_queued()
-    held.first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await held.first
+    await cancel(held.first)
     await asyncio.wait_for(held.second_inside.wait(), BOUND)
     held.second_go.set()
     await asyncio.wait_for(held.second, BOUND)
@@ -319,10 +321,8 @@ async def test_a_group_left_open_for_a_writer_then_cancelled_still_commits(
     await held.second_queued()
     held.first_go.set()
     await asyncio.sleep(0)  # writer 1 leaves the group open for writer 2
-    held.second.cancel()
+    await cancel(held.second)
     await asyncio.wait_for(held.first, BOUND)
-    with pytest.raises(asyncio.CancelledError):
-        await held.second
     assert await written(store) == [1]
 
 
