@@ -10,6 +10,7 @@ held open by a writer queued behind its member.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -140,7 +141,7 @@ async def test_concurrent_charges_share_few_commits(
     )
     assert all(isinstance(outcome, Charged) for outcome in outcomes)
     # The first alone (nobody queued yet), the others in groups of at most the limit.
-    assert len(commits) - before == 1 + -(-(storm - 1) // GROUP_COMMIT_LIMIT)
+    assert len(commits) - before == 1 + math.ceil((storm - 1) / GROUP_COMMIT_LIMIT)
     usage = await factory.usage(user)
     assert usage.ttp_count == storm
     assert usage.current_credit == (100 - storm) * 1000
