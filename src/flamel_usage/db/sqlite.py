@@ -1,10 +1,14 @@
 """SQLite, the embedded default store.
 
 SQLite is driven synchronously on the event loop: its statements take microseconds, and
-a thread hop would cost more than the query. One connection per process is guarded by
-an ``asyncio.Lock`` so that a transaction is never interleaved with another task's
-statements. Several processes share the file: a write transaction holds SQLite's one
-write lock (``BEGIN IMMEDIATE``) from its start, and waits for it with the loop free.
+a thread hop would cost more than the query. Each process has two connections. Reads
+use one of their own, under its own ``asyncio.Lock``: in WAL mode it sees only committed
+data, so a usage read never shows a charge that could still be lost, and never waits
+for a commit. Writes share the other, under the write lock, with group commit (see
+``SQLiteDatabase.transaction``): every commit syncs the WAL to disk (``synchronous=FULL``)
+and costs far more than a charge's statements, so the writers that queue meanwhile share
+the next one. Several processes share the file: a group holds SQLite's one write lock
+(``BEGIN IMMEDIATE``) from its start to its commit, and waits for it with the loop free.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager, closing, suppress
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -41,6 +45,11 @@ SQLITE_MIN_BUSY_SECONDS = 10.0
 #: How often a transaction tries again for SQLite's write lock while another process
 #: holds it (about the event loop's timer resolution).
 _WRITE_LOCK_RETRY_SECONDS = 0.001
+#: The most transactions one commit makes durable. A group holds SQLite's write lock
+#: until it commits: the bound keeps another process's writers from waiting long.
+GROUP_COMMIT_LIMIT = 32
+#: The savepoint each transaction of a group runs in, so that it can fail alone.
+_MEMBER = "group_member"
 
 
 def sqlite_path(url: str) -> Path:
@@ -210,11 +219,25 @@ class _SQLiteConnection(Connection):
             self._raw.execute(f"PRAGMA busy_timeout={busy_ms}")
         return True
 
+    def commit(self) -> None:
+        """``COMMIT``; on failure, ``ROLLBACK`` if SQLite left the transaction open."""
+        try:
+            self._raw.execute("COMMIT")
+        except sqlite3.Error:
+            if self._raw.in_transaction:
+                self._raw.execute("ROLLBACK")
+            raise
+
+    # Each cursor is closed at once, even when fetching fails: an open one would keep its
+    # connection's read snapshot, and the reads after it would miss newer commits.
+
     async def fetchall(self, sql: str, *args: object) -> Sequence[Row]:
-        return self._run(sql, args).fetchall()
+        with closing(self._run(sql, args)) as cursor:
+            return cursor.fetchall()
 
     async def fetchone(self, sql: str, *args: object) -> Row | None:
-        row: Row | None = self._run(sql, args).fetchone()
+        with closing(self._run(sql, args)) as cursor:
+            row: Row | None = cursor.fetchone()
         return row
 
     async def execute(self, sql: str, *args: object) -> int:
@@ -225,6 +248,22 @@ class _SQLiteConnection(Connection):
             self._run(statement, ())
 
 
+class _Group:
+    """The transactions sharing one SQLite write transaction, and so one commit."""
+
+    __slots__ = ("committer", "kept", "members", "outcome")
+
+    def __init__(self, outcome: asyncio.Future[BaseException | None]) -> None:
+        #: Everything that ran in the group, kept or rolled back: bounded by the limit.
+        self.members = 0
+        #: The members whose writes the commit keeps, each waiting for ``outcome``.
+        self.kept = 0
+        #: None once committed, else why nothing of the group was kept.
+        self.outcome = outcome
+        #: The task that commits the group after the writers queued when it was left open.
+        self.committer: asyncio.Task[None] | None = None
+
+
 class SQLiteDatabase(Database):
     dialect: Dialect = "sqlite"
 
@@ -232,7 +271,16 @@ class SQLiteDatabase(Database):
         self.path = path
         self.timeout = timeout
         self._conn: _SQLiteConnection | None = None
-        self._lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        #: Tasks inside ``transaction()`` waiting for the write lock: a group stays open
+        #: for them.
+        self._writers_waiting = 0
+        #: The group whose write transaction is open on ``_conn``, if any.
+        self._group: _Group | None = None
+        #: Commits under way or queued, kept here as asyncio holds tasks weakly.
+        self._commits: set[asyncio.Task[None]] = set()
+        self._reader: _SQLiteConnection | None = None
+        self._read_lock = asyncio.Lock()
         self._busy_ms = round(max(timeout, SQLITE_MIN_BUSY_SECONDS) * 1000)
         self._batch: sqlite3.Connection | None = None
         self._batch_lock = threading.Lock()
@@ -269,9 +317,12 @@ class SQLiteDatabase(Database):
 
     def _open_file(self) -> None:
         _owner_only(self.path)
-        raw = self._connect()
+        self._conn = self._wrap(self._connect())
+        self._reader = self._wrap(self._connect())
+
+    def _wrap(self, raw: sqlite3.Connection) -> _SQLiteConnection:
         raw.row_factory = sqlite3.Row
-        self._conn = _SQLiteConnection(raw, log_outages=self.log_outages)
+        return _SQLiteConnection(raw, log_outages=self.log_outages)
 
     def _connect(self) -> sqlite3.Connection:
         # mode=rw: SQLite never creates the file (``open`` does), so a store checked to
@@ -293,9 +344,20 @@ class SQLiteDatabase(Database):
         return raw
 
     async def close(self) -> None:
+        """Close the store: after the writers already queued, and the open group's commit,
+        which its members wait for."""
         if self._conn is not None:
-            self._conn._raw.close()
-            self._conn = None
+            async with self._write_lock:
+                if self._group is not None:
+                    await self._commit(self._group)
+                if self._conn is not None:
+                    self._conn._raw.close()
+                    self._conn = None
+            # Those queued behind the lock find their group settled, and end.
+            await asyncio.gather(*self._commits)
+        if self._reader is not None:
+            self._reader._raw.close()
+            self._reader = None
         if self._server_lock is not None:
             os.close(self._server_lock)
             self._server_lock = None
@@ -333,35 +395,143 @@ class SQLiteDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        conn = await self._begin()
+        """A write transaction, in a group that commits once for its members.
+
+        The caller's statements run in a savepoint of the group's write transaction: an
+        exception rolls back that savepoint alone and is raised at once. On success the
+        group stays open while other writers queue (up to ``GROUP_COMMIT_LIMIT``
+        transactions), and the caller returns only once the commit that made its writes
+        durable is done: a charge is never answered before it is on disk. Statements see
+        the writes of the group's earlier members, which commit or fail with them. When
+        the commit fails, nothing of the group is kept and every member raises
+        ``DatabaseUnavailable``.
+
+        A caller cancelled while it waits for the group's commit gets ``CancelledError``
+        and its writes commit or fail with the group's: the cancellation rolls back
+        nobody's, its own included. Cancelled before or while its own statements run, its
+        writes are rolled back as for any exception.
+        """
+        group, conn = await self._join()
         try:
+            conn._raw.execute(f"SAVEPOINT {_MEMBER}")
             yield conn
-            conn._run("COMMIT", ())
+            conn._raw.execute(f"RELEASE {_MEMBER}")
+        except BaseException as error:
+            self._leave_rolled_back(group, conn, error)
+            raise
+        failure = await asyncio.shield(self._leave(group, kept=True))
+        if failure is not None:
+            raise DatabaseUnavailable(
+                f"SQLite: this transaction's group was not committed ({failure})"
+            ) from failure
+
+    async def _join(self) -> tuple[_Group, _SQLiteConnection]:
+        """The open group and the writing connection, holding the write lock: a new
+        group, holding SQLite's write lock too, when none is open."""
+        self._writers_waiting += 1
+        try:
+            await self._write_lock.acquire()
+        finally:
+            self._writers_waiting -= 1
+        try:
+            conn = self._connection()
+            if self._group is None:
+                await self._begin(conn)
+                self._group = _Group(asyncio.get_running_loop().create_future())
         except BaseException:
+            self._write_lock.release()
+            raise
+        return self._group, conn
+
+    def _leave(self, group: _Group, *, kept: bool) -> asyncio.Future[BaseException | None]:
+        """After a member's savepoint ended, holding the write lock: leave the group open
+        for the writers queued, else commit it; either way the lock is handed on."""
+        group.members += 1
+        group.kept += kept
+        if self._writers_waiting and group.members < GROUP_COMMIT_LIMIT:
+            if group.committer is None:
+                # Queued behind those writers: commits the group once they have joined
+                # it, whatever becomes of them.
+                group.committer = self._spawn(self._commit_in_turn(group))
+            self._write_lock.release()
+        else:
+            self._spawn(self._commit_and_release(group))
+        return group.outcome
+
+    def _leave_rolled_back(
+        self, group: _Group, conn: _SQLiteConnection, error: BaseException
+    ) -> None:
+        """After a member's exception, holding the write lock: roll back its savepoint and
+        leave the group. Should SQLite have rolled back the whole transaction (as it does
+        for some I/O errors), or the savepoint fail, the group is abandoned."""
+        if conn._raw.in_transaction:
+            try:
+                conn._raw.execute(f"ROLLBACK TO {_MEMBER}")
+                conn._raw.execute(f"RELEASE {_MEMBER}")
+            except sqlite3.Error as failed:
+                error = failed
+            else:
+                self._leave(group, kept=False)
+                return
+        self._abandon(group, conn, error)
+
+    def _abandon(self, group: _Group, conn: _SQLiteConnection, error: BaseException) -> None:
+        """Keep nothing of ``group``: roll back what is left of its transaction, tell its
+        members why, and release the write lock."""
+        self._group = None
+        try:
             if conn._raw.in_transaction:
                 conn._raw.execute("ROLLBACK")
-            raise
         finally:
-            self._lock.release()
+            group.outcome.set_result(error)
+            self._write_lock.release()
 
-    async def _begin(self) -> _SQLiteConnection:
-        """This process's connection, holding ``self._lock`` and SQLite's write lock.
+    def _spawn(self, commit: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(commit)
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+        return task
 
-        While another process writes, this one waits with its event loop free and its
-        connection released (reads go on), trying again every millisecond: SQLite's own
-        busy handler would freeze the whole loop, sleeping up to 100 ms at a time.
+    async def _commit_in_turn(self, group: _Group) -> None:
+        async with self._write_lock:
+            if self._group is group:
+                await self._commit(group)
+
+    async def _commit_and_release(self, group: _Group) -> None:
+        """Commit ``group``, then release the write lock its last member handed on."""
+        try:
+            await self._commit(group)
+        finally:
+            self._write_lock.release()
+
+    async def _commit(self, group: _Group) -> None:
+        """Commit ``group`` and tell its members, holding the write lock.
+
+        The COMMIT, with its sync to disk, runs in a thread: the loop serves reads on
+        their own connection meanwhile, and the lock keeps every other statement off this
+        one until it is done.
+        """
+        self._group = None
+        conn = self._connection()
+        try:
+            await asyncio.to_thread(conn.commit)
+        except sqlite3.Error as error:
+            if self.log_outages:
+                logger.warning("SQLite commit failed: %s", error)
+            group.outcome.set_result(error)
+        else:
+            group.outcome.set_result(None)
+
+    async def _begin(self, conn: _SQLiteConnection) -> None:
+        """``BEGIN IMMEDIATE`` on ``conn``, holding the write lock.
+
+        While another process writes, this one waits with its event loop free (reads go
+        on, on their own connection; writers queue to join the group), trying again every
+        millisecond: SQLite's own busy handler would freeze the whole loop, sleeping up to
+        100 ms at a time.
         """
         deadline = time.monotonic() + self._busy_ms / 1000
-        while True:
-            await self._lock.acquire()
-            try:
-                conn = self._connection()
-                if conn.begin_immediate_or_busy(self._busy_ms):
-                    return conn
-            except BaseException:
-                self._lock.release()
-                raise
-            self._lock.release()
+        while not conn.begin_immediate_or_busy(self._busy_ms):
             if time.monotonic() >= deadline:
                 busy = sqlite3.OperationalError("database is locked")
                 _raise_if_sqlite_unavailable(busy, log=self.log_outages)
@@ -378,7 +548,7 @@ def _owner_only(path: Path) -> None:
 
 
 class _SQLiteRead:
-    """``SQLiteDatabase.read()``: this process's connection, under the lock.
+    """``SQLiteDatabase.read()``: this process's reading connection, under its lock.
 
     A class rather than a generator-based context manager: every usage read passes
     through here, and the generator machinery cost more than the lock itself.
@@ -390,15 +560,15 @@ class _SQLiteRead:
         self._db = db
 
     async def __aenter__(self) -> Connection:
-        await self._db._lock.acquire()
-        try:
-            return self._db._connection()
-        except BaseException:
-            self._db._lock.release()
-            raise
+        await self._db._read_lock.acquire()
+        reader = self._db._reader
+        if reader is None:
+            self._db._read_lock.release()
+            raise RuntimeError("database is not open")
+        return reader
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._db._lock.release()
+        self._db._read_lock.release()
 
 
 def _nfc(text: str | None) -> str | None:
