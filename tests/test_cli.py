@@ -31,7 +31,7 @@ from flamel_usage.cli.parser import build_parser
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.context import system_clock
-from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import purchases
 from tests.conftest import POSTGRES_URL
 from tests.processes import run_cli, single_line
 from tests.store import reset_database, snapshot, sql
@@ -281,8 +281,12 @@ def _seed(database_url: str) -> None:
                     zone=ZoneInfo("UTC"),
                 )
                 await auth.issue_key(conn, user.id, expires_at=None, now=now)
-                await ledger.buy_credits(
-                    conn, user.id, 5_000, expires_at=None, now=now, zone=ZoneInfo("UTC")
+                await purchases.buy_credits(
+                    conn,
+                    purchases.PurchaseRequest(user.id, 5_000, None),
+                    idempotency_key=None,
+                    now=now,
+                    zone=ZoneInfo("UTC"),
                 )
         finally:
             await db.close()
