@@ -7,15 +7,16 @@ what a second arrival would do on the server:
 - sent again after any retryable failure (a transport error, ``502``-``504``, ``429``):
   ``get_user`` and ``user_usage`` (reads), ``change_plan`` (setting the plan twice sets it once),
   ``revoke_key`` (a revoked key stays revoked, with its first time), ``charge`` (its
-  idempotency key makes the second arrival a replay of the first answer), ``refund``
+  idempotency key makes the second arrival a replay of the first answer), ``buy_credits``
+  (as ``charge``: a key of its own, sent by every attempt), ``refund``
   (a charge is refunded once; the second arrival is ``AlreadyRefunded``), ``hold`` (as
   ``charge``), ``settle_hold`` and ``release_hold`` (the same call again answers its
   first answer) and ``list_holds``;
 - sent again only when it surely never reached the server (no connection was made) or
-  the server refused it before doing anything (``429``): ``create_user``, ``create_key``
-  and ``buy_credits``. A second arrival would make a second key, a second purchase (the
-  server takes no idempotency key for these) or a ``UserExists`` that hides the first
-  answer; after a lost answer they raise ``TransportError`` and the caller checks.
+  the server refused it before doing anything (``429``): ``create_user`` and
+  ``create_key``. A second arrival would make a second key (the server takes no
+  idempotency key for these) or a ``UserExists`` that hides the first answer; after a
+  lost answer they raise ``TransportError`` and the caller checks.
 """
 
 from __future__ import annotations
@@ -174,14 +175,29 @@ def _revoke_key(key_id: object) -> Call[None]:
     return Call("POST", path, no_content, 204)
 
 
-def _buy_credits(user_id: object, amount: object, expires_at: object) -> Call[PurchaseResult]:
+def _read_purchase(response: httpx.Response) -> PurchaseResult:
+    replayed = response.headers.get("idempotent-replayed") == "true"
+    return json_record(lambda data: PurchaseResult.from_json(data, replayed=replayed))(response)
+
+
+def _buy_credits(
+    user_id: object, amount: object, expires_at: object, idempotency_key: object
+) -> Call[PurchaseResult]:
+    key = str(uuid.uuid4()) if idempotency_key is None else _check_idempotency_key(idempotency_key)
     path = f"/api/admin/users/{_check_id(user_id, 'user_id')}/credits"
     body = {
         "amount": _check_credits(amount, "amount"),
         **_present(expiresAt=_check_instant(expires_at, "expires_at")),
     }
-    read = json_record(PurchaseResult.from_json)
-    return Call("POST", path, read, 201, json=body, idempotent=False)
+    return Call(
+        "POST",
+        path,
+        _read_purchase,
+        201,
+        json=body,
+        headers={"Idempotency-Key": key},
+        idempotency_key=key,
+    )
 
 
 def _read_charge(response: httpx.Response) -> ChargeResult:
@@ -364,12 +380,19 @@ class AdminClient(SyncBase):
         self._send(_revoke_key(key_id))
 
     def buy_credits(
-        self, user_id: int, amount: float, *, expires_at: datetime | None = None
+        self,
+        user_id: int,
+        amount: float,
+        *,
+        expires_at: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> PurchaseResult:
         """Add ``amount`` purchased credits, spent after the plan's, until ``expires_at``
-        (default never). Sent once: after a ``TransportError`` check ``user_usage``
-        before buying again."""
-        return self._send(_buy_credits(user_id, amount, expires_at))
+        (default never), at most once per ``idempotency_key`` (default a new UUID4, sent
+        again by every retry). ``IdempotencyKeyReused`` when the key named another
+        purchase. Any error carries the key (``error.idempotency_key``): buying again
+        with it is safe; pass your own (the order's id) to make it safe across restarts."""
+        return self._send(_buy_credits(user_id, amount, expires_at, idempotency_key))
 
     def charge(
         self,
@@ -509,10 +532,15 @@ class AsyncAdminClient(AsyncBase):
         await self._send(_revoke_key(key_id))
 
     async def buy_credits(
-        self, user_id: int, amount: float, *, expires_at: datetime | None = None
+        self,
+        user_id: int,
+        amount: float,
+        *,
+        expires_at: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> PurchaseResult:
         """See ``AdminClient.buy_credits``."""
-        return await self._send(_buy_credits(user_id, amount, expires_at))
+        return await self._send(_buy_credits(user_id, amount, expires_at, idempotency_key))
 
     async def charge(
         self,
