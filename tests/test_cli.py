@@ -165,6 +165,12 @@ def test_operator_commands_do_what_they_print(
         "SELECT user_id, amount, remaining, expires_at FROM credit_purchases WHERE id = ?",
         purchase_id,
     ) == (ann_id, 12_500, 12_500, _micros(credit_expiry))
+    keyed = ("credits", "buy", ANN, "2", "--idempotency-key", "order-1")
+    keyed_id = _printed_id(env, *keyed)
+    assert _printed_id(env, *keyed) == keyed_id  # the retry sells nothing
+    assert _one(
+        database_url, "SELECT count(*) FROM credit_purchases WHERE user_id = ?", ann_id
+    ) == (2,)
 
     clean = _ok(env, "reconcile")
     assert clean.splitlines() == ["reconcile: clean"]
@@ -284,7 +290,7 @@ def _seed(database_url: str) -> None:
                 await purchases.buy_credits(
                     conn,
                     purchases.PurchaseRequest(user.id, 5_000, None),
-                    idempotency_key=None,
+                    idempotency_key="seeded",
                     now=now,
                     zone=ZoneInfo("UTC"),
                 )
@@ -381,6 +387,13 @@ REFUSED = [
         ("credits", "buy", ANN, "5", "--expires", "2031-13-01T00:00:00+00:00"),
         None,
         id="buy-expiry-not-iso",
+    ),
+    pytest.param(("credits", "buy", ANN, "5", "--idempotency-key", ""), None, id="buy-key-empty"),
+    pytest.param(
+        ("credits", "buy", ANN, "5", "--idempotency-key", "k" * 256), None, id="buy-key-256"
+    ),
+    pytest.param(
+        ("credits", "buy", ANN, "6", "--idempotency-key", "seeded"), None, id="buy-key-reused"
     ),
 ]
 
