@@ -13,6 +13,7 @@ from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_password
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import purchases
 from flamel_usage.ledger.reconcile import reconcile
 from flamel_usage.metering import charges, holds, refunds
 from flamel_usage.metering.outcomes import ChargeOutcome, Held, HoldOutcome, Refunded
@@ -89,17 +90,19 @@ class Factory:
         return issued.key
 
     async def purchase(
-        self, user: accounts.User, credits: float, *, expires_at: int | None = None
-    ) -> ledger.Purchase:
+        self,
+        user: accounts.User,
+        credits: float,
+        *,
+        expires_at: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> purchases.Purchase:
+        request = purchases.PurchaseRequest(user.id, round(credits * 1000), expires_at)
         async with self.db.transaction() as conn:
-            return await ledger.buy_credits(
-                conn,
-                user.id,
-                round(credits * 1000),
-                expires_at=expires_at,
-                now=self.clock(),
-                zone=self.zone,
+            bought = await purchases.buy_credits(
+                conn, request, idempotency_key=idempotency_key, now=self.clock(), zone=self.zone
             )
+        return bought.purchase
 
     async def usage(self, user: accounts.User) -> ledger.Usage:
         async with self.db.read() as conn:

@@ -253,7 +253,7 @@ async def test_each_call_sends_its_request_and_reads_its_answer(flavor: str, cas
     assert sent_json(request) == case.body
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
     assert request.headers["user-agent"] == f"flamel-usage-python/{flamel_usage.__version__}"
-    assert ("idempotency-key" in request.headers) == (case.call == "charge")
+    assert ("idempotency-key" in request.headers) == (case.call in ("charge", "buy_credits"))
     assert "x-api-key" not in request.headers
 
 
@@ -373,7 +373,7 @@ async def test_a_malformed_answer_is_invalid_response_and_never_retried(
     assert error.body == error.response.text[:500]
     assert BASE in str(error), case
     assert script.attempts == 1
-    assert (error.idempotency_key is not None) == (call in ("charge", "refund"))
+    assert (error.idempotency_key is not None) == (call in ("charge", "refund", "buy_credits"))
 
 
 async def test_a_success_status_other_than_the_calls_is_invalid_response(flavor: str) -> None:

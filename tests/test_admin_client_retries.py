@@ -55,8 +55,8 @@ SUCCESS: dict[str, tuple[tuple[Any, ...], httpx.Response]] = {
     "charge": ((7, "image"), httpx.Response(201, json=CHARGE_RESULT)),
     "refund": (("job-42",), httpx.Response(200, json=CHARGE_RESULT)),
 }
-SENT_ONCE = ["create_user", "create_key", "buy_credits"]
-REPEATABLE = ["user_usage", "change_plan", "revoke_key", "charge", "refund"]
+SENT_ONCE = ["create_user", "create_key"]
+REPEATABLE = ["user_usage", "change_plan", "revoke_key", "charge", "buy_credits", "refund"]
 
 #: Failures after which the request may have reached the server.
 MAYBE_ARRIVED: list[httpx.Response | Exception] = [
@@ -138,11 +138,15 @@ async def test_every_call_is_retried_after_a_429_the_server_did_nothing_for(
     assert script.sleeps == [2.0]
 
 
-async def test_a_retried_charge_sends_the_same_key_every_time(flavor: str) -> None:
-    replay = httpx.Response(201, json=CHARGE_RESULT, headers={"Idempotent-Replayed": "true"})
+@pytest.mark.parametrize("call", ["charge", "buy_credits"])
+async def test_a_retried_charge_or_purchase_sends_the_same_key_every_time(
+    flavor: str, call: str
+) -> None:
+    args, answer = SUCCESS[call]
+    replay = httpx.Response(201, json=answer.json(), headers={"Idempotent-Replayed": "true"})
     lost = [httpx.ReadError("reset"), httpx.Response(502), httpx.ReadTimeout("slow")]
     script = Script(*lost, replay)
-    result = await admin_call(flavor, script, "charge", 7, "image", options={"retries": 3})
+    result = await admin_call(flavor, script, call, *args, options={"retries": 3})
     assert result.replayed
     keys = {request.headers["idempotency-key"] for request in script.requests}
     assert len(keys) == 1

@@ -4,8 +4,7 @@ In process (``httpx.ASGITransport`` on the app, the fake clock): every call and 
 refusals a platform's service meets. Then a real ``flamel-usage serve`` behind a TCP
 proxy that lets a request reach the server, waits for the server to answer (it answers
 after its transaction committed) and cuts the connection before the answer reaches the
-client: a charge is retried with the same key and replayed, charged once; a purchase is
-not sent again.
+client: a charge or a purchase is retried with the same key and replayed, made once.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from flamel_usage.client import (
     LimitExceeded,
     NotRefundable,
     PlanNotFound,
-    TransportError,
     UserExists,
     UserNotFound,
     WrongApiKey,
@@ -281,20 +279,26 @@ async def test_a_charge_whose_answer_is_lost_is_retried_and_charged_once(
     assert await factory.reconcile() == []
 
 
-async def test_a_purchase_whose_answer_is_lost_is_not_sent_again(
+async def test_a_purchase_whose_answer_is_lost_is_retried_and_sold_once(
     db: Database, factory: Factory, environ: dict[str, str]
 ) -> None:
     user = await factory.user(await factory.plan(credits=10))
-    with (
-        running_server(environ) as base_url,
-        losing_proxy(base_url, losses=1) as proxy,
-        AdminClient(ADMIN_TOKEN, base_url=proxy.url, backoff=0.05, retries=5) as admin,
-    ):
-        with pytest.raises(TransportError) as lost:
-            admin.buy_credits(user.id, 3)
-        assert proxy.lost == 1
-        usage = admin.user_usage(user.id)  # the next connection goes through
-    assert isinstance(lost.value.__cause__, httpx.TransportError)
-    assert usage.additional_credit == 3  # bought once: the first attempt committed
+    with running_server(environ) as base_url:
+        with losing_proxy(base_url, losses=1) as proxy:
+            with AdminClient(ADMIN_TOKEN, base_url=proxy.url, backoff=0.05) as admin:
+                result = admin.buy_credits(user.id, 3)
+            assert proxy.lost == 1
+        with losing_proxy(base_url, losses=2) as proxy:
+            async with AsyncAdminClient(ADMIN_TOKEN, base_url=proxy.url, backoff=0.05) as aadmin:
+                chosen = await aadmin.buy_credits(user.id, 2, idempotency_key="order/7")
+            assert proxy.lost == 2
+    assert result.replayed
+    assert chosen.replayed
+    assert result.usage.additional_credit == 3
+    assert chosen.usage.additional_credit == 5
     async with db.read() as conn:
-        assert await conn.fetchval("SELECT COUNT(*) FROM credit_purchases") == 1
+        keys = await conn.fetchall("SELECT idempotency_key FROM credit_purchases ORDER BY id")
+    first, second = (row["idempotency_key"] for row in keys)  # sold once each
+    assert uuid.UUID(first).version == 4
+    assert second == "order/7"
+    assert await factory.reconcile() == []

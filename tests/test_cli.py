@@ -31,7 +31,7 @@ from flamel_usage.cli.parser import build_parser
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.context import system_clock
-from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import purchases
 from tests.conftest import POSTGRES_URL
 from tests.processes import run_cli, single_line
 from tests.store import reset_database, snapshot, sql
@@ -165,6 +165,12 @@ def test_operator_commands_do_what_they_print(
         "SELECT user_id, amount, remaining, expires_at FROM credit_purchases WHERE id = ?",
         purchase_id,
     ) == (ann_id, 12_500, 12_500, _micros(credit_expiry))
+    keyed = ("credits", "buy", ANN, "2", "--idempotency-key", "order-1")
+    keyed_id = _printed_id(env, *keyed)
+    assert _printed_id(env, *keyed) == keyed_id  # the retry sells nothing
+    assert _one(
+        database_url, "SELECT count(*) FROM credit_purchases WHERE user_id = ?", ann_id
+    ) == (2,)
 
     clean = _ok(env, "reconcile")
     assert clean.splitlines() == ["reconcile: clean"]
@@ -281,8 +287,12 @@ def _seed(database_url: str) -> None:
                     zone=ZoneInfo("UTC"),
                 )
                 await auth.issue_key(conn, user.id, expires_at=None, now=now)
-                await ledger.buy_credits(
-                    conn, user.id, 5_000, expires_at=None, now=now, zone=ZoneInfo("UTC")
+                await purchases.buy_credits(
+                    conn,
+                    purchases.PurchaseRequest(user.id, 5_000, None),
+                    idempotency_key="seeded",
+                    now=now,
+                    zone=ZoneInfo("UTC"),
                 )
         finally:
             await db.close()
@@ -377,6 +387,13 @@ REFUSED = [
         ("credits", "buy", ANN, "5", "--expires", "2031-13-01T00:00:00+00:00"),
         None,
         id="buy-expiry-not-iso",
+    ),
+    pytest.param(("credits", "buy", ANN, "5", "--idempotency-key", ""), None, id="buy-key-empty"),
+    pytest.param(
+        ("credits", "buy", ANN, "5", "--idempotency-key", "k" * 256), None, id="buy-key-256"
+    ),
+    pytest.param(
+        ("credits", "buy", ANN, "6", "--idempotency-key", "seeded"), None, id="buy-key-reused"
     ),
 ]
 

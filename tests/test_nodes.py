@@ -6,13 +6,15 @@ instance name, ``%i``, is the port) with ``deploy/flamel-usage.env.example``'s s
 the test), and nginx runs ``deploy/nginx/flamel-usage.conf`` with its upstream ports and
 listen line replaced: as the current user, from a temporary prefix, in the foreground.
 
-Through nginx, clients read usage, charge with idempotency keys and refund, sending a
+Through nginx, clients read usage, charge with idempotency keys, refund, buy credit
+with idempotency keys, and hold credit (with a key) then settle or release it, sending a
 request again (the same key) after any failure until it has its real answer. Meanwhile
 one node is SIGKILLed and restarted, then every node in turn gets SIGTERM and is started
-again, as a rolling deploy would. Afterwards every acknowledged charge is in the ledger
-once and nothing else is, every refund seen is the one in the ledger, reconcile is
-clean, the only failures clients saw were requests in flight when the node was killed,
-and the rolling deploy cost no request at all.
+again, as a rolling deploy would. Afterwards every acknowledged charge, purchase and hold
+is in the ledger once and nothing else is, every refund seen is the one in the ledger,
+every hold ended as its client asked, the purchased credit adds up, reconcile is clean,
+the only failures clients saw were requests in flight when the node was killed, and the
+rolling deploy cost no request at all.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ USERS = 12
 CLIENTS = 6
 #: The wrong keys one client address may send per window, for the address check.
 KEY_FAILURE_BUDGET = 3
+#: What a hold reserves, in credits; it is settled at a random cost up to this, or
+#: released.
+HELD = 5
 
 
 def _node_environ(database_url: str, data_dir: Path) -> dict[str, str]:
@@ -75,6 +80,8 @@ def _nginx_binary() -> str:
 
 # --- The storm ---------------------------------------------------------------------------
 
+_ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 
 @dataclass
 class Failure:
@@ -95,6 +102,12 @@ class Storm:
     other_charge_outcomes: list[str] = field(default_factory=list)
     refunded: set[str] = field(default_factory=set)
     refund_outcomes: list[str] = field(default_factory=list)
+    purchased: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> user, milli
+    #: key -> (user id, hold id, how it was finished: the settled cost in millicredits,
+    #: or None for released)
+    holds: dict[str, tuple[int, int, int | None]] = field(default_factory=dict)
+    #: Answers that were not what the client asked for, of purchases and holds.
+    unexpected: list[str] = field(default_factory=list)
 
     def run(self) -> None:
         asyncio.run(self._clients())
@@ -105,7 +118,7 @@ class Storm:
             await asyncio.gather(*(self._client(http, random.Random(n)) for n in range(CLIENTS)))
 
     async def _client(self, http: httpx.AsyncClient, rng: random.Random) -> None:
-        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        admin = _ADMIN
         while not self.stop.is_set():
             user_id, key = rng.choice(self.users)
             roll = rng.random()
@@ -121,7 +134,7 @@ class Storm:
                 self.refund_outcomes.append(str(reason))
                 if reason != "refunded" and reason != "already_refunded":
                     self.refunded.discard(charge_key)
-            elif roll < 0.5:
+            elif roll < 0.4:
                 charge_key = f"storm-{uuid.uuid4()}"
                 charge = http.build_request(
                     "POST",
@@ -134,10 +147,60 @@ class Storm:
                     self.charged[charge_key] = user_id
                 else:
                     self.other_charge_outcomes.append(answer.text)
+            elif roll < 0.5:
+                await self._purchase(http, user_id, rng.randint(1, 5000))
+            elif roll < 0.6:
+                await self._hold(http, user_id, rng)
             else:
                 read = http.build_request("GET", "/api/users/me/usage", headers={"X-Api-Key": key})
                 await self._until_answered(http, read)
                 self.reads += 1
+
+    async def _purchase(self, http: httpx.AsyncClient, user_id: int, milli: int) -> None:
+        purchase_key = f"buy-{uuid.uuid4()}"
+        purchase = http.build_request(
+            "POST",
+            f"/api/admin/users/{user_id}/credits",
+            headers={**_ADMIN, "Idempotency-Key": purchase_key},
+            json={"amount": milli / 1000},
+        )
+        answer = await self._until_answered(http, purchase)
+        if answer.status_code == 201:
+            self.purchased[purchase_key] = (user_id, milli)
+        else:
+            self.unexpected.append(f"purchase: {answer.status_code} {answer.text}")
+
+    async def _hold(self, http: httpx.AsyncClient, user_id: int, rng: random.Random) -> None:
+        """Hold ``HELD`` credits, then settle at a random cost up to it or release."""
+        hold_key = f"hold-{uuid.uuid4()}"
+        create = http.build_request(
+            "POST",
+            "/api/admin/holds",
+            headers={**_ADMIN, "Idempotency-Key": hold_key},
+            json={"userId": user_id, "kind": "image", "cost": HELD},
+        )
+        created = await self._until_answered(http, create)
+        if created.status_code != 201:
+            self.unexpected.append(f"hold: {created.status_code} {created.text}")
+            return
+        hold_id = created.json()["hold"]["holdId"]
+        cost = rng.choice([None, rng.randint(0, HELD * 1000)])
+        call, body = ("release", None) if cost is None else ("settle", {"cost": cost / 1000})
+        finish = http.build_request(
+            "POST", f"/api/admin/holds/{hold_id}/{call}", headers=_ADMIN, json=body
+        )
+        finished = await self._until_answered(http, finish)
+        self.holds[hold_key] = (user_id, hold_id, cost)
+        operation = f"POST {finish.url.path}"
+        retried = any(failure.operation == operation for failure in self.failures)
+        # After a retry, 409 hold_not_active may mean an earlier attempt went through
+        # (the hold's state in the ledger is checked afterwards); the same call again
+        # is otherwise answered its first answer.
+        if finished.status_code == 200 or (
+            retried and finished.json().get("data") == "hold_not_active"
+        ):
+            return
+        self.unexpected.append(f"{call}: {finished.status_code} {finished.text}")
 
     async def _until_answered(
         self, http: httpx.AsyncClient, request: httpx.Request
@@ -223,7 +286,16 @@ def test_three_nodes_behind_nginx_lose_and_double_nothing(
         assert _wrong_key_status(base_url, "127.0.0.2") == 429
         assert _wrong_key_status(base_url, "127.0.0.3") == 401
 
-        storm = Storm(base_url, _setup_users(base_url))
+        users = _setup_users(base_url)
+        # A purchase without a key goes through nginx's location that does not resend it.
+        unkeyed = httpx.post(
+            f"{base_url}/api/admin/users/{users[0][0]}/credits",
+            headers=_ADMIN,
+            json={"amount": 1},
+            timeout=10,
+        )
+        assert unkeyed.status_code == 201, unkeyed.text
+        storm = Storm(base_url, users)
         clients = threading.Thread(target=storm.run)
         clients.start()
         try:
@@ -254,7 +326,8 @@ def test_three_nodes_behind_nginx_lose_and_double_nothing(
     assert moved_on > 0
     print(
         f"storm: {storm.reads} reads, {len(storm.charged)} charges, {len(storm.refunded)}"
-        f" refunds; nginx moved on {moved_on} times;"
+        f" refunds, {len(storm.purchased)} purchases, {len(storm.holds)} holds;"
+        f" nginx moved on {moved_on} times;"
         f" failures seen by clients: {[(f.operation, f.detail) for f in storm.failures]}"
     )
     # Clients saw failures only for requests in flight on the killed node.
@@ -267,11 +340,18 @@ def test_three_nodes_behind_nginx_lose_and_double_nothing(
     assert storm.reads > 100
     assert len(storm.charged) > 50
     assert len(storm.refunded) > 5
+    assert len(storm.purchased) > 10
+    assert len(storm.holds) > 10
     assert storm.other_charge_outcomes == []
     assert set(storm.refund_outcomes) <= {"refunded", "already_refunded"}
+    assert storm.unexpected == []
 
     # Every acknowledged charge is in the ledger once, and no other charge is.
-    rows = sql(database_url, "SELECT idempotency_key, user_id, status, refunded_at FROM charges")
+    rows = sql(
+        database_url,
+        "SELECT idempotency_key, user_id, status, refunded_at FROM charges"
+        " WHERE hold_state IS NULL",
+    )
     assert {key: user for key, user, _, _ in rows} == storm.charged
     assert {status for _, _, status, _ in rows} == {201}
     assert {key for key, _, _, refunded_at in rows if refunded_at is not None} == storm.refunded
@@ -285,7 +365,47 @@ def test_three_nodes_behind_nginx_lose_and_double_nothing(
         database_url,
         "SELECT count(DISTINCT charge_id) FROM ledger_entries WHERE entry_type = 'charge'",
     )
-    assert charged_entries == [(len(storm.charged),)]
+    assert charged_entries == [(len(storm.charged) + len(storm.holds),)]
+
+    # Every acknowledged purchase is in the ledger once, with its one entry, and no other
+    # keyed purchase is; each user's purchased credit adds up (charges take plan credit).
+    bought = sql(
+        database_url,
+        "SELECT idempotency_key, user_id, amount, remaining FROM credit_purchases"
+        " WHERE idempotency_key IS NOT NULL",
+    )
+    assert {key: (user, amount) for key, user, amount, _ in bought} == storm.purchased
+    assert all(remaining == amount for _, _, amount, remaining in bought)
+    purchase_entries = sql(
+        database_url,
+        "SELECT p.idempotency_key, count(e.id) FROM credit_purchases p JOIN ledger_entries e"
+        " ON e.purchase_id = p.id AND e.entry_type = 'purchase'"
+        " WHERE p.idempotency_key IS NOT NULL GROUP BY p.idempotency_key",
+    )
+    assert dict(purchase_entries) == dict.fromkeys(storm.purchased, 1)
+    expected = {user_id: 1000 if user_id == users[0][0] else 0 for user_id, _ in users}
+    for user_id, milli in storm.purchased.values():  # 1000: the unkeyed purchase, above
+        expected[user_id] += milli
+    credit = "SELECT user_id, sum(remaining) FROM credit_purchases GROUP BY user_id"
+    assert dict(sql(database_url, credit)) == {
+        user_id: milli for user_id, milli in expected.items() if milli
+    }
+
+    # Every acknowledged hold is in the ledger once, ended as its client asked.
+    held = sql(
+        database_url,
+        "SELECT idempotency_key, user_id, id, hold_state, cost FROM charges"
+        " WHERE hold_state IS NOT NULL",
+    )
+    asked = {
+        key: (user, hold_id, "released" if cost is None else "settled", cost or 0)
+        for key, (user, hold_id, cost) in storm.holds.items()
+    }
+    ended = {
+        key: (user, hold_id, state, cost if state == "settled" else 0)
+        for key, user, hold_id, state, cost in held
+    }
+    assert ended == asked
 
     reconcile = run_cli(environ, "reconcile")
     assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type Answer, type Call, type ClientOptions, Transport } from "./transport.js";
 import type {
   BuyCreditsInput,
+  BuyCreditsOutcome,
   BuyCreditsResult,
   ChangePlanInput,
   ChangePlanResult,
@@ -41,11 +42,10 @@ function segment(value: number | string): string {
  *
  * Retried (transport errors, 502-504, with backoff): the calls that cannot apply twice,
  * namely the reads, `changePlan`, `revokeKey`, `charge` (its idempotency key makes a
- * retry a replay), `refund` (a charge is refunded once), `hold` (as `charge`),
- * `settleHold` and `releaseHold` (the same call again answers its first answer) and
- * `listHolds`. `createUser`, `createKey`
- * and `buyCredits` are sent once: a lost answer is a `TransportError`, and the caller
- * decides (a second purchase would buy twice).
+ * retry a replay), `buyCredits` (as `charge`), `refund` (a charge is refunded once),
+ * `hold` (as `charge`), `settleHold` and `releaseHold` (the same call again answers its
+ * first answer) and `listHolds`. `createUser` and `createKey` are sent once: a lost
+ * answer is a `TransportError`, and the caller decides (a second key would be made).
  */
 export class AdminClient {
   private readonly transport: Transport;
@@ -91,11 +91,22 @@ export class AdminClient {
     await this.send({ method: "POST", path: `/api/admin/keys/${segment(keyId)}/revoke`, repeatable: true });
   }
 
-  /** `POST /api/admin/users/{userId}/credits`: purchased credit, and the usage after it. */
-  async buyCredits(userId: number, input: BuyCreditsInput): Promise<BuyCreditsResult> {
-    const path = `/api/admin/users/${segment(userId)}/credits`;
-    return (await this.send({ method: "POST", path, json: input, repeatable: false }))
-      .body as BuyCreditsResult;
+  /**
+   * `POST /api/admin/users/{userId}/credits`: purchased credit, and the usage after it,
+   * sold at most once per idempotency key (made when left out, and sent again by every
+   * retry, so a purchase whose first answer was lost is replayed, never sold twice).
+   * `IdempotencyKeyReused` for a key that named another purchase.
+   */
+  async buyCredits(userId: number, input: BuyCreditsInput): Promise<BuyCreditsOutcome> {
+    const { idempotencyKey = randomUUID(), ...json } = input;
+    const answer = await this.send({
+      method: "POST",
+      path: `/api/admin/users/${segment(userId)}/credits`,
+      headers: { "idempotency-key": idempotencyKey },
+      json,
+      repeatable: true,
+    });
+    return { ...(answer.body as BuyCreditsResult), replayed: replayedOf(answer) };
   }
 
   /**

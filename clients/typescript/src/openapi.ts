@@ -286,6 +286,12 @@ export interface paths {
         /**
          * Add purchased credit
          * @description Purchased credit survives period ends until its own expiry.
+         *
+         *     Send an Idempotency-Key: the first answer for a key (201) is remembered, and sending the
+         *     same key and body again returns that same body (usage as it was then), with the header
+         *     `Idempotent-Replayed: true`, and sells nothing. The same key with a different body is
+         *     refused (409 idempotency_key_reused). The header is optional so that older clients keep
+         *     working, but without it a retry after a lost answer sells the credit twice.
          */
         post: operations["AdminController_buyCredits"];
         delete?: never;
@@ -2603,7 +2609,13 @@ export interface operations {
     AdminController_buyCredits: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Names this purchase: a retry with the same key and body sells once and is answered with the first answer. Optional, but send one: without it a retry after a lost answer sells the credit again.
+                 * @example order-5521/credits
+                 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description User id. */
                 userId: number;
@@ -2619,6 +2631,8 @@ export interface operations {
             /** @description Bought; the user's usage after the purchase */
             201: {
                 headers: {
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged, held or sold this time. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2654,6 +2668,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2882,7 +2905,7 @@ export interface operations {
             /** @description Charged; the user's usage after the charge */
             201: {
                 headers: {
-                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged, held or sold this time. */
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
@@ -2911,7 +2934,7 @@ export interface operations {
             /** @description Payment Required */
             402: {
                 headers: {
-                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged, held or sold this time. */
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
@@ -2967,7 +2990,7 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged, held or sold this time. */
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
@@ -3103,7 +3126,7 @@ export interface operations {
             /** @description Held; the user's usage with the hold taken */
             201: {
                 headers: {
-                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged, held or sold this time. */
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
@@ -3132,7 +3155,7 @@ export interface operations {
             /** @description Payment Required */
             402: {
                 headers: {
-                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged, held or sold this time. */
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
@@ -3188,7 +3211,7 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged, held or sold this time. */
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
@@ -3235,7 +3258,7 @@ export interface operations {
             /** @description Settled; the user's usage after */
             200: {
                 headers: {
-                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged, held or sold this time. */
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
@@ -3341,7 +3364,7 @@ export interface operations {
             /** @description Released; the user's usage after */
             200: {
                 headers: {
-                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged this time. */
+                    /** @description Present, as true, only when this is the first answer for the Idempotency-Key given again: nothing was charged, held or sold this time. */
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };

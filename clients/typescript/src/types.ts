@@ -25,8 +25,22 @@ export type ChangePlanInput = Schemas["ChangePlanRequest"];
 export type ChangePlanResult = Schemas["ChangePlanResponse"];
 export type CreateKeyInput = Schemas["CreateKeyRequest"];
 export type CreatedKey = Schemas["CreatedKey"];
-export type BuyCreditsInput = Schemas["BuyCreditsRequest"];
+export type BuyCreditsInput = Schemas["BuyCreditsRequest"] & {
+  /**
+   * Names this purchase: a retry with the same key sells once. When left out, the client
+   * makes one (a random UUID) and reuses it for its own retries.
+   */
+  idempotencyKey?: string;
+};
 export type BuyCreditsResult = Schemas["BuyCreditsResponse"];
+
+export interface BuyCreditsOutcome extends BuyCreditsResult {
+  /**
+   * True when the server answered with the first answer for this idempotency key (an
+   * earlier attempt had bought): nothing was sold by this one.
+   */
+  replayed: boolean;
+}
 export type Charge = Schemas["Charge"];
 export type ChargeResult = Schemas["ChargeResult"];
 

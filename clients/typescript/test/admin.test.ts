@@ -5,6 +5,7 @@ import {
   AdminUnauthorized,
   AuthenticationError,
   BadRequest,
+  IdempotencyKeyReused,
   KeyNotFound,
   NotFound,
   PlanNotFound,
@@ -13,6 +14,8 @@ import {
   UserNotFound,
 } from "flamel-usage-client";
 import { admin, newUser, reader, recordingFetch, server, uniqueEmail } from "./support.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 test("createUser() answers the new user; the same email again is UserExists", async () => {
   const email = uniqueEmail();
@@ -99,6 +102,24 @@ test("buyCredits() adds purchased credit and answers the usage after it", async 
   assert.equal(bought.usage.additionalCredit, 2.5);
   assert.equal((await admin().getUserUsage(user.id)).additionalCredit, 2.5);
   await assert.rejects(admin().buyCredits(user.id, { amount: 0.0001 }), BadRequest);
+});
+
+test("a purchase whose answer was lost is retried with its key and sold once", async () => {
+  const user = await newUser(server.smallPlan);
+  const { fetch, sent } = recordingFetch((url) => url.endsWith("/credits") && sent.length === 1);
+  const bought = await admin({ fetch }).buyCredits(user.id, { amount: 3 });
+  assert.equal(sent.length, 2);
+  const keys = sent.map((request) => request.headers.get("idempotency-key"));
+  assert.match(keys[0] ?? "", UUID);
+  assert.equal(keys[0], keys[1]);
+  assert.equal(bought.replayed, true);
+  const idempotencyKey = `order-${user.id}`;
+  const first = await admin().buyCredits(user.id, { amount: 1, idempotencyKey });
+  const again = await admin().buyCredits(user.id, { amount: 1, idempotencyKey });
+  assert.equal(first.replayed, false);
+  assert.deepEqual({ ...again, replayed: false }, first);
+  await assert.rejects(admin().buyCredits(user.id, { amount: 2, idempotencyKey }), IdempotencyKeyReused);
+  assert.equal((await admin().getUserUsage(user.id)).additionalCredit, 4);
 });
 
 test("a wrong admin token is AdminUnauthorized, for every call", async () => {

@@ -30,6 +30,7 @@ from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
 from flamel_usage.http.bodies import outbound
 from flamel_usage.http.context import system_clock
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import purchases
 from flamel_usage.ledger.reconcile import reconcile as reconcile_books
 from flamel_usage.metering import charges, holds, idempotency, refunds
 from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Held, HoldOutcome, Refunded
@@ -172,15 +173,21 @@ async def buy_credits(args: argparse.Namespace, settings: Settings) -> int:
     now, zone = system_clock(), settings.timezone
     amount = parse_credits(args.amount, "AMOUNT")
     expires = _optional_instant(args.expires, "--expires")
+    sent_key = args.idempotency_key
+    key = None if sent_key is None else idempotency.idempotency_key(sent_key)
 
-    async def buy(db: Database) -> ledger.Purchase:
+    async def buy(db: Database) -> purchases.Bought:
         async with db.transaction() as conn:
             user_id = await accounts.user_id_by_email(conn, args.email)
-            return await ledger.buy_credits(
-                conn, user_id, amount, expires_at=expires, now=now, zone=zone
+            return await purchases.buy_credits(
+                conn,
+                purchases.PurchaseRequest(user_id, amount, expires),
+                idempotency_key=key,
+                now=now,
+                zone=zone,
             )
 
-    print((await with_database(settings, buy)).id)
+    print((await with_database(settings, buy)).purchase.id)
     return 0
 
 

@@ -15,7 +15,7 @@ from flamel_usage.core.errors import Refusal
 from flamel_usage.core.periods import from_micros, to_micros
 from flamel_usage.db.gateway import Connection, Database
 from flamel_usage.http.context import system_clock
-from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import purchases
 
 DEMO_EMAIL = "demo@flamel.local"
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (a documented demo login, not a secret)
@@ -71,7 +71,8 @@ async def _create_demo_account(
         zone=zone,
     )
     expires = to_micros(from_micros(now) + timedelta(days=90))
-    await ledger.buy_credits(conn, user.id, 250 * 1000, expires_at=expires, now=now, zone=zone)
+    bought = purchases.PurchaseRequest(user.id, 250 * 1000, expires)
+    await purchases.buy_credits(conn, bought, idempotency_key=None, now=now, zone=zone)
     return user.id
 
 

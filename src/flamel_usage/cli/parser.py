@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     buy.add_argument("email")
     buy.add_argument("amount")
     buy.add_argument("--expires", help="ISO 8601 expiry of the purchased credit")
+    buy.add_argument(
+        "--idempotency-key", help="sell at most once under this key (a retry sells nothing)"
+    )
 
     charge = commands.add_parser("charge", parents=[common], help="charge one operation")
     charge.add_argument("email")

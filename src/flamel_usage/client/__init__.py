@@ -56,8 +56,8 @@ Retries
     longer than 60 s, or past the deadline, is not waited for: the error is raised at
     once, with ``retry_after`` set. Only calls that may reach the server twice are
     retried after the request may have arrived: the reads, and on ``AdminClient``
-    ``change_plan``, ``revoke_key``, ``charge`` (the same idempotency key each time) and
-    ``refund``. ``create_user``, ``create_key`` and ``buy_credits`` are sent again only
+    ``change_plan``, ``revoke_key``, ``charge`` and ``buy_credits`` (the same idempotency
+    key each time) and ``refund``. ``create_user`` and ``create_key`` are sent again only
     when no connection was made, or after a ``429``. Every other answer is never retried.
 
 The answer: ``UsageInfo``
@@ -115,8 +115,9 @@ The operator API: ``AdminClient(token)`` -> ``/api/admin/...``
     ``change_plan(user_id, plan, effective="now" | "next_period")`` -> ``PlanChange``;
     ``create_key(user_id, name=, expires_at=)`` -> ``CreatedKey`` (its ``key`` is the
     secret, shown once);
-    ``revoke_key(key_id)``; ``buy_credits(user_id, amount, expires_at=)`` ->
-    ``PurchaseResult``; ``charge(user_id, kind, cost=, idempotency_key=)`` and
+    ``revoke_key(key_id)``; ``buy_credits(user_id, amount, expires_at=, idempotency_key=)``
+    -> ``PurchaseResult`` (``purchase``, ``usage`` after it, ``replayed``);
+    ``charge(user_id, kind, cost=, idempotency_key=)`` and
     ``refund(idempotency_key)`` -> ``ChargeResult`` (``charge``, ``usage`` after it,
     ``replayed``). ``AsyncAdminClient`` is the same with ``await``. Instants are aware
     datetimes; amounts in credits (``int`` when whole).
@@ -126,6 +127,7 @@ The operator API: ``AdminClient(token)`` -> ``/api/admin/...``
     lost is answered from the server's record (``replayed`` True), never charged twice.
     Pass your own key (the job's id) to make it safe across restarts of your worker;
     any error of ``charge()`` or ``refund()`` carries the key as ``idempotency_key``.
+    ``buy_credits()`` does the same with a key of its own: a purchase is sold once.
 
 Errors
     Every failure raises a ``FlamelError``, with ``status``, ``reason`` (the envelope's

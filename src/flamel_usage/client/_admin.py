@@ -7,23 +7,25 @@ what a second arrival would do on the server:
 - sent again after any retryable failure (a transport error, ``502``-``504``, ``429``):
   ``get_user`` and ``user_usage`` (reads), ``change_plan`` (setting the plan twice sets it once),
   ``revoke_key`` (a revoked key stays revoked, with its first time), ``charge`` (its
-  idempotency key makes the second arrival a replay of the first answer), ``refund``
+  idempotency key makes the second arrival a replay of the first answer), ``buy_credits``
+  (as ``charge``: a key of its own, sent by every attempt), ``refund``
   (a charge is refunded once; the second arrival is ``AlreadyRefunded``), ``hold`` (as
   ``charge``), ``settle_hold`` and ``release_hold`` (the same call again answers its
   first answer) and ``list_holds``;
 - sent again only when it surely never reached the server (no connection was made) or
-  the server refused it before doing anything (``429``): ``create_user``, ``create_key``
-  and ``buy_credits``. A second arrival would make a second key, a second purchase (the
-  server takes no idempotency key for these) or a ``UserExists`` that hides the first
-  answer; after a lost answer they raise ``TransportError`` and the caller checks.
+  the server refused it before doing anything (``429``): ``create_user`` and
+  ``create_key``. A second arrival would make a second key (the server takes no
+  idempotency key for these) or a ``UserExists`` that hides the first answer; after a
+  lost answer they raise ``TransportError`` and the caller checks.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -52,6 +54,7 @@ from ._webhooks import (
 __all__ = ["AdminClient", "AsyncAdminClient"]
 
 _Effective = Literal["now", "next_period"]
+_T = TypeVar("_T")
 
 #: Visible ASCII: what an ``Authorization`` header carries without breaking the request.
 _BEARER = re.compile(r"[!-~]+")
@@ -174,39 +177,57 @@ def _revoke_key(key_id: object) -> Call[None]:
     return Call("POST", path, no_content, 204)
 
 
-def _buy_credits(user_id: object, amount: object, expires_at: object) -> Call[PurchaseResult]:
+def _replayable(parse: Callable[[object, bool], _T]) -> Callable[[httpx.Response], _T]:
+    """A reader of an answer the server may replay: ``parse`` of the body, told whether
+    it came marked ``Idempotent-Replayed: true``."""
+
+    def read(response: httpx.Response) -> _T:
+        replayed = response.headers.get("idempotent-replayed") == "true"
+        return json_record(lambda data: parse(data, replayed))(response)
+
+    return read
+
+
+_read_purchase = _replayable(
+    lambda data, replayed: PurchaseResult.from_json(data, replayed=replayed)
+)
+_read_charge = _replayable(lambda data, replayed: ChargeResult.from_json(data, replayed=replayed))
+_read_hold = _replayable(lambda data, replayed: HoldResult.from_json(data, replayed=replayed))
+
+
+def _keyed_post(
+    path: str,
+    read: Callable[[httpx.Response], _T],
+    body: Mapping[str, object],
+    idempotency_key: object,
+) -> Call[_T]:
+    """A POST made once per idempotency key (a new UUID4 when None), which every retry
+    sends again: the server answers a second arrival with the first answer."""
+    key = str(uuid.uuid4()) if idempotency_key is None else _check_idempotency_key(idempotency_key)
+    headers = {"Idempotency-Key": key}
+    return Call("POST", path, read, 201, json=body, headers=headers, idempotency_key=key)
+
+
+def _buy_credits(
+    user_id: object, amount: object, expires_at: object, idempotency_key: object
+) -> Call[PurchaseResult]:
     path = f"/api/admin/users/{_check_id(user_id, 'user_id')}/credits"
     body = {
         "amount": _check_credits(amount, "amount"),
         **_present(expiresAt=_check_instant(expires_at, "expires_at")),
     }
-    read = json_record(PurchaseResult.from_json)
-    return Call("POST", path, read, 201, json=body, idempotent=False)
-
-
-def _read_charge(response: httpx.Response) -> ChargeResult:
-    replayed = response.headers.get("idempotent-replayed") == "true"
-    return json_record(lambda data: ChargeResult.from_json(data, replayed=replayed))(response)
+    return _keyed_post(path, _read_purchase, body, idempotency_key)
 
 
 def _charge(
     user_id: object, kind: object, cost: object, idempotency_key: object
 ) -> Call[ChargeResult]:
-    key = str(uuid.uuid4()) if idempotency_key is None else _check_idempotency_key(idempotency_key)
     body = {
         "userId": _check_id(user_id, "user_id"),
         "kind": _check_text(kind, "kind"),
         **_present(cost=None if cost is None else _check_credits(cost, "cost")),
     }
-    return Call(
-        "POST",
-        "/api/admin/charges",
-        _read_charge,
-        201,
-        json=body,
-        headers={"Idempotency-Key": key},
-        idempotency_key=key,
-    )
+    return _keyed_post("/api/admin/charges", _read_charge, body, idempotency_key)
 
 
 def _refund(idempotency_key: object) -> Call[ChargeResult]:
@@ -215,15 +236,9 @@ def _refund(idempotency_key: object) -> Call[ChargeResult]:
     return Call("POST", path, json_record(ChargeResult.from_json), idempotency_key=key)
 
 
-def _read_hold(response: httpx.Response) -> HoldResult:
-    replayed = response.headers.get("idempotent-replayed") == "true"
-    return json_record(lambda data: HoldResult.from_json(data, replayed=replayed))(response)
-
-
 def _hold(
     user_id: object, kind: object, cost: object, ttl_seconds: object, idempotency_key: object
 ) -> Call[HoldResult]:
-    key = str(uuid.uuid4()) if idempotency_key is None else _check_idempotency_key(idempotency_key)
     body = {
         "userId": _check_id(user_id, "user_id"),
         "kind": _check_text(kind, "kind"),
@@ -232,15 +247,7 @@ def _hold(
             ttlSeconds=None if ttl_seconds is None else _check_id(ttl_seconds, "ttl_seconds"),
         ),
     }
-    return Call(
-        "POST",
-        "/api/admin/holds",
-        _read_hold,
-        201,
-        json=body,
-        headers={"Idempotency-Key": key},
-        idempotency_key=key,
-    )
+    return _keyed_post("/api/admin/holds", _read_hold, body, idempotency_key)
 
 
 def _settle_hold(hold_id: object, cost: object) -> Call[HoldResult]:
@@ -364,12 +371,19 @@ class AdminClient(SyncBase):
         self._send(_revoke_key(key_id))
 
     def buy_credits(
-        self, user_id: int, amount: float, *, expires_at: datetime | None = None
+        self,
+        user_id: int,
+        amount: float,
+        *,
+        expires_at: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> PurchaseResult:
         """Add ``amount`` purchased credits, spent after the plan's, until ``expires_at``
-        (default never). Sent once: after a ``TransportError`` check ``user_usage``
-        before buying again."""
-        return self._send(_buy_credits(user_id, amount, expires_at))
+        (default never), at most once per ``idempotency_key`` (default a new UUID4, sent
+        again by every retry). ``IdempotencyKeyReused`` when the key named another
+        purchase. Any error carries the key (``error.idempotency_key``): buying again
+        with it is safe; pass your own (the order's id) to make it safe across restarts."""
+        return self._send(_buy_credits(user_id, amount, expires_at, idempotency_key))
 
     def charge(
         self,
@@ -509,10 +523,15 @@ class AsyncAdminClient(AsyncBase):
         await self._send(_revoke_key(key_id))
 
     async def buy_credits(
-        self, user_id: int, amount: float, *, expires_at: datetime | None = None
+        self,
+        user_id: int,
+        amount: float,
+        *,
+        expires_at: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> PurchaseResult:
         """See ``AdminClient.buy_credits``."""
-        return await self._send(_buy_credits(user_id, amount, expires_at))
+        return await self._send(_buy_credits(user_id, amount, expires_at, idempotency_key))
 
     async def charge(
         self,

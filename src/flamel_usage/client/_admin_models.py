@@ -170,19 +170,22 @@ class CreditPurchase:
 
 @dataclass(frozen=True, slots=True)
 class PurchaseResult:
-    """What ``buy_credits()`` answers: the ``purchase`` and the user's ``usage`` after it."""
+    """What ``buy_credits()`` answers: the ``purchase``, the user's ``usage`` after it,
+    and ``replayed``: True when the server answered a purchase it had already made with
+    this idempotency key (a retry), so nothing was sold this time."""
 
     purchase: CreditPurchase
     usage: UsageInfo
+    replayed: bool = False
 
     @classmethod
-    def from_json(cls, data: object) -> PurchaseResult:
+    def from_json(cls, data: object, *, replayed: bool = False) -> PurchaseResult:
         """Parse the answer of a purchase; ``InvalidResponse`` when it is not one."""
-        return _parsed("purchase", cls._parse, data)
+        return _parsed("purchase", lambda body: cls._parse(body, replayed), data)
 
     @classmethod
-    def _parse(cls, data: object) -> PurchaseResult:
-        return cls(CreditPurchase._parse(_field(data, "purchase")), _usage(data))
+    def _parse(cls, data: object, replayed: bool) -> PurchaseResult:
+        return cls(CreditPurchase._parse(_field(data, "purchase")), _usage(data), replayed)
 
 
 @dataclass(frozen=True, slots=True)

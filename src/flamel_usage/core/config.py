@@ -470,9 +470,9 @@ IDEMPOTENCY_RETENTION_DAYS: Setting[int] = Setting(
     "30",
     "Days an idempotency key's record is kept: a retry within them gets the first outcome back;"
     " older records are deleted in the background (a few hundred rows at a time, without holding"
-    " up charges) and their key may be used again. The charge and its ledger entries stay"
-    " forever; a refund needs the record, so a charge can be refunded within these days. Keep it"
-    " longer than any client retries.",
+    " up charges) and their key may be used again. The charge or purchase and its ledger entries"
+    " stay forever; a refund needs the record, so a charge can be refunded within these days."
+    " Keep it longer than any client retries.",
     _positive_int,
 )
 ALLOW_ASYNC_COMMIT: Setting[bool] = Setting(

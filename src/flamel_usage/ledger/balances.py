@@ -327,51 +327,6 @@ async def append_entry(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Purchase:
-    id: int
-    user_id: int
-    amount: int
-    expires_at: int | None
-    created_at: int
-
-
-async def buy_credits(
-    conn: Connection,
-    user_id: int,
-    amount: int,
-    *,
-    expires_at: int | None,
-    now: int,
-    zone: ZoneInfo,
-) -> Purchase:
-    """Add purchased credit that survives period ends until ``expires_at`` (if any)."""
-    if expires_at is not None and expires_at <= now:
-        raise Refusal("bad_request", "expiresAt is not in the future: the credit would never count")
-    await live_user_id(conn, user_id)
-    account = await locked_account(conn, user_id, now, zone)
-    purchase_id = await conn.fetchval(
-        "INSERT INTO credit_purchases (user_id, amount, remaining, expires_at, created_at)"
-        " VALUES (?, ?, ?, ?, ?) RETURNING id",
-        user_id,
-        amount,
-        amount,
-        expires_at,
-        now,
-    )
-    await append_entry(
-        conn,
-        user_id,
-        now,
-        "purchase",
-        "purchase",
-        amount,
-        account["period_start"],
-        purchase_id=purchase_id,
-    )
-    return Purchase(purchase_id, user_id, amount, expires_at, now)
-
-
 async def _standing_plan(conn: Connection, user_id: int, period_start: int) -> int:
     """What plan credit paid for the charges (and holds) of a period that stand."""
     standing: int = await conn.fetchval(

@@ -24,6 +24,10 @@ Records are kept ``FLAMEL_IDEMPOTENCY_RETENTION_DAYS``: ``prune`` then deletes a
 refusal's record and retires a charge's (the charge stays, with its ledger entries): its
 key becomes ``RETIRED`` and its id, which no client's key can be (a key never starts with
 a space), so the client's key may be used again, and its replay body is dropped.
+
+A purchase made with a key is its key's record in its own row (``ledger.purchases``),
+found by ``claim`` as a charge's is, under the same lock and the same refusals;
+``prune`` retires it by forgetting its key, fingerprint and replay body.
 """
 
 from __future__ import annotations
@@ -78,6 +82,13 @@ _RETIRE_CHARGES = (
     f"UPDATE charges SET idempotency_key = '{RETIRED}' || id, response = '{{}}'"  # noqa: S608
     f" WHERE id IN ({_KEYED_BEFORE.format('=')})"
 )
+#: A purchase's record is retired by forgetting its key (the purchase stays), oldest
+#: first, through migration 0013's index.
+_RETIRE_PURCHASES = (
+    "UPDATE credit_purchases SET idempotency_key = NULL, fingerprint = NULL, response = NULL"
+    " WHERE id IN (SELECT id FROM credit_purchases WHERE idempotency_key IS NOT NULL"
+    " AND created_at < ? ORDER BY created_at LIMIT ?)"
+)
 _MICROS_PER_DAY = 86_400_000_000
 
 
@@ -124,7 +135,8 @@ def replayed_charge(row: Row) -> ChargeOutcome:
     return Charged(charge, usage_of(recorded["usage"]), replayed=True)
 
 
-_REUSED = "this Idempotency-Key was used for a different charge or hold"
+#: Why a key is refused for a request other than its first, whichever the request.
+REUSED = "this Idempotency-Key was used for a different charge, hold or purchase"
 
 
 def replayed_refusal(row: Row) -> Refused:
@@ -132,20 +144,26 @@ def replayed_refusal(row: Row) -> Refused:
     return Refused(recorded["data"], recorded.get("message"), True)
 
 
-async def claim(conn: Connection, user_id: int, key: str, fingerprint: str) -> Row | None:
-    """``user_id``'s record (a row of ``READ_RECORD``) under ``key`` made by this request
-    (by its ``fingerprint``), None for a key new to the user; ``idempotency_key_reused``
-    when the key was used for another request of the user, a charge's key for a hold
-    included (``record`` refuses one used for another user).
+async def claim(
+    conn: Connection, user_id: int, key: str, fingerprint: str, *, read: str = READ_RECORD
+) -> Row | None:
+    """``user_id``'s record (a row of ``read``) under ``key`` made by this request (by its
+    ``fingerprint``), None for a key new to the user; ``idempotency_key_reused`` when the
+    key was used for another request of the user, a charge's key for a hold included
+    (``record`` refuses one used for another user).
+
+    ``read`` finds the record by user and key (``?`` twice, in that order), with its
+    ``fingerprint``: a charge's or hold's is its ``charges`` row (``READ_RECORD``), a
+    purchase's its ``credit_purchases`` row (``ledger.purchases``).
 
     Takes the key's lock first, so the answer holds until the transaction ends.
     """
     await lock(conn, key)
-    row = await conn.fetchone(READ_RECORD, user_id, key)
+    row = await conn.fetchone(read, user_id, key)
     if row is None:
         return None
     if row["fingerprint"] != fingerprint:
-        raise Refusal("idempotency_key_reused", _REUSED)
+        raise Refusal("idempotency_key_reused", REUSED)
     return row
 
 
@@ -193,7 +211,7 @@ async def record(
     except UniqueViolation:
         # Another user's record holds the key: the transaction is rolled back, as for
         # every refusal that is raised.
-        raise Refusal("idempotency_key_reused", _REUSED) from None
+        raise Refusal("idempotency_key_reused", REUSED) from None
     return int(charge_id)
 
 
@@ -207,10 +225,15 @@ async def prune(db: Database, now: int, retention_days: int) -> int:
     time, each batch in a transaction of its own; how many."""
     before = now - retention_days * _MICROS_PER_DAY
     pruned = 0
-    for statement in (_DELETE_REFUSALS, _RETIRE_CHARGES):
+    batches: list[tuple[str, tuple[int, ...]]] = [
+        (_DELETE_REFUSALS, (before, CHARGED, PRUNE_BATCH)),
+        (_RETIRE_CHARGES, (before, CHARGED, PRUNE_BATCH)),
+        (_RETIRE_PURCHASES, (before, PRUNE_BATCH)),
+    ]
+    for statement, args in batches:
         while True:
             async with db.transaction() as conn:
-                done = await conn.execute(statement, before, CHARGED, PRUNE_BATCH)
+                done = await conn.execute(statement, *args)
             pruned += done
             if done < PRUNE_BATCH:
                 break

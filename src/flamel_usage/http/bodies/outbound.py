@@ -23,6 +23,7 @@ from flamel_usage.core.periods import PeriodUnit, from_micros
 from flamel_usage.http.bodies.fields import IdempotencyKey, credits, shown_instant
 from flamel_usage.http.routing import JSON_HEADERS, Response
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import purchases
 from flamel_usage.ledger.history import Granularity, History
 from flamel_usage.metering import outcomes as metering
 from flamel_usage.webhooks import endpoints as webhooks
@@ -221,7 +222,7 @@ class BuyCreditsResponse(ResponseBody):
     usage: UsageDto
 
     @classmethod
-    def of(cls, purchase: ledger.Purchase, usage: ledger.Usage) -> BuyCreditsResponse:
+    def of(cls, purchase: purchases.Purchase, usage: ledger.Usage) -> BuyCreditsResponse:
         bought = CreditPurchase(
             purchase.id,
             credits_value(purchase.amount),

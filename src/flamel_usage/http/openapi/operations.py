@@ -19,6 +19,7 @@ from flamel_usage.http.openapi.parameters import (
     HISTORY_PARAMETERS,
     HOLD_IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_KEY_HEADER,
+    PURCHASE_IDEMPOTENCY_KEY_HEADER,
 )
 from flamel_usage.http.openapi.responses import (
     BODY_ID,
@@ -355,10 +356,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "buyCredits",
         "Add purchased credit",
         ADMIN,
-        Answer(201, "Bought; the user's usage after the purchase", outbound.BuyCreditsResponse),
+        Answer(
+            201,
+            "Bought; the user's usage after the purchase",
+            outbound.BuyCreditsResponse,
+            headers=REPLAYED,
+        ),
         body=inbound.BuyCreditsRequest,
-        refusals=("user_not_found",),
-        description="Purchased credit survives period ends until its own expiry.",
+        refusals=("user_not_found", "invalid_idempotency_key", "idempotency_key_reused"),
+        parameters=(PURCHASE_IDEMPOTENCY_KEY_HEADER,),
+        description=texts.BUY_CREDITS,
     ),
     Operation(
         "PUT",

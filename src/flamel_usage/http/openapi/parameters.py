@@ -77,6 +77,17 @@ HOLD_IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
     "example": "job-8d1f2c/hold",
 }
 
+PURCHASE_IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Names this purchase: a retry with the same key and body sells once and"
+    " is answered with the first answer. Optional, but send one: without it a retry after"
+    " a lost answer sells the credit again.",
+    "schema": _IDEMPOTENCY_KEY_SCHEMA,
+    "example": "order-5521/credits",
+}
+
 IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
     "name": "Idempotency-Key",
     "in": "header",

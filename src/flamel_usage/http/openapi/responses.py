@@ -87,7 +87,7 @@ BODY_ID = "$response.body#/id"
 REPLAYED = {
     "Idempotent-Replayed": {
         "description": "Present, as true, only when this is the first answer for the"
-        " Idempotency-Key given again: nothing was charged this time.",
+        " Idempotency-Key given again: nothing was charged, held or sold this time.",
         "schema": {"type": "string", "enum": ["true"]},
     }
 }

@@ -52,6 +52,15 @@ nothing. The same key with a different body is refused (409 idempotency_key_reus
 Other errors are not remembered: after fixing the request, sending it again is a
 fresh attempt."""
 
+BUY_CREDITS = """\
+Purchased credit survives period ends until its own expiry.
+
+Send an Idempotency-Key: the first answer for a key (201) is remembered, and sending the
+same key and body again returns that same body (usage as it was then), with the header
+`Idempotent-Replayed: true`, and sells nothing. The same key with a different body is
+refused (409 idempotency_key_reused). The header is optional so that older clients keep
+working, but without it a retry after a lost answer sells the credit twice."""
+
 REFUND = """\
 Reverses a successful charge, once. The charge is named by the Idempotency-Key it was
 made with, URL-encoded in the path.

@@ -20,7 +20,11 @@ from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, empty_response, json_response
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import purchases
 from flamel_usage.ledger.reconcile import reconcile as reconcile_books
+from flamel_usage.metering import idempotency
+
+_REPLAYED = (b"idempotent-replayed", b"true")
 
 
 async def create_plan(request: Request, services: Services) -> Response:
@@ -136,16 +140,25 @@ async def revoke_key(request: Request, services: Services) -> Response:
 
 
 async def buy_credits(request: Request, services: Services) -> Response:
+    """Sold once per ``Idempotency-Key`` when one is sent (optional, so that clients
+    from before keys still buy); a replay answers the first answer, marked."""
     user_id = parse_id(request.params["userId"], "userId")
+    sent_key = request.headers.get("idempotency-key")
+    key = None if sent_key is None else idempotency.idempotency_key(sent_key)
     body = await read_body(request, inbound.BuyCreditsRequest)
-    now = services.clock()
-    zone = services.settings.timezone
+    purchase_request = purchases.PurchaseRequest(user_id, body.amount, body.expires_at)
     async with services.db.transaction() as conn:
-        purchase = await ledger.buy_credits(
-            conn, user_id, body.amount, expires_at=body.expires_at, now=now, zone=zone
+        bought = await purchases.buy_credits(
+            conn,
+            purchase_request,
+            idempotency_key=key,
+            now=services.clock(),
+            zone=services.settings.timezone,
         )
-        usage = await ledger.read_usage(conn, user_id, now, zone)
-    return body_response(outbound.BuyCreditsResponse.of(purchase, usage), 201)
+    response = body_response(outbound.BuyCreditsResponse.of(bought.purchase, bought.usage), 201)
+    if bought.replayed:
+        response.headers.append(_REPLAYED)
+    return response
 
 
 async def change_plan(request: Request, services: Services) -> Response:
