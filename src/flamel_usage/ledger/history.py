@@ -257,10 +257,13 @@ async def read_history(
     origin, width = _granules(bounds)
     sql, args = _spent_query(user_id, bounds, origin, width, now)
     rows = await conn.fetchall(sql, *args)
-    # Per bucket, by its index: (plan, purchased, postpaid), and operations per kind.
-    spent = [[0, 0, 0] for _ in range(len(bounds) - 1)]
-    operations: list[dict[str, int]] = [{} for _ in spent]
-    last_granule, sums, counts = None, spent[0], operations[0]
+    # Per bucket, by its index: credit per pool and operations per kind (a bucket with
+    # none shares one empty mapping: few allocations, a month of hours has 744 buckets).
+    buckets = len(bounds) - 1
+    plan, purchased, postpaid = [0] * buckets, [0] * buckets, [0] * buckets
+    nothing: dict[str, int] = {}
+    operations = [nothing] * buckets
+    last_granule, bucket, counts = None, 0, nothing
     for row in rows:  # by position: (granule, kind, operations, plan, purchased, postpaid)
         count: int = row[2]
         if not count:  # an hour and kind whose charges were all refunded: nothing stands
@@ -269,10 +272,12 @@ async def read_history(
         if granule != last_granule:  # rows come mostly by slice, a row per kind
             last_granule = granule
             bucket = bisect_right(bounds, max(start, origin + granule * width)) - 1
-            sums, counts = spent[bucket], operations[bucket]
-        sums[0] += row[3]
-        sums[1] += row[4]
-        sums[2] += row[5]
+            counts = operations[bucket]
+            if counts is nothing:
+                counts = operations[bucket] = {}
+        plan[bucket] += row[3]
+        purchased[bucket] += row[4]
+        postpaid[bucket] += row[5]
         counts[row[1]] = counts.get(row[1], 0) + count
     # A kind whose operations an expired hold took off, to zero, was not in the range.
     for counts in operations:
@@ -281,10 +286,20 @@ async def read_history(
     configured = list(kinds)
     found = {kind for counts in operations for kind in counts}
     zero = dict.fromkeys([*configured, *sorted(found.difference(configured))], 0)
-    buckets = tuple(
-        Bucket(bucket_start, bucket_end, plan, purchased, postpaid, {**zero, **counts})
-        for bucket_start, bucket_end, (plan, purchased, postpaid), counts in zip(
-            instants, instants[1:], spent, operations, strict=False
-        )
+    return History(
+        zone.key,
+        granularity,
+        instants[0],
+        instants[-1],
+        tuple(
+            map(
+                Bucket,
+                instants,
+                instants[1:],
+                plan,
+                purchased,
+                postpaid,
+                [{**zero, **counts} for counts in operations],
+            )
+        ),
     )
-    return History(zone.key, granularity, instants[0], instants[-1], buckets)
