@@ -38,3 +38,8 @@ def test_absurd_exponents_answer_at_once(text: str) -> None:
 @given(st.integers(min_value=0, max_value=MAX_MILLI))
 def test_the_json_number_round_trips(milli: int) -> None:
     assert parse_credits(credits_value(milli), "amount", allow_zero=True) == milli
+
+
+@given(st.integers(min_value=-MAX_MILLI, max_value=MAX_MILLI))
+def test_the_json_number_is_the_float_nearest_the_exact_decimal(milli: int) -> None:
+    assert credits_value(milli) == float(Decimal(milli) / 1000)

@@ -197,6 +197,7 @@ async def test_longest_ranges(client: httpx.AsyncClient, factory: Factory) -> No
         ("Asia/Kathmandu", "2026-11-25"),  # +05:45 all year
         ("Australia/Lord_Howe", "2026-10-04"),  # +10:30 to +11 that night: a 30-minute shift
         ("America/St_Johns", "2026-11-01"),  # -02:30 to -03:30 that night
+        ("Australia/Adelaide", "2026-10-04"),  # +09:30 to +10:30 that night: an hour on
         ("America/New_York", "2026-11-01"),  # a whole hour back
     ],
 )

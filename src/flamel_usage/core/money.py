@@ -69,8 +69,11 @@ def _exact_milli(credits: Decimal) -> int:
 
 
 def credits_value(milli: int) -> int | float:
-    """The JSON number for an amount: an integer when whole, else the exact decimal."""
+    """The JSON number for an amount: an integer when whole, else the float nearest the
+    exact decimal. Python's ``int / int`` rounds the exact quotient once, to nearest, as
+    ``float(Decimal(milli) / MILLI)`` does (exact below 10**28 millicredits, far above
+    any amount), at a tenth of its cost: a month of hourly history writes 2,232."""
     whole, rest = divmod(milli, MILLI)
     if rest == 0:
         return whole
-    return float(Decimal(milli) / MILLI)
+    return milli / MILLI

@@ -36,8 +36,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from itertools import pairwise
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from flamel_usage.core.errors import Refusal
@@ -53,10 +52,12 @@ GRANULARITIES: tuple[Granularity, ...] = ("day", "hour")
 MAX_RANGE_DAYS: Mapping[Granularity, int] = {"day": 366, "hour": 31}
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+class Bucket(NamedTuple):
     """One day or hour ``[start, end)``: credit spent per pool (millicredits) and
-    operations per kind (every configured kind present, zero included)."""
+    operations per kind (every configured kind present, zero included).
+
+    A named tuple rather than a frozen dataclass: as immutable, and made several times
+    faster (a month of hours is 744 buckets, each read)."""
 
     start: datetime
     end: datetime
@@ -77,40 +78,60 @@ class History:
     buckets: tuple[Bucket, ...]
 
 
-def _next_boundary(instant: int, granularity: Granularity, zone: ZoneInfo) -> int:
-    if granularity == "day":
-        return local_midnight(from_micros(instant, zone).date() + timedelta(days=1), zone)
-    # An hour later, back to the start of its local hour: across a DST change the
-    # local hours stay whole hours, 23 or 25 of them in the day. An hour later is
-    # usually a local hour start already (the offset is the same, or changed by whole
-    # hours): then it is the answer, with no wall time to convert back.
-    later = from_micros(instant + HOUR, zone)
-    if later.minute == later.second == later.microsecond == 0:
-        return instant + HOUR
-    return to_micros(later.replace(minute=0, second=0, microsecond=0))
+_AN_HOUR = timedelta(hours=1)
 
 
-def _boundaries(start: int, end: int, granularity: Granularity, zone: ZoneInfo) -> list[int]:
-    """``start``, every bucket boundary strictly inside the range, and ``end``."""
-    found = [start]
-    while found[-1] < end:
-        found.append(min(end, _next_boundary(found[-1], granularity, zone)))
-    return found
+def _pinned(instant: int, zone: ZoneInfo, fixed: dict[timedelta, timezone]) -> datetime:
+    """``instant`` as ``local_instant`` gives it, in a fixed-offset zone made once per
+    offset (``fixed``: a range has two or three offsets, and up to 745 boundaries)."""
+    offset = from_micros(instant, zone).utcoffset()
+    assert offset is not None  # a ZoneInfo always knows its offset
+    pinned = fixed.get(offset)
+    if pinned is None:
+        pinned = fixed[offset] = timezone(offset)
+    return from_micros(instant, pinned)
 
 
-def _local_instants(bounds: list[int], zone: ZoneInfo) -> list[datetime]:
-    """Each of ``bounds`` as ``local_instant`` gives it, but made once, in a fixed-offset
-    zone per offset (a month of hours has 745 boundaries, and two or three offsets)."""
+def _edges(
+    start: int, end: int, granularity: Granularity, zone: ZoneInfo
+) -> tuple[list[int], list[datetime]]:
+    """``start``, every bucket boundary strictly inside the range, and ``end``: as
+    instants, and as local wall times with their offset pinned (``local_instant``)."""
     fixed: dict[timedelta, timezone] = {}
-    found = []
-    for boundary in bounds:
-        offset = from_micros(boundary, zone).utcoffset()
-        assert offset is not None  # a ZoneInfo always knows its offset
-        pinned = fixed.get(offset)
-        if pinned is None:
-            pinned = fixed[offset] = timezone(offset)
-        found.append(from_micros(boundary, pinned))
-    return found
+    bounds, instants = [start], [_pinned(start, zone, fixed)]
+    boundary, local = start, instants[0]
+    while boundary < end:
+        if granularity == "day":
+            boundary = min(end, local_midnight(local.date() + timedelta(days=1), zone))
+            local = _pinned(boundary, zone, fixed)
+        else:
+            boundary, local = _next_hour(boundary, local, zone, fixed)
+            if boundary >= end:
+                boundary, local = end, _pinned(end, zone, fixed)
+        bounds.append(boundary)
+        instants.append(local)
+    return bounds, instants
+
+
+def _next_hour(
+    boundary: int, local: datetime, zone: ZoneInfo, fixed: dict[timedelta, timezone]
+) -> tuple[int, datetime]:
+    """The start of the local hour after ``boundary`` (``local``, pinned), both ways.
+
+    An hour later, back to the start of its local hour: across a DST change the local
+    hours stay whole hours, 23 or 25 of them in the day. An hour later is usually a local
+    hour start already (the offset is the same, or changed by whole hours): then it is
+    the answer, with no wall time to convert back, and its wall time is ``local`` an
+    hour on while the offset stays the same (one zone lookup per boundary, for the 745
+    of a month of hours).
+    """
+    later = from_micros(boundary + HOUR, zone)
+    if later.minute or later.second or later.microsecond:
+        following = to_micros(later.replace(minute=0, second=0, microsecond=0))
+        return following, _pinned(following, zone, fixed)
+    if later.utcoffset() == local.utcoffset():
+        return boundary + HOUR, local + _AN_HOUR
+    return boundary + HOUR, _pinned(boundary + HOUR, zone, fixed)
 
 
 def check_range(start: int, end: int, granularity: Granularity, zone: ZoneInfo) -> None:
@@ -172,14 +193,16 @@ _HOURS_SUMMED = (
 )
 #: Taken off the rollup's hours: the active holds past their expiry, which the rollup
 #: counts until a write releases them (the usage read shows them released already).
-#: Few rows, found by the partial index ``charges_active_holds`` (migration 0009).
+#: Few rows, found by the partial index ``charges_active_holds`` (migration 0009): the
+#: unary plus keeps SQLite from scanning the range's charges by ``charges_user_spent``
+#: instead (a covering index with a range on ``created_at`` looks cheaper to it).
 _EXPIRED_HOLDS = (
     "SELECT (created_at - ?) / ? AS granule, kind, -COUNT(*) AS operations,"
     " CAST(-SUM(from_plan) AS BIGINT) AS plan,"
     " CAST(-SUM(from_purchased) AS BIGINT) AS purchased,"
     " CAST(-SUM(postpaid) AS BIGINT) AS postpaid"
     " FROM charges WHERE user_id = ? AND hold_state = 'active' AND expires_at <= ?"
-    " AND created_at >= ? AND created_at < ?"
+    " AND +created_at >= ? AND +created_at < ?"
     " GROUP BY granule, kind"
 )
 
@@ -230,13 +253,17 @@ async def read_history(
         start = to_micros(period.start) if start is None else start
         end = to_micros(period.end) if end is None else end
     check_range(start, end, granularity, zone)
-    bounds = _boundaries(start, end, granularity, zone)
+    bounds, instants = _edges(start, end, granularity, zone)
     origin, width = _granules(bounds)
     sql, args = _spent_query(user_id, bounds, origin, width, now)
     rows = await conn.fetchall(sql, *args)
-    spent: dict[int, list[int]] = {}
-    operations: dict[int, dict[str, int]] = {}
-    last_granule, bucket = None, 0
+    # Per bucket, by its index: credit per pool and operations per kind (a bucket with
+    # none shares one empty mapping: few allocations, a month of hours has 744 buckets).
+    buckets = len(bounds) - 1
+    plan, purchased, postpaid = [0] * buckets, [0] * buckets, [0] * buckets
+    nothing: dict[str, int] = {}
+    operations = [nothing] * buckets
+    last_granule, bucket, counts = None, 0, nothing
     for row in rows:  # by position: (granule, kind, operations, plan, purchased, postpaid)
         count: int = row[2]
         if not count:  # an hour and kind whose charges were all refunded: nothing stands
@@ -245,24 +272,34 @@ async def read_history(
         if granule != last_granule:  # rows come mostly by slice, a row per kind
             last_granule = granule
             bucket = bisect_right(bounds, max(start, origin + granule * width)) - 1
-            sums = spent.setdefault(bucket, [0, 0, 0])
-            counts = operations.setdefault(bucket, {})
-        sums[0] += row[3]
-        sums[1] += row[4]
-        sums[2] += row[5]
+            counts = operations[bucket]
+            if counts is nothing:
+                counts = operations[bucket] = {}
+        plan[bucket] += row[3]
+        purchased[bucket] += row[4]
+        postpaid[bucket] += row[5]
         counts[row[1]] = counts.get(row[1], 0) + count
-    configured = list(kinds)
     # A kind whose operations an expired hold took off, to zero, was not in the range.
-    for counts in operations.values():
+    for counts in operations:
         for kind in [kind for kind, count in counts.items() if not count]:
             del counts[kind]
-    found = {kind for counts in operations.values() for kind in counts}
+    configured = list(kinds)
+    found = {kind for counts in operations for kind in counts}
     zero = dict.fromkeys([*configured, *sorted(found.difference(configured))], 0)
-    instants = _local_instants(bounds, zone)
-    buckets = []
-    for bucket, (bucket_start, bucket_end) in enumerate(pairwise(instants)):
-        plan, purchased, postpaid = spent.get(bucket, (0, 0, 0))
-        counted = dict(zero)
-        counted.update(operations.get(bucket, ()))
-        buckets.append(Bucket(bucket_start, bucket_end, plan, purchased, postpaid, counted))
-    return History(zone.key, granularity, instants[0], instants[-1], tuple(buckets))
+    return History(
+        zone.key,
+        granularity,
+        instants[0],
+        instants[-1],
+        tuple(
+            map(
+                Bucket,
+                instants,
+                instants[1:],
+                plan,
+                purchased,
+                postpaid,
+                [{**zero, **counts} for counts in operations],
+            )
+        ),
+    )

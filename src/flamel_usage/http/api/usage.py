@@ -90,20 +90,23 @@ def _optional_instant(value: str | None, name: str, services: Services) -> int |
 def history_csv(history: History) -> str:
     """One row per bucket under ``start,end,plan,purchased,postpaid,<kind>...``."""
     kinds = list(history.buckets[0].operations) if history.buckets else []
+    # Each bucket ends where the next starts: one ISO string per boundary.
+    shown = [bucket.start.isoformat() for bucket in history.buckets]
+    shown.append(history.end.isoformat())
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["start", "end", "plan", "purchased", "postpaid", *kinds])
-    for bucket in history.buckets:
-        writer.writerow(
-            [
-                bucket.start.isoformat(),
-                bucket.end.isoformat(),
-                credits_value(bucket.plan),
-                credits_value(bucket.purchased),
-                credits_value(bucket.postpaid),
-                *(bucket.operations[kind] for kind in kinds),
-            ]
-        )
+    writer.writerows(
+        [
+            start,
+            end,
+            credits_value(bucket.plan),
+            credits_value(bucket.purchased),
+            credits_value(bucket.postpaid),
+            *[bucket.operations[kind] for kind in kinds],
+        ]
+        for bucket, start, end in zip(history.buckets, shown, shown[1:], strict=False)
+    )
     return out.getvalue()
 
 
