@@ -19,6 +19,7 @@ from flamel_usage.core.periods import from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.metrics import charge_outcome
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import purchases
 from flamel_usage.metering import charges
 from tests.conftest import FakeClock
 from tests.factories import Factory
@@ -502,7 +503,13 @@ async def test_purchase_for_an_unknown_user_is_not_found(
 ) -> None:
     async with db.transaction() as conn:
         with pytest.raises(Refusal) as caught:
-            await ledger.buy_credits(conn, 999, 1000, expires_at=None, now=clock(), zone=UTC_ZONE)
+            await purchases.buy_credits(
+                conn,
+                purchases.PurchaseRequest(999, 1000, expires_at=None),
+                idempotency_key=None,
+                now=clock(),
+                zone=UTC_ZONE,
+            )
     assert caught.value.reason == "user_not_found"
     assert await entry_count(db) == 0
     async with db.read() as conn:
