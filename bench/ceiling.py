@@ -54,7 +54,7 @@ async def usage(one, sql, key, now):
     return 200, orjson.dumps(
         {
             "currentCredit": credits_value(row[6]),
-            "additionalCredit": credits_value(row[15]),
+            "additionalCredit": credits_value(row[-1]),  # USAGE ends with the purchased credit
             "maxCredit": credits_value(row[11]),
             "period": f"{iso(row[4])}/{iso(row[5])}",
             "ttpCount": row[7],
