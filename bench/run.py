@@ -776,6 +776,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     read = results.get("read", {}).get("summary", [])
     rows = {(r["contender"], r["connections"]): r for r in read}
     levels = sorted({r["connections"] for r in read})
+    if read:
+        # A ratio against a contender that answered errors means nothing: say so, loudly.
+        failing = sorted({f"{r['contender']} (c={r['connections']})" for r in read if r["errors"]})
+        target(
+            "read: every contender answered without errors",
+            not failing,
+            ", ".join(failing) or "none failed",
+        )
     for contender, store in (("ours-sqlite", "SQLite"), ("ours-pg", "PostgreSQL")):
         if not all((contender, c) in rows for c in levels):
             continue
