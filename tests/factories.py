@@ -13,9 +13,8 @@ from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_password
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger import balances as ledger
-from flamel_usage.ledger import purchases
 from flamel_usage.ledger.reconcile import reconcile
-from flamel_usage.metering import charges, holds, refunds
+from flamel_usage.metering import charges, holds, purchases, refunds
 from flamel_usage.metering.outcomes import ChargeOutcome, Held, HoldOutcome, Refunded
 
 _serial = count(1)

@@ -31,7 +31,7 @@ from flamel_usage.cli.parser import build_parser
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.context import system_clock
-from flamel_usage.ledger import purchases
+from flamel_usage.metering import purchases
 from tests.conftest import POSTGRES_URL
 from tests.processes import run_cli, single_line
 from tests.store import reset_database, snapshot, sql

@@ -19,8 +19,7 @@ from flamel_usage.core.periods import from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Database
 from flamel_usage.http.metrics import charge_outcome
 from flamel_usage.ledger import balances as ledger
-from flamel_usage.ledger import purchases
-from flamel_usage.metering import charges
+from flamel_usage.metering import charges, purchases
 from tests.conftest import FakeClock
 from tests.factories import Factory
 

@@ -30,9 +30,8 @@ from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
 from flamel_usage.http.bodies import outbound
 from flamel_usage.http.context import system_clock
 from flamel_usage.ledger import balances as ledger
-from flamel_usage.ledger import purchases
 from flamel_usage.ledger.reconcile import reconcile as reconcile_books
-from flamel_usage.metering import charges, holds, idempotency, refunds
+from flamel_usage.metering import charges, holds, idempotency, purchases, refunds
 from flamel_usage.metering.outcomes import Charged, ChargeOutcome, Held, HoldOutcome, Refunded
 from flamel_usage.webhooks import endpoints as webhooks
 from flamel_usage.webhooks.addresses import public_target

@@ -15,7 +15,7 @@ from flamel_usage.core.errors import Refusal
 from flamel_usage.core.periods import from_micros, to_micros
 from flamel_usage.db.gateway import Connection, Database
 from flamel_usage.http.context import system_clock
-from flamel_usage.ledger import purchases
+from flamel_usage.metering import purchases
 
 DEMO_EMAIL = "demo@flamel.local"
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (a documented demo login, not a secret)

@@ -78,6 +78,11 @@ _LIVE_PURCHASED = (
     " WHERE c.user_id = ? AND c.remaining > 0 AND (c.expires_at IS NULL OR c.expires_at > ?)"
 )
 
+#: ``charges.status`` of a charge that was made (``metering.idempotency`` keeps a
+#: refused one's record in the same table with its reason's status): the ledger's reads
+#: select standing charges by it.
+CHARGED = 201
+
 #: The account, its plan and its live purchased credit, in one statement.
 USAGE = (
     f"SELECT {_ACCOUNT_COLUMNS}, ({_LIVE_PURCHASED}) AS purchased"  # noqa: S608

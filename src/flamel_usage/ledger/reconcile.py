@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from flamel_usage.db.gateway import Connection, Row
 from flamel_usage.ledger import rollup
-from flamel_usage.metering.idempotency import CHARGED
+from flamel_usage.ledger.balances import CHARGED
 
 
 async def reconcile(conn: Connection) -> list[str]:

@@ -42,6 +42,7 @@ from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
 from flamel_usage.db.gateway import Connection, Row
 from flamel_usage.ledger.balances import (
+    CHARGED,
     TAKEN_PARTS,
     give_back,
     locked_account,
@@ -156,7 +157,7 @@ async def create(
 
 def _replayed_creation(row: Row) -> HoldOutcome:
     """The first answer of the key: the hold as it was made, whatever befell it since."""
-    if row["status"] != idempotency.CHARGED:
+    if row["status"] != CHARGED:
         return idempotency.replayed_refusal(row)
     made = idempotency.replayed_charge(row)
     assert not isinstance(made, Refused)

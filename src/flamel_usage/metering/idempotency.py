@@ -25,7 +25,7 @@ refusal's record and retires a charge's (the charge stays, with its ledger entri
 key becomes ``RETIRED`` and its id, which no client's key can be (a key never starts with
 a space), so the client's key may be used again, and its replay body is dropped.
 
-A purchase made with a key is its key's record in its own row (``ledger.purchases``),
+A purchase made with a key is its key's record in its own row (``metering.purchases``),
 found by ``claim`` as a charge's is, under the same lock and the same refusals;
 ``prune`` retires it by forgetting its key, fingerprint and replay body.
 """
@@ -43,16 +43,13 @@ from flamel_usage.core.errors import REASONS, Refusal
 from flamel_usage.core.money import parse_credits
 from flamel_usage.core.periods import Period
 from flamel_usage.db.gateway import Connection, Database, Row, UniqueViolation
-from flamel_usage.ledger.balances import Usage
+from flamel_usage.ledger.balances import CHARGED, Usage
 from flamel_usage.metering.outcomes import Charge, Charged, ChargeOutcome, Refused
 
 #: 1-255 printable ASCII characters, no space at either end: HTTP servers strip those
 #: from header values, so such a key would not be the same key over HTTP and the CLI.
 IDEMPOTENCY_KEY_PATTERN = r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?"
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
-
-#: ``charges.status`` of a charge that was made (see the module's docstring).
-CHARGED = 201
 
 # The record's statements, by name: ``bench/charges.py`` runs them too.
 READ_RECORD = (
@@ -154,7 +151,7 @@ async def claim(
 
     ``read`` finds the record by user and key (``?`` twice, in that order), with its
     ``fingerprint``: a charge's or hold's is its ``charges`` row (``READ_RECORD``), a
-    purchase's its ``credit_purchases`` row (``ledger.purchases``).
+    purchase's its ``credit_purchases`` row (``metering.purchases``).
 
     Takes the key's lock first, so the answer holds until the transaction ends.
     """

@@ -14,7 +14,13 @@ from zoneinfo import ZoneInfo
 
 from flamel_usage.core.errors import Refusal
 from flamel_usage.db.gateway import Connection
-from flamel_usage.ledger.balances import TAKEN_PARTS, give_back, locked_account, read_usage
+from flamel_usage.ledger.balances import (
+    CHARGED,
+    TAKEN_PARTS,
+    give_back,
+    locked_account,
+    read_usage,
+)
 from flamel_usage.ledger.rollup import record_spending
 from flamel_usage.metering import idempotency
 from flamel_usage.metering.outcomes import Charge, Refunded
@@ -32,7 +38,7 @@ async def refund(conn: Connection, idempotency_key: str, *, now: int, zone: Zone
     charged = await conn.fetchone(CHARGE_BY_KEY, idempotency_key)
     if charged is None:
         raise Refusal("charge_not_found", "no charge with this idempotency key")
-    if charged["status"] != idempotency.CHARGED:
+    if charged["status"] != CHARGED:
         raise Refusal("not_refundable", "this charge was refused: there is nothing to refund")
     if charged["hold_state"] is not None:
         raise Refusal("not_refundable", "this is a hold: settle or release it")

@@ -23,9 +23,9 @@ from flamel_usage.core.periods import PeriodUnit, from_micros
 from flamel_usage.http.bodies.fields import IdempotencyKey, credits, shown_instant
 from flamel_usage.http.routing import JSON_HEADERS, Response
 from flamel_usage.ledger import balances as ledger
-from flamel_usage.ledger import purchases
 from flamel_usage.ledger.history import Granularity, History
 from flamel_usage.metering import outcomes as metering
+from flamel_usage.metering import purchases
 from flamel_usage.webhooks import endpoints as webhooks
 
 #: Where the seed's schema of the usage read is; answers that include a user's usage

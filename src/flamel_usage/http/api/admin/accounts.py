@@ -20,9 +20,8 @@ from flamel_usage.http.bodies.reading import read_body
 from flamel_usage.http.context import Services
 from flamel_usage.http.routing import Request, Response, empty_response, json_response
 from flamel_usage.ledger import balances as ledger
-from flamel_usage.ledger import purchases
 from flamel_usage.ledger.reconcile import reconcile as reconcile_books
-from flamel_usage.metering import idempotency
+from flamel_usage.metering import idempotency, purchases
 
 _REPLAYED = (b"idempotent-replayed", b"true")
 
