@@ -12,12 +12,17 @@ over `--connections` connections (default 8), mixed as the platform sends it:
 - 5% refunds of a charge answered 201 earlier in the run (each once);
 - 5% purchases of one credit.
 
-Each minute it prints the resident set (VmRSS) of each worker, requests, p50 and p99,
-and errors: an answer other than the intended ones (200/201, and 402/429 for a charge
-refused by credit or limit) or no answer. At the end: `flamel-usage reconcile` on the
-store, then the targets: RSS growth under 10 MB per worker after the first minute, p99
-of the last minute within 20% of the second minute, no errors, reconcile clean. Exit 0
-when all pass, 1 otherwise.
+Each minute it prints the resident set (VmRSS) of each worker, requests, p50 and p99
+(and the p99 of the usage reads alone), and errors: an answer other than the intended
+ones (200/201, and 402/429 for a charge refused by credit or limit) or no answer. On
+SQLite also the WAL, sampled each second from the shared-memory index SQLite keeps
+beside it (read, never locked, so the soak changes nothing): the most frames it held in
+the minute (what every read may have to look through before the database file) and its
+file's size.
+
+At the end: `flamel-usage reconcile` on the store, then the targets: RSS growth under
+10 MB per worker after the first minute, p99 of the last minute within 20% of the second
+minute, no errors, reconcile clean. Exit 0 when all pass, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -54,14 +59,29 @@ FIRST_USER = 2
 @dataclass
 class Minute:
     latencies: list[float] = field(default_factory=list)
+    #: The usage reads' alone: a tail the writes make shows in ``latencies`` only.
+    read_latencies: list[float] = field(default_factory=list)
     errors: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
+    wal_frames: int = 0
 
-    def p(self, fraction: float) -> float:
-        ordered = sorted(self.latencies)
+    def p(self, fraction: float, *, reads_only: bool = False) -> float:
+        ordered = sorted(self.read_latencies if reads_only else self.latencies)
         if not ordered:
             return float("nan")
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+
+
+def wal_frames(database: Path) -> int | None:
+    """The frames in ``database``'s WAL now: ``mxFrame`` of the WAL index's header, the
+    32-bit word at byte 16 of the ``-shm`` file, in the machine's byte order (SQLite's
+    file format, "WAL-index format"). None when there is no index (no WAL open)."""
+    try:
+        with open(f"{database}-shm", "rb") as index:
+            header = index.read(20)
+    except OSError:
+        return None
+    return int.from_bytes(header[16:20], sys.byteorder) if len(header) == 20 else None
 
 
 def rss_mb(pid: int) -> float | None:
@@ -132,6 +152,8 @@ class Load:
                 self.charged.append(headers["Idempotency-Key"])  # refundable from now on
             minute = self.minute
             minute.latencies.append(time.perf_counter() - started)
+            if kind == "read":
+                minute.read_latencies.append(minute.latencies[-1])
             minute.statuses[f"{kind} {status}"] = minute.statuses.get(f"{kind} {status}", 0) + 1
             if not ok:
                 minute.errors += 1
@@ -157,8 +179,20 @@ class Load:
                 await asyncio.wait(pending, timeout=60)
 
 
-async def soak(args: argparse.Namespace, server: Server, users: int) -> list[dict[str, Any]]:
+async def _watch_wal(load: Load, database: Path) -> None:
+    """Keep the most frames the WAL held in the current minute, sampled each second."""
+    while True:
+        frames = wal_frames(database)
+        if frames is not None:
+            load.minute.wal_frames = max(load.minute.wal_frames, frames)
+        await asyncio.sleep(1)
+
+
+async def soak(
+    args: argparse.Namespace, server: Server, users: int, database: Path | None
+) -> list[dict[str, Any]]:
     load = Load(f"http://{HOST}:{server.port}", users, args.rate, args.connections)
+    watcher = None if database is None else asyncio.create_task(_watch_wal(load, database))
     started = time.monotonic()
     rows = []
     for number in range(1, args.minutes + 1):
@@ -172,18 +206,29 @@ async def soak(args: argparse.Namespace, server: Server, users: int) -> list[dic
             "requests": len(minute.latencies),
             "p50_ms": round(minute.p(0.50), 2),
             "p99_ms": round(minute.p(0.99), 2),
+            "read_p99_ms": round(minute.p(0.99, reads_only=True), 2),
             "errors": minute.errors,
             "statuses": minute.statuses,
         }
+        wal = ""
+        if database is not None:
+            row["wal_frames"] = minute.wal_frames
+            wal_file = Path(f"{database}-wal")
+            row["wal_file_mb"] = round(wal_file.stat().st_size / 1e6, 1) if wal_file.exists() else 0
+            wal = f"  wal {row['wal_frames']:6d} frames at most, file {row['wal_file_mb']} MB"
         rows.append(row)
         workers = "  ".join(f"{value} MB" for value in row["rss_mb"])
         print(
             f"minute {number:3d}  rss/worker {workers}  requests {row['requests']:6d}"
-            f"  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}",
+            f"  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
+            f" (reads {row['read_p99_ms']:6.2f})"
+            f"  errors {row['errors']}" + wal,
             flush=True,
         )
         if minute.errors:
             print(f"    {minute.statuses}", flush=True)
+    if watcher is not None:
+        watcher.cancel()
     return rows
 
 
@@ -226,10 +271,11 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="flamel-soak-"))
     seeded = sqlite_seed(args.users, args.entries)
-    database_name = None
+    database_name, database = None, None
     if args.store == "sqlite":
-        shutil.copy(seeded.path, work / "soak.sqlite3")
-        url = f"sqlite:///{work / 'soak.sqlite3'}"
+        database = work / "soak.sqlite3"
+        shutil.copy(seeded.path, database)
+        url = f"sqlite:///{database}"
     else:
         database_name = f"flamel_soak_{int(time.time())}"
         asyncio.run(admin(f'CREATE DATABASE "{database_name}"'))
@@ -255,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         server.start(ready_path="/healthz")
-        rows = asyncio.run(soak(args, server, args.users))
+        rows = asyncio.run(soak(args, server, args.users, database))
     finally:
         server.stop()
     checked = subprocess.run(
