@@ -72,14 +72,26 @@ def hour_of(instant: int) -> int:
     return instant - instant % HOUR
 
 
+#: Per zone, the last day ``day_of`` found, ``(start, end)``: a worker's charges are
+#: made now, so nearly all fall in it, and finding a day in a zone costs ~7 µs of CPU.
+_last_days: dict[ZoneInfo, tuple[int, int]] = {}
+
+
 def day_of(instant: int, zone: ZoneInfo) -> int:
     """The start of the local day of ``zone`` that ``instant`` is in, as the history's
     buckets by day cut it: the last local midnight at or before it. Usually the midnight
     of its own date; the next date's where the clock goes back over midnight (the hour
     after that midnight shows the day before again)."""
+    last = _last_days.get(zone)
+    if last is not None and last[0] <= instant < last[1]:
+        return last[0]
     date = from_micros(instant, zone).date()
     following = local_midnight(date + timedelta(days=1), zone)
-    return following if following <= instant else local_midnight(date, zone)
+    if following <= instant:
+        return following
+    start = local_midnight(date, zone)
+    _last_days[zone] = (start, following)
+    return start
 
 
 async def record_spending(
