@@ -219,10 +219,12 @@ async def test_a_change_of_zone_rebuilds_the_days(db: Database, clock: FakeClock
 
 
 async def test_a_store_made_before_the_day_rollup_gets_its_days(
-    db: Database, factory: Factory, clock: FakeClock
+    db: Database, factory: Factory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Migration 0014 makes the table empty, with no zone recorded: the server's first
-    start fills it from the charges that stand."""
+    start fills it from the charges that stand (here two rows a statement, so that the
+    rows go in several)."""
+    monkeypatch.setattr(rollup, "_ROWS_PER_INSERT", 2)
     user = await factory.user(await factory.plan(credits=50, max_ttp=None))
     for number in range(6):
         assert isinstance(await factory.charge(user, KINDS[number % 3], f"o{number}"), Charged)

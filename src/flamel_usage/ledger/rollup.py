@@ -150,10 +150,19 @@ _STANDING_SPAN = (
 )
 
 
+#: The rebuilt days go in this many rows a statement (7 values each: within both stores'
+#: limits on parameters), not one round trip each.
+_ROWS_PER_INSERT = 1000
+_INSERT_DAYS = (
+    "INSERT INTO usage_days"
+    " (user_id, day, kind, operations, from_plan, from_purchased, postpaid) VALUES "
+)
+
+
 async def key_days(db: Database, zone: ZoneInfo) -> bool:
     """Make ``usage_days`` hold the days of ``zone``: rebuilt from the charges when it was
-    kept in another zone, or in none recorded (a store older than it, migration 0014);
-    True when it was rebuilt.
+    kept in another zone, or when none is recorded (migration 0014 records none: a store
+    charged before it gets its days at the next start); True when it was rebuilt.
 
     At a server's start, before it serves. One transaction that holds every writer of
     the rollup off (``Connection.lock_table``): a charge waits for the rebuild and then
@@ -188,8 +197,13 @@ async def key_days(db: Database, zone: ZoneInfo) -> bool:
                 purchased + row[5],
                 postpaid + row[6],
             )
-        for (user_id, day, kind), numbers in days.items():
-            await conn.execute(RECORD_DAY, user_id, day, kind, *numbers)
+        rows = [(*where, *numbers) for where, numbers in days.items()]
+        for first in range(0, len(rows), _ROWS_PER_INSERT):
+            batch = rows[first : first + _ROWS_PER_INSERT]
+            await conn.execute(
+                _INSERT_DAYS + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(batch)),
+                *(value for row in batch for value in row),
+            )
     return True
 
 
