@@ -20,6 +20,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
@@ -28,7 +29,7 @@ from benchlib import numbered
 from flamel_usage.accounts.users import LIVE_USER
 from flamel_usage.core.config import OPERATION_COSTS
 from flamel_usage.ledger.balances import ACCOUNT, EXPIRED_PURCHASES, INSERT_ENTRY, USAGE
-from flamel_usage.ledger.rollup import RECORD_SPENDING, hour_of
+from flamel_usage.ledger.rollup import RECORD_DAY, RECORD_HOUR, day_of, hour_of
 from flamel_usage.metering.charges import (
     LIVE_PURCHASES,
     SPEND_FROM_ACCOUNT,
@@ -46,6 +47,8 @@ COUNTED = {"ttp": ("ttp_count", "max_ttp"), "edit": ("edit_count", "max_edit")}
 #: What ``Connection.lock_name`` sends on PostgreSQL (SQLite's write lock needs none).
 LOCK = "SELECT pg_advisory_xact_lock(hashtext(?))"
 LOCKED_ACCOUNT = ACCOUNT + " FOR UPDATE OF a"  # ``Connection.for_update("a")``
+#: The seed's billing zone, which the history's day rollup is keyed in.
+ZONE = ZoneInfo("UTC")
 
 Fetch = Callable[..., Awaitable[Any]]
 
@@ -133,7 +136,8 @@ async def charge_once(
                 charge_id,
                 None,
             )
-    await run(RECORD_SPENDING, user_id, hour_of(now), kind, 1, from_plan, purchased, owed)
+    await run(RECORD_HOUR, user_id, hour_of(now), kind, 1, from_plan, purchased, owed)
+    await run(RECORD_DAY, user_id, day_of(now, ZONE), kind, 1, from_plan, purchased, owed)
     usage = await one(USAGE, user_id, now, user_id)
     body = orjson.dumps({"usage": list(usage)})
     await run(RECORD_USAGE, body.decode(), user_id, charge_id)
@@ -204,7 +208,7 @@ async def raw_postgres(
         for text in (
             *(LOCK, READ_RECORD, LIVE_USER, LOCKED_ACCOUNT, EXPIRED_PURCHASES, LIVE_PURCHASES),
             *(INSERT_RECORD, SPEND_FROM_ACCOUNT, SPEND_FROM_PURCHASE, INSERT_ENTRY, USAGE),
-            *(RECORD_SPENDING, RECORD_USAGE),
+            *(RECORD_HOUR, RECORD_DAY, RECORD_USAGE),
         )
     }
     statuses: dict[int, int] = {}

@@ -13,7 +13,8 @@ requests per second. ``--app ceiling``: the same loop on ``bench/ceiling.py``'s 
 ``--history day`` (or ``hour``): ``GET /api/users/me/usage/history`` by that granularity
 instead, the current period of the seed's user with 10,000 charges in it
 (``seed.HISTORY_USER``), with its key; ``--timezone`` the billing zone (default UTC, as
-the seed's; the rollup is in UTC hours, so any zone reads the same rows).
+the seed's; in another the lifespan first rebuilds the copy's day rollup in that zone,
+outside the measured loop).
 
 ``--flame`` runs the same loop under py-spy (from PyPI, a test dependency) and writes the
 flame graph to ``bench/results/usage-read-<timestamp>.svg``.

@@ -14,7 +14,9 @@ What it makes (every instant relative to the moment of seeding, billing zone UTC
   its current period and the entries of a few charges in it (reflected in the account's
   balances), and filler in EARLIER periods: period starts, charges (with their
   ``charges`` rows), some refunds, expired purchases and period-end expiries;
-* the usage history's hourly rollup of the charges that stand (``usage_hours``);
+* the usage history's rollups of the charges that stand, by hour (``usage_hours``) and
+  by UTC day (``usage_days``, its zone recorded in ``usage_days_zone``: a server started
+  with another billing zone rebuilds it);
 * ``reconcile`` is clean on the result (checked when a seed is made).
 
 SQLite seeds are cached under ``bench/.cache`` (keyed by the parameters, the day, the
@@ -78,6 +80,8 @@ TABLES = (
     "charges",
     "ledger_entries",
     "usage_hours",
+    "usage_days",
+    "usage_days_zone",
 )
 #: The columns the seed writes in bulk, in the order of its rows; the ledger's entries
 #: go in through the service's own statement (``balances.INSERT_ENTRY``).
@@ -97,6 +101,10 @@ COLUMNS = {
     "usage_hours": (
         *("user_id", "hour", "kind", "operations", "from_plan", "from_purchased", "postpaid"),
     ),
+    "usage_days": (
+        *("user_id", "day", "kind", "operations", "from_plan", "from_purchased", "postpaid"),
+    ),
+    "usage_days_zone": ("zone",),
 }
 KINDS = ("ttp", "edit", "image")
 #: The user whose usage history the benchmark reads, and its charges in the current period.
@@ -139,8 +147,10 @@ class _Generator:
         self.next_charge = 1
         self.keys: list[str] = []
         self.anchors: dict[int, int] = {}
-        #: The history's rollup of the charges that stand: (user, hour, kind) -> numbers.
+        #: The history's rollups of the charges that stand: (user, hour or day, kind) ->
+        #: numbers.
         self.hours: dict[tuple[int, int, str], list[int]] = {}
+        self.days: dict[tuple[int, int, str], list[int]] = {}
 
     def entry(
         self,
@@ -167,6 +177,8 @@ class _Generator:
             self.user(user_id, plan, per_user + (1 if user_id - HISTORY_USER <= extra else 0))
         self.ledger.sort(key=lambda row: row[1])
         self.rows["usage_hours"] = [(*where, *numbers) for where, numbers in self.hours.items()]
+        self.rows["usage_days"] = [(*where, *numbers) for where, numbers in self.days.items()]
+        self.rows["usage_days_zone"] = [(ZONE.key,)]
 
     def periods(self, unit: str, past: int) -> tuple[int, list[Period]]:
         """An anchor (whole seconds) and the current period plus ``past`` earlier ones."""
@@ -385,8 +397,10 @@ class _Generator:
             self.entry(user_id, at, "charge", pool, amount, period_start, charge_id=charge_id)
         if refunded_at is None:
             hour = self.hours.setdefault((user_id, rollup.hour_of(at), kind), [0, 0, 0, 0])
+            day = self.days.setdefault((user_id, rollup.day_of(at, ZONE), kind), [0, 0, 0, 0])
             for index, number in enumerate((1, from_plan, 0, owed)):
                 hour[index] += number
+                day[index] += number
         else:
             for pool, amount in parts:
                 self.entry(
@@ -451,7 +465,7 @@ async def reconcile(url: str) -> list[str]:
     await db.open()
     try:
         async with db.read() as conn:
-            return await books.reconcile(conn)
+            return await books.reconcile(conn, ZONE)
     finally:
         await db.close()
 

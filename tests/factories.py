@@ -109,7 +109,7 @@ class Factory:
 
     async def reconcile(self) -> list[str]:
         async with self.db.read() as conn:
-            return await reconcile(conn)
+            return await reconcile(conn, self.zone)
 
     async def charge(
         self,

@@ -633,6 +633,11 @@ def test_a_server_started_while_the_database_is_down_serves_once_it_is_up(
         assert [row[0] for row in versions] == [
             migration.version for migration in migrate.packaged("postgresql")
         ]
+        # The day rollup's zone, recorded by the lifespan's retry once the store answers.
+        while not (keyed := sql(url, "SELECT zone FROM usage_days_zone")):
+            assert time.monotonic() - started < RECOVERY_S, "the day rollup was never keyed"
+            time.sleep(0.1)
+        assert keyed == [("UTC",)]
         http.close()
         assert DB_PASSWORD not in server.output()
 

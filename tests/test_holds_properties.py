@@ -7,8 +7,8 @@ rollup included), a prepaid account's credit never goes below zero, and the usag
 which releases expired holds only in what it shows, equals what the account holds once
 a write has released them (the read is exact without writing). The history of the
 period agrees with the usage read, before and after that write: read from the hourly
-rollup (UTC hours) and from the charges themselves (a zone of half-hour offset), the
-same totals.
+rollup (UTC hours), from the daily one (days of the billing zone, UTC) and from the
+charges themselves (hours of a zone of half-hour offset), the same totals.
 
 Each example gets its own plan and user in one database per store, so the books of the
 earlier examples must stay reconciled too.
@@ -36,8 +36,8 @@ from tests.factories import Factory
 from tests.store import truncate_all
 
 UTC_ZONE = ZoneInfo("UTC")
-#: Offsets of whole hours and a half: its buckets cut UTC hours, so the history reads the
-#: charges themselves, by the rule the rollup must keep.
+#: Offsets of whole hours and a half: its hours cut UTC hours, so the history by hour
+#: reads the charges themselves, by the rule the rollups must keep.
 HALF_HOUR_ZONE = ZoneInfo("Asia/Kolkata")
 START = datetime(2026, 11, 30, 20, tzinfo=UTC)
 ANCHOR = datetime(2026, 11, 1, tzinfo=UTC)  # the period ends on 2026-12-01T00:00Z
@@ -138,13 +138,15 @@ class _Store:
     async def _check_history(
         self, conn: Connection, user_id: int, usage: ledger.Usage, sequence: object
     ) -> None:
-        """The period's history by UTC hour (the rollup, less expired active holds) and by
-        day in a half-hour zone (the charges): the same totals, agreeing with ``usage``."""
+        """The period's history by UTC hour and by day of the billing zone (the rollups,
+        less expired active holds) and by hour of a half-hour zone (the charges): the
+        same totals, agreeing with ``usage``."""
         start, end = to_micros(usage.period.start), to_micros(usage.period.end)
         totals = []
         reads: tuple[tuple[ZoneInfo, Granularity], ...] = (
             (UTC_ZONE, "hour"),
-            (HALF_HOUR_ZONE, "day"),
+            (UTC_ZONE, "day"),
+            (HALF_HOUR_ZONE, "hour"),
         )
         for zone, granularity in reads:
             history = await read_history(
@@ -167,8 +169,8 @@ class _Store:
                     {kind for bucket in buckets for kind in bucket.operations},
                 )
             )
-        from_rollup, from_charges = totals
-        assert from_rollup == from_charges, sequence
+        from_rollup, from_days, from_charges = totals
+        assert from_rollup == from_days == from_charges, sequence
         plan, _, postpaid, operations, kinds = from_rollup
         assert kinds == {"ttp"}, sequence
         assert operations == usage.ttp_count, sequence

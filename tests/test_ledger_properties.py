@@ -61,8 +61,8 @@ COSTS = {"ttp": 1000, "edit": 1000, "image": 1000}
 COUNTED = {"ttp", "edit"}
 REPLAYED = (b"idempotent-replayed", b"true")
 _TABLES = (
-    "usage_hours, ledger_entries, charges, sessions, api_keys, credit_purchases, accounts, users,"
-    " plans"
+    "usage_days, usage_hours, ledger_entries, charges, sessions, api_keys, credit_purchases,"
+    " accounts, users, plans"
 )
 
 

@@ -31,7 +31,15 @@ from flamel_usage.metering import refunds
 from tests.factories import Factory
 
 #: Tables holding users' rows, each distributed by its user's id.
-BY_USER = {"users", "accounts", "credit_purchases", "ledger_entries", "charges", "usage_hours"}
+BY_USER = {
+    "users",
+    "accounts",
+    "credit_purchases",
+    "ledger_entries",
+    "charges",
+    "usage_hours",
+    "usage_days",
+}
 #: Tables every shard holds a copy of.
 REFERENCE = {"plans"}
 #: Tables distributed by a key of their own: a throttle bucket, a credential's hash.

@@ -208,7 +208,7 @@ async def test_each_charge_counts_in_the_bucket_of_its_instant(
     """Charges a microsecond either side of every local quarter hour, over two days
     around a change of offset, from a start at an odd microsecond: each in its bucket.
 
-    The store sums per slice of time (``_granules``); this proves no slice straddles a
+    The store sums per slice of time (``rollup.slices``); this proves no slice straddles a
     bucket boundary, whatever the zone's offsets.
     """
     billing_zone = ZoneInfo(zone)

@@ -326,7 +326,7 @@ async def list_holds(args: argparse.Namespace, settings: Settings) -> int:
 async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async def check(db: Database) -> list[str]:
         async with db.read() as conn:
-            return await reconcile_books(conn)
+            return await reconcile_books(conn, settings.timezone)
 
     problems = await with_database(settings, check, reads_only=True)
     for problem in problems:

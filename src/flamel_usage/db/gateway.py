@@ -90,6 +90,14 @@ class Connection(abc.ABC):
         if self.dialect == "postgresql":
             await self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", name)
 
+    async def lock_table(self, table: str) -> None:
+        """Hold every other writer of ``table`` off until this transaction ends (readers
+        go on), where the store needs it: for rebuilding a table that other transactions
+        add to, so that none adds to a row the rebuild is about to replace. SQLite needs
+        none: its write transaction already excludes every other writer."""
+        if self.dialect == "postgresql":
+            await self.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+
     @abc.abstractmethod
     async def fetchall(self, sql: str, *args: object) -> Sequence[Row]: ...
 

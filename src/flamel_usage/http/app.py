@@ -33,6 +33,7 @@ from flamel_usage.http.pages import routes as pages
 from flamel_usage.http.render import error_response
 from flamel_usage.http.routing import Receive, Request, Response, Route, Router, Scope, Send
 from flamel_usage.http.security import NOSNIFF
+from flamel_usage.ledger import rollup
 from flamel_usage.metering import holds, idempotency
 from flamel_usage.webhooks.dispatcher import Dispatcher
 
@@ -155,10 +156,15 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                keying: asyncio.Task[None] | None = None
                 try:
                     if self._owns_db:
                         # Starts while PostgreSQL is down too (503 until it is back).
                         await self.services.db.start()
+                        try:
+                            await self._key_days()
+                        except DatabaseUnavailable:
+                            keying = asyncio.create_task(self._key_days_when_back())
                     await self.services.sessions.open()  # connects on demand, as the db
                 except Exception as exc:
                     logger.exception("startup failed")
@@ -173,6 +179,8 @@ class App:
                 # Whichever server runs it: supervisors and tests wait for each worker's.
                 logger.info("%s (pid %d)", WORKER_READY, os.getpid())
             elif message["type"] == "lifespan.shutdown":
+                if keying is not None:
+                    keying.cancel()
                 flusher.cancel()
                 sweeper.cancel()
                 dispatching.cancel()
@@ -184,6 +192,22 @@ class App:
                 if self._owns_db:
                     await self.services.db.close()
                 await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _key_days(self) -> None:
+        """The history's day rollup in the billing zone, rebuilt before serving if it
+        was kept in another (``rollup.key_days``: the zone is a setting)."""
+        zone = self.services.settings.timezone
+        if await rollup.key_days(self.services.db, zone):
+            logger.warning("usage_days rebuilt for the billing zone %s", zone.key)
+
+    async def _key_days_when_back(self) -> None:
+        """``_key_days`` once the store answers: PostgreSQL was down at the start, and
+        its first connection applies the migrations first."""
+        while True:
+            await asyncio.sleep(1)
+            with suppress(DatabaseUnavailable):
+                await self._key_days()
                 return
 
     async def _housekeeping(self) -> None:

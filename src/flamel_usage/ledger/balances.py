@@ -237,7 +237,7 @@ async def locked_account(conn: Connection, user_id: int, now: int, zone: ZoneInf
         assert row is not None
     await _expire_purchases(conn, user_id, now, row["period_start"])
     if row["hold_expiry"] is not None and row["hold_expiry"] <= now:
-        await _expire_holds(conn, row, now)
+        await _expire_holds(conn, row, now, zone)
         row = await conn.fetchone(ACCOUNT, user_id)
         assert row is not None
     return row
@@ -505,11 +505,13 @@ TAKEN_PARTS = (
 )
 
 
-async def release_hold(conn: Connection, account: Row, hold: Row, state: str, now: int) -> None:
+async def release_hold(
+    conn: Connection, account: Row, hold: Row, state: str, now: int, zone: ZoneInfo
+) -> None:
     """Give back everything the active ``hold`` (its row: ``id``, ``kind``, ``created_at``
     and what it took, ``from_plan``, ``from_purchased``, ``postpaid``) took: the operation
-    no longer counts, in the history's rollup neither. ``state`` is ``released`` (asked)
-    or ``expired`` (by itself)."""
+    no longer counts, in the history's rollups (their days those of ``zone``) neither.
+    ``state`` is ``released`` (asked) or ``expired`` (by itself)."""
     # Marked first: the plan credit due after the release counts the charges that stand.
     user_id, hold_id = account["user_id"], hold["id"]
     await conn.execute(
@@ -530,6 +532,7 @@ async def release_hold(conn: Connection, account: Row, hold: Row, state: str, no
         plan=-hold["from_plan"],
         purchased=-hold["from_purchased"],
         postpaid=-hold["postpaid"],
+        zone=zone,
     )
     for part in await conn.fetchall(TAKEN_PARTS, user_id, hold_id):
         await give_back(conn, account, part, part["amount"], charge_id=hold_id, now=now)
@@ -546,7 +549,7 @@ async def next_hold_expiry(conn: Connection, user_id: int) -> None:
     )
 
 
-async def _expire_holds(conn: Connection, account: Row, now: int) -> None:
+async def _expire_holds(conn: Connection, account: Row, now: int, zone: ZoneInfo) -> None:
     expired = await conn.fetchall(
         "SELECT id, kind, created_at, from_plan, from_purchased, postpaid FROM charges"
         " WHERE user_id = ? AND hold_state = 'active' AND expires_at <= ? ORDER BY id",
@@ -554,6 +557,6 @@ async def _expire_holds(conn: Connection, account: Row, now: int) -> None:
         now,
     )
     for hold in expired:
-        await release_hold(conn, account, hold, "expired", now)
+        await release_hold(conn, account, hold, "expired", now, zone)
     if not expired:
         await next_hold_expiry(conn, account["user_id"])

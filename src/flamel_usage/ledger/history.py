@@ -27,11 +27,18 @@ The rules, exactly:
   shows it released), nowhere.
 * Every configured operation kind is in every bucket, zero included, followed by any
   other kind the range holds (one no longer configured), so the figures always add up.
+
+How it is read: from the rollups (``ledger.rollup``), which hold those sums per user,
+kind and local day of the billing zone, and per user, kind and UTC hour. By day, each
+whole local day of the range is one row per kind of ``usage_days``; a partial day at
+either end (a period starts at its anchor's time of day) is summed from the hours it
+holds whole and the charges of the part of an hour left. By hour, the hours come from
+``usage_hours`` unless the zone's offset is not whole hours, then from the charges. The
+active holds past their expiry, which the rollups still count, are taken off.
 """
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,7 +50,7 @@ from flamel_usage.core.errors import Refusal
 from flamel_usage.core.periods import from_micros, local_midnight, to_micros
 from flamel_usage.db.gateway import Connection
 from flamel_usage.ledger.balances import read_usage
-from flamel_usage.ledger.rollup import HOUR
+from flamel_usage.ledger.rollup import HOUR, day_of, slices
 
 Granularity = Literal["day", "hour"]
 GRANULARITIES: tuple[Granularity, ...] = ("day", "hour")
@@ -142,29 +149,10 @@ def check_range(start: int, end: int, granularity: Granularity, zone: ZoneInfo) 
         raise Refusal("range_too_long", f"by {granularity}, a range spans at most {days} days")
 
 
-def _granules(bounds: list[int]) -> tuple[int, int]:
-    """``(origin, width)``: the widest equal slices of time, counted from ``origin``, that
-    no bucket boundary cuts, so the store can sum per slice and each slice falls whole
-    in one bucket.
-
-    Every boundary inside the range is ``origin`` plus a multiple of ``width`` (the
-    greatest common divisor of their distances: an hour, or a day in a zone without DST;
-    less only in zones whose offsets differ by less than an hour). ``origin`` is at or
-    before ``start``, so slice numbers are never negative and integer division floors
-    alike on both stores.
-    """
-    start, inside, end = bounds[0], bounds[1:-1], bounds[-1]
-    if not inside:
-        return start, end - start
-    width = math.gcd(*(boundary - inside[0] for boundary in inside)) or end - start
-    slices_before = -(-(inside[0] - start) // width)  # rounded up: the first, clipped bucket
-    return inside[0] - slices_before * width, width
-
-
 #: Charges that stand, summed per slice of time and kind: one range scan of the
 #: covering index ``charges_user_spent`` (migrations 0007 and 0009), no join. For what
-#: the rollup does not hold: the ends of the range inside an hour, or every hour in a
-#: zone whose offset is not whole hours.
+#: the rollups do not hold: the ends of the range inside an hour, or by hour every hour
+#: in a zone whose offset is not whole hours.
 _CHARGES = (
     "SELECT (created_at - ?) / ? AS granule, kind, COUNT(*) AS operations,"
     " CAST(SUM(from_plan) AS BIGINT) AS plan,"
@@ -182,7 +170,7 @@ _HOURS = (
     " from_plan AS plan, from_purchased AS purchased, postpaid"
     " FROM usage_hours WHERE user_id = ? AND hour >= ? AND hour < ?"
 )
-#: The same summed per slice of several hours (a day).
+#: The same summed per slice of several hours (a day's partial end).
 _HOURS_SUMMED = (
     "SELECT (hour - ?) / ? AS granule, kind, CAST(SUM(operations) AS BIGINT) AS operations,"
     " CAST(SUM(from_plan) AS BIGINT) AS plan,"
@@ -191,8 +179,14 @@ _HOURS_SUMMED = (
     " FROM usage_hours WHERE user_id = ? AND hour >= ? AND hour < ?"
     " GROUP BY granule, kind"
 )
-#: Taken off the rollup's hours: the active holds past their expiry, which the rollup
-#: counts until a write releases them (the usage read shows them released already).
+#: The rollup's whole days of the billing zone, one row per day and kind.
+_DAYS = (
+    "SELECT (day - ?) / ? AS granule, kind, operations,"
+    " from_plan AS plan, from_purchased AS purchased, postpaid"
+    " FROM usage_days WHERE user_id = ? AND day >= ? AND day < ?"
+)
+#: Taken off the rollups' hours and days: the active holds past their expiry, which the
+#: rollups count until a write releases them (the usage read shows them released already).
 #: Few rows, found by the partial index ``charges_active_holds`` (migration 0009): the
 #: unary plus keeps SQLite from scanning the range's charges by ``charges_user_spent``
 #: instead (a covering index with a range on ``created_at`` looks cheaper to it).
@@ -208,30 +202,61 @@ _EXPIRED_HOLDS = (
 
 
 def _spent_query(
-    user_id: int, bounds: list[int], origin: int, width: int, now: int
+    user_id: int,
+    bounds: list[int],
+    origin: int,
+    width: int,
+    granularity: Granularity,
+    zone: ZoneInfo,
+    now: int,
 ) -> tuple[str, list[object]]:
-    """One statement for the range's spending per slice (``granule``) and kind; a slice
+    """One statement for the range's spending per slice (``granule``: ``origin`` and
+    ``width`` as ``rollup.slices`` gives them for ``bounds``) and kind; a slice
     and kind may come in more than one row, and a row may take off (negative numbers).
 
-    The rollup serves the range's whole UTC hours when no bucket boundary cuts one (a
-    zone whose offsets are whole hours), less the active holds past their expiry at
-    ``now``; the charges the rest: the range's ends inside an hour, or the whole range.
+    By day, the day rollup serves the range's whole local days; each partial day at its
+    ends is one bucket, served as a range by hour is. By hour, the hour rollup serves
+    the range's whole UTC hours when no bucket boundary cuts one (a zone whose offsets
+    are whole hours); the charges the rest: the ends inside an hour, or the whole range.
+    What a rollup serves is less the active holds past their expiry at ``now``.
     """
     start, end = bounds[0], bounds[-1]
-    first_hour, last_hour = -(-start // HOUR) * HOUR, end // HOUR * HOUR
-    if first_hour >= last_hour or any(boundary % HOUR for boundary in bounds[1:-1]):
-        return _CHARGES, [origin, width, user_id, start, end, now]
     parts: list[str] = []
     args: list[object] = []
-    if start < first_hour:
-        parts.append(_CHARGES)
-        args += [origin, width, user_id, start, first_hour, now]
-    parts += [_HOURS if width == HOUR else _HOURS_SUMMED, _EXPIRED_HOLDS]
-    args += [origin, width, user_id, first_hour, last_hour]
-    args += [origin, width, user_id, now, first_hour, last_hour]
-    if last_hour < end:
-        parts.append(_CHARGES)
-        args += [origin, width, user_id, last_hour, end, now]
+
+    def rollup(sql: str, lower: int, upper: int) -> None:
+        parts.extend((sql, _EXPIRED_HOLDS))
+        args.extend((origin, width, user_id, lower, upper))
+        args.extend((origin, width, user_id, now, lower, upper))
+
+    def hours(lower: int, upper: int, whole: bool) -> None:
+        """``[lower, upper)``: the hour rollup's hours in it if ``whole`` (no bucket
+        boundary cuts one), the charges for the rest."""
+        first_hour, last_hour = -(-lower // HOUR) * HOUR, upper // HOUR * HOUR
+        if not whole or first_hour >= last_hour:
+            first_hour = last_hour = upper
+        if lower < first_hour:
+            parts.append(_CHARGES)
+            args.extend((origin, width, user_id, lower, first_hour, now))
+        if first_hour < last_hour:
+            rollup(_HOURS if width == HOUR else _HOURS_SUMMED, first_hour, last_hour)
+        if last_hour < upper:
+            parts.append(_CHARGES)
+            args.extend((origin, width, user_id, last_hour, upper, now))
+
+    if granularity == "hour":
+        hours(start, end, not any(boundary % HOUR for boundary in bounds[1:-1]))
+        return " UNION ALL ".join(parts), args
+    first_day = start if day_of(start, zone) == start else bounds[1]
+    last_day = end if day_of(end, zone) == end else bounds[-2]
+    if first_day >= last_day:  # no whole day: at most two partial ones
+        first_day = last_day = bounds[1]
+    if start < first_day:
+        hours(start, first_day, True)
+    if first_day < last_day:
+        rollup(_DAYS, first_day, last_day)
+    if last_day < end:
+        hours(last_day, end, True)
     return " UNION ALL ".join(parts), args
 
 
@@ -254,8 +279,8 @@ async def read_history(
         end = to_micros(period.end) if end is None else end
     check_range(start, end, granularity, zone)
     bounds, instants = _edges(start, end, granularity, zone)
-    origin, width = _granules(bounds)
-    sql, args = _spent_query(user_id, bounds, origin, width, now)
+    origin, width = slices(bounds)
+    sql, args = _spent_query(user_id, bounds, origin, width, granularity, zone, now)
     rows = await conn.fetchall(sql, *args)
     # Per bucket, by its index: credit per pool and operations per kind (a bucket with
     # none shares one empty mapping: few allocations, a month of hours has 744 buckets).

@@ -8,19 +8,20 @@ entries. Read-only: it runs on a read connection and changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 from flamel_usage.db.gateway import Connection, Row
 from flamel_usage.ledger import rollup
 from flamel_usage.ledger.balances import CHARGED
 
 
-async def reconcile(conn: Connection) -> list[str]:
+async def reconcile(conn: Connection, zone: ZoneInfo) -> list[str]:
     """Every difference between a stored balance and the sum of its ledger entries.
 
     Empty means the books agree. Checked: plan credit, counts and postpaid usage of each
     account's stored period, the remaining amount of every purchase, every charge and
     hold against its entries, each account's earliest hold expiry, and the usage
-    history's hourly rollup (``ledger.rollup``).
+    history's rollups (``ledger.rollup``: its days as days of the billing zone ``zone``).
     """
     problems: list[str] = []
     period_sums = await conn.fetchall(
@@ -60,7 +61,7 @@ async def reconcile(conn: Connection) -> list[str]:
     )
     charges = await conn.fetchall(_CHARGES)
     problems.extend(_charge_problems(charges))
-    problems.extend(await rollup.problems(conn, rollup.from_ledger(charges)))
+    problems.extend(await rollup.problems(conn, charges, zone))
     stale = await conn.fetchall(
         "SELECT a.user_id, a.hold_expiry, (SELECT MIN(h.expires_at) FROM charges h"
         " WHERE h.user_id = a.user_id AND h.hold_state = 'active') AS earliest"
@@ -76,7 +77,7 @@ async def reconcile(conn: Connection) -> list[str]:
 
 
 #: Each charge with the sums of its ledger entries: read once for the checks of charges
-#: and of the history's rollup, which is recomputed from it.
+#: and of the history's rollups, which are recomputed from it.
 _CHARGES = (
     "SELECT c.id, c.user_id, c.kind, c.created_at, c.status, c.cost, c.refunded_at,"
     " c.from_plan, c.from_purchased, c.postpaid, c.held, c.hold_state,"

@@ -117,7 +117,7 @@ async def charge(
         await idempotency.record(conn, fingerprint, unrecorded, period, refused=spend)
         return spend
     charge_id = await idempotency.record(conn, fingerprint, unrecorded, period)
-    await apply_spend(conn, account, request.kind, spend, charge_id, now)
+    await apply_spend(conn, account, request.kind, spend, charge_id, now, zone)
     usage = await read_usage(conn, request.user_id, now, zone)
     await idempotency.record_usage(conn, request.user_id, charge_id, usage)
     before = usage_before(usage, request.kind, spend)
@@ -176,7 +176,13 @@ async def plan_spend(
 
 
 async def apply_spend(
-    conn: Connection, account: Row, kind: str, spend: Spend, charge_id: int, now: int
+    conn: Connection,
+    account: Row,
+    kind: str,
+    spend: Spend,
+    charge_id: int,
+    now: int,
+    zone: ZoneInfo,
 ) -> None:
     """Take ``spend`` and count the operation, each part with its ``charge`` entry and in
     the history's rollup: the one way credit is taken, by charges and holds alike."""
@@ -219,4 +225,5 @@ async def apply_spend(
         plan=spend.from_plan,
         purchased=spend.from_purchased,
         postpaid=spend.postpaid,
+        zone=zone,
     )

@@ -116,7 +116,7 @@ async def create(
         await idempotency.record(conn, fingerprint, unrecorded, period, refused=spend)
         return spend
     hold_id = await idempotency.record(conn, fingerprint, unrecorded, period)
-    await charges.apply_spend(conn, account, request.kind, spend, hold_id, now)
+    await charges.apply_spend(conn, account, request.kind, spend, hold_id, now, zone)
     expires_at = now + ttl * _SECOND
     await conn.execute(
         "UPDATE charges SET held = cost, hold_state = 'active', expires_at = ?"
@@ -213,9 +213,9 @@ async def _finish(
             return Held(_shown(row), idempotency.usage_of(recorded["usage"]), replayed=True)
         raise Refusal("hold_not_active", f"the hold is {row['hold_state']}")
     if cost is None:
-        await release_hold(conn, account, row, "released", now)
+        await release_hold(conn, account, row, "released", now, zone)
     else:
-        await _settle(conn, account, row, cost, now)
+        await _settle(conn, account, row, cost, now, zone)
     usage = await read_usage(conn, row["user_id"], now, zone)
     finish = orjson.dumps({"call": call, "usage": usage.to_dto()}).decode()
     await conn.execute(
@@ -234,7 +234,9 @@ async def _finish(
 _GIVE_BACK_ORDER = ("postpaid", "purchase", "plan")
 
 
-async def _settle(conn: Connection, account: Row, row: Row, cost: int, now: int) -> None:
+async def _settle(
+    conn: Connection, account: Row, row: Row, cost: int, now: int, zone: ZoneInfo
+) -> None:
     hold_id = row["id"]
     parts = await conn.fetchall(TAKEN_PARTS, row["user_id"], hold_id)
     rest = row["held"] - cost
@@ -261,7 +263,7 @@ async def _settle(conn: Connection, account: Row, row: Row, cost: int, now: int)
         row["user_id"],
         hold_id,
     )
-    # The history keeps the operation in the hold's own hour, for what it kept.
+    # The history keeps the operation in the hold's own hour and day, for what it kept.
     await record_spending(
         conn,
         row["user_id"],
@@ -271,6 +273,7 @@ async def _settle(conn: Connection, account: Row, row: Row, cost: int, now: int)
         plan=-back_by_pool["plan"],
         purchased=-back_by_pool["purchase"],
         postpaid=-back_by_pool["postpaid"],
+        zone=zone,
     )
     for part, amount in returns:
         await give_back(conn, account, part, amount, charge_id=hold_id, now=now)

@@ -63,6 +63,7 @@ async def refund(conn: Connection, idempotency_key: str, *, now: int, zone: Zone
         plan=-charged["from_plan"],
         purchased=-charged["from_purchased"],
         postpaid=-charged["postpaid"],
+        zone=zone,
     )
     for part in parts:
         await give_back(conn, account, part, part["amount"], charge_id=charged["id"], now=now)

@@ -182,7 +182,7 @@ async def change_plan(request: Request, services: Services) -> Response:
 
 async def reconcile(request: Request, services: Services) -> Response:
     async with services.db.read() as conn:
-        problems = await reconcile_books(conn)
+        problems = await reconcile_books(conn, services.settings.timezone)
     return body_response(outbound.ReconcileReport(not problems, problems))
 
 
