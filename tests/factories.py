@@ -13,6 +13,7 @@ from flamel_usage.auth import credentials as auth
 from flamel_usage.auth.passwords import hash_password
 from flamel_usage.db.gateway import Database
 from flamel_usage.ledger import balances as ledger
+from flamel_usage.ledger import rollup
 from flamel_usage.ledger.reconcile import reconcile
 from flamel_usage.metering import charges, holds, purchases, refunds
 from flamel_usage.metering.outcomes import ChargeOutcome, Held, HoldOutcome, Refunded
@@ -64,6 +65,8 @@ class Factory:
         email: str | None = None,
     ) -> accounts.User:
         plan = plan or await self.plan()
+        # As a server's start does: the history reads the day rollup kept in its zone.
+        await rollup.key_days(self.db, self.zone)
         async with self.db.transaction() as conn:
             return await accounts.create_user(
                 conn,

@@ -183,26 +183,26 @@ async def test_a_change_of_zone_rebuilds_the_days(db: Database, clock: FakeClock
         kind = KINDS[number % 3]
         assert isinstance(await factory.charge(user, kind, f"z{number}", 1 + number % 4), Charged)
     await factory.refund("z7")
-    assert await rollup.key_days(db, utc)  # no zone recorded since the migration
+    assert await _keyed(db) == ["UTC"]  # the factory's first user, as a start does
     assert not await rollup.key_days(db, utc)
     kept = await _rows(db)
 
+    # Until a start in Kolkata rebuilds them, the UTC days are neither read nor checked.
+    whole = (_midnight("2026-11-20", kolkata), _midnight("2026-11-25", kolkata))
     async with db.read() as conn:
-        assert await reconcile(conn, kolkata) == [
-            "usage_days is kept in the zone UTC, the billing zone is Asia/Kolkata:"
-            " a server's start rebuilds it"
-        ]
+        assert await reconcile(conn, kolkata) == []
+    unkept = await _history(db, user.id, *whole, kolkata, clock())
     assert await rollup.key_days(db, kolkata)
     assert await _keyed(db) == ["Asia/Kolkata"]
     assert not await rollup.key_days(db, kolkata)
     assert await _rows(db) != kept
+    assert await _history(db, user.id, *whole, kolkata, clock()) == unkept
     moved = Factory(db, clock, kolkata)
     assert await moved.reconcile() == []
     assert isinstance(await moved.charge(user, "edit", "after", 1), Charged)
     await moved.refund("z12")
     assert await moved.reconcile() == []
 
-    whole = (_midnight("2026-11-20", kolkata), _midnight("2026-11-25", kolkata))
     days = await _history(db, user.id, *whole, kolkata, clock())
     hours = await _history(db, user.id, *whole, kolkata, clock(), by="hour")
     assert len(days.buckets) == 5
@@ -250,7 +250,7 @@ async def test_a_server_starting_in_another_zone_rebuilds_the_days_first(
     """Through the lifespan, as a server starts: its own store, the zone recorded."""
     user = await factory.user()
     assert isinstance(await factory.charge(user, "ttp", "seoul"), Charged)
-    assert await rollup.key_days(db, factory.zone)
+    assert await _keyed(db) == [factory.zone.key]
     settings = Settings.from_environ({**environ, "FLAMEL_TIMEZONE": "Asia/Seoul"})
     app = App(settings)
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

@@ -50,7 +50,7 @@ from flamel_usage.core.errors import Refusal
 from flamel_usage.core.periods import from_micros, local_midnight, to_micros
 from flamel_usage.db.gateway import Connection
 from flamel_usage.ledger.balances import read_usage
-from flamel_usage.ledger.rollup import HOUR, day_of, slices
+from flamel_usage.ledger.rollup import HOUR, day_of, days_kept_in, slices
 
 Granularity = Literal["day", "hour"]
 GRANULARITIES: tuple[Granularity, ...] = ("day", "hour")
@@ -209,13 +209,17 @@ def _spent_query(
     granularity: Granularity,
     zone: ZoneInfo,
     now: int,
+    *,
+    days_kept: bool,
 ) -> tuple[str, list[object]]:
     """One statement for the range's spending per slice (``granule``: ``origin`` and
     ``width`` as ``rollup.slices`` gives them for ``bounds``) and kind; a slice
     and kind may come in more than one row, and a row may take off (negative numbers).
 
-    By day, the day rollup serves the range's whole local days; each partial day at its
-    ends is one bucket, served as a range by hour is. By hour, the hour rollup serves
+    By day, the day rollup serves the range's whole local days when it is kept in
+    ``zone`` (``days_kept``); each partial day at its ends is one bucket, served as a
+    range by hour is. Not kept in ``zone`` (before a server's start has rebuilt it, as
+    ``rollup.key_days`` does), the days are served as by hour. By hour, the hour rollup serves
     the range's whole UTC hours when no bucket boundary cuts one (a zone whose offsets
     are whole hours); the charges the rest: the ends inside an hour, or the whole range.
     What a rollup serves is less the active holds past their expiry at ``now``.
@@ -244,7 +248,7 @@ def _spent_query(
             parts.append(_CHARGES)
             args.extend((origin, width, user_id, last_hour, upper, now))
 
-    if granularity == "hour":
+    if granularity == "hour" or not days_kept:
         hours(start, end, not any(boundary % HOUR for boundary in bounds[1:-1]))
         return " UNION ALL ".join(parts), args
     first_day = start if day_of(start, zone) == start else bounds[1]
@@ -280,7 +284,10 @@ async def read_history(
     check_range(start, end, granularity, zone)
     bounds, instants = _edges(start, end, granularity, zone)
     origin, width = slices(bounds)
-    sql, args = _spent_query(user_id, bounds, origin, width, granularity, zone, now)
+    days_kept = granularity == "day" and await days_kept_in(conn, zone)
+    sql, args = _spent_query(
+        user_id, bounds, origin, width, granularity, zone, now, days_kept=days_kept
+    )
     rows = await conn.fetchall(sql, *args)
     # Per bucket, by its index: credit per pool and operations per kind (a bucket with
     # none shares one empty mapping: few allocations, a month of hours has 744 buckets).

@@ -159,6 +159,13 @@ _INSERT_DAYS = (
 )
 
 
+async def days_kept_in(conn: Connection, zone: ZoneInfo) -> bool:
+    """Whether ``usage_days`` holds the days of ``zone``: the history reads them only
+    then (a server started in another zone, or none since migration 0014, reads its
+    days from the hours and the charges until its start has rebuilt them)."""
+    return bool(await conn.fetchval("SELECT zone FROM usage_days_zone") == zone.key)
+
+
 async def key_days(db: Database, zone: ZoneInfo) -> bool:
     """Make ``usage_days`` hold the days of ``zone``: rebuilt from the charges when it was
     kept in another zone, or when none is recorded (migration 0014 records none: a store
@@ -170,7 +177,7 @@ async def key_days(db: Database, zone: ZoneInfo) -> bool:
     rebuilds, the others find the zone recorded."""
     async with db.transaction() as conn:
         await conn.lock_table("usage_days")
-        if await conn.fetchval("SELECT zone FROM usage_days_zone") == zone.key:
+        if await days_kept_in(conn, zone):
             return False
         await conn.execute("DELETE FROM usage_days_zone")
         await conn.execute("INSERT INTO usage_days_zone (zone) VALUES (?)", zone.key)
@@ -238,15 +245,11 @@ def from_ledger(charges: Iterable[Row], bucket_of: Callable[[int], int]) -> Roll
 async def problems(conn: Connection, charges: Iterable[Row], zone: ZoneInfo) -> list[str]:
     """Each user, hour or day, and kind where a rollup differs from the ledger
     (``from_ledger`` of ``charges``), as one line; a row at zero counts as absent. The
-    days are checked in the billing zone ``zone``; kept in another, they are one line."""
+    days are checked when they are kept in the billing zone ``zone``: kept in another,
+    or before any (``key_days``), the history does not read them."""
     charges = list(charges)
     lines = await _differences(conn, "usage_hours", "hour", from_ledger(charges, hour_of))
-    keyed = await conn.fetchval("SELECT zone FROM usage_days_zone")
-    if keyed is not None and keyed != zone.key:
-        lines.append(
-            f"usage_days is kept in the zone {keyed}, the billing zone is {zone.key}:"
-            " a server's start rebuilds it"
-        )
+    if not await days_kept_in(conn, zone):
         return lines
     days = from_ledger(charges, lambda instant: day_of(instant, zone))
     return lines + await _differences(conn, "usage_days", "day", days)
