@@ -1,7 +1,8 @@
 """Fixtures: every test that takes ``db`` runs once on SQLite and once on PostgreSQL.
 
-SQLite gets a fresh file per test. PostgreSQL gets one database per test session
-(migrated once) that is truncated before each test, so no test sees another's rows.
+SQLite gets a fresh file per test, a copy of one migrated once per session. PostgreSQL
+gets one database per test session (migrated once) that is truncated before each test,
+so no test sees another's rows.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import pytest
 from flamel_usage.core.config import Settings
 from flamel_usage.core.periods import to_micros
 from flamel_usage.db.gateway import Database
+from flamel_usage.db.sqlite import SQLiteDatabase
 from flamel_usage.http.app import App
 from tests.factories import Factory
-from tests.store import truncate_all
+from tests.store import copy_store, truncate_all
 
 POSTGRES_URL = os.environ.get(
     "FLAMEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -120,6 +122,29 @@ def postgres_database() -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated once for the session, which each test's store copies.
+
+    Migrating is a write transaction per migration, each synced to disk and committed
+    off the event loop: paid by every SQLite test, it was most of a short test's time.
+    The migrations themselves keep their tests (tests/test_migrations.py, and those that
+    migrate a store of their own).
+    """
+    path = tmp_path_factory.mktemp("migrated") / "migrated.sqlite3"
+
+    async def migrate() -> None:
+        database = Database.from_url(f"sqlite:///{path}")
+        await database.open()
+        try:
+            await database.migrate()
+        finally:
+            await database.close()
+
+    asyncio.run(migrate())
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -128,13 +153,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
+async def db(database_url: str, migrated_sqlite: Path) -> AsyncIterator[Database]:
+    """A migrated store with no rows, open."""
     database = Database.from_url(database_url)
+    if isinstance(database, SQLiteDatabase):
+        copy_store(migrated_sqlite, database.path)
     await database.open()
     if database.dialect == "postgresql":
         await truncate_all(database)
-    else:
-        await database.migrate()
     yield database
     await database.close()
 

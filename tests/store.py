@@ -6,6 +6,8 @@ so a table added by a later migration is covered without editing a list).
 from __future__ import annotations
 
 import asyncio
+import shutil
+from pathlib import Path
 from typing import Any
 
 from flamel_usage.db.gateway import Connection, Database
@@ -41,6 +43,19 @@ async def truncate_all(db: Database) -> None:
     async with db.transaction() as conn:
         tables = ", ".join(await table_names(conn))
         await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+def copy_store(source: Path, target: Path) -> None:
+    """A new SQLite store at ``target`` holding what the closed one at ``source`` holds.
+
+    Closed, ``source`` is its one file: its last connection moved the WAL into it and
+    removed the WAL. A file for its owner alone, as the service makes its own.
+    """
+    if source.with_name(f"{source.name}-wal").exists():
+        raise RuntimeError(f"{source} has a WAL: close every connection to it before a copy")
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    target.chmod(0o600)
 
 
 def _with_database(database_url: str, work: Any) -> Any:

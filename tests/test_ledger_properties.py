@@ -48,6 +48,7 @@ from flamel_usage.http.api.admin.metering import charge_answer, refund_answer
 from flamel_usage.http.routing import Response
 from flamel_usage.ledger import balances as ledger
 from tests.factories import Factory
+from tests.store import copy_store
 
 T = TypeVar("T")
 
@@ -207,9 +208,11 @@ moves = st.sampled_from(["1us", "1h", "1d", "9d", "40d", "period_end-1us", "peri
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    #: Set by the test: how to get a fresh, migrated, empty database for one example.
+    #: Set by the test: how to get a fresh, migrated, empty database for one example
+    #: (on SQLite, a copy of the migrated store ``sqlite_migrated``, in ``sqlite_dir``).
     database_url: str = ""
-    sqlite_dir: Path | None = None
+    sqlite_migrated: Path | None = None
+    sqlite_dir = Path()
     _files = itertools.count()
 
     keys = Bundle("keys")
@@ -259,11 +262,11 @@ class LedgerMachine(RuleBasedStateMachine):
         return key
 
     async def _open(self) -> Database:
-        if self.sqlite_dir is not None:
+        if self.sqlite_migrated is not None:
             path = self.sqlite_dir / f"example-{next(self._files)}.sqlite3"
+            copy_store(self.sqlite_migrated, path)
             db = Database.from_url(f"sqlite:///{path}")
             await db.open()
-            await db.migrate()
             return db
         db = Database.from_url(self.database_url)
         await db.open()
@@ -590,13 +593,17 @@ def _credits(amount: int) -> int | float:
     return amount // 1000 if amount % 1000 == 0 else amount / 1000
 
 
-def test_ledger_state_machine(database_url: str, tmp_path: Path) -> None:
+def test_ledger_state_machine(database_url: str, tmp_path: Path, migrated_sqlite: Path) -> None:
     sqlite = database_url.startswith("sqlite")
     COVERAGE.seen.clear()
     machine = type(
         "LedgerMachineUnderTest",
         (LedgerMachine,),
-        {"database_url": database_url, "sqlite_dir": tmp_path if sqlite else None},
+        {
+            "database_url": database_url,
+            "sqlite_migrated": migrated_sqlite if sqlite else None,
+            "sqlite_dir": tmp_path,
+        },
     )
     run_state_machine_as_test(
         machine,
