@@ -229,15 +229,23 @@ class _SQLiteConnection(Connection):
             raise
 
     # Each cursor is closed at once, even when fetching fails: an open one would keep its
-    # connection's read snapshot, and the reads after it would miss newer commits.
+    # connection's read snapshot, and the reads after it would miss newer commits. By
+    # try/finally rather than ``contextlib.closing``: the usage read makes two fetches, and
+    # the context manager's calls were 3% of its instructions.
 
     async def fetchall(self, sql: str, *args: object) -> Sequence[Row]:
-        with closing(self._run(sql, args)) as cursor:
+        cursor = self._run(sql, args)
+        try:
             return cursor.fetchall()
+        finally:
+            cursor.close()
 
     async def fetchone(self, sql: str, *args: object) -> Row | None:
-        with closing(self._run(sql, args)) as cursor:
+        cursor = self._run(sql, args)
+        try:
             row: Row | None = cursor.fetchone()
+        finally:
+            cursor.close()
         return row
 
     async def execute(self, sql: str, *args: object) -> int:
