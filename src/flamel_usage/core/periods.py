@@ -92,8 +92,9 @@ class Period:
 
 
 #: Stored periods ``stored_period`` keeps, the least recently read dropped first: each is
-#: about half a kilobyte with its text (480 bytes measured), so at most 8 MB per worker.
-STORED_PERIODS = 16_384
+#: about half a kilobyte with its text (480 bytes measured), so at most 4 MB per worker
+#: (the 80 MB target per worker leaves no room for more).
+STORED_PERIODS = 8_192
 
 
 @functools.lru_cache(maxsize=STORED_PERIODS)
