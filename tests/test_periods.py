@@ -12,14 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flamel_usage.core import periods
-from flamel_usage.core.periods import (
-    Period,
-    PeriodUnit,
-    from_micros,
-    period_containing,
-    stored_period,
-    to_micros,
-)
+from flamel_usage.core.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
 
 UTC_ZONE = ZoneInfo("UTC")
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -488,33 +481,15 @@ def test_property_micros_ignore_the_zone_of_the_instant(instant: datetime, zone:
 def test_a_period_of_stored_instants_is_the_period_of_their_datetimes(
     start: int, length: int, zone: ZoneInfo
 ) -> None:
-    made = stored_period(start, start + length, zone)
+    made = Period.of_micros(start, start + length, zone)
     assert made == Period(from_micros(start, zone), from_micros(start + length, zone))
     assert (
         made.iso_interval()
         == Period(from_micros(start, zone), from_micros(start + length, zone)).iso_interval()
     )
-    # Kept, with its text: the next read of the same period gets the same one.
-    assert stored_period(start, start + length, zone) is made
-    assert stored_period(start, start + length, zone).iso_interval() == made.iso_interval()
-
-
-def test_a_kept_period_is_one_of_its_own_instants_and_zone() -> None:
-    """The same instants in another zone, or a period that moved (a new period, a plan
-    change), are other periods, never the text kept for the first."""
-    start, end = 1_793_491_200_000_000, 1_796_083_200_000_000  # 2026-11-01/12-01 UTC
-    utc = stored_period(start, end, UTC_ZONE).iso_interval()
-    assert utc == "2026-11-01T00:00:00+00:00/2026-12-01T00:00:00+00:00"
-    assert stored_period(start, end, SEOUL).iso_interval() == (
-        "2026-11-01T09:00:00+09:00/2026-12-01T09:00:00+09:00"
-    )
-    assert stored_period(end, end + 1_000_000, UTC_ZONE).iso_interval() == (
-        "2026-12-01T00:00:00+00:00/2026-12-01T00:00:01+00:00"
-    )
-    assert stored_period(start, end, UTC_ZONE).iso_interval() == utc
 
 
 @pytest.mark.parametrize("length", [0, -1])
 def test_a_period_of_stored_instants_starts_before_it_ends(length: int) -> None:
     with pytest.raises(ValueError, match="not before its end"):
-        stored_period(1_000_000, 1_000_000 + length, SEOUL)
+        Period.of_micros(1_000_000, 1_000_000 + length, SEOUL)

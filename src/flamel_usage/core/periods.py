@@ -13,8 +13,7 @@ PostgreSQL compare and order them identically; the conversions here are exact.
 from __future__ import annotations
 
 import calendar
-import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timezone, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -59,15 +58,24 @@ class Period:
 
     start: datetime
     end: datetime
-    #: ``iso_interval``'s text, kept by its first call: a period never changes, and a
-    #: stored one is shared by every read of it (``stored_period``).
-    _interval: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _require_aware("start", self.start)
         _require_aware("end", self.end)
         if not self.start.astimezone(UTC) < self.end.astimezone(UTC):
             raise ValueError(f"period start {self.start} is not before its end {self.end}")
+
+    @classmethod
+    def of_micros(cls, start: int, end: int, zone: tzinfo = UTC) -> Period:
+        """The period between two stored instants (microseconds), as wall times in
+        ``zone``. Checked as the integers they are: both ends are aware by construction,
+        and the datetime checks of ``__post_init__`` cost a usage read about a microsecond."""
+        if not start < end:
+            raise ValueError(f"period start {start} is not before its end {end}")
+        period = object.__new__(cls)
+        object.__setattr__(period, "start", from_micros(start, zone))
+        object.__setattr__(period, "end", from_micros(end, zone))
+        return period
 
     def contains(self, instant: datetime) -> bool:
         # Compared in UTC so that an instant given in a ZoneInfo zone is judged by
@@ -82,38 +90,9 @@ class Period:
         (``2026-11-01T00:00:00+09:00/2026-12-01T00:00:00+09:00``) shows the billing
         zone's offset and clients parse that exact shape.
         """
-        interval = self._interval
-        if interval is None:
-            start = self.start.isoformat(timespec="seconds")
-            end = self.end.isoformat(timespec="seconds")
-            interval = f"{start}/{end}"
-            object.__setattr__(self, "_interval", interval)
-        return interval
-
-
-#: Stored periods ``stored_period`` keeps, the least recently read dropped first: each is
-#: about half a kilobyte with its text (480 bytes measured), so at most 4 MB per worker
-#: (the 80 MB target per worker leaves no room for more).
-STORED_PERIODS = 8_192
-
-
-@functools.lru_cache(maxsize=STORED_PERIODS)
-def stored_period(start: int, end: int, zone: tzinfo = UTC) -> Period:
-    """The period between two stored instants (microseconds), as wall times in ``zone``.
-
-    Kept for the next read of the same period: the same integers and zone always give
-    the same period, so a kept one is never stale (a new period, or a plan change that
-    moves it, is new integers), and a usage read skips converting both ends and
-    formatting its interval, a tenth of its CPU. Checked as the integers they are: both
-    ends are aware by construction, so ``__post_init__``'s datetime checks are skipped.
-    """
-    if not start < end:
-        raise ValueError(f"period start {start} is not before its end {end}")
-    period = object.__new__(Period)
-    object.__setattr__(period, "start", from_micros(start, zone))
-    object.__setattr__(period, "end", from_micros(end, zone))
-    object.__setattr__(period, "_interval", None)
-    return period
+        start = self.start.isoformat(timespec="seconds")
+        end = self.end.isoformat(timespec="seconds")
+        return f"{start}/{end}"
 
 
 def _period_start(anchor: datetime, months: int, zone: ZoneInfo) -> datetime:

@@ -23,14 +23,7 @@ from zoneinfo import ZoneInfo
 from flamel_usage.accounts.users import live_user_id, plan_by_name
 from flamel_usage.core.errors import Refusal
 from flamel_usage.core.money import credits_value
-from flamel_usage.core.periods import (
-    Period,
-    PeriodUnit,
-    from_micros,
-    period_containing,
-    stored_period,
-    to_micros,
-)
+from flamel_usage.core.periods import Period, PeriodUnit, from_micros, period_containing, to_micros
 from flamel_usage.db.gateway import Connection, Row
 from flamel_usage.ledger.rollup import record_spending
 from flamel_usage.webhooks.events import DEFAULT_THRESHOLDS, emit_usage_alerts
@@ -142,7 +135,7 @@ def _stored_usage(row: Row, purchased: int, zone: ZoneInfo) -> Usage:
         current_credit=row["plan_credit"],
         additional_credit=purchased,
         max_credit=row["max_credit"],
-        period=stored_period(row["period_start"], row["period_end"], zone),
+        period=Period.of_micros(row["period_start"], row["period_end"], zone),
         ttp_count=row["ttp_count"],
         max_ttp=row["max_ttp"],
         edit_count=row["edit_count"],
