@@ -32,9 +32,11 @@ How it is read: from the rollups (``ledger.rollup``), which hold those sums per 
 kind and local day of the billing zone, and per user, kind and UTC hour. By day, each
 whole local day of the range is one row per kind of ``usage_days``; a partial day at
 either end (a period starts at its anchor's time of day) is summed from the hours it
-holds whole and the charges of the part of an hour left. By hour, the hours come from
-``usage_hours`` unless the zone's offset is not whole hours, then from the charges. The
-active holds past their expiry, which the rollups still count, are taken off.
+holds whole and the charges of the part of an hour left; until ``usage_days`` is kept
+in the read's zone (``rollup.days_kept_in``: a server's start rebuilds it), days are read
+as hours are. By hour, the hours come from ``usage_hours`` unless the zone's offset is
+not whole hours, then from the charges. The active holds past their expiry, which the
+rollups still count, are taken off.
 """
 
 from __future__ import annotations
@@ -219,10 +221,10 @@ def _spent_query(
     By day, the day rollup serves the range's whole local days when it is kept in
     ``zone`` (``days_kept``); each partial day at its ends is one bucket, served as a
     range by hour is. Not kept in ``zone`` (before a server's start has rebuilt it, as
-    ``rollup.key_days`` does), the days are served as by hour. By hour, the hour rollup serves
-    the range's whole UTC hours when no bucket boundary cuts one (a zone whose offsets
-    are whole hours); the charges the rest: the ends inside an hour, or the whole range.
-    What a rollup serves is less the active holds past their expiry at ``now``.
+    ``rollup.key_days`` does), the days are served as by hour. By hour, the hour rollup
+    serves the range's whole UTC hours when no bucket boundary cuts one (a zone whose
+    offsets are whole hours); the charges the rest: the ends inside an hour, or the whole
+    range. What a rollup serves is less the active holds past their expiry at ``now``.
     """
     start, end = bounds[0], bounds[-1]
     parts: list[str] = []
